@@ -1,0 +1,149 @@
+/**
+ * The kernel interface every backend implements. The model is written once against it; backends are
+ * the float64 reference (`reference.ts`, the ground truth for tests and finite differences) and the
+ * gpu.js backends (`gpujs/`, modes cpu / webasm / webgpu).
+ *
+ * Buffers are opaque: on CPU backends they are typed arrays, on webgpu they are device-resident
+ * handles. Model code never indexes a buffer; it reads back only through `read`, so tensors can stay
+ * on the device between kernels. All tensors are row-major and flat; shapes are passed explicitly.
+ *
+ * Integer inputs known on the host (token ids, positions, masks) are passed as host arrays: they come
+ * from the data loader, and keeping them on the host lets CPU backends use them directly.
+ */
+export type Buf = { readonly __buf: unique symbol };
+
+export type BackendName = 'reference' | 'cpu' | 'webasm' | 'webgpu';
+
+export interface MatmulShape {
+  /** C is [m, n]. */
+  m: number;
+  k: number;
+  n: number;
+  /** A is stored [k, m] and used transposed. */
+  transA?: boolean;
+  /** B is stored [n, k] and used transposed (x @ W^T with W in the [out, in] layout). */
+  transB?: boolean;
+}
+
+/**
+ * Attention over a batch of sequences. Queries are [batch, tq, heads, headDim] and keys/values
+ * [batch, tk, kvHeads, headDim], flattened. Query row i of sequence b sees key slot j iff
+ * `kValid[b*tk+j]` and `j <= i + qOffset[b]` (index-based causality; `qOffset` is where the queries
+ * sit in the key axis: 0 in training, the cache length before the new tokens in decoding). A query
+ * that sees no key gets all-zero probabilities and a zero output. Query head h uses kv head
+ * h / (heads / kvHeads) (grouped-query attention).
+ */
+export interface AttentionShape {
+  batch: number;
+  tq: number;
+  tk: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  kValid: Uint8Array;
+  qOffset: Int32Array;
+}
+
+export interface AdamWHyper {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** 1-based step count for bias correction. */
+  step: number;
+  /** Multiplies the gradient first (global-norm clipping coefficient, loss scaling). */
+  gradScale: number;
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  /** Element precision of the buffers: 'f64' only for the reference. */
+  readonly precision: 'f32' | 'f64';
+
+  upload(data: ArrayLike<number>): Buf;
+  zeros(n: number): Buf;
+  read(x: Buf): Promise<Float32Array | Float64Array>;
+  length(x: Buf): number;
+  /** Releases device memory; a freed buffer must not be used again. No-op on CPU backends. */
+  free(x: Buf): void;
+
+  matmul(a: Buf, b: Buf, s: MatmulShape): Promise<Buf>;
+  add(a: Buf, b: Buf): Promise<Buf>;
+  /** x[rows, cols] + bias[cols] broadcast over rows. */
+  addBias(x: Buf, bias: Buf, rows: number, cols: number): Promise<Buf>;
+  /** Column sums of x[rows, cols]: the gradient of a broadcast bias. */
+  sumRows(x: Buf, rows: number, cols: number): Promise<Buf>;
+
+  /** out[r, :] = table[ids[r], :]. */
+  embedding(table: Buf, ids: Int32Array, dim: number): Promise<Buf>;
+  /** d table[v, :] = sum over r with ids[r] = v of dOut[r, :]. */
+  embeddingBackward(dOut: Buf, ids: Int32Array, vocab: number, dim: number): Promise<Buf>;
+
+  /** y = x * rsqrt(mean(x^2) + eps) * w per row; rstd[r] is the row's rsqrt, kept for backward. */
+  rmsnorm(x: Buf, w: Buf, rows: number, dim: number, eps: number): Promise<{ y: Buf; rstd: Buf }>;
+  rmsnormBackward(
+    dy: Buf,
+    x: Buf,
+    w: Buf,
+    rstd: Buf,
+    rows: number,
+    dim: number,
+  ): Promise<{ dx: Buf; dw: Buf }>;
+
+  /**
+   * Rotary embedding in the Hugging Face layout (rotate_half pairs i and i + headDim/2) on
+   * x[rows, heads, headDim] with row r at position positions[r]. `inverse` rotates by -angle, which
+   * is the backward of the forward rotation.
+   */
+  rope(
+    x: Buf,
+    positions: Int32Array,
+    heads: number,
+    headDim: number,
+    theta: number,
+    inverse: boolean,
+  ): Promise<Buf>;
+
+  /** Returns the output [batch, tq, heads*headDim] and the probabilities [batch, heads, tq, tk]. */
+  attention(q: Buf, k: Buf, v: Buf, s: AttentionShape): Promise<{ out: Buf; probs: Buf }>;
+  attentionBackward(
+    dOut: Buf,
+    q: Buf,
+    k: Buf,
+    v: Buf,
+    probs: Buf,
+    s: AttentionShape,
+  ): Promise<{ dq: Buf; dk: Buf; dv: Buf }>;
+
+  /** h = silu(gate) * up. */
+  swiglu(gate: Buf, up: Buf): Promise<Buf>;
+  swigluBackward(dh: Buf, gate: Buf, up: Buf): Promise<{ dGate: Buf; dUp: Buf }>;
+
+  /**
+   * Per-row cross-entropy of logits[rows, vocab] against targets (negative target = ignored row).
+   * Returns nll[r] = logsumexp - logit[target] (0 for ignored rows), the row's entropy (for metrics)
+   * and dlogits = weights[r] * (softmax - onehot(target)), the gradient of sum_r weights[r] * nll[r].
+   */
+  crossEntropy(
+    logits: Buf,
+    targets: Int32Array,
+    weights: Float64Array,
+    rows: number,
+    vocab: number,
+  ): Promise<{ nll: Buf; dlogits: Buf }>;
+
+  /** Sum of squares of x (global-norm clipping). */
+  sumSquares(x: Buf): Promise<number>;
+
+  /** One AdamW update with decoupled weight decay; returns the new parameter and moments. */
+  adamw(p: Buf, g: Buf, m: Buf, v: Buf, h: AdamWHyper): Promise<{ p: Buf; m: Buf; v: Buf }>;
+
+  /** dst[rows, rowDim] with dst[index[i], :] replaced by src[i, :] (KV-cache writes). */
+  scatterRows(dst: Buf, src: Buf, index: Int32Array, rowDim: number): Promise<Buf>;
+  /** out[i, :] = x[index[i], :] (picking the last position of each sequence, cache reorders). */
+  gatherRows(x: Buf, index: Int32Array, rowDim: number): Promise<Buf>;
+
+  /** Releases kernels, workers and devices. */
+  dispose(): Promise<void>;
+}
