@@ -76,7 +76,9 @@ export class ReferenceBackend implements Backend {
   async embedding(table: Buf, ids: Int32Array, dim: number): Promise<Buf> {
     const T = f(table);
     const out = new Float64Array(ids.length * dim);
-    ids.forEach((id, r) => out.set(T.subarray(id * dim, (id + 1) * dim), r * dim));
+    ids.forEach((id, r) => {
+      out.set(T.subarray(id * dim, (id + 1) * dim), r * dim);
+    });
     return buf(out);
   }
 
@@ -334,14 +336,18 @@ export class ReferenceBackend implements Backend {
   async scatterRows(dst: Buf, src: Buf, index: Int32Array, rowDim: number): Promise<Buf> {
     const out = f(dst).slice();
     const S = f(src);
-    index.forEach((row, i) => out.set(S.subarray(i * rowDim, (i + 1) * rowDim), row * rowDim));
+    index.forEach((row, i) => {
+      out.set(S.subarray(i * rowDim, (i + 1) * rowDim), row * rowDim);
+    });
     return buf(out);
   }
 
   async gatherRows(x: Buf, index: Int32Array, rowDim: number): Promise<Buf> {
     const X = f(x);
     const out = new Float64Array(index.length * rowDim);
-    index.forEach((row, i) => out.set(X.subarray(row * rowDim, (row + 1) * rowDim), i * rowDim));
+    index.forEach((row, i) => {
+      out.set(X.subarray(row * rowDim, (row + 1) * rowDim), i * rowDim);
+    });
     return buf(out);
   }
 }

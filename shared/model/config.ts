@@ -82,7 +82,11 @@ export function parseModelConfig(raw: unknown, source = 'config.json'): ModelCon
     );
   }
   if (r.rope_scaling != null) {
-    throw new ConfigError(source, 'rope_scaling', 'RoPE scaling variants are not implemented; remove it or use a model without it');
+    throw new ConfigError(
+      source,
+      'rope_scaling',
+      'RoPE scaling variants are not implemented; remove it or use a model without it',
+    );
   }
   const hidden_size = int(r, source, 'hidden_size');
   const num_attention_heads = int(r, source, 'num_attention_heads');
@@ -94,9 +98,11 @@ export function parseModelConfig(raw: unknown, source = 'config.json'): ModelCon
       `${num_key_value_heads} does not divide num_attention_heads ${num_attention_heads}`,
     );
   }
-  const headDimDefault = hidden_size % num_attention_heads === 0 ? hidden_size / num_attention_heads : undefined;
+  const headDimDefault =
+    hidden_size % num_attention_heads === 0 ? hidden_size / num_attention_heads : undefined;
   const head_dim = int(r, source, 'head_dim', headDimDefault);
-  if (head_dim % 2 !== 0) throw new ConfigError(source, 'head_dim', `RoPE needs an even head_dim, got ${head_dim}`);
+  if (head_dim % 2 !== 0)
+    throw new ConfigError(source, 'head_dim', `RoPE needs an even head_dim, got ${head_dim}`);
   const tie = r.tie_word_embeddings ?? false;
   if (typeof tie !== 'boolean') throw new ConfigError(source, 'tie_word_embeddings', 'expected a boolean');
   const bias = r.attention_bias ?? false;
@@ -133,6 +139,8 @@ export function toHfConfig(c: ModelConfig): Record<string, unknown> {
     torch_dtype: 'float32',
     rope_scaling: null,
     ...(c.model_type === 'llama' ? { mlp_bias: false, pretraining_tp: 1 } : {}),
-    ...(c.model_type !== 'llama' ? { use_sliding_window: false, sliding_window: null, max_window_layers: c.num_hidden_layers } : {}),
+    ...(c.model_type !== 'llama'
+      ? { use_sliding_window: false, sliding_window: null, max_window_layers: c.num_hidden_layers }
+      : {}),
   };
 }
