@@ -36,7 +36,10 @@ for (const [name, config] of Object.entries(TINY_CONFIGS)) {
         const numeric = ((await at(orig + H)) - (await at(orig - H))) / (2 * H);
         p[i] = orig;
         const err = Math.abs(g[i] - numeric);
-        t.true(err <= TOL * Math.max(1, Math.abs(numeric)), `${spec.name}[${i}]: analytic ${g[i]} numeric ${numeric}`);
+        t.true(
+          err <= TOL * Math.max(1, Math.abs(numeric)),
+          `${spec.name}[${i}]: analytic ${g[i]} numeric ${numeric}`,
+        );
         checked++;
       }
     }

@@ -33,8 +33,7 @@ export class AdamW {
     let sq = 0;
     for (const s of this.specs) sq += await be.sumSquares(grad(grads, s.name));
     const gradNorm = Math.sqrt(sq);
-    const clipCoef =
-      this.cfg.maxGradNorm > 0 ? Math.min(1, this.cfg.maxGradNorm / (gradNorm + 1e-6)) : 1;
+    const clipCoef = this.cfg.maxGradNorm > 0 ? Math.min(1, this.cfg.maxGradNorm / (gradNorm + 1e-6)) : 1;
     this.step++;
     for (const s of this.specs) {
       const p = params.get(s.name)!;

@@ -31,7 +31,11 @@ export function positionsFromMask(mask: Uint8Array, batch: number, seqLen: numbe
 }
 
 /** Pads sequences to a common length on the given side with `padId` (masked out, never attended). */
-export function padBatch(seqs: readonly ArrayLike<number>[], padId: number, side: 'left' | 'right' = 'right'): TokenBatch {
+export function padBatch(
+  seqs: readonly ArrayLike<number>[],
+  padId: number,
+  side: 'left' | 'right' = 'right',
+): TokenBatch {
   const batch = seqs.length;
   const seqLen = Math.max(1, ...seqs.map((s) => s.length));
   const ids = new Int32Array(batch * seqLen).fill(padId);

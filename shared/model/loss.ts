@@ -26,7 +26,11 @@ export async function lossAndGrad(model: Decoder, batch: TokenBatch, t: LossTarg
 }
 
 /** The same loss without gradients (evaluation). */
-export async function lossOnly(model: Decoder, batch: TokenBatch, t: LossTargets): Promise<{ loss: number; nll: Float64Array }> {
+export async function lossOnly(
+  model: Decoder,
+  batch: TokenBatch,
+  t: LossTargets,
+): Promise<{ loss: number; nll: Float64Array }> {
   const be = model.backend;
   const rows = batch.batch * batch.seqLen;
   const tape = await model.forward(batch);

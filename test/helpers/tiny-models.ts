@@ -1,5 +1,5 @@
 import type { Backend } from '../../shared/kernels/backend.js';
-import { padBatch, type LossTargets, type TokenBatch } from '../../shared/model/batch.js';
+import { type LossTargets, padBatch, type TokenBatch } from '../../shared/model/batch.js';
 import { type ModelConfig, parseModelConfig } from '../../shared/model/config.js';
 import { Decoder, type Params } from '../../shared/model/decoder.js';
 import { numel, paramSpecs } from '../../shared/model/params.js';

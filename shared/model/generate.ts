@@ -1,0 +1,87 @@
+import type { Rng } from '../util/rng.js';
+import { padBatch } from './batch.js';
+import type { Decoder } from './decoder.js';
+import { KVCache } from './kv-cache.js';
+import { type SamplingParams, sampleToken } from './sampling.js';
+
+export interface GenerateOptions extends SamplingParams {
+  /** Most new tokens per sequence (one cap for all, or one per sequence: a reasoning budget's hard cap). */
+  maxNewTokens: number | number[];
+  /** Generation of a sequence stops after it emits one of these (the token is kept). */
+  stopTokens: number[];
+  rng: Rng;
+  /** Filler for the left padding of shorter prompts; never attended to. */
+  padId?: number;
+}
+
+export interface Generation {
+  tokens: number[];
+  /** Log-probability of each generated token under the temperature-scaled policy. */
+  logprobs: number[];
+  /** 'stop' when a stop token ended it, 'length' when the cap cut it. */
+  finishReason: 'stop' | 'length';
+}
+
+/**
+ * Batched incremental decoding with a KV cache: prompts of different lengths are left-padded and
+ * prefilled together, then every step feeds one new token per sequence. Sequences that have stopped
+ * keep their slot but no longer write attendable keys.
+ */
+export async function generate(
+  model: Decoder,
+  prompts: number[][],
+  o: GenerateOptions,
+): Promise<Generation[]> {
+  const B = prompts.length;
+  if (B === 0) return [];
+  const caps = prompts.map((_, b) => (Array.isArray(o.maxNewTokens) ? o.maxNewTokens[b] : o.maxNewTokens));
+  const maxNew = Math.max(0, ...caps);
+  const prompt = padBatch(prompts, o.padId ?? 0, 'left');
+  const P = prompt.seqLen;
+  if (prompts.some((p) => p.length === 0)) throw new Error('generate: every prompt needs at least one token');
+  const limit = model.config.max_position_embeddings;
+  const longest = Math.max(...prompts.map((p, b) => p.length + caps[b]));
+  if (longest > limit) {
+    throw new Error(
+      `generate: prompt plus new tokens reach ${longest} positions, above max_position_embeddings ${limit}`,
+    );
+  }
+  const cache = new KVCache(model.backend, model.config, B, P + maxNew);
+  for (let b = 0; b < B; b++) for (let t = 0; t < P; t++) cache.markValid(b, t, prompt.mask[b * P + t] === 1);
+  const out: Generation[] = prompts.map(() => ({ tokens: [], logprobs: [], finishReason: 'length' }));
+  const active = caps.map((c) => c > 0);
+  const be = model.backend;
+  try {
+    let logits = await model.forwardCached(prompt.ids, prompt.positions, cache, 0, P);
+    const V = model.config.vocab_size;
+    for (let step = 0; step < maxNew && active.some(Boolean); step++) {
+      const host = await be.read(logits);
+      be.free(logits);
+      const ids = new Int32Array(B).fill(o.padId ?? 0);
+      const positions = new Int32Array(B);
+      for (let b = 0; b < B; b++) {
+        positions[b] = prompts[b].length + step;
+        if (!active[b]) {
+          cache.markValid(b, P + step, false);
+          continue;
+        }
+        const { token, logprob } = sampleToken(host.subarray(b * V, (b + 1) * V), o, o.rng);
+        out[b].tokens.push(token);
+        out[b].logprobs.push(logprob);
+        ids[b] = token;
+        if (o.stopTokens.includes(token)) {
+          out[b].finishReason = 'stop';
+          active[b] = false;
+        } else if (out[b].tokens.length >= caps[b]) {
+          active[b] = false;
+        }
+        cache.markValid(b, P + step, true);
+      }
+      if (step + 1 >= maxNew || !active.some(Boolean)) break;
+      logits = await model.forwardCached(ids, positions, cache, P + step, 1);
+    }
+  } finally {
+    cache.free();
+  }
+  return out;
+}

@@ -1,0 +1,80 @@
+import type { Rng } from '../util/rng.js';
+
+export interface SamplingParams {
+  /** 0 means greedy (argmax). */
+  temperature: number;
+  /** Keep the k most likely tokens; 0 keeps all. */
+  topK: number;
+  /** Keep the smallest set whose probability reaches p; 1 keeps all. */
+  topP: number;
+}
+
+/** log-softmax of `logits / temperature` (temperature 0 is treated as 1 for the log-probabilities). */
+export function logSoftmax(logits: ArrayLike<number>, temperature = 1): Float64Array {
+  const t = temperature > 0 ? temperature : 1;
+  const out = new Float64Array(logits.length);
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i] / t);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] / t - max);
+  const lse = max + Math.log(sum);
+  for (let i = 0; i < logits.length; i++) out[i] = logits[i] / t - lse;
+  return out;
+}
+
+/**
+ * Draws one token. Returns it with its log-probability under the temperature-scaled full
+ * distribution: the quantity a policy-gradient learner recomputes from the same logits (verl and
+ * TRL do the same), not the truncated top-k / top-p distribution it was drawn from.
+ */
+export function sampleToken(
+  logits: ArrayLike<number>,
+  p: SamplingParams,
+  rng: Rng,
+): { token: number; logprob: number } {
+  const lp = logSoftmax(logits, p.temperature);
+  if (p.temperature <= 0) {
+    let best = 0;
+    for (let i = 1; i < lp.length; i++) if (lp[i] > lp[best]) best = i;
+    return { token: best, logprob: lp[best] };
+  }
+  const order = Array.from(lp.keys()).sort((a, b) => lp[b] - lp[a]);
+  let keep = p.topK > 0 ? Math.min(p.topK, order.length) : order.length;
+  if (p.topP < 1) {
+    let cum = 0;
+    for (let i = 0; i < keep; i++) {
+      cum += Math.exp(lp[order[i]]);
+      if (cum >= p.topP) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  let mass = 0;
+  for (let i = 0; i < keep; i++) mass += Math.exp(lp[order[i]]);
+  let u = rng.next() * mass;
+  for (let i = 0; i < keep; i++) {
+    u -= Math.exp(lp[order[i]]);
+    if (u <= 0) return { token: order[i], logprob: lp[order[i]] };
+  }
+  const last = order[keep - 1];
+  return { token: last, logprob: lp[last] };
+}
+
+/**
+ * Entropy (nats) of a position's next-token distribution restricted to its k most likely tokens and
+ * renormalised: RPT's difficulty measure (k = 16).
+ */
+export function topKEntropy(logits: ArrayLike<number>, k: number): number {
+  const lp = logSoftmax(logits);
+  const top = Array.from(lp)
+    .sort((a, b) => b - a)
+    .slice(0, Math.min(k, lp.length));
+  const mass = top.reduce((s, x) => s + Math.exp(x), 0);
+  let h = 0;
+  for (const x of top) {
+    const q = Math.exp(x) / mass;
+    if (q > 0) h -= q * Math.log(q);
+  }
+  return h;
+}
