@@ -442,11 +442,14 @@ function loadTraining(dir: string, config: ModelConfig): TrainingState {
   for (const name of v.keys()) {
     if (!m.has(name)) throw new CheckpointError(optPath, `has ${V_PREFIX}${name} but no ${M_PREFIX}${name}`);
   }
+  // Moments come back in paramSpecs order (the file stores them sorted by name).
+  const ordered = (moments: Map<string, Float32Array>): Map<string, Float32Array> =>
+    new Map([...shapes.keys()].filter((n) => moments.has(n)).map((n) => [n, moments.get(n)!]));
   const state: TrainingState = {
     step,
     rng: rng as RngState,
     dataPosition: raw.dataPosition,
-    optimizer: { m, v, hyper: hyper as Record<string, number> },
+    optimizer: { m: ordered(m), v: ordered(v), hyper: hyper as Record<string, number> },
   };
   if (extra !== undefined) state.extra = extra as Record<string, unknown>;
   return state;
