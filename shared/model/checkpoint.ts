@@ -456,24 +456,27 @@ function loadTraining(dir: string, config: ModelConfig): TrainingState {
 }
 
 /**
- * The complete checkpoint folder `runDir/checkpoints/step-XXXXXXX` with the highest step, or
- * `undefined` when there is none. Half-written `*.tmp-*` folders and folders without a config.json are
- * skipped.
+ * The complete checkpoint folders `runDir/checkpoints/step-XXXXXXX`, oldest first. Half-written
+ * `*.tmp-*` folders and folders without a config.json or weights are skipped.
  */
-export function latestCheckpoint(runDir: string): string | undefined {
+export function listCheckpoints(runDir: string): string[] {
   const root = join(runDir, 'checkpoints');
-  if (!existsSync(root)) return undefined;
-  let best: { step: number; dir: string } | undefined;
+  if (!existsSync(root)) return [];
+  const found: { step: number; dir: string }[] = [];
   for (const entry of readdirSync(root, { withFileTypes: true })) {
     const match = /^step-(\d+)$/.exec(entry.name);
     if (!match || !entry.isDirectory()) continue;
     const dir = join(root, entry.name);
     const hasWeights = existsSync(join(dir, WEIGHTS_FILE)) || existsSync(join(dir, WEIGHTS_INDEX_FILE));
     if (!existsSync(join(dir, CONFIG_FILE)) || !hasWeights) continue;
-    const step = Number(match[1]);
-    if (!best || step > best.step) best = { step, dir };
+    found.push({ step: Number(match[1]), dir });
   }
-  return best?.dir;
+  return found.sort((a, b) => a.step - b.step).map((f) => f.dir);
+}
+
+/** The complete checkpoint with the highest step, or `undefined` when there is none. */
+export function latestCheckpoint(runDir: string): string | undefined {
+  return listCheckpoints(runDir).at(-1);
 }
 
 /** The step encoded in a checkpoint folder's name (`step-0001234` → 1234), or undefined. */
