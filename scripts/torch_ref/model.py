@@ -71,7 +71,8 @@ def has_qkv_bias(c):
 
 
 def has_o_bias(c):
-    return c["model_type"] == "llama" and bool(c["attention_bias"])
+    # Llama and Qwen3 (whose attention subclasses Llama's) bias o_proj with attention_bias; Qwen2 never.
+    return c["model_type"] != "qwen2" and bool(c["attention_bias"])
 
 
 def param_specs(c):

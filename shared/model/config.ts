@@ -48,6 +48,9 @@ export const hasQkNorm = (c: ModelConfig): boolean => c.model_type === 'qwen3';
 /** Qwen2 always has q/k/v biases; the others only when `attention_bias` is set. */
 export const hasQkvBias = (c: ModelConfig): boolean => c.model_type === 'qwen2' || c.attention_bias;
 
+/** Llama and Qwen3 put `attention_bias` on o_proj too; Qwen2's o_proj never has one. */
+export const hasOBias = (c: ModelConfig): boolean => c.model_type !== 'qwen2' && c.attention_bias;
+
 function int(raw: Record<string, unknown>, source: string, field: string, fallback?: number): number {
   const v = raw[field] ?? fallback;
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {

@@ -1,6 +1,6 @@
 import type { AttentionShape, Backend, Buf } from '../kernels/backend.js';
 import type { TokenBatch } from './batch.js';
-import { hasQkNorm, hasQkvBias, type ModelConfig } from './config.js';
+import { hasOBias, hasQkNorm, hasQkvBias, type ModelConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
 import { layerPrefix } from './params.js';
 
@@ -67,7 +67,7 @@ export class Decoder {
   ) {
     this.qkNorm = hasQkNorm(config);
     this.qkvBias = hasQkvBias(config);
-    this.oBias = config.model_type === 'llama' && config.attention_bias;
+    this.oBias = hasOBias(config);
   }
 
   p(name: string): Buf {

@@ -1,4 +1,4 @@
-import { hasQkNorm, hasQkvBias, type ModelConfig } from './config.js';
+import { hasOBias, hasQkNorm, hasQkvBias, type ModelConfig } from './config.js';
 
 /**
  * The parameters of a decoder, named exactly as transformers names them in `model.safetensors`
