@@ -257,9 +257,26 @@ function convert(dtype: SafetensorsDtype, bytes: Uint8Array, n: number): Float32
  * file: missing, truncated, malformed header, offsets outside the data, or an unsupported dtype.
  */
 export function readSafetensors(path: string): Map<string, SafeTensor> {
+  return readWith(path, (dtype, bytes, n) => convert(dtype, bytes, n));
+}
+
+/**
+ * The same at full precision: F64 tensors stay float64 (reference outputs compared against a
+ * float64 backend must not pass through float32), the narrower types are widened exactly.
+ */
+export function readSafetensorsFloat64(path: string): Map<string, { shape: number[]; data: Float64Array }> {
+  return readWith(path, (dtype, bytes, n) =>
+    dtype === 'F64' ? new Float64Array(bytes.buffer, 0, n) : Float64Array.from(convert(dtype, bytes, n)),
+  );
+}
+
+function readWith<A>(
+  path: string,
+  decode: (dtype: SafetensorsDtype, bytes: Uint8Array, n: number) => A,
+): Map<string, { dtype: SafetensorsDtype; shape: number[]; data: A }> {
   return withFile(path, (fd) => {
     const header = parseHeader(path, fd);
-    const out = new Map<string, SafeTensor>();
+    const out = new Map<string, { dtype: SafetensorsDtype; shape: number[]; data: A }>();
     for (const [name, e] of header.tensors) {
       if (!isDtype(e.dtype)) {
         throw new SafetensorsError(
@@ -270,7 +287,7 @@ export function readSafetensors(path: string): Map<string, SafeTensor> {
       const n = numel(e.shape);
       const bytes = new Uint8Array(n * BYTES[e.dtype]);
       readExactly(fd, path, bytes, header.dataStart + e.data_offsets[0], `tensor ${name}`);
-      out.set(name, { dtype: e.dtype, shape: e.shape, data: convert(e.dtype, bytes, n) });
+      out.set(name, { dtype: e.dtype, shape: e.shape, data: decode(e.dtype, bytes, n) });
     }
     return out;
   });
