@@ -50,8 +50,7 @@ export function paramSpecs(c: ModelConfig): ParamSpec[] {
       specs.push(vec(`${p}.self_attn.k_norm.weight`, hd, 'ones'));
     }
     specs.push(mat(`${p}.self_attn.o_proj.weight`, D, qDim));
-    if (c.model_type === 'llama' && c.attention_bias)
-      specs.push(vec(`${p}.self_attn.o_proj.bias`, D, 'zeros'));
+    if (hasOBias(c)) specs.push(vec(`${p}.self_attn.o_proj.bias`, D, 'zeros'));
     specs.push(vec(`${p}.post_attention_layernorm.weight`, D, 'ones'));
     specs.push(mat(`${p}.mlp.gate_proj.weight`, I, D));
     specs.push(mat(`${p}.mlp.up_proj.weight`, I, D));
