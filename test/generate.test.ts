@@ -86,9 +86,9 @@ test('sampling follows the temperature-scaled distribution', (t) => {
   const counts = [0, 0, 0, 0];
   for (let i = 0; i < n; i++) counts[sampleToken(logits, { temperature, topK: 0, topP: 1 }, rng).token]++;
   // 5 standard errors of a binomial proportion.
-  probs.forEach((p, i) =>
-    t.true(Math.abs(counts[i] / n - p) < 5 * Math.sqrt((p * (1 - p)) / n), `token ${i}`),
-  );
+  for (const [i, p] of probs.entries()) {
+    t.true(Math.abs(counts[i] / n - p) < 5 * Math.sqrt((p * (1 - p)) / n), `token ${i}`);
+  }
 });
 
 test('top-k entropy: uniform over k is log k, a point mass is 0', (t) => {
