@@ -1,0 +1,489 @@
+/**
+ * `Backend` on gpu.js, modes cpu (transpiled JavaScript), webasm (WebAssembly + SIMD + worker threads)
+ * and webgpu (WGSL compute shaders), all under gpu.js's async contract: every kernel call returns a
+ * Promise. Kernel bodies live in `kernels.ts`; host-side index building in `host.ts`.
+ *
+ * Kernels have fixed output and argument sizes once built, so one instance is cached per
+ * (kernel, constants, output size, argument sizes). All kernels run with `pipeline: true` and
+ * `immutable: true`: on cpu/webasm a call yields a fresh Float32Array; on webgpu a device-resident
+ * handle (`WebGPUBufferResult`) that feeds the next kernel without readback. On webgpu:
+ * - a `Buf` is a `DeviceBuf`, which may still be pending (uploads run a copy kernel, which is async
+ *   while the `Backend` contract makes `upload`/`zeros` synchronous); ops await it;
+ * - every argument position of a kernel always gets the same kind (a device handle for tensors, a
+ *   Float32Array for host data), because gpu.js fixes the kind at the first call;
+ * - intermediates are deleted as soon as their consumer has been submitted.
+ */
+import gpujs from 'gpu.js';
+import type { AdamWHyper, AttentionShape, Backend, Buf, MatmulShape } from '../backend.js';
+import { setupWebgpu } from '../webgpu-setup.js';
+import { asF32, buildCsr, buildInverse, ropeTables } from './host.js';
+import * as K from './kernels.js';
+
+export type GpujsMode = 'cpu' | 'webasm' | 'webgpu';
+
+/** gpu.js's pipeline handle on webgpu (`WebGPUBufferResult`). */
+interface Handle {
+  output: number[];
+  toArray(): Promise<Float32Array>;
+  delete(): void;
+}
+type Dev = Float32Array | Handle;
+
+interface InnerKernel {
+  outputBuffer?: { _refs: number } | null;
+  immutable?: boolean;
+  pipeline?: boolean;
+  bindGroupDirty?: boolean;
+}
+interface KernelRun {
+  (...args: Dev[]): Promise<Dev>;
+  destroy(removeCanvasReferences?: boolean): void;
+  kernel?: InnerKernel;
+}
+interface GpuInstance {
+  createKernel(fn: unknown, settings: Record<string, unknown>): KernelRun;
+  destroy(): Promise<void>;
+}
+interface GpuDevice {
+  queue: { onSubmittedWorkDone(): Promise<void> };
+}
+interface GpujsModule {
+  GPU: (new (settings: { mode: string }) => GpuInstance) & { isWebAssemblySupported: boolean };
+  WebGPUContext: { acquire(): Promise<{ device: GpuDevice }>; destroy(): Promise<void> };
+}
+const { GPU, WebGPUContext } = gpujs as unknown as GpujsModule;
+
+export const isWebAssemblySupported = (): boolean => GPU.isWebAssemblySupported;
+
+type KernelFn = (this: K.KernelThis, ...args: Float32Array[]) => number;
+
+/** A webgpu tensor: the gpu.js handle, possibly still being produced. */
+class DeviceBuf {
+  handle: Handle | null = null;
+  pending: Promise<Handle> | null = null;
+  freed = false;
+  constructor(readonly n: number) {}
+}
+
+/** Uploads at least this large get a throwaway copy kernel: a cached one would pin a second copy. */
+const UPLOAD_CACHE_LIMIT = 1 << 20;
+/** Elements per partial sum in sumSquares. */
+const SUMSQ_CHUNK = 256;
+const EMPTY = new Float32Array(0);
+
+let liveWebgpuBackends = 0;
+
+export class GpujsBackend implements Backend {
+  readonly precision = 'f32' as const;
+  private readonly kernels = new Map<string, KernelRun>();
+  private readonly ropeCache = new Map<string, { count: number; cos: Dev; sin: Dev }>();
+  private disposed = false;
+
+  private constructor(
+    readonly name: GpujsMode,
+    private readonly gpu: GpuInstance,
+  ) {}
+
+  static async create(mode: GpujsMode): Promise<GpujsBackend> {
+    if (mode === 'webgpu') {
+      const setup = await setupWebgpu();
+      if (!setup.ok) throw new Error(`webgpu unavailable: ${setup.reason}`);
+      liveWebgpuBackends++;
+    } else if (mode === 'webasm' && !GPU.isWebAssemblySupported) {
+      throw new Error('webasm unavailable: WebAssembly not supported');
+    }
+    return new GpujsBackend(mode, new GPU({ mode }));
+  }
+
+  private get onDevice(): boolean {
+    return this.name === 'webgpu';
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // kernel plumbing
+
+  private getKernel(key: string, fn: KernelFn, size: number, constants: Record<string, number>): KernelRun {
+    let k = this.kernels.get(key);
+    if (!k) {
+      k = this.gpu.createKernel(fn, {
+        output: [size],
+        constants,
+        asyncMode: true,
+        pipeline: true,
+        immutable: true,
+        strictIntegers: true,
+        functions: K.HELPERS,
+        loopMaxIterations: 2 ** 30,
+        precision: 'single',
+        tactic: 'precision',
+      });
+      this.kernels.set(key, k);
+    }
+    return k;
+  }
+
+  /** Runs `fn` over a 1-D output of `size` cells. Arguments are device tensors or host Float32Arrays. */
+  private async run(
+    op: string,
+    fn: KernelFn,
+    size: number,
+    constants: Record<string, number>,
+    args: Dev[],
+  ): Promise<Dev> {
+    if (this.disposed) throw new Error(`${this.name} backend used after dispose()`);
+    if (size === 0) return EMPTY;
+    const key = `${op}|${size}|${args.map(devLength).join(',')}|${JSON.stringify(constants)}`;
+    const k = this.getKernel(key, fn, size, constants);
+    const out = await k(...args);
+    if (this.onDevice) detachOutput(k);
+    return out;
+  }
+
+  private async dev(x: Buf): Promise<Dev> {
+    const b = x as unknown;
+    if (b instanceof Float32Array) return b;
+    if (b instanceof DeviceBuf) {
+      if (b.freed) throw new Error('buffer used after free()');
+      if (!b.handle) b.handle = await (b.pending as Promise<Handle>);
+      return b.handle;
+    }
+    throw new TypeError(`not a ${this.name} buffer`);
+  }
+
+  private wrap(d: Dev): Buf {
+    if (d instanceof Float32Array) return d as unknown as Buf;
+    const b = new DeviceBuf(d.output[0]);
+    b.handle = d;
+    return b as unknown as Buf;
+  }
+
+  private release(...ds: Dev[]): void {
+    for (const d of ds) if (!(d instanceof Float32Array)) d.delete();
+  }
+
+  /** Host data as a kernel argument for a tensor slot: device-resident on webgpu. */
+  private async deviceCopy(data: Float32Array): Promise<Dev> {
+    if (!this.onDevice) return data;
+    const n = data.length;
+    if (n < UPLOAD_CACHE_LIMIT) return this.run('copy', K.copy, n, {}, [data]);
+    const k = this.gpu.createKernel(K.copy, {
+      output: [n],
+      asyncMode: true,
+      pipeline: true,
+      immutable: true,
+      precision: 'single',
+    });
+    const out = await k(data);
+    detachOutput(k);
+    const { device } = await WebGPUContext.acquire();
+    await device.queue.onSubmittedWorkDone();
+    k.destroy();
+    return out;
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // buffers
+
+  upload(data: ArrayLike<number>): Buf {
+    const f32 = Float32Array.from(data);
+    if (!this.onDevice || f32.length === 0) return f32 as unknown as Buf;
+    const b = new DeviceBuf(f32.length);
+    b.pending = this.deviceCopy(f32) as Promise<Handle>;
+    return b as unknown as Buf;
+  }
+
+  zeros(n: number): Buf {
+    if (!this.onDevice || n === 0) return new Float32Array(n) as unknown as Buf;
+    const b = new DeviceBuf(n);
+    b.pending = this.run('fill', K.fill, n, {}, [new Float32Array(1)]) as Promise<Handle>;
+    return b as unknown as Buf;
+  }
+
+  async read(x: Buf): Promise<Float32Array> {
+    const d = await this.dev(x);
+    if (d instanceof Float32Array) return d.slice();
+    const a = await d.toArray();
+    return a.length === d.output[0] ? a : a.slice(0, d.output[0]);
+  }
+
+  length(x: Buf): number {
+    const b = x as unknown;
+    if (b instanceof Float32Array) return b.length;
+    if (b instanceof DeviceBuf) return b.n;
+    throw new TypeError(`not a ${this.name} buffer`);
+  }
+
+  free(x: Buf): void {
+    const b = x as unknown;
+    if (!(b instanceof DeviceBuf) || b.freed) return;
+    b.freed = true;
+    if (b.handle) b.handle.delete();
+    else
+      b.pending?.then(
+        (h) => h.delete(),
+        () => {},
+      );
+    b.handle = null;
+    b.pending = null;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const { cos, sin } of this.ropeCache.values()) this.release(cos, sin);
+    this.ropeCache.clear();
+    for (const k of this.kernels.values()) k.destroy(true);
+    this.kernels.clear();
+    await this.gpu.destroy();
+    if (this.onDevice && --liveWebgpuBackends === 0) await WebGPUContext.destroy();
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // ops
+
+  async matmul(a: Buf, b: Buf, s: MatmulShape): Promise<Buf> {
+    const { m, k, n } = s;
+    const c = {
+      n,
+      k,
+      sai: s.transA ? 1 : k,
+      sap: s.transA ? m : 1,
+      sbp: s.transB ? 1 : n,
+      sbj: s.transB ? k : 1,
+    };
+    return this.wrap(await this.run('matmul', K.matmul, m * n, c, [await this.dev(a), await this.dev(b)]));
+  }
+
+  async add(a: Buf, b: Buf): Promise<Buf> {
+    const A = await this.dev(a);
+    return this.wrap(await this.run('add', K.add, devLength(A), {}, [A, await this.dev(b)]));
+  }
+
+  async addBias(x: Buf, bias: Buf, rows: number, cols: number): Promise<Buf> {
+    const args = [await this.dev(x), await this.dev(bias)];
+    return this.wrap(await this.run('addBias', K.addBias, rows * cols, { cols }, args));
+  }
+
+  async sumRows(x: Buf, rows: number, cols: number): Promise<Buf> {
+    return this.wrap(await this.run('sumRows', K.sumRows, cols, { rows, cols }, [await this.dev(x)]));
+  }
+
+  async embedding(table: Buf, ids: Int32Array, dim: number): Promise<Buf> {
+    const args = [await this.dev(table), asF32(ids)];
+    return this.wrap(await this.run('gatherRows', K.gatherRows, ids.length * dim, { dim }, args));
+  }
+
+  async embeddingBackward(dOut: Buf, ids: Int32Array, vocab: number, dim: number): Promise<Buf> {
+    const { offsets, rowList } = buildCsr(ids, vocab);
+    const args = [await this.dev(dOut), offsets, rowList];
+    return this.wrap(await this.run('embeddingBackward', K.embeddingBackward, vocab * dim, { dim }, args));
+  }
+
+  async rmsnorm(x: Buf, w: Buf, rows: number, dim: number, eps: number): Promise<{ y: Buf; rstd: Buf }> {
+    const X = await this.dev(x);
+    const rstd = await this.run('rmsnormRstd', K.rmsnormRstd, rows, { dim }, [X, Float32Array.of(eps)]);
+    const y = await this.run('rmsnormApply', K.rmsnormApply, rows * dim, { dim }, [
+      X,
+      await this.dev(w),
+      rstd,
+    ]);
+    return { y: this.wrap(y), rstd: this.wrap(rstd) };
+  }
+
+  async rmsnormBackward(
+    dy: Buf,
+    x: Buf,
+    w: Buf,
+    rstd: Buf,
+    rows: number,
+    dim: number,
+  ): Promise<{ dx: Buf; dw: Buf }> {
+    const [DY, X, W, RS] = [await this.dev(dy), await this.dev(x), await this.dev(w), await this.dev(rstd)];
+    const dot = await this.run('rmsnormDot', K.rmsnormDot, rows, { dim }, [DY, X, W]);
+    const dx = await this.run('rmsnormDx', K.rmsnormDx, rows * dim, { dim }, [DY, X, W, RS, dot]);
+    this.release(dot);
+    const dw = await this.run('rmsnormDw', K.rmsnormDw, dim, { rows, dim }, [DY, X, RS]);
+    return { dx: this.wrap(dx), dw: this.wrap(dw) };
+  }
+
+  /** Device cos/sin tables covering positions 0 .. count-1 (grown by doubling, kept per headDim/theta). */
+  private async ropeTable(count: number, headDim: number, theta: number): Promise<{ cos: Dev; sin: Dev }> {
+    const key = `${headDim}|${theta}`;
+    const have = this.ropeCache.get(key);
+    if (have && have.count >= count) return have;
+    let size = have ? have.count : 256;
+    while (size < count) size *= 2;
+    const t = ropeTables(size, headDim, theta);
+    const entry = { count: size, cos: await this.deviceCopy(t.cos), sin: await this.deviceCopy(t.sin) };
+    if (have) this.release(have.cos, have.sin);
+    this.ropeCache.set(key, entry);
+    return entry;
+  }
+
+  async rope(
+    x: Buf,
+    positions: Int32Array,
+    heads: number,
+    headDim: number,
+    theta: number,
+    inverse: boolean,
+  ): Promise<Buf> {
+    if (headDim % 2 !== 0) throw new RangeError(`rope: headDim ${headDim} must be even`);
+    let maxPos = 0;
+    for (const p of positions) {
+      if (p < 0) throw new RangeError(`rope: negative position ${p}`);
+      if (p > maxPos) maxPos = p;
+    }
+    const X = await this.dev(x);
+    const table = await this.ropeTable(maxPos + 1, headDim, theta);
+    const c = { rowLen: heads * headDim, hd: headDim, half: headDim / 2 };
+    const args = [X, asF32(positions), table.cos, table.sin, Float32Array.of(inverse ? -1 : 1)];
+    return this.wrap(await this.run('rope', K.rope, positions.length * heads * headDim, c, args));
+  }
+
+  private attnConstants(s: AttentionShape): Record<string, number> {
+    if (s.heads % s.kvHeads !== 0) throw new RangeError('attention: heads must be a multiple of kvHeads');
+    return {
+      H: s.heads,
+      KV: s.kvHeads,
+      G: s.heads / s.kvHeads,
+      tq: s.tq,
+      tk: s.tk,
+      hd: s.headDim,
+    };
+  }
+
+  async attention(q: Buf, k: Buf, v: Buf, s: AttentionShape): Promise<{ out: Buf; probs: Buf }> {
+    const c = this.attnConstants(s);
+    const { batch, tq, tk, heads, headDim } = s;
+    const nProbs = batch * heads * tq * tk;
+    const kValid = asF32(s.kValid);
+    const qOff = asF32(s.qOffset);
+    const scale = Float32Array.of(1 / Math.sqrt(headDim));
+    const [Q, Kd, V] = [await this.dev(q), await this.dev(k), await this.dev(v)];
+    const scores = await this.run('attnScores', K.attnScores, nProbs, c, [Q, Kd, kValid, qOff, scale]);
+    const lse = await this.run('attnLse', K.attnLse, batch * heads * tq, c, [scores, kValid, qOff]);
+    const probs = await this.run('attnProbs', K.attnProbs, nProbs, c, [scores, lse, kValid, qOff]);
+    this.release(scores, lse);
+    const out = await this.run('attnOut', K.attnOut, batch * tq * heads * headDim, c, [probs, V]);
+    return { out: this.wrap(out), probs: this.wrap(probs) };
+  }
+
+  async attentionBackward(
+    dOut: Buf,
+    q: Buf,
+    k: Buf,
+    v: Buf,
+    probs: Buf,
+    s: AttentionShape,
+  ): Promise<{ dq: Buf; dk: Buf; dv: Buf }> {
+    const c = this.attnConstants(s);
+    const { batch, tq, tk, heads, kvHeads, headDim } = s;
+    const nProbs = batch * heads * tq * tk;
+    const [DO, Q, Kd, V, P] = await Promise.all([dOut, q, k, v, probs].map((b) => this.dev(b)));
+    const dp = await this.run('attnDp', K.attnDp, nProbs, c, [DO, V]);
+    const rowDot = await this.run('attnRowDot', K.attnRowDot, batch * heads * tq, c, [P, dp]);
+    const scale = Float32Array.of(1 / Math.sqrt(headDim));
+    const ds = await this.run('attnDs', K.attnDs, nProbs, c, [P, dp, rowDot, scale]);
+    this.release(dp, rowDot);
+    const dq = await this.run('attnDq', K.attnDq, batch * tq * heads * headDim, c, [ds, Kd]);
+    const nKv = batch * tk * kvHeads * headDim;
+    const dk = await this.run('attnKvGrad', K.attnKvGrad, nKv, c, [ds, Q]);
+    this.release(ds);
+    const dv = await this.run('attnKvGrad', K.attnKvGrad, nKv, c, [P, DO]);
+    return { dq: this.wrap(dq), dk: this.wrap(dk), dv: this.wrap(dv) };
+  }
+
+  async swiglu(gate: Buf, up: Buf): Promise<Buf> {
+    const G = await this.dev(gate);
+    return this.wrap(await this.run('swiglu', K.swiglu, devLength(G), {}, [G, await this.dev(up)]));
+  }
+
+  async swigluBackward(dh: Buf, gate: Buf, up: Buf): Promise<{ dGate: Buf; dUp: Buf }> {
+    const [DH, G, U] = [await this.dev(dh), await this.dev(gate), await this.dev(up)];
+    const n = devLength(G);
+    const dGate = await this.run('swigluDGate', K.swigluDGate, n, {}, [DH, G, U]);
+    const dUp = await this.run('swigluDUp', K.swigluDUp, n, {}, [DH, G]);
+    return { dGate: this.wrap(dGate), dUp: this.wrap(dUp) };
+  }
+
+  async crossEntropy(
+    logits: Buf,
+    targets: Int32Array,
+    weights: Float64Array,
+    rows: number,
+    vocab: number,
+  ): Promise<{ nll: Buf; dlogits: Buf }> {
+    const L = await this.dev(logits);
+    const T = asF32(targets);
+    const nll = await this.run('ceNll', K.ceNll, rows, { vocab }, [L, T]);
+    const dl = await this.run('ceGrad', K.ceGrad, rows * vocab, { vocab }, [L, T, asF32(weights), nll]);
+    return { nll: this.wrap(nll), dlogits: this.wrap(dl) };
+  }
+
+  async sumSquares(x: Buf): Promise<number> {
+    const X = await this.dev(x);
+    const n = devLength(X);
+    const parts = Math.ceil(n / SUMSQ_CHUNK);
+    const partial = await this.run('sumSquares', K.sumSquaresPartial, parts, { chunk: SUMSQ_CHUNK, n }, [X]);
+    const host = partial instanceof Float32Array ? partial : await partial.toArray();
+    this.release(partial);
+    let total = 0;
+    for (let i = 0; i < parts; i++) total += host[i];
+    return total;
+  }
+
+  async adamw(p: Buf, g: Buf, m: Buf, v: Buf, h: AdamWHyper): Promise<{ p: Buf; m: Buf; v: Buf }> {
+    const hp = Float32Array.of(
+      h.beta1,
+      1 - h.beta1,
+      h.beta2,
+      1 - h.beta2,
+      h.gradScale,
+      1 - h.lr * h.weightDecay,
+      h.lr,
+      1 - h.beta1 ** h.step,
+      1 - h.beta2 ** h.step,
+      h.eps,
+    );
+    const [P, G, M, V] = [await this.dev(p), await this.dev(g), await this.dev(m), await this.dev(v)];
+    const n = devLength(P);
+    const nm = await this.run('adamwM', K.adamwM, n, {}, [G, M, hp]);
+    const nv = await this.run('adamwV', K.adamwV, n, {}, [G, V, hp]);
+    const np = await this.run('adamwP', K.adamwP, n, {}, [P, nm, nv, hp]);
+    return { p: this.wrap(np), m: this.wrap(nm), v: this.wrap(nv) };
+  }
+
+  async scatterRows(dst: Buf, src: Buf, index: Int32Array, rowDim: number): Promise<Buf> {
+    const D = await this.dev(dst);
+    const n = devLength(D);
+    const inverse = buildInverse(index, n / rowDim);
+    const args = [D, await this.dev(src), inverse];
+    return this.wrap(await this.run('scatterRows', K.scatterRows, n, { dim: rowDim }, args));
+  }
+
+  async gatherRows(x: Buf, index: Int32Array, rowDim: number): Promise<Buf> {
+    const args = [await this.dev(x), asF32(index)];
+    return this.wrap(
+      await this.run('gatherRows', K.gatherRows, index.length * rowDim, { dim: rowDim }, args),
+    );
+  }
+}
+
+function devLength(d: Dev): number {
+  return d instanceof Float32Array ? d.length : d.output[0];
+}
+
+/**
+ * An immutable pipeline kernel on webgpu keeps a reference to its latest output buffer until its next
+ * call, which would keep a freed tensor alive. Drop that reference now; the handle we return owns the
+ * buffer alone and `free` releases it. (gpu.js 2.24 internals: refcount `_refs` on the GPUBuffer.)
+ */
+function detachOutput(k: KernelRun): void {
+  const inner = k.kernel;
+  const buf = inner?.outputBuffer;
+  if (!inner || !buf || !inner.immutable || !inner.pipeline || buf._refs < 2) return;
+  buf._refs--;
+  inner.outputBuffer = null;
+  inner.bindGroupDirty = true;
+}

@@ -1,0 +1,389 @@
+/**
+ * Every Backend op on every available gpu.js backend, against the float64 ReferenceBackend on the same
+ * seeded random inputs (values ~N(0,1), never zero; ragged shapes).
+ *
+ * TOLERANCE: for float32 backends, relErr = max|got - ref| / max(1, max|ref|) <= 1e-4 for every output.
+ *
+ * Each (backend, case) pair is its own test. webgpu runs where an adapter answers (on CPU-only Linux:
+ * Mesa llvmpipe through Dawn's OpenGL ES backend, see shared/kernels/webgpu-setup.ts); otherwise its
+ * tests are skipped with the reason printed.
+ */
+import test, { type ExecutionContext } from 'ava';
+import type { AttentionShape, Backend, BackendName, MatmulShape } from '../shared/kernels/backend.js';
+import { availableBackends, createBackend, setupWebgpu } from '../shared/kernels/index.js';
+import { ReferenceBackend } from '../shared/kernels/reference.js';
+import { Rng } from '../shared/util/rng.js';
+import { ints, normals, seedOf } from './helpers/random.js';
+
+const TOLERANCE = 1e-4;
+const GPUJS_BACKENDS: BackendName[] = ['cpu', 'webasm', 'webgpu'];
+
+type Outputs = Record<string, Float32Array | Float64Array | number>;
+interface Case {
+  name: string;
+  /** Builds inputs from `rng` (same seed for reference and candidate), runs the op, reads back. */
+  run(be: Backend, rng: Rng): Promise<Outputs>;
+}
+
+const available = await availableBackends();
+const webgpuSetup = await setupWebgpu();
+if (!webgpuSetup.ok) console.log(`kernels.test: webgpu tests skipped: ${webgpuSetup.reason}`);
+else console.log(`kernels.test: webgpu adapter: ${webgpuSetup.reason}`);
+
+const reference = new ReferenceBackend();
+const instances = new Map<BackendName, Promise<Backend>>();
+function backend(name: BackendName): Promise<Backend> {
+  let b = instances.get(name);
+  if (!b) {
+    b = createBackend(name);
+    instances.set(name, b);
+  }
+  return b;
+}
+
+test.after.always(async () => {
+  for (const b of instances.values()) await (await b).dispose();
+});
+
+function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let maxDiff = 0;
+  let maxRef = 1;
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i] - want[i]);
+    // NaN must fail
+    if (!(d <= maxDiff)) maxDiff = Number.isNaN(d) ? Number.POSITIVE_INFINITY : d;
+    maxRef = Math.max(maxRef, Math.abs(want[i]));
+  }
+  return maxDiff / maxRef;
+}
+
+const opTest = test.macro({
+  async exec(t: ExecutionContext, name: BackendName, c: Case) {
+    const be = await backend(name);
+    const seed = seedOf(c.name);
+    const want = await c.run(reference, new Rng(seed));
+    const got = await c.run(be, new Rng(seed));
+    const errs: string[] = [];
+    for (const [key, w] of Object.entries(want)) {
+      const g = got[key];
+      if (typeof w === 'number') {
+        t.is(typeof g, 'number', key);
+        const err = relErr([g as number], [w]);
+        errs.push(`${key} ${err.toExponential(1)}`);
+        t.true(err <= TOLERANCE, `${key}: got ${g}, want ${w}, relErr ${err.toExponential(2)}`);
+      } else {
+        t.true(g instanceof Float32Array, `${key}: float32 backends return Float32Array`);
+        t.is((g as Float32Array).length, w.length, `${key}: length`);
+        const err = relErr(g as Float32Array, w);
+        errs.push(`${key} ${err.toExponential(1)}`);
+        t.true(err <= TOLERANCE, `${key}: relErr ${err.toExponential(2)} > ${TOLERANCE}`);
+      }
+    }
+    t.log(`relErr: ${errs.join(', ')}`);
+  },
+  title: (_ = '', name: BackendName, c: Case) => `${name}: ${c.name}`,
+});
+
+// -------------------------------------------------------------------------------------------------
+// cases
+
+async function readAll(be: Backend, bufs: Record<string, unknown>): Promise<Outputs> {
+  const out: Outputs = {};
+  for (const [k, b] of Object.entries(bufs)) out[k] = await be.read(b as never);
+  return out;
+}
+
+function matmulCase(m: number, k: number, n: number, transA: boolean, transB: boolean): Case {
+  const tag = `${transA ? 'A^T' : 'A'}${transB ? 'B^T' : 'B'}`;
+  return {
+    name: `matmul ${tag} m=${m} k=${k} n=${n}`,
+    async run(be, rng) {
+      const s: MatmulShape = { m, k, n, transA, transB };
+      const a = be.upload(normals(rng, m * k));
+      const b = be.upload(normals(rng, k * n));
+      return readAll(be, { c: await be.matmul(a, b, s) });
+    },
+  };
+}
+
+/** Attention inputs: q [B, tq, H, hd], k/v [B, tk, KV, hd], plus dOut for backward. */
+function attentionInputs(be: Backend, rng: Rng, s: AttentionShape) {
+  const q = normals(rng, s.batch * s.tq * s.heads * s.headDim);
+  const k = normals(rng, s.batch * s.tk * s.kvHeads * s.headDim);
+  const v = normals(rng, s.batch * s.tk * s.kvHeads * s.headDim);
+  const dOut = normals(rng, s.batch * s.tq * s.heads * s.headDim);
+  return { q, k, v, dOut, Q: be.upload(q), K: be.upload(k), V: be.upload(v), DO: be.upload(dOut) };
+}
+
+/** Padded training batch: seq 0 full, seq 1 right-padded, seq 2 left-padded (rows 0..2 see nothing). */
+function trainingShape(
+  batch: number,
+  t: number,
+  heads: number,
+  kvHeads: number,
+  headDim: number,
+): AttentionShape {
+  const kValid = new Uint8Array(batch * t).fill(1);
+  for (let j = t - 2; j < t; j++) kValid[1 * t + j] = 0;
+  for (let j = 0; j < 3; j++) kValid[2 * t + j] = 0;
+  return { batch, tq: t, tk: t, heads, kvHeads, headDim, kValid, qOffset: new Int32Array(batch) };
+}
+
+/** Decoding one token: tq = 1 after a cache; seq 2 is left-padded past its only visible slots. */
+function decodeShape(): AttentionShape {
+  const batch = 3;
+  const tk = 9;
+  const kValid = new Uint8Array(batch * tk).fill(1);
+  for (let j = 0; j < 2; j++) kValid[1 * tk + j] = 0;
+  for (let j = 0; j < 5; j++) kValid[2 * tk + j] = 0;
+  // seq 2 sits at key slot 3 (qOffset 3): slots 0..3 are all padding, so that query sees no key
+  return { batch, tq: 1, tk, heads: 6, kvHeads: 2, headDim: 10, kValid, qOffset: Int32Array.of(8, 6, 3) };
+}
+
+function attentionCase(label: string, s: AttentionShape): Case {
+  return {
+    name: `attention ${label}`,
+    async run(be, rng) {
+      const x = attentionInputs(be, rng, s);
+      const { out, probs } = await be.attention(x.Q, x.K, x.V, s);
+      return readAll(be, { out, probs });
+    },
+  };
+}
+
+function attentionBackwardCase(label: string, s: AttentionShape): Case {
+  return {
+    name: `attentionBackward ${label}`,
+    async run(be, rng) {
+      const x = attentionInputs(be, rng, s);
+      // the same probabilities for every backend: the float64 forward's
+      const r = await reference.attention(
+        reference.upload(x.q),
+        reference.upload(x.k),
+        reference.upload(x.v),
+        s,
+      );
+      const probs = be.upload(await reference.read(r.probs));
+      const { dq, dk, dv } = await be.attentionBackward(x.DO, x.Q, x.K, x.V, probs, s);
+      return readAll(be, { dq, dk, dv });
+    },
+  };
+}
+
+const cases: Case[] = [
+  {
+    name: 'upload / read / length / zeros / free',
+    async run(be, rng) {
+      const data = normals(rng, 1001);
+      const a = be.upload(data);
+      const z = be.zeros(37);
+      if (be.length(a) !== 1001 || be.length(z) !== 37) throw new Error('length mismatch');
+      const out = await readAll(be, { a, z });
+      be.free(a);
+      be.free(z);
+      return out;
+    },
+  },
+  matmulCase(37, 29, 23, false, false),
+  matmulCase(37, 29, 23, true, false),
+  matmulCase(37, 29, 23, false, true),
+  matmulCase(37, 29, 23, true, true),
+  // > 4096 output cells: webasm's threaded path
+  matmulCase(67, 131, 71, false, true),
+  {
+    name: 'add',
+    async run(be, rng) {
+      const a = be.upload(normals(rng, 1001));
+      const b = be.upload(normals(rng, 1001));
+      return readAll(be, { c: await be.add(a, b) });
+    },
+  },
+  {
+    name: 'addBias rows=13 cols=29',
+    async run(be, rng) {
+      const x = be.upload(normals(rng, 13 * 29));
+      const bias = be.upload(normals(rng, 29));
+      return readAll(be, { y: await be.addBias(x, bias, 13, 29) });
+    },
+  },
+  {
+    name: 'sumRows rows=37 cols=23',
+    async run(be, rng) {
+      const x = be.upload(normals(rng, 37 * 23));
+      return readAll(be, { s: await be.sumRows(x, 37, 23) });
+    },
+  },
+  {
+    name: 'embedding vocab=51 dim=19 rows=41',
+    async run(be, rng) {
+      const table = be.upload(normals(rng, 51 * 19));
+      const ids = ints(rng, 41, 0, 51);
+      return readAll(be, { y: await be.embedding(table, ids, 19) });
+    },
+  },
+  {
+    name: 'embeddingBackward vocab=51 dim=19 rows=83 (repeated ids)',
+    async run(be, rng) {
+      const dOut = be.upload(normals(rng, 83 * 19));
+      const ids = ints(rng, 83, 0, 40); // ids 40..50 unused, most used several times
+      return readAll(be, { dTable: await be.embeddingBackward(dOut, ids, 51, 19) });
+    },
+  },
+  {
+    name: 'rmsnorm rows=13 dim=37',
+    async run(be, rng) {
+      const x = be.upload(normals(rng, 13 * 37));
+      const w = be.upload(normals(rng, 37));
+      const { y, rstd } = await be.rmsnorm(x, w, 13, 37, 1e-5);
+      return readAll(be, { y, rstd });
+    },
+  },
+  {
+    name: 'rmsnormBackward rows=13 dim=37',
+    async run(be, rng) {
+      const xs = normals(rng, 13 * 37);
+      const x = be.upload(xs);
+      const w = be.upload(normals(rng, 37));
+      const dy = be.upload(normals(rng, 13 * 37));
+      const rstd = new Float64Array(13);
+      for (let r = 0; r < 13; r++) {
+        let ss = 0;
+        for (let c = 0; c < 37; c++) ss += xs[r * 37 + c] ** 2;
+        rstd[r] = 1 / Math.sqrt(ss / 37 + 1e-5);
+      }
+      const { dx, dw } = await be.rmsnormBackward(dy, x, w, be.upload(rstd), 13, 37);
+      return readAll(be, { dx, dw });
+    },
+  },
+  ...[false, true].map(
+    (inverse): Case => ({
+      name: `rope${inverse ? ' inverse' : ''} rows=11 heads=3 headDim=10 positions up to 3000`,
+      async run(be, rng) {
+        const x = be.upload(normals(rng, 11 * 3 * 10));
+        const positions = ints(rng, 11, 0, 3000);
+        positions[0] = 0;
+        return readAll(be, { y: await be.rope(x, positions, 3, 10, 10000, inverse) });
+      },
+    }),
+  ),
+  attentionCase('GQA 6/2 heads, padded + left-padded batch of 3, t=7', trainingShape(3, 7, 6, 2, 10)),
+  attentionCase('decode tq=1 tk=9 qOffset>0, a query with no visible key', decodeShape()),
+  attentionCase('GQA 4/1 heads, batch 2, t=33 (threaded sizes)', trainingShape(3, 33, 4, 1, 12)),
+  attentionBackwardCase('GQA 6/2 heads, padded + left-padded batch of 3, t=7', trainingShape(3, 7, 6, 2, 10)),
+  attentionBackwardCase('decode tq=1 tk=9 qOffset>0, a query with no visible key', decodeShape()),
+  attentionBackwardCase('GQA 4/1 heads, batch 2, t=33 (threaded sizes)', trainingShape(3, 33, 4, 1, 12)),
+  {
+    name: 'swiglu n=1001',
+    async run(be, rng) {
+      const g = be.upload(normals(rng, 1001, 3));
+      const u = be.upload(normals(rng, 1001));
+      return readAll(be, { h: await be.swiglu(g, u) });
+    },
+  },
+  {
+    name: 'swigluBackward n=1001',
+    async run(be, rng) {
+      const dh = be.upload(normals(rng, 1001));
+      const g = be.upload(normals(rng, 1001, 3));
+      const u = be.upload(normals(rng, 1001));
+      const { dGate, dUp } = await be.swigluBackward(dh, g, u);
+      return readAll(be, { dGate, dUp });
+    },
+  },
+  {
+    name: 'crossEntropy rows=9 vocab=53 (one ignored row)',
+    async run(be, rng) {
+      const logits = be.upload(normals(rng, 9 * 53, 3));
+      const targets = ints(rng, 9, 0, 53);
+      targets[4] = -1;
+      const weights = Float64Array.from({ length: 9 }, () => 0.05 + rng.next());
+      const { nll, dlogits } = await be.crossEntropy(logits, targets, weights, 9, 53);
+      return readAll(be, { nll, dlogits });
+    },
+  },
+  {
+    name: 'sumSquares n=10007',
+    async run(be, rng) {
+      return { ss: await be.sumSquares(be.upload(normals(rng, 10007))) };
+    },
+  },
+  {
+    name: 'adamw n=1001 gradScale=0.37 step=3',
+    async run(be, rng) {
+      const p = be.upload(normals(rng, 1001));
+      const g = be.upload(normals(rng, 1001));
+      const m = be.upload(normals(rng, 1001, 0.1));
+      const v = be.upload(normals(rng, 1001, 0.1).map((x) => x * x));
+      const h = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3, gradScale: 0.37 };
+      const r = await be.adamw(p, g, m, v, h);
+      return readAll(be, { p: r.p, m: r.m, v: r.v });
+    },
+  },
+  {
+    name: 'scatterRows rows=17 rowDim=11 (a repeated target row)',
+    async run(be, rng) {
+      const dst = be.upload(normals(rng, 17 * 11));
+      const src = be.upload(normals(rng, 6 * 11));
+      const index = Int32Array.of(3, 16, 0, 9, 3, 12);
+      return readAll(be, { y: await be.scatterRows(dst, src, index, 11) });
+    },
+  },
+  {
+    name: 'gatherRows rows=17 rowDim=11',
+    async run(be, rng) {
+      const x = be.upload(normals(rng, 17 * 11));
+      const index = Int32Array.of(16, 0, 5, 5, 9, 2, 16, 1);
+      return readAll(be, { y: await be.gatherRows(x, index, 11) });
+    },
+  },
+];
+
+for (const name of GPUJS_BACKENDS) {
+  for (const c of cases) {
+    if (available.includes(name)) test(opTest, name, c);
+    else test.skip(opTest, name, c);
+  }
+}
+
+/**
+ * Flat indices past 2^24, where f32 stops holding integers: addBias decomposes each index into (row,
+ * column) and gatherRows reads rows whose flat offset is past 2^24. x[r, c] = r and bias[c] = -c, so
+ * y[r, c] = r - c exactly.
+ */
+const bigIndex = test.macro({
+  async exec(t: ExecutionContext, name: BackendName) {
+    const be = await backend(name);
+    const rows = 4099;
+    const cols = 4099;
+    t.true(rows * cols > 2 ** 24);
+    const xs = new Float32Array(rows * cols);
+    for (let r = 0; r < rows; r++) xs.fill(r, r * cols, (r + 1) * cols);
+    const bias = Float32Array.from({ length: cols }, (_, c) => -c);
+    const x = be.upload(xs);
+    const y = await be.addBias(x, be.upload(bias), rows, cols);
+    be.free(x);
+    const ys = await be.read(y);
+    let bad = 0;
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) if (ys[r * cols + c] !== r - c) bad++;
+    t.is(bad, 0, 'addBias cells wrong');
+    const index = Int32Array.of(rows - 1, 0, 4095, rows - 2);
+    const g = await be.read(await be.gatherRows(y, index, cols));
+    be.free(y);
+    let badG = 0;
+    index.forEach((r, i) => {
+      for (let c = 0; c < cols; c++) if (g[i * cols + c] !== r - c) badG++;
+    });
+    t.is(badG, 0, 'gatherRows cells wrong');
+  },
+  title: (_ = '', name: BackendName) => `${name}: flat indices beyond 2^24 (addBias, gatherRows)`,
+});
+
+for (const name of GPUJS_BACKENDS) {
+  if (available.includes(name)) test(bigIndex, name);
+  else test.skip(bigIndex, name);
+}
+
+test('availableBackends lists reference and cpu', (t) => {
+  t.true(available.includes('reference'));
+  t.true(available.includes('cpu'));
+});
