@@ -156,6 +156,18 @@ test('out-of-range ids are rejected', (t) => {
   t.throws(() => small.tokenBytes(-1), { message: /out of range/ });
 });
 
+test('loads merges written as ["a", "b"] pairs (newer tokenizers format)', async (t) => {
+  const json = JSON.parse(readFileSync(join(smallDir, 'tokenizer.json'), 'utf8'));
+  json.model.merges = json.model.merges.map((m: string) => m.split(' '));
+  const pairsDir = join(root, 'pairs');
+  mkdirSync(pairsDir);
+  writeFileSync(join(pairsDir, 'tokenizer.json'), JSON.stringify(json));
+  const tok = await loadTokenizer(pairsDir);
+  const s = 'Pairs format: 42 apples <think>ok</think>';
+  t.deepEqual(tok.encode(s), small.encode(s));
+  t.is(tok.vocabSize, small.vocabSize);
+});
+
 test('clear errors for a missing folder, missing file, malformed JSON and missing fields', async (t) => {
   const missing = join(root, 'does-not-exist');
   await t.throwsAsync(loadTokenizer(missing), { message: /does-not-exist.*not found/ });
