@@ -1,0 +1,343 @@
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { PretrainConfig } from '../config/pretrain-config.js';
+import { type CorpusName, loadCorpus, splitDocuments } from '../data/corpora.js';
+import { writeGpt2Tokenizer } from '../data/gpt2-bpe.js';
+import {
+  evalStarts,
+  randomStarts,
+  unigramBaseline,
+  windowBatch,
+  windowTargets,
+} from '../data/token-windows.js';
+import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
+import { createBackend } from '../kernels/index.js';
+import { AdamW } from '../model/adamw.js';
+import {
+  checkpointDir,
+  checkpointStep,
+  latestCheckpoint,
+  listCheckpoints,
+  loadCheckpoint,
+  saveCheckpoint,
+} from '../model/checkpoint.js';
+import { type ModelConfig, parseModelConfig } from '../model/config.js';
+import { Decoder } from '../model/decoder.js';
+import { initParams } from '../model/init.js';
+import { lossAndGrad, lossOnly } from '../model/loss.js';
+import { learningRate } from '../model/lr-schedule.js';
+import { paramSpecs } from '../model/params.js';
+import { downloadParams, uploadParams } from '../model/weights.js';
+import { lineChartSvg } from '../util/plot.js';
+import { progress } from '../util/progress.js';
+import { Rng } from '../util/rng.js';
+
+/**
+ * `rmt pretrain`: next-token prediction on the prose corpora, nanoGPT-style (random windows of a
+ * token stream), with held-out loss against the unigram baseline, checkpoints that resume exactly,
+ * metrics as JSON lines and a loss plot.
+ */
+export interface PretrainSummary {
+  out_dir: string;
+  backend: string;
+  steps: number;
+  tokens_per_step: number;
+  train_tokens: number;
+  held_out_tokens: number;
+  unigram_held_out_nll: number;
+  initial_held_out_nll: number;
+  final_held_out_nll: number;
+  final_train_loss: number;
+  tokens_per_s: number;
+  wall_s: number;
+  params: number;
+}
+
+interface EvalPoint {
+  step: number;
+  held_out_nll: number;
+}
+
+export async function pretrain(
+  cfg: PretrainConfig,
+  log = (s: string) => process.stderr.write(`${s}\n`),
+): Promise<PretrainSummary> {
+  const out = resolve(cfg.run.out_dir);
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'config.resolved.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+
+  const tokenizer = await prepareTokenizer(cfg, out);
+  const { train, heldOut } = await prepareData(cfg, out, tokenizer, log);
+  const unigram = unigramBaseline(train, heldOut, tokenizer.vocabSize);
+  log(
+    `data: ${train.length} train tokens, ${heldOut.length} held-out tokens; unigram held-out nll ${unigram.toFixed(4)}`,
+  );
+
+  const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
+  log(`backend: ${backend.name}`);
+  const resumeFrom = latestCheckpoint(out);
+  const start = resumeFrom
+    ? loadCheckpoint(resumeFrom)
+    : cfg.model.init_from
+      ? loadCheckpoint(cfg.model.init_from)
+      : null;
+  const config: ModelConfig =
+    start?.config ??
+    parseModelConfig(
+      {
+        ...cfg.model.config,
+        vocab_size: tokenizer.vocabSize,
+        eos_token_id: tokenizer.eosId,
+        bos_token_id: tokenizer.eosId,
+      },
+      `${cfg.run.out_dir} model.config`,
+    );
+  if (config.vocab_size < tokenizer.vocabSize) {
+    throw new Error(
+      `model vocab_size ${config.vocab_size} is smaller than the tokenizer's ${tokenizer.vocabSize}`,
+    );
+  }
+  if (cfg.data.seq_len > config.max_position_embeddings) {
+    throw new Error(
+      `data.seq_len ${cfg.data.seq_len} exceeds max_position_embeddings ${config.max_position_embeddings}`,
+    );
+  }
+  const specs = paramSpecs(config);
+  const model = new Decoder(
+    config,
+    backend,
+    uploadParams(backend, start?.params ?? initParams(config, cfg.run.seed, cfg.model.init_std)),
+  );
+  const opt = new AdamW(backend, specs, {
+    beta1: cfg.train.beta1,
+    beta2: cfg.train.beta2,
+    eps: cfg.train.eps,
+    weightDecay: cfg.train.weight_decay,
+    maxGradNorm: cfg.train.max_grad_norm,
+  });
+  let step = 0;
+  let rng = new Rng(cfg.run.seed);
+  let evals: EvalPoint[] = [];
+  const metricsPath = join(out, 'metrics.jsonl');
+  if (resumeFrom && start?.training) {
+    const t = start.training;
+    step = t.step;
+    rng = new Rng(t.rng);
+    opt.step = step;
+    opt.m = uploadParams(backend, t.optimizer.m);
+    opt.v = uploadParams(backend, t.optimizer.v);
+    evals = (t.extra?.evals as EvalPoint[]) ?? [];
+    log(`resuming from ${resumeFrom} at step ${step}`);
+    truncateMetrics(metricsPath, step);
+  } else if (existsSync(metricsPath)) {
+    rmSync(metricsPath);
+  }
+
+  const seqLen = cfg.data.seq_len;
+  const B = cfg.train.batch_size;
+  const schedule = {
+    lrMax: cfg.train.lr,
+    lrMin: cfg.train.lr_min,
+    warmupSteps: cfg.train.warmup_steps,
+    totalSteps: cfg.train.steps,
+  };
+  const heldStarts = evalStarts(heldOut, cfg.eval.batches * B, seqLen);
+  const evaluate = async (): Promise<number> => {
+    let sum = 0;
+    let count = 0;
+    for (let i = 0; i < heldStarts.length; i += B) {
+      const batch = windowBatch(heldOut, heldStarts.slice(i, i + B), seqLen);
+      const t = windowTargets(batch);
+      const { nll } = await lossOnly(model, batch, t);
+      for (let r = 0; r < nll.length; r++) {
+        if (t.targets[r] >= 0) {
+          sum += nll[r];
+          count++;
+        }
+      }
+    }
+    return sum / count;
+  };
+  const save = async (atStep: number) => {
+    const dir = checkpointDir(out, atStep);
+    saveCheckpoint(dir, {
+      config,
+      params: await downloadParams(backend, model.params),
+      tokenizerDir: tokenizer.dir,
+      training: {
+        step: atStep,
+        rng: rng.state(),
+        dataPosition: { kind: 'random-windows', seed_stream: 'rng' },
+        optimizer: {
+          m: await downloadParams(backend, opt.m),
+          v: await downloadParams(backend, opt.v),
+          hyper: { ...cfg.train },
+        },
+        extra: { evals },
+      },
+    });
+    const all = listCheckpoints(out);
+    for (const old of all.slice(0, Math.max(0, all.length - cfg.checkpoint.keep))) {
+      if (checkpointStep(old) !== cfg.train.steps) rmSync(old, { recursive: true, force: true });
+    }
+  };
+
+  if (step === 0) {
+    const nll = await evaluate();
+    evals.push({ step: 0, held_out_nll: nll });
+    appendFileSync(
+      metricsPath,
+      `${JSON.stringify({ step: 0, 'eval/held_out_nll': nll, 'eval/unigram_nll': unigram })}\n`,
+    );
+    log(`step 0 held-out nll ${nll.toFixed(4)} (unigram ${unigram.toFixed(4)})`);
+  }
+  const bar = progress('pretrain', cfg.train.steps, step);
+  const t0 = performance.now();
+  const startStep = step;
+  let lastLoss = Number.NaN;
+  while (step < cfg.train.steps) {
+    const ts = performance.now();
+    const batch = windowBatch(train, randomStarts(train, B, seqLen, rng), seqLen);
+    const { loss, grads } = await lossAndGrad(model, batch, windowTargets(batch));
+    if (!Number.isFinite(loss))
+      throw new Error(`loss became ${loss} at step ${step}; lower train.lr or check the data`);
+    const lr = learningRate(schedule, step);
+    const { gradNorm } = await opt.update(model.params, grads, lr);
+    step++;
+    lastLoss = loss;
+    const dt = (performance.now() - ts) / 1000;
+    const row: Record<string, number> = {
+      step,
+      'train/loss': loss,
+      'train/lr': lr,
+      'actor/grad_norm': gradNorm,
+      'perf/throughput': (B * seqLen) / dt,
+      'timing_s/step': dt,
+    };
+    if (step % cfg.eval.every === 0 || step === cfg.train.steps) {
+      const nll = await evaluate();
+      evals.push({ step, held_out_nll: nll });
+      row['eval/held_out_nll'] = nll;
+      row['eval/unigram_nll'] = unigram;
+    }
+    appendFileSync(metricsPath, `${JSON.stringify(row)}\n`);
+    bar.update(step, {
+      loss,
+      lr,
+      ...(row['eval/held_out_nll'] !== undefined ? { held_out: row['eval/held_out_nll'] } : {}),
+    });
+    if (step % cfg.checkpoint.every === 0 || step === cfg.train.steps) await save(step);
+  }
+  bar.stop();
+  const wall = (performance.now() - t0) / 1000;
+  const summary: PretrainSummary = {
+    out_dir: cfg.run.out_dir,
+    backend: backend.name,
+    steps: cfg.train.steps,
+    tokens_per_step: B * seqLen,
+    train_tokens: train.length,
+    held_out_tokens: heldOut.length,
+    unigram_held_out_nll: unigram,
+    initial_held_out_nll: evals[0]?.held_out_nll ?? Number.NaN,
+    final_held_out_nll: evals[evals.length - 1]?.held_out_nll ?? Number.NaN,
+    final_train_loss: lastLoss,
+    tokens_per_s: ((step - startStep) * B * seqLen) / Math.max(wall, 1e-9),
+    wall_s: wall,
+    params: specs.reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0),
+  };
+  writeFileSync(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  writeFileSync(join(out, 'loss.svg'), lossChart(metricsPath, unigram));
+  await backend.dispose();
+  return summary;
+}
+
+async function prepareTokenizer(cfg: PretrainConfig, out: string): Promise<Tokenizer> {
+  if (cfg.tokenizer.dir) return loadTokenizer(cfg.tokenizer.dir);
+  const dir = join(out, 'tokenizer');
+  if (!existsSync(join(dir, 'tokenizer.json')))
+    writeGpt2Tokenizer(dir, { merges: cfg.tokenizer.gpt2_merges });
+  return loadTokenizer(dir);
+}
+
+/**
+ * Tokenises the corpora once per run folder (documents split into train / held-out by a seeded
+ * shuffle, joined with the end-of-text token) and caches the streams beside the run.
+ */
+async function prepareData(
+  cfg: PretrainConfig,
+  out: string,
+  tok: Tokenizer,
+  log: (s: string) => void,
+): Promise<{ train: Int32Array; heldOut: Int32Array }> {
+  const dir = join(out, 'data');
+  const key = JSON.stringify({ data: cfg.data, seed: cfg.run.seed, tokenizer: tok.fingerprint });
+  const metaPath = join(dir, 'meta.json');
+  if (existsSync(metaPath) && readFileSync(metaPath, 'utf8') === key) {
+    const read = (n: string) => {
+      const b = readFileSync(join(dir, n));
+      return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4).slice();
+    };
+    return { train: read('train.bin'), heldOut: read('held_out.bin') };
+  }
+  const train: number[] = [];
+  const heldOut: number[] = [];
+  for (const name of cfg.data.corpora) {
+    const docs = loadCorpus(name as CorpusName);
+    const split = splitDocuments(docs, cfg.data.held_out_fraction, cfg.run.seed);
+    const budget = cfg.data.max_chars_per_corpus;
+    const take = (list: typeof docs, chars: number, into: number[]) => {
+      let used = 0;
+      for (const d of list) {
+        if (chars > 0 && used >= chars) break;
+        const text = chars > 0 ? d.text.slice(0, chars - used) : d.text;
+        used += text.length;
+        for (const id of tok.encode(text)) into.push(id);
+        into.push(tok.eosId);
+      }
+    };
+    take(split.train, budget, train);
+    take(split.heldOut, budget > 0 ? Math.ceil(budget * cfg.data.held_out_fraction) : 0, heldOut);
+    log(`corpus ${name}: ${split.train.length} train / ${split.heldOut.length} held-out documents`);
+  }
+  mkdirSync(dir, { recursive: true });
+  const trainArr = Int32Array.from(train);
+  const heldArr = Int32Array.from(heldOut);
+  writeFileSync(join(dir, 'train.bin'), trainArr);
+  writeFileSync(join(dir, 'held_out.bin'), heldArr);
+  writeFileSync(metaPath, key);
+  return { train: trainArr, heldOut: heldArr };
+}
+
+/** On resume, metrics logged after the checkpoint's step are dropped: they will be logged again. */
+function truncateMetrics(path: string, step: number): void {
+  if (!existsSync(path)) return;
+  const kept = readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l && (JSON.parse(l) as { step: number }).step <= step);
+  writeFileSync(path, kept.map((l) => `${l}\n`).join(''));
+}
+
+export function lossChart(metricsPath: string, unigram: number): string {
+  const rows = readFileSync(metricsPath, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, number>);
+  return lineChartSvg({
+    title: 'rmt pretrain: next-token loss',
+    xLabel: 'step',
+    yLabel: 'nats / token',
+    series: [
+      {
+        name: 'train loss',
+        points: rows.filter((r) => r['train/loss'] !== undefined).map((r) => [r.step, r['train/loss']]),
+      },
+      {
+        name: 'held-out nll',
+        points: rows
+          .filter((r) => r['eval/held_out_nll'] !== undefined)
+          .map((r) => [r.step, r['eval/held_out_nll']]),
+      },
+      { name: 'unigram baseline', points: [], y: unigram },
+    ],
+  });
+}
