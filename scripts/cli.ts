@@ -41,7 +41,13 @@ async function main(argv: string[]): Promise<number> {
       if (values.out) cfg.run.out_dir = values.out;
       if (values.backend) cfg.run.backend = values.backend;
       if (values.steps) cfg.train.steps = positiveInt('--steps', values.steps);
-      const summary = await pretrain(cfg);
+      const stop = new AbortController();
+      process.once('SIGINT', () => {
+        process.stderr.write('\nstopping after this step (Ctrl-C again to abort without a checkpoint)\n');
+        stop.abort();
+        process.once('SIGINT', () => process.exit(130));
+      });
+      const summary = await pretrain(cfg, { signal: stop.signal });
       process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
       return 0;
     }

@@ -58,10 +58,15 @@ interface EvalPoint {
   held_out_nll: number;
 }
 
-export async function pretrain(
-  cfg: PretrainConfig,
-  log = (s: string) => process.stderr.write(`${s}\n`),
-): Promise<PretrainSummary> {
+export interface PretrainOptions {
+  log?: (line: string) => void;
+  /** Stops after the current step with a checkpoint (Ctrl-C in the CLI); the run resumes from it. */
+  signal?: AbortSignal;
+  onStep?: (step: number) => void;
+}
+
+export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}): Promise<PretrainSummary> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const out = resolve(cfg.run.out_dir);
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, 'config.resolved.json'), `${JSON.stringify(cfg, null, 2)}\n`);
@@ -226,14 +231,20 @@ export async function pretrain(
       lr,
       ...(row['eval/held_out_nll'] !== undefined ? { held_out: row['eval/held_out_nll'] } : {}),
     });
-    if (step % cfg.checkpoint.every === 0 || step === cfg.train.steps) await save(step);
+    opts.onStep?.(step);
+    const interrupted = opts.signal?.aborted === true;
+    if (step % cfg.checkpoint.every === 0 || step === cfg.train.steps || interrupted) await save(step);
+    if (interrupted) {
+      log(`interrupted at step ${step}; checkpoint saved, rerun the same command to resume`);
+      break;
+    }
   }
   bar.stop();
   const wall = (performance.now() - t0) / 1000;
   const summary: PretrainSummary = {
     out_dir: cfg.run.out_dir,
     backend: backend.name,
-    steps: cfg.train.steps,
+    steps: step,
     tokens_per_step: B * seqLen,
     train_tokens: train.length,
     held_out_tokens: heldOut.length,
