@@ -188,6 +188,10 @@ const cases: Case[] = [
   matmulCase(37, 29, 23, true, false),
   matmulCase(37, 29, 23, false, true),
   matmulCase(37, 29, 23, true, true),
+  // small m / n (no transposes on cpu/webasm), k a multiple of 4
+  matmulCase(1, 29, 23, false, false),
+  matmulCase(37, 29, 3, true, false),
+  matmulCase(37, 32, 23, false, true),
   // > 4096 output cells: webasm's threaded path
   matmulCase(67, 131, 71, false, true),
   {
@@ -381,6 +385,25 @@ const bigIndex = test.macro({
 for (const name of GPUJS_BACKENDS) {
   if (available.includes(name)) test(bigIndex, name);
   else test.skip(bigIndex, name);
+}
+
+const disposeInFlight = test.macro({
+  async exec(t: ExecutionContext, name: BackendName) {
+    const be = await createBackend(name);
+    const big = be.upload(new Float32Array(1 << 20).fill(1)); // large uploads take a separate path
+    for (let i = 0; i < 3; i++) be.upload(new Float32Array((1 << 20) + i));
+    const small = be.zeros(10);
+    be.free(small);
+    t.is(be.length(big), 1 << 20);
+    await be.dispose(); // must wait for the uploads rather than tear the device down under them
+    t.pass();
+  },
+  title: (_ = '', name: BackendName) => `${name}: dispose with uploads still in flight`,
+});
+
+for (const name of GPUJS_BACKENDS) {
+  if (available.includes(name)) test(disposeInFlight, name);
+  else test.skip(disposeInFlight, name);
 }
 
 test('availableBackends lists reference and cpu', (t) => {

@@ -77,6 +77,8 @@ export class GpujsBackend implements Backend {
   readonly precision = 'f32' as const;
   private readonly kernels = new Map<string, KernelRun>();
   private readonly ropeCache = new Map<string, { count: number; cos: Dev; sin: Dev }>();
+  /** Uploads still being copied to the device; dispose() waits for them before it tears down. */
+  private readonly inFlight = new Set<Promise<unknown>>();
   private disposed = false;
 
   private constructor(
@@ -187,15 +189,24 @@ export class GpujsBackend implements Backend {
   upload(data: ArrayLike<number>): Buf {
     const f32 = Float32Array.from(data);
     if (!this.onDevice || f32.length === 0) return f32 as unknown as Buf;
-    const b = new DeviceBuf(f32.length);
-    b.pending = this.deviceCopy(f32) as Promise<Handle>;
-    return b as unknown as Buf;
+    return this.pendingBuf(f32.length, this.deviceCopy(f32));
   }
 
   zeros(n: number): Buf {
     if (!this.onDevice || n === 0) return new Float32Array(n) as unknown as Buf;
+    return this.pendingBuf(n, this.run('fill', K.fill, n, {}, [new Float32Array(1)]));
+  }
+
+  private pendingBuf(n: number, p: Promise<Dev>): Buf {
     const b = new DeviceBuf(n);
-    b.pending = this.run('fill', K.fill, n, {}, [new Float32Array(1)]) as Promise<Handle>;
+    b.pending = p as Promise<Handle>;
+    this.inFlight.add(p);
+    // settle bookkeeping; a failure still reaches whoever awaits the buffer, and an unused failed
+    // upload must not become an unhandled rejection
+    p.then(
+      () => this.inFlight.delete(p),
+      () => this.inFlight.delete(p),
+    );
     return b as unknown as Buf;
   }
 
@@ -229,6 +240,7 @@ export class GpujsBackend implements Backend {
 
   async dispose(): Promise<void> {
     if (this.disposed) return;
+    await Promise.allSettled([...this.inFlight]);
     this.disposed = true;
     for (const { cos, sin } of this.ropeCache.values()) this.release(cos, sin);
     this.ropeCache.clear();
@@ -241,17 +253,55 @@ export class GpujsBackend implements Backend {
   // -------------------------------------------------------------------------------------------------
   // ops
 
+  /**
+   * Layouts: on webgpu B is brought to [k, n] (a transpose when transB) for coalesced reads; on
+   * cpu/webasm both operands are brought to k-contiguous rows (A [m, k], B [n, k]) for the unrolled
+   * dot-product kernel, unless the other dimension is too small for the transpose to pay off.
+   */
   async matmul(a: Buf, b: Buf, s: MatmulShape): Promise<Buf> {
     const { m, k, n } = s;
-    const c = {
-      n,
-      k,
-      sai: s.transA ? 1 : k,
-      sap: s.transA ? m : 1,
-      sbp: s.transB ? 1 : n,
-      sbj: s.transB ? k : 1,
-    };
-    return this.wrap(await this.run('matmul', K.matmul, m * n, c, [await this.dev(a), await this.dev(b)]));
+    const A = await this.dev(a);
+    const B = await this.dev(b);
+    const temps: Dev[] = [];
+    let out: Dev;
+    if (this.onDevice) {
+      let Bkn = B;
+      if (s.transB) {
+        Bkn = await this.transpose(B, n, k);
+        temps.push(Bkn);
+      }
+      const c = { n, k, sai: s.transA ? 1 : k, sap: s.transA ? m : 1 };
+      out = await this.run('matmulAB', K.matmulAB, m * n, c, [A, Bkn]);
+    } else if ((s.transA && n < 4) || (!s.transB && m < 4)) {
+      const c = {
+        n,
+        k,
+        sai: s.transA ? 1 : k,
+        sap: s.transA ? m : 1,
+        sbp: s.transB ? 1 : n,
+        sbj: s.transB ? k : 1,
+      };
+      out = await this.run('matmul', K.matmul, m * n, c, [A, B]);
+    } else {
+      let Amk = A;
+      let Bnk = B;
+      if (s.transA) {
+        Amk = await this.transpose(A, k, m);
+        temps.push(Amk);
+      }
+      if (!s.transB) {
+        Bnk = await this.transpose(B, k, n);
+        temps.push(Bnk);
+      }
+      const c = { n, k, k4: Math.floor(k / 4), krem: k % 4 };
+      out = await this.run('matmulABt', K.matmulABt, m * n, c, [Amk, Bnk]);
+    }
+    this.release(...temps);
+    return this.wrap(out);
+  }
+
+  private transpose(x: Dev, rows: number, cols: number): Promise<Dev> {
+    return this.run('transpose', K.transpose, rows * cols, { rows, cols }, [x]);
   }
 
   async add(a: Buf, b: Buf): Promise<Buf> {
