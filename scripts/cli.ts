@@ -1,6 +1,15 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadPretrainConfig } from '../shared/config/pretrain-config.js';
+import { loadTrainConfig } from '../shared/config/train-config.js';
+import { createBackend } from '../shared/kernels/index.js';
+import { loadCheckpoint } from '../shared/model/checkpoint.js';
+import { Decoder } from '../shared/model/decoder.js';
+import { uploadParams } from '../shared/model/weights.js';
+import { evaluatePositions } from '../shared/train/evaluate.js';
 import { pretrain } from '../shared/train/pretrain.js';
+import { evalSubset, prepareRlData, train } from '../shared/train/rmt-train.js';
 
 /** The front door for every rmt job. Each verb takes `--config <yaml>`; `--help` lists them. */
 const USAGE = `usage: rmt <command> [options]
@@ -8,6 +17,13 @@ const USAGE = `usage: rmt <command> [options]
 commands:
   pretrain --config <yaml>   next-token pre-training of a small decoder (progress, held-out loss,
                              checkpoints in run.out_dir; resumes from the newest checkpoint there)
+  train --config <yaml> [--method M]
+                             reinforcement mid-training from model.init_from; M is one of
+                             ntp | rpt | rmt | rmt-no-dtb | rmt-no-cas | rmt-no-ntp (default: the
+                             config's); metrics.jsonl, checkpoints, eval.json, plots in run.out_dir
+  eval --config <yaml> --checkpoint <dir> --mode <ntp|ntr>
+                             next-token accuracy on held-out positions split easy / medium / hard by
+                             the proxy's entropy, their average, and mean reasoning length
 
 options:
   --config <yaml>            run configuration (see configs/); unset fields take the spec's defaults
@@ -26,6 +42,9 @@ async function main(argv: string[]): Promise<number> {
       out: { type: 'string' },
       steps: { type: 'string' },
       backend: { type: 'string' },
+      method: { type: 'string' },
+      checkpoint: { type: 'string' },
+      mode: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -49,6 +68,53 @@ async function main(argv: string[]): Promise<number> {
       });
       const summary = await pretrain(cfg, { signal: stop.signal });
       process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+      return 0;
+    }
+    case 'train': {
+      if (!values.config) throw new UsageError('train needs --config <yaml>');
+      const cfg = loadTrainConfig(values.config);
+      if (values.method) cfg.method = values.method as typeof cfg.method;
+      if (values.out) cfg.run.out_dir = values.out;
+      if (values.backend) cfg.run.backend = values.backend;
+      if (values.steps) cfg.train.steps = positiveInt('--steps', values.steps);
+      const stop = new AbortController();
+      process.once('SIGINT', () => {
+        process.stderr.write('\nstopping after this step (Ctrl-C again to abort without a checkpoint)\n');
+        stop.abort();
+        process.once('SIGINT', () => process.exit(130));
+      });
+      const summary = await train(cfg, { signal: stop.signal });
+      process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+      return 0;
+    }
+    case 'eval': {
+      if (!values.config || !values.checkpoint)
+        throw new UsageError('eval needs --config <yaml> and --checkpoint <dir>');
+      const mode = values.mode ?? 'ntr';
+      if (mode !== 'ntp' && mode !== 'ntr') throw new UsageError(`--mode must be ntp or ntr, got "${mode}"`);
+      const cfg = loadTrainConfig(values.config);
+      if (values.out) cfg.run.out_dir = values.out;
+      if (values.backend) cfg.run.backend = values.backend;
+      const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
+      const data = await prepareRlData(cfg, backend, cfg.run.out_dir, (l) => process.stderr.write(`${l}\n`));
+      const ck = loadCheckpoint(values.checkpoint);
+      const model = new Decoder(ck.config, backend, uploadParams(backend, ck.params));
+      const result = await evaluatePositions(
+        model,
+        data.tokenizer,
+        data.format,
+        evalSubset(data.heldOut, cfg.eval.positions),
+        {
+          mode,
+          eval_splits: cfg.curriculum.eval_splits,
+          budget: cfg.eval.budget,
+          hardCap: cfg.budget.hard_cap,
+          batch: cfg.train.generation_batch,
+        },
+      );
+      writeFileSync(join(values.checkpoint, `eval-${mode}.json`), `${JSON.stringify(result, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      await backend.dispose();
       return 0;
     }
     default:

@@ -25,6 +25,52 @@ export async function lossAndGrad(model: Decoder, batch: TokenBatch, t: LossTarg
   return { loss: weightedSum(nllHost, t.weights), nll: nllHost, grads };
 }
 
+/**
+ * Forward and backward where the per-token weights depend on the tokens' own log-likelihoods (the
+ * policy-gradient loss: its weight on a token is dL/dnll, a function of the new log-probability).
+ * `weightsOf` receives nll for every row (0 where the target is ignored) and returns the weights;
+ * the gradient is that of sum_r weights[r] * nll[r] with the weights held fixed.
+ */
+export async function lossAndGradWeightedBy(
+  model: Decoder,
+  batch: TokenBatch,
+  targets: Int32Array,
+  weightsOf: (nll: Float64Array) => Float64Array,
+): Promise<LossResult> {
+  const be = model.backend;
+  const rows = batch.batch * batch.seqLen;
+  const V = model.config.vocab_size;
+  const tape = await model.forward(batch);
+  const logits = await model.logits(tape);
+  const first = await be.crossEntropy(logits, targets, new Float64Array(rows), rows, V);
+  be.free(first.dlogits);
+  const nll = Float64Array.from(await be.read(first.nll));
+  be.free(first.nll);
+  const weights = weightsOf(nll);
+  const second = await be.crossEntropy(logits, targets, weights, rows, V);
+  be.free(second.nll);
+  be.free(logits);
+  const grads = await model.backward(tape, second.dlogits);
+  be.free(second.dlogits);
+  return { loss: weightedSum(nll, weights), nll, grads };
+}
+
+/** Adds `more` into `into` (both gradient maps of one model), freeing what it replaces. */
+export async function accumulateGrads(model: Decoder, into: Params, more: Params): Promise<Params> {
+  const be = model.backend;
+  for (const [name, g] of more) {
+    const prev = into.get(name);
+    if (!prev) {
+      into.set(name, g);
+      continue;
+    }
+    into.set(name, await be.add(prev, g));
+    be.free(prev);
+    be.free(g);
+  }
+  return into;
+}
+
 /** The same loss without gradients (evaluation). */
 export async function lossOnly(
   model: Decoder,

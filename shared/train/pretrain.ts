@@ -1,8 +1,8 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { PretrainConfig } from '../config/pretrain-config.js';
-import { type CorpusName, loadCorpus, splitDocuments } from '../data/corpora.js';
 import { writeGpt2Tokenizer } from '../data/gpt2-bpe.js';
+import { tokenStreams } from '../data/token-streams.js';
 import {
   evalStarts,
   randomStarts,
@@ -72,7 +72,12 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
   writeFileSync(join(out, 'config.resolved.json'), `${JSON.stringify(cfg, null, 2)}\n`);
 
   const tokenizer = await prepareTokenizer(cfg, out);
-  const { train, heldOut } = await prepareData(cfg, out, tokenizer, log);
+  const { train, heldOut } = tokenStreams(
+    { ...cfg.data, seed: cfg.run.seed },
+    tokenizer,
+    join(out, 'data'),
+    log,
+  );
   const unigram = unigramBaseline(train, heldOut, tokenizer.vocabSize);
   log(
     `data: ${train.length} train tokens, ${heldOut.length} held-out tokens; unigram held-out nll ${unigram.toFixed(4)}`,
@@ -268,55 +273,6 @@ async function prepareTokenizer(cfg: PretrainConfig, out: string): Promise<Token
   if (!existsSync(join(dir, 'tokenizer.json')))
     writeGpt2Tokenizer(dir, { merges: cfg.tokenizer.gpt2_merges });
   return loadTokenizer(dir);
-}
-
-/**
- * Tokenises the corpora once per run folder (documents split into train / held-out by a seeded
- * shuffle, joined with the end-of-text token) and caches the streams beside the run.
- */
-async function prepareData(
-  cfg: PretrainConfig,
-  out: string,
-  tok: Tokenizer,
-  log: (s: string) => void,
-): Promise<{ train: Int32Array; heldOut: Int32Array }> {
-  const dir = join(out, 'data');
-  const key = JSON.stringify({ data: cfg.data, seed: cfg.run.seed, tokenizer: tok.fingerprint });
-  const metaPath = join(dir, 'meta.json');
-  if (existsSync(metaPath) && readFileSync(metaPath, 'utf8') === key) {
-    const read = (n: string) => {
-      const b = readFileSync(join(dir, n));
-      return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4).slice();
-    };
-    return { train: read('train.bin'), heldOut: read('held_out.bin') };
-  }
-  const train: number[] = [];
-  const heldOut: number[] = [];
-  for (const name of cfg.data.corpora) {
-    const docs = loadCorpus(name as CorpusName);
-    const split = splitDocuments(docs, cfg.data.held_out_fraction, cfg.run.seed);
-    const budget = cfg.data.max_chars_per_corpus;
-    const take = (list: typeof docs, chars: number, into: number[]) => {
-      let used = 0;
-      for (const d of list) {
-        if (chars > 0 && used >= chars) break;
-        const text = chars > 0 ? d.text.slice(0, chars - used) : d.text;
-        used += text.length;
-        for (const id of tok.encode(text)) into.push(id);
-        into.push(tok.eosId);
-      }
-    };
-    take(split.train, budget, train);
-    take(split.heldOut, budget > 0 ? Math.ceil(budget * cfg.data.held_out_fraction) : 0, heldOut);
-    log(`corpus ${name}: ${split.train.length} train / ${split.heldOut.length} held-out documents`);
-  }
-  mkdirSync(dir, { recursive: true });
-  const trainArr = Int32Array.from(train);
-  const heldArr = Int32Array.from(heldOut);
-  writeFileSync(join(dir, 'train.bin'), trainArr);
-  writeFileSync(join(dir, 'held_out.bin'), heldArr);
-  writeFileSync(metaPath, key);
-  return { train: trainArr, heldOut: heldArr };
 }
 
 /** On resume, metrics logged after the checkpoint's step are dropped: they will be logged again. */

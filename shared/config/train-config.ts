@@ -1,0 +1,144 @@
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { overlay, RunConfigError } from './merge.js';
+import { METHOD_TABLE, type Method, RMT_DEFAULTS, type RmtDefaults } from './rmt-defaults.js';
+
+/**
+ * Everything `rmt train` and `rmt eval` read. The algorithm's sections (budget, reward, prompt,
+ * curriculum, grpo, loss) are the spec's defaults from `rmt-defaults.ts`; budget and hard cap take
+ * the spec's small-model values since the runs here are small models.
+ */
+export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
+  method: Method;
+  run: { out_dir: string; seed: number; backend: string };
+  model: {
+    /** Checkpoint folder of the starting (pre-trained) model and its tokenizer; required. */
+    init_from: string;
+    /** Checkpoint of the entropy proxy; null = init_from (the base model, as the spec says). */
+    proxy: string | null;
+  };
+  data: {
+    corpora: string[];
+    max_chars_per_corpus: number;
+    /** Tokens of the training stream scored by the proxy; key positions come from these. */
+    rl_tokens: number;
+    /** Tokens of the held-out stream scored for evaluation. */
+    eval_tokens: number;
+    held_out_fraction: number;
+    /** Tokens of context before a key position (the prompt's text). */
+    context_len: number;
+    /** Ground-truth tokens from the key position on (byte-prefix reward, NTP window). */
+    continuation_len: number;
+    /** Window of the proxy's scoring pass. */
+    score_window: number;
+  };
+  train: {
+    /** T: RL steps; the budget and tier-mix schedules run over it. */
+    steps: number;
+    /** Key positions per step (each gets G rollouts). */
+    positions_per_step: number;
+    lr: number;
+    lr_min: number;
+    warmup_steps: number;
+    beta1: number;
+    beta2: number;
+    eps: number;
+    weight_decay: number;
+    max_grad_norm: number;
+    /** Sequences per forward/backward in the learner. */
+    micro_batch: number;
+    /** Sequences decoded together in one KV-cache batch. */
+    generation_batch: number;
+  };
+  eval: {
+    /** Evaluate every N steps (0 = only at the end). */
+    every: number;
+    /** Held-out positions per evaluation. */
+    positions: number;
+    /** Budget stated to the model in `ntr` evaluation; null = no budget sentence. */
+    budget: number | null;
+  };
+  checkpoint: { every: number; keep: number };
+}
+
+export const TRAIN_DEFAULTS: TrainConfig = {
+  method: 'rmt',
+  run: { out_dir: 'runs/rmt', seed: 1234, backend: 'auto' },
+  model: { init_from: '', proxy: null },
+  data: {
+    corpora: ['sotu', 'moby-dick', 'brown'],
+    max_chars_per_corpus: 200000,
+    rl_tokens: 20000,
+    eval_tokens: 10000,
+    held_out_fraction: 0.05,
+    context_len: 32,
+    continuation_len: 8,
+    score_window: 64,
+  },
+  budget: {
+    ...RMT_DEFAULTS.budget,
+    B_0: RMT_DEFAULTS.small_model.B_0,
+    hard_cap: RMT_DEFAULTS.small_model.hard_cap,
+  },
+  reward: RMT_DEFAULTS.reward,
+  prompt: RMT_DEFAULTS.prompt,
+  curriculum: RMT_DEFAULTS.curriculum,
+  grpo: RMT_DEFAULTS.grpo,
+  loss: RMT_DEFAULTS.loss,
+  train: {
+    steps: 100,
+    positions_per_step: 8,
+    lr: 1e-4,
+    lr_min: 1e-5,
+    warmup_steps: 5,
+    beta1: 0.9,
+    beta2: 0.95,
+    eps: 1e-8,
+    weight_decay: 0.0,
+    max_grad_norm: 1.0,
+    micro_batch: 16,
+    generation_batch: 64,
+  },
+  eval: { every: 0, positions: 200, budget: null },
+  checkpoint: { every: 50, keep: 2 },
+};
+
+export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
+  const c = overlay(TRAIN_DEFAULTS, raw ?? {}, source);
+  if (!(c.method in METHOD_TABLE)) {
+    throw new RunConfigError(
+      source,
+      'method',
+      `unknown method "${c.method}" (one of ${Object.keys(METHOD_TABLE).join(', ')})`,
+    );
+  }
+  for (const [field, v] of [
+    ['train.steps', c.train.steps],
+    ['train.positions_per_step', c.train.positions_per_step],
+    ['train.micro_batch', c.train.micro_batch],
+    ['grpo.G', c.grpo.G],
+    ['budget.hard_cap', c.budget.hard_cap],
+    ['data.context_len', c.data.context_len],
+  ] as const) {
+    if (!(Number.isInteger(v) && v > 0))
+      throw new RunConfigError(source, field, `must be a positive integer, got ${v}`);
+  }
+  if (c.train.generation_batch < c.grpo.G) {
+    throw new RunConfigError(
+      source,
+      'train.generation_batch',
+      `must hold at least one group (grpo.G = ${c.grpo.G})`,
+    );
+  }
+  return c;
+}
+
+export function loadTrainConfig(path: string): TrainConfig {
+  let raw: unknown;
+  try {
+    raw = parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new RunConfigError(path, '(file)', (e as Error).message);
+  }
+  return parseTrainConfig(raw, path);
+}

@@ -1,0 +1,168 @@
+import type { ClipParams } from '../config/rmt-defaults.js';
+import type { LossTargets, TokenBatch } from '../model/batch.js';
+import { padBatch } from '../model/batch.js';
+import type { Decoder, Params } from '../model/decoder.js';
+import { accumulateGrads, lossAndGrad, lossAndGradWeightedBy, lossOnly } from '../model/loss.js';
+import { groupAdvantages, policyLoss } from './grpo.js';
+import type { KeyPosition } from './key-positions.js';
+import type { Rollout } from './rollouts.js';
+
+/**
+ * The dual objective of RMT (spec section 5): L = L_RL + lambda * L_NTP, one gradient for one
+ * optimizer step.
+ *
+ * L_RL is GRPO over every response token of the batch (token-mean), with group-normalised
+ * advantages. The learner takes one update per batch of rollouts, so the policy that sampled them is
+ * the policy being updated: pi_old is the learner's own forward pass (recomputed, as verl does),
+ * the ratio starts at 1 and the clip only matters for callers that reuse a batch.
+ *
+ * L_NTP is the next-token cross-entropy on the same text windows the key positions come from, on
+ * every token except the key position itself (m_pos = 1[pos not in C]), mean over those tokens.
+ */
+export interface DualLossOptions {
+  clip: ClipParams;
+  adv_eps: number;
+  G: number;
+  /** Weight of L_NTP; 0 (or useNtp false) drops the term. */
+  lambda: number;
+  useNtp: boolean;
+  /** Sequences per forward/backward; the gradients add up to the whole batch's. */
+  microBatch: number;
+  padId: number;
+}
+
+export interface DualLossMetrics {
+  'actor/pg_loss': number;
+  'actor/ntp_loss': number;
+  'actor/pg_clipfrac': number;
+  'actor/ppo_kl': number;
+  'actor/kl_loss': number;
+  /** Response tokens the RL term averaged over. */
+  rl_tokens: number;
+  ntp_tokens: number;
+}
+
+export async function dualLossAndGrad(
+  model: Decoder,
+  groups: readonly Rollout[][],
+  ntpPositions: readonly KeyPosition[],
+  o: DualLossOptions,
+  reference?: Decoder,
+): Promise<{ grads: Params; metrics: DualLossMetrics }> {
+  const grads: Params = new Map();
+  const rollouts = groups.flat();
+  const advantages = groups.flatMap((g) =>
+    groupAdvantages(
+      g.map((r) => r.reward.reward),
+      g.length,
+      o.adv_eps,
+    ),
+  );
+  const rlTokens = rollouts.reduce((n, r) => n + r.responseIds.length, 0);
+  let pg = 0;
+  let kl = 0;
+  let clipped = 0;
+  let ppoKl = 0;
+  for (let i = 0; i < rollouts.length; i += o.microBatch) {
+    const part = rollouts.slice(i, i + o.microBatch);
+    const adv = advantages.slice(i, i + o.microBatch);
+    const { batch, targets, rows } = responseBatch(part, o.padId);
+    const tokenAdv = Float64Array.from(rows.map((r) => adv[r.seq]));
+    let refLogProbs: Float64Array | undefined;
+    if (o.clip.beta !== 0) {
+      if (!reference) throw new Error('beta > 0 needs a reference model');
+      const { nll } = await lossOnly(reference, batch, {
+        targets,
+        weights: new Float64Array(targets.length),
+      });
+      refLogProbs = Float64Array.from(rows, (r) => -nll[r.row]);
+    }
+    const r = await lossAndGradWeightedBy(model, batch, targets, (nll) => {
+      const logProbs = Float64Array.from(rows, (r) => -nll[r.row]);
+      const pl = policyLoss(
+        { logProbs, oldLogProbs: logProbs, advantages: tokenAdv, refLogProbs, tokenCount: rlTokens },
+        o.clip,
+      );
+      // policyLoss reports token means over this micro-batch; weight them back to batch means.
+      const share = rows.length / rlTokens;
+      pg += pl.pgLoss;
+      kl += pl.klLoss;
+      clipped += pl.pgClipfrac * share;
+      ppoKl += pl.ppoKl * share;
+      const w = new Float64Array(nll.length);
+      rows.forEach((r, j) => {
+        w[r.row] = pl.dLossDNll[j];
+      });
+      return w;
+    });
+    await accumulateGrads(model, grads, r.grads);
+  }
+
+  let ntpLoss = 0;
+  let ntpTokens = 0;
+  if (o.useNtp && o.lambda > 0 && ntpPositions.length > 0) {
+    const windows = ntpPositions.map((p) => [...p.context, ...p.continuation]);
+    const keyRows = ntpPositions.map((p) => p.context.length - 1);
+    ntpTokens = windows.reduce((n, w) => n + w.length - 2, 0);
+    for (let i = 0; i < windows.length; i += o.microBatch) {
+      const batch = padBatch(windows.slice(i, i + o.microBatch), o.padId, 'right');
+      const t = ntpTargets(batch, keyRows.slice(i, i + o.microBatch), o.lambda / ntpTokens);
+      const r = await lossAndGrad(model, batch, t);
+      ntpLoss += r.loss / o.lambda;
+      await accumulateGrads(model, grads, r.grads);
+    }
+  }
+  return {
+    grads,
+    metrics: {
+      'actor/pg_loss': pg,
+      'actor/ntp_loss': ntpLoss,
+      'actor/pg_clipfrac': clipped,
+      'actor/ppo_kl': ppoKl,
+      'actor/kl_loss': kl,
+      rl_tokens: rlTokens,
+      ntp_tokens: ntpTokens,
+    },
+  };
+}
+
+/**
+ * prompt + response of each rollout, right-padded; targets on the rows that predict response tokens
+ * (row promptLen - 1 + j predicts response[j]). `rows` lists them in rollout order.
+ */
+export function responseBatch(
+  rollouts: readonly Rollout[],
+  padId: number,
+): { batch: TokenBatch; targets: Int32Array; rows: { seq: number; row: number }[] } {
+  const batch = padBatch(
+    rollouts.map((r) => [...r.promptIds, ...r.responseIds]),
+    padId,
+    'right',
+  );
+  const targets = new Int32Array(batch.batch * batch.seqLen).fill(-1);
+  const rows: { seq: number; row: number }[] = [];
+  rollouts.forEach((r, s) => {
+    for (let j = 0; j < r.responseIds.length; j++) {
+      const row = s * batch.seqLen + r.promptIds.length - 1 + j;
+      targets[row] = r.responseIds[j];
+      rows.push({ seq: s, row });
+    }
+  });
+  return { batch, targets, rows };
+}
+
+/** Every next-token target of each window except the key position's, each weighted `weight`. */
+function ntpTargets(batch: TokenBatch, keyRows: readonly number[], weight: number): LossTargets {
+  const n = batch.batch * batch.seqLen;
+  const targets = new Int32Array(n).fill(-1);
+  const weights = new Float64Array(n);
+  for (let s = 0; s < batch.batch; s++) {
+    for (let t = 0; t + 1 < batch.seqLen; t++) {
+      const i = s * batch.seqLen + t;
+      if (!batch.mask[i] || !batch.mask[i + 1] || t === keyRows[s]) continue;
+      targets[i] = batch.ids[i + 1];
+      weights[i] = weight;
+    }
+  }
+  return { targets, weights };
+}

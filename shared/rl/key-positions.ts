@@ -1,0 +1,51 @@
+/**
+ * A key position of the RL set: where in the corpus the policy reasons before predicting, with the
+ * context it sees and the ground truth its rewards compare against (spec section 1).
+ */
+export interface KeyPosition {
+  /** Index in the token stream: stable id for the difficulty table and the bus. */
+  id: number;
+  /** tau[pos - context_len, pos). */
+  context: number[];
+  /** tau[pos]. */
+  target: number;
+  /** tau[pos, pos + continuation_len): what the byte-prefix reward reads. */
+  continuation: number[];
+  /** The proxy's top-k entropy at pos. */
+  entropy: number;
+}
+
+export interface KeyPositionOptions {
+  context_len: number;
+  continuation_len: number;
+  /** Token ids that are never targets (end-of-text, `<think>`: the layout cannot predict them). */
+  excluded: readonly number[];
+}
+
+/**
+ * Every scored position of the stream that can be a key position: a full context before it, a
+ * finite entropy, a target the prompt layout can express, and no document boundary inside the
+ * context (a context spanning two documents asks the model to predict across an end-of-text).
+ */
+export function keyPositions(
+  tokens: Int32Array,
+  entropy: Float32Array,
+  o: KeyPositionOptions,
+  boundary: number,
+): KeyPosition[] {
+  const out: KeyPosition[] = [];
+  let lastBoundary = -1;
+  for (let p = 0; p < tokens.length; p++) {
+    if (p > 0 && tokens[p - 1] === boundary) lastBoundary = p - 1;
+    if (p - o.context_len <= lastBoundary || !Number.isFinite(entropy[p])) continue;
+    if (o.excluded.includes(tokens[p])) continue;
+    out.push({
+      id: p,
+      context: Array.from(tokens.subarray(p - o.context_len, p)),
+      target: tokens[p],
+      continuation: Array.from(tokens.subarray(p, Math.min(tokens.length, p + o.continuation_len))),
+      entropy: entropy[p],
+    });
+  }
+  return out;
+}

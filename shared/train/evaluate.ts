@@ -1,0 +1,135 @@
+import { evalSplits, TIERS, type Tier } from '../curriculum/tiers.js';
+import type { Tokenizer } from '../data/tokenizer.js';
+import { padBatch } from '../model/batch.js';
+import type { Decoder } from '../model/decoder.js';
+import type { KeyPosition } from '../rl/key-positions.js';
+import type { PromptFormat } from '../rl/prompt-format.js';
+import { matchReward } from '../rl/rewards.js';
+import { generateRollouts } from '../rl/rollouts.js';
+import { Rng } from '../util/rng.js';
+
+/**
+ * Next-token accuracy on held-out positions as the paper reports it (spec section 7): split by the
+ * proxy's entropy into RPT's nested easy / medium / hard sets, their average, and the mean
+ * reasoning length. `ntp` takes the argmax of the next-token distribution; `ntr` lets the model
+ * reason (greedy decoding) and compares its prediction with the next token exactly.
+ */
+export type EvalMode = 'ntp' | 'ntr';
+
+export interface SplitAccuracy {
+  /** Accuracy in [0, 1]. */
+  mean: number;
+  /** Half-width of the 95% normal-approximation interval of the accuracy. */
+  ci95: number;
+  n: number;
+}
+
+export interface EvalResult {
+  mode: EvalMode;
+  easy: SplitAccuracy;
+  medium: SplitAccuracy;
+  hard: SplitAccuracy;
+  /** Mean of the three split accuracies (the paper's "average"). */
+  avg: number;
+  /** Mean reasoning tokens per position (0 in ntp mode). */
+  reasoning_length: number;
+  /** Share of ntr rollouts without an answer (cut by the cap or never closing `</think>`). */
+  no_answer_rate: number;
+  positions: number;
+}
+
+export interface EvalOptions {
+  mode: EvalMode;
+  eval_splits: readonly [number, number, number];
+  /** ntr: budget stated in the prompt (null: none) and the response cap. */
+  budget: number | null;
+  hardCap: number;
+  batch: number;
+}
+
+export async function evaluatePositions(
+  model: Decoder,
+  tokenizer: Tokenizer,
+  format: PromptFormat,
+  positions: readonly KeyPosition[],
+  o: EvalOptions,
+): Promise<EvalResult> {
+  const correct: boolean[] = [];
+  let reasoning = 0;
+  let unanswered = 0;
+  if (o.mode === 'ntp') {
+    for (let i = 0; i < positions.length; i += o.batch) {
+      const chunk = positions.slice(i, i + o.batch);
+      for (const [j, pred] of (
+        await argmaxNext(
+          model,
+          chunk.map((p) => p.context),
+        )
+      ).entries()) {
+        correct.push(pred === chunk[j].target);
+      }
+    }
+  } else {
+    const groups = await generateRollouts(
+      model,
+      tokenizer,
+      format,
+      positions,
+      {
+        G: 1,
+        temperature: 0,
+        budget: o.budget ?? o.hardCap,
+        stateBudget: o.budget !== null,
+        hardCap: o.hardCap,
+        rewardKind: 'match',
+        reward: { r_max: 1, w: 0, length_reward_requires_answer: true },
+        maxBatch: o.batch,
+      },
+      new Rng(0),
+    );
+    for (const [i, [r]] of groups.entries()) {
+      const ok =
+        r.parsed.finishReason === 'stop' && matchReward(r.parsed.predictionIds, positions[i].target) === 1;
+      correct.push(ok);
+      reasoning += r.parsed.reasoningIds.length;
+      if (r.parsed.finishReason !== 'stop') unanswered++;
+    }
+  }
+  const split = (tier: Tier): SplitAccuracy => {
+    const hits = positions
+      .map((p, i) => (evalSplits(p.entropy, o.eval_splits)[tier] ? correct[i] : null))
+      .filter((x) => x !== null);
+    const n = hits.length;
+    const mean = n ? hits.filter(Boolean).length / n : Number.NaN;
+    return { mean, ci95: n ? 1.96 * Math.sqrt((mean * (1 - mean)) / n) : Number.NaN, n };
+  };
+  const [easy, medium, hard] = TIERS.map(split);
+  return {
+    mode: o.mode,
+    easy,
+    medium,
+    hard,
+    avg: (easy.mean + medium.mean + hard.mean) / 3,
+    reasoning_length: o.mode === 'ntr' ? reasoning / Math.max(1, positions.length) : 0,
+    no_answer_rate: o.mode === 'ntr' ? unanswered / Math.max(1, positions.length) : 0,
+    positions: positions.length,
+  };
+}
+
+/** The most likely next token after each context (left-padded batch, last row of each). */
+async function argmaxNext(model: Decoder, contexts: number[][]): Promise<number[]> {
+  const be = model.backend;
+  const V = model.config.vocab_size;
+  const batch = padBatch(contexts, 0, 'left');
+  const tape = await model.forward(batch);
+  const logitsBuf = await model.logits(tape);
+  model.releaseTape(tape);
+  const logits = await be.read(logitsBuf);
+  be.free(logitsBuf);
+  return contexts.map((_, b) => {
+    const row = (b * batch.seqLen + batch.seqLen - 1) * V;
+    let best = 0;
+    for (let v = 1; v < V; v++) if (logits[row + v] > logits[row + best]) best = v;
+    return best;
+  });
+}
