@@ -306,6 +306,17 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'crossEntropy rows=5 vocab=1000 (several logit chunks, ragged last)',
+    async run(be, rng) {
+      const logits = be.upload(normals(rng, 5 * 1000, 4));
+      const targets = ints(rng, 5, 0, 1000);
+      targets[2] = -1;
+      const weights = Float64Array.from({ length: 5 }, () => 0.05 + rng.next());
+      const { nll, dlogits } = await be.crossEntropy(logits, targets, weights, 5, 1000);
+      return readAll(be, { nll, dlogits });
+    },
+  },
+  {
     name: 'sumSquares n=10007',
     async run(be, rng) {
       return { ss: await be.sumSquares(be.upload(normals(rng, 10007))) };

@@ -67,6 +67,8 @@ class DeviceBuf {
 
 /** Uploads at least this large get a throwaway copy kernel: a cached one would pin a second copy. */
 const UPLOAD_CACHE_LIMIT = 1 << 20;
+/** Logits per chunk of a row's logsumexp in crossEntropy. */
+const CE_CHUNK = 256;
 /** Elements per partial sum in sumSquares. */
 const SUMSQ_CHUNK = 256;
 const EMPTY = new Float32Array(0);
@@ -466,7 +468,13 @@ export class GpujsBackend implements Backend {
   ): Promise<{ nll: Buf; dlogits: Buf }> {
     const L = await this.dev(logits);
     const T = asF32(targets);
-    const nll = await this.run('ceNll', K.ceNll, rows, { vocab }, [L, T]);
+    const chunk = Math.min(CE_CHUNK, vocab);
+    const nch = Math.ceil(vocab / chunk);
+    const c = { vocab, chunk, nch };
+    const cMax = await this.run('ceChunkMax', K.ceChunkMax, rows * nch, c, [L, T]);
+    const cSum = await this.run('ceChunkSum', K.ceChunkSum, rows * nch, c, [L, T, cMax]);
+    const nll = await this.run('ceNll', K.ceNll, rows, c, [L, T, cMax, cSum]);
+    this.release(cMax, cSum);
     const dl = await this.run('ceGrad', K.ceGrad, rows * vocab, { vocab }, [L, T, asF32(weights), nll]);
     return { nll: this.wrap(nll), dlogits: this.wrap(dl) };
   }

@@ -411,18 +411,56 @@ export const swigluDUp = function (this: KernelThis, dh: A, gate: A): number {
 // ---------------------------------------------------------------------------------------------------
 // loss
 
+/*
+ * The row logsumexp is split over chunks of `chunk` logits so that the work spreads over
+ * rows * chunks threads (a vocabulary of 10^5 would otherwise be one long loop per row): per-chunk
+ * max, per-chunk sum of exp(l - chunk max), then a per-row combine.
+ */
+
+/** Output [rows * nch]: the max of each chunk of a row (0 for ignored rows). */
+export const ceChunkMax = function (this: KernelThis, logits: A, targets: A): number {
+  const r = divFloor(this.thread.x, this.constants.nch);
+  const ch = this.thread.x - (r | 0) * this.constants.nch;
+  if (targets[r] < 0) return 0;
+  let mx = -3.0e38;
+  for (let q = 0; q < this.constants.chunk; q++) {
+    if ((ch | 0) * this.constants.chunk + q < this.constants.vocab) {
+      const l = logits[(r | 0) * this.constants.vocab + (ch | 0) * this.constants.chunk + q];
+      if (l > mx) mx = l;
+    }
+  }
+  return mx;
+};
+
+/** Output [rows * nch]: sum over the chunk of exp(logit - chunk max). */
+export const ceChunkSum = function (this: KernelThis, logits: A, targets: A, chunkMax: A): number {
+  const r = divFloor(this.thread.x, this.constants.nch);
+  const ch = this.thread.x - (r | 0) * this.constants.nch;
+  if (targets[r] < 0) return 0;
+  const mx = chunkMax[this.thread.x];
+  let sum = 0;
+  for (let q = 0; q < this.constants.chunk; q++) {
+    if ((ch | 0) * this.constants.chunk + q < this.constants.vocab) {
+      sum += Math.exp(logits[(r | 0) * this.constants.vocab + (ch | 0) * this.constants.chunk + q] - mx);
+    }
+  }
+  return sum;
+};
+
 /** Output [rows]: logsumexp(logits[r, :]) - logits[r, target] (0 for a negative target). */
-export const ceNll = function (this: KernelThis, logits: A, targets: A): number {
+export const ceNll = function (this: KernelThis, logits: A, targets: A, chunkMax: A, chunkSum: A): number {
   const t = targets[this.thread.x];
   if (t < 0) return 0;
   let mx = -3.0e38;
-  for (let c = 0; c < this.constants.vocab; c++) {
-    const l = logits[this.thread.x * this.constants.vocab + c];
-    if (l > mx) mx = l;
+  for (let ch = 0; ch < this.constants.nch; ch++) {
+    const m = chunkMax[this.thread.x * this.constants.nch + ch];
+    if (m > mx) mx = m;
   }
   let sum = 0;
-  for (let c = 0; c < this.constants.vocab; c++) {
-    sum += Math.exp(logits[this.thread.x * this.constants.vocab + c] - mx);
+  for (let ch = 0; ch < this.constants.nch; ch++) {
+    sum +=
+      chunkSum[this.thread.x * this.constants.nch + ch] *
+      Math.exp(chunkMax[this.thread.x * this.constants.nch + ch] - mx);
   }
   return mx + Math.log(sum) - logits[this.thread.x * this.constants.vocab + (t | 0)];
 };
