@@ -261,6 +261,14 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
     wall_s: wall,
     params: specs.reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0),
   };
+  if (step === cfg.train.steps) {
+    // A stable name for the finished model, for configs that start from it (no optimizer state).
+    saveCheckpoint(join(out, 'final'), {
+      config,
+      params: await downloadParams(backend, model.params),
+      tokenizerDir: tokenizer.dir,
+    });
+  }
   writeFileSync(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   writeFileSync(join(out, 'loss.svg'), lossChart(metricsPath, unigram));
   await backend.dispose();

@@ -357,6 +357,11 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
   }
   bar.stop();
   if (step === T) {
+    saveCheckpoint(join(out, 'final'), {
+      config,
+      params: await downloadParams(backend, model.params),
+      tokenizerDir: cfg.model.init_from,
+    });
     lastEval = await evaluate();
     writeFileSync(join(out, 'eval.json'), `${JSON.stringify(lastEval, null, 2)}\n`);
     writeFileSync(join(out, 'training.svg'), trainingChart(metricsPath, cfg.method));
