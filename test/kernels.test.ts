@@ -10,6 +10,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import type { AttentionShape, Backend, BackendName, MatmulShape } from '../shared/kernels/backend.js';
+import { GpujsBackend } from '../shared/kernels/gpujs/backend.js';
 import { availableBackends, createBackend, setupWebgpu } from '../shared/kernels/index.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
 import { Rng } from '../shared/util/rng.js';
@@ -396,6 +397,39 @@ const bigIndex = test.macro({
 for (const name of GPUJS_BACKENDS) {
   if (available.includes(name)) test(bigIndex, name);
   else test.skip(bigIndex, name);
+}
+
+/** A kernel cache of 2 under concurrent ops: kernels are destroyed and rebuilt while others run. */
+const eviction = test.macro({
+  async exec(t: ExecutionContext, name: Exclude<BackendName, 'reference'>) {
+    const be = await GpujsBackend.create(name, { kernelCacheLimit: 2 });
+    try {
+      const picked = cases.filter((c) =>
+        /^(matmul|attention |crossEntropy|rmsnormBackward|sumSquares)/.test(c.name),
+      );
+      const results = await Promise.all(
+        picked.map(async (c) => {
+          const seed = seedOf(c.name);
+          return [c.name, await c.run(reference, new Rng(seed)), await c.run(be, new Rng(seed))] as const;
+        }),
+      );
+      for (const [label, want, got] of results) {
+        for (const [key, w] of Object.entries(want)) {
+          const err =
+            typeof w === 'number' ? relErr([got[key] as number], [w]) : relErr(got[key] as Float32Array, w);
+          t.true(err <= TOLERANCE, `${label} ${key}: relErr ${err.toExponential(2)}`);
+        }
+      }
+    } finally {
+      await be.dispose();
+    }
+  },
+  title: (_ = '', name: BackendName) => `${name}: kernel cache eviction under concurrent ops`,
+});
+
+for (const name of GPUJS_BACKENDS) {
+  if (available.includes(name)) test(eviction, name as Exclude<BackendName, 'reference'>);
+  else test.skip(eviction, name as Exclude<BackendName, 'reference'>);
 }
 
 const disposeInFlight = test.macro({

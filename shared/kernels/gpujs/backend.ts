@@ -21,11 +21,24 @@ import * as K from './kernels.js';
 
 export type GpujsMode = 'cpu' | 'webasm' | 'webgpu';
 
+export interface GpujsOptions {
+  /** Compiled kernels kept (least recently used destroyed first); default 512. */
+  kernelCacheLimit?: number;
+}
+
 /** gpu.js's pipeline handle on webgpu (`WebGPUBufferResult`). */
 interface Handle {
   output: number[];
+  /** The GPUBuffer (public field of gpu.js's WebGPUBufferResult). */
+  buffer?: GpuBuffer;
   toArray(): Promise<Float32Array>;
   delete(): void;
+}
+interface GpuBuffer {
+  mapAsync(mode: number): Promise<void>;
+  getMappedRange(): ArrayBuffer;
+  unmap(): void;
+  destroy(): void;
 }
 type Dev = Float32Array | Handle;
 
@@ -45,8 +58,22 @@ interface GpuInstance {
   destroy(): Promise<void>;
 }
 interface GpuDevice {
-  queue: { onSubmittedWorkDone(): Promise<void> };
+  queue: { onSubmittedWorkDone(): Promise<void>; submit(commands: unknown[]): void };
+  createBuffer(desc: { size: number; usage: number }): GpuBuffer;
+  createCommandEncoder(): {
+    copyBufferToBuffer(
+      src: GpuBuffer,
+      srcOffset: number,
+      dst: GpuBuffer,
+      dstOffset: number,
+      size: number,
+    ): void;
+    finish(): unknown;
+  };
 }
+// WebGPU's constants (fixed by the spec)
+const MAP_READ = 0x0001;
+const COPY_DST = 0x0008;
 interface GpujsModule {
   GPU: (new (settings: { mode: string }) => GpuInstance) & { isWebAssemblySupported: boolean };
   WebGPUContext: { acquire(): Promise<{ device: GpuDevice }>; destroy(): Promise<void> };
@@ -56,6 +83,11 @@ const { GPU, WebGPUContext } = gpujs as unknown as GpujsModule;
 export const isWebAssemblySupported = (): boolean => GPU.isWebAssemblySupported;
 
 type KernelFn = (this: K.KernelThis, ...args: Float32Array[]) => number;
+interface CachedKernel {
+  run: KernelRun;
+  /** Calls in progress. */
+  busy: number;
+}
 
 /** A webgpu tensor: the gpu.js handle, possibly still being produced. */
 class DeviceBuf {
@@ -67,6 +99,11 @@ class DeviceBuf {
 
 /** Uploads at least this large get a throwaway copy kernel: a cached one would pin a second copy. */
 const UPLOAD_CACHE_LIMIT = 1 << 20;
+/**
+ * Kernels are compiled per shape; beyond this many the least recently used is destroyed (decoding with
+ * a growing key length makes a new attention shape per step unless the caller buckets tk).
+ */
+const KERNEL_CACHE_LIMIT = 512;
 /** Logits per chunk of a row's logsumexp in crossEntropy. */
 const CE_CHUNK = 256;
 /** Elements per partial sum in sumSquares. */
@@ -77,7 +114,7 @@ let liveWebgpuBackends = 0;
 
 export class GpujsBackend implements Backend {
   readonly precision = 'f32' as const;
-  private readonly kernels = new Map<string, KernelRun>();
+  private readonly kernels = new Map<string, CachedKernel>();
   private readonly ropeCache = new Map<string, { count: number; cos: Dev; sin: Dev }>();
   /** Uploads still being copied to the device; dispose() waits for them before it tears down. */
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -86,9 +123,10 @@ export class GpujsBackend implements Backend {
   private constructor(
     readonly name: GpujsMode,
     private readonly gpu: GpuInstance,
+    private readonly kernelCacheLimit: number,
   ) {}
 
-  static async create(mode: GpujsMode): Promise<GpujsBackend> {
+  static async create(mode: GpujsMode, options: GpujsOptions = {}): Promise<GpujsBackend> {
     if (mode === 'webgpu') {
       const setup = await setupWebgpu();
       if (!setup.ok) throw new Error(`webgpu unavailable: ${setup.reason}`);
@@ -96,7 +134,7 @@ export class GpujsBackend implements Backend {
     } else if (mode === 'webasm' && !GPU.isWebAssemblySupported) {
       throw new Error('webasm unavailable: WebAssembly not supported');
     }
-    return new GpujsBackend(mode, new GPU({ mode }));
+    return new GpujsBackend(mode, new GPU({ mode }), options.kernelCacheLimit ?? KERNEL_CACHE_LIMIT);
   }
 
   private get onDevice(): boolean {
@@ -106,24 +144,42 @@ export class GpujsBackend implements Backend {
   // -------------------------------------------------------------------------------------------------
   // kernel plumbing
 
-  private getKernel(key: string, fn: KernelFn, size: number, constants: Record<string, number>): KernelRun {
-    let k = this.kernels.get(key);
-    if (!k) {
-      k = this.gpu.createKernel(fn, {
-        output: [size],
-        constants,
-        asyncMode: true,
-        pipeline: true,
-        immutable: true,
-        strictIntegers: true,
-        functions: K.HELPERS,
-        loopMaxIterations: 2 ** 30,
-        precision: 'single',
-        tactic: 'precision',
-      });
-      this.kernels.set(key, k);
+  private getKernel(
+    key: string,
+    fn: KernelFn,
+    size: number,
+    constants: Record<string, number>,
+  ): CachedKernel {
+    let entry = this.kernels.get(key);
+    if (entry) {
+      // most recently used last: the Map's order is the eviction order
+      this.kernels.delete(key);
+      this.kernels.set(key, entry);
+      return entry;
     }
-    return k;
+    if (this.kernels.size >= this.kernelCacheLimit) {
+      for (const [oldKey, old] of this.kernels) {
+        if (old.busy > 0) continue; // never destroy a kernel under a call (it may still be compiling)
+        this.kernels.delete(oldKey);
+        old.run.destroy(true);
+        break;
+      }
+    }
+    const run = this.gpu.createKernel(fn, {
+      output: [size],
+      constants,
+      asyncMode: true,
+      pipeline: true,
+      immutable: true,
+      strictIntegers: true,
+      functions: K.HELPERS,
+      loopMaxIterations: 2 ** 30,
+      precision: 'single',
+      tactic: 'precision',
+    });
+    entry = { run, busy: 0 };
+    this.kernels.set(key, entry);
+    return entry;
   }
 
   /** Runs `fn` over a 1-D output of `size` cells. Arguments are device tensors or host Float32Arrays. */
@@ -137,10 +193,15 @@ export class GpujsBackend implements Backend {
     if (this.disposed) throw new Error(`${this.name} backend used after dispose()`);
     if (size === 0) return EMPTY;
     const key = `${op}|${size}|${args.map(devLength).join(',')}|${JSON.stringify(constants)}`;
-    const k = this.getKernel(key, fn, size, constants);
-    const out = await k(...args);
-    if (this.onDevice) detachOutput(k);
-    return out;
+    const entry = this.getKernel(key, fn, size, constants);
+    entry.busy++;
+    try {
+      const out = await entry.run(...args);
+      if (this.onDevice) detachOutput(entry.run);
+      return out;
+    } finally {
+      entry.busy--;
+    }
   }
 
   private async dev(x: Buf): Promise<Dev> {
@@ -215,8 +276,7 @@ export class GpujsBackend implements Backend {
   async read(x: Buf): Promise<Float32Array> {
     const d = await this.dev(x);
     if (d instanceof Float32Array) return d.slice();
-    const a = await d.toArray();
-    return a.length === d.output[0] ? a : a.slice(0, d.output[0]);
+    return readHandle(d);
   }
 
   length(x: Buf): number {
@@ -246,7 +306,7 @@ export class GpujsBackend implements Backend {
     this.disposed = true;
     for (const { cos, sin } of this.ropeCache.values()) this.release(cos, sin);
     this.ropeCache.clear();
-    for (const k of this.kernels.values()) k.destroy(true);
+    for (const { run } of this.kernels.values()) run.destroy(true);
     this.kernels.clear();
     await this.gpu.destroy();
     if (this.onDevice && --liveWebgpuBackends === 0) await WebGPUContext.destroy();
@@ -484,7 +544,7 @@ export class GpujsBackend implements Backend {
     const n = devLength(X);
     const parts = Math.ceil(n / SUMSQ_CHUNK);
     const partial = await this.run('sumSquares', K.sumSquaresPartial, parts, { chunk: SUMSQ_CHUNK, n }, [X]);
-    const host = partial instanceof Float32Array ? partial : await partial.toArray();
+    const host = partial instanceof Float32Array ? partial : await readHandle(partial);
     this.release(partial);
     let total = 0;
     for (let i = 0; i < parts; i++) total += host[i];
@@ -525,6 +585,31 @@ export class GpujsBackend implements Backend {
     return this.wrap(
       await this.run('gatherRows', K.gatherRows, index.length * rowDim, { dim: rowDim }, args),
     );
+  }
+}
+
+/**
+ * Reads a webgpu tensor back through a staging buffer of its own. `handle.toArray()` would go through
+ * the producing kernel, which the cache may have destroyed (or destroy mid-read).
+ */
+async function readHandle(h: Handle): Promise<Float32Array> {
+  const n = h.output[0];
+  if (!h.buffer) {
+    const a = await h.toArray();
+    return a.length === n ? a : a.slice(0, n);
+  }
+  const { device } = await WebGPUContext.acquire();
+  const staging = device.createBuffer({ size: n * 4, usage: MAP_READ | COPY_DST });
+  try {
+    const encoder = device.createCommandEncoder();
+    encoder.copyBufferToBuffer(h.buffer, 0, staging, 0, n * 4);
+    device.queue.submit([encoder.finish()]);
+    await staging.mapAsync(MAP_READ);
+    const out = new Float32Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    return out;
+  } finally {
+    staging.destroy();
   }
 }
 
