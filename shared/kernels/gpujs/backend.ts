@@ -11,7 +11,10 @@
  *   while the `Backend` contract makes `upload`/`zeros` synchronous); ops await it;
  * - every argument position of a kernel always gets the same kind (a device handle for tensors, a
  *   Float32Array for host data), because gpu.js fixes the kind at the first call;
- * - intermediates are deleted as soon as their consumer has been submitted.
+ * - intermediates are deleted as soon as their consumer has been submitted;
+ * - reads copy through a staging buffer of their own (not the producing kernel's, which the LRU
+ *   kernel cache may have destroyed).
+ * Shapes with more than 2^24 elements are handled: index arithmetic stays in i32 (see kernels.ts).
  */
 import gpujs from 'gpu.js';
 import type { AdamWHyper, AttentionShape, Backend, Buf, MatmulShape } from '../backend.js';
