@@ -33,6 +33,8 @@ export interface PretrainConfig {
     max_chars_per_corpus: number;
     held_out_fraction: number;
     seq_len: number;
+    /** Options of the synthetic math corpus (see shared/data/synthetic-math.ts); {} = its defaults. */
+    math: Record<string, unknown>;
   };
   train: {
     steps: number;
@@ -83,6 +85,7 @@ export const PRETRAIN_DEFAULTS: PretrainConfig = {
     max_chars_per_corpus: 400000,
     held_out_fraction: 0.05,
     seq_len: 64,
+    math: {},
   },
   train: {
     steps: 600,
@@ -101,7 +104,7 @@ export const PRETRAIN_DEFAULTS: PretrainConfig = {
 };
 
 export function parsePretrainConfig(raw: unknown, source: string): PretrainConfig {
-  const c = overlay(PRETRAIN_DEFAULTS, raw ?? {}, source, new Set(['model.config']));
+  const c = overlay(PRETRAIN_DEFAULTS, raw ?? {}, source, new Set(['model.config', 'data.math']));
   const positive = (field: string, v: number) => {
     if (!(v > 0)) throw new RunConfigError(source, field, `must be > 0, got ${v}`);
   };

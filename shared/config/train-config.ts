@@ -31,6 +31,8 @@ export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
     continuation_len: number;
     /** Window of the proxy's scoring pass. */
     score_window: number;
+    /** Options of the synthetic math corpus (see shared/data/synthetic-math.ts); {} = its defaults. */
+    math: Record<string, unknown>;
   };
   train: {
     /** T: RL steps; the budget and tier-mix schedules run over it. */
@@ -74,6 +76,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
     context_len: 32,
     continuation_len: 8,
     score_window: 64,
+    math: { reasoningFraction: 0 },
   },
   budget: {
     ...RMT_DEFAULTS.budget,
@@ -104,7 +107,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
 };
 
 export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
-  const c = overlay(TRAIN_DEFAULTS, raw ?? {}, source);
+  const c = overlay(TRAIN_DEFAULTS, raw ?? {}, source, new Set(['data.math']));
   if (!(c.method in METHOD_TABLE)) {
     throw new RunConfigError(
       source,

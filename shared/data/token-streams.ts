@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type CorpusName, isCorpusName, loadCorpus, splitDocuments } from './corpora.js';
+import { type CorpusName, type Document, isCorpusName, loadCorpus, splitDocuments } from './corpora.js';
+import { generateMathDocuments, MATH_CORPUS_DEFAULTS, type MathCorpusOptions } from './synthetic-math.js';
 import type { Tokenizer } from './tokenizer.js';
 
 export interface StreamOptions {
@@ -9,6 +10,8 @@ export interface StreamOptions {
   max_chars_per_corpus: number;
   held_out_fraction: number;
   seed: number;
+  /** Options of the synthetic math corpus (corpus name `math`); its held-out side uses `split: held_out`. */
+  math?: MathCorpusOptions;
 }
 
 /**
@@ -33,11 +36,9 @@ export function tokenStreams(
   const train: number[] = [];
   const heldOut: number[] = [];
   for (const name of o.corpora) {
-    if (!isCorpusName(name)) throw new Error(`data.corpora: unknown corpus "${name}"`);
-    const docs = loadCorpus(name as CorpusName);
-    const split = splitDocuments(docs, o.held_out_fraction, o.seed);
+    const split = corpusSplit(name, o);
     const budget = o.max_chars_per_corpus;
-    const take = (list: typeof docs, chars: number, into: number[]) => {
+    const take = (list: readonly Document[], chars: number, into: number[]) => {
       let used = 0;
       for (const d of list) {
         if (chars > 0 && used >= chars) break;
@@ -58,6 +59,34 @@ export function tokenStreams(
   writeFileSync(join(cacheDir, 'held_out.bin'), heldArr);
   writeFileSync(metaPath, key);
   return { train: trainArr, heldOut: heldArr };
+}
+
+/**
+ * Train and held-out documents of one corpus. Prose corpora split by document; the math corpus is
+ * generated twice from disjoint problem buckets (the generator's `split`), so no held-out problem is
+ * ever trained on.
+ */
+function corpusSplit(name: string, o: StreamOptions): { train: Document[]; heldOut: Document[] } {
+  if (name === 'math') {
+    const m = o.math ?? {};
+    for (const key of Object.keys(m)) {
+      if (!(key in MATH_CORPUS_DEFAULTS))
+        throw new Error(
+          `data.math.${key}: unknown setting (known: ${Object.keys(MATH_CORPUS_DEFAULTS).join(', ')})`,
+        );
+    }
+    const docs = m.documents ?? 1000;
+    return {
+      train: generateMathDocuments({ ...m, split: 'train' }, o.seed),
+      heldOut: generateMathDocuments(
+        { ...m, split: 'held_out', documents: Math.max(1, Math.ceil(docs * o.held_out_fraction)) },
+        o.seed + 1,
+      ),
+    };
+  }
+  if (!isCorpusName(name))
+    throw new Error(`data.corpora: unknown corpus "${name}" (math, or one of the prose corpora)`);
+  return splitDocuments(loadCorpus(name as CorpusName), o.held_out_fraction, o.seed);
 }
 
 export function readInts(path: string): Int32Array {

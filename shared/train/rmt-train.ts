@@ -77,6 +77,7 @@ export async function prepareRlData(
       max_chars_per_corpus: cfg.data.max_chars_per_corpus,
       held_out_fraction: cfg.data.held_out_fraction,
       seed: cfg.run.seed,
+      math: cfg.data.math,
     },
     tokenizer,
     join(out, 'data'),
