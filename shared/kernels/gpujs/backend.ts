@@ -18,6 +18,7 @@
  */
 import gpujs from 'gpu.js';
 import type { AdamWHyper, AttentionShape, Backend, Buf, MatmulShape } from '../backend.js';
+import { WasmMatmul } from '../wasm/matmul.js';
 import { setupWebgpu } from '../webgpu-setup.js';
 import { asF32, buildCsr, buildInverse, ropeTables } from './host.js';
 import * as K from './kernels.js';
@@ -27,6 +28,11 @@ export type GpujsMode = 'cpu' | 'webasm' | 'webgpu';
 export interface GpujsOptions {
   /** Compiled kernels kept (least recently used destroyed first); default 512. */
   kernelCacheLimit?: number;
+  /**
+   * cpu/webasm: run matmul on the WebAssembly SIMD kernel (shared/kernels/wasm, all cores) where it
+   * loads; default true, also off with RMT_WASM_MATMUL=0. gpu.js's matmul is the fallback.
+   */
+  wasmMatmul?: boolean;
 }
 
 /** gpu.js's pipeline handle on webgpu (`WebGPUBufferResult`). */
@@ -122,6 +128,7 @@ export class GpujsBackend implements Backend {
   /** Uploads still being copied to the device; dispose() waits for them before it tears down. */
   private readonly inFlight = new Set<Promise<unknown>>();
   private disposed = false;
+  private wasmMatmul: WasmMatmul | null = null;
 
   private constructor(
     readonly name: GpujsMode,
@@ -137,7 +144,11 @@ export class GpujsBackend implements Backend {
     } else if (mode === 'webasm' && !GPU.isWebAssemblySupported) {
       throw new Error('webasm unavailable: WebAssembly not supported');
     }
-    return new GpujsBackend(mode, new GPU({ mode }), options.kernelCacheLimit ?? KERNEL_CACHE_LIMIT);
+    const backend = new GpujsBackend(mode, new GPU({ mode }), options.kernelCacheLimit ?? KERNEL_CACHE_LIMIT);
+    if (mode !== 'webgpu' && options.wasmMatmul !== false && process.env.RMT_WASM_MATMUL !== '0') {
+      backend.wasmMatmul = WasmMatmul.get();
+    }
+    return backend;
   }
 
   private get onDevice(): boolean {
@@ -327,6 +338,11 @@ export class GpujsBackend implements Backend {
     const { m, k, n } = s;
     const A = await this.dev(a);
     const B = await this.dev(b);
+    if (this.wasmMatmul) {
+      if (this.disposed) throw new Error(`${this.name} backend used after dispose()`);
+      const c = this.wasmMatmul.matmul(A as Float32Array, B as Float32Array, s);
+      if (c) return this.wrap(c);
+    }
     const temps: Dev[] = [];
     let out: Dev;
     if (this.onDevice) {

@@ -1,0 +1,96 @@
+/**
+ * Finds and compiles the WebAssembly matmul built from asm/matmul.ts (scripts/build-wasm.mjs, run by
+ * `npm ci`). Two builds exist: plain SIMD and relaxed SIMD (fused multiply-add). The relaxed one is
+ * used where the engine validates it without flags (Node 22+; Node 20's V8 11.3 needs
+ * --experimental-wasm-relaxed-simd). `RMT_WASM_VARIANT=simd|relaxed` forces one.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export type WasmVariant = 'simd' | 'relaxed';
+
+export interface LoadedModule {
+  module: WebAssembly.Module;
+  variant: WasmVariant;
+  path: string;
+}
+
+/** Exports of asm/matmul.ts (byte addresses, i32 flags). */
+export interface MatmulExports {
+  workBytes(): number;
+  relaxed(): number;
+  gemm(
+    transA: number,
+    transB: number,
+    m: number,
+    n: number,
+    k: number,
+    a: number,
+    b: number,
+    c: number,
+    i0: number,
+    i1: number,
+    j0: number,
+    j1: number,
+    work: number,
+  ): void;
+  gemmDot(
+    m: number,
+    n: number,
+    k: number,
+    a: number,
+    b: number,
+    c: number,
+    i0: number,
+    i1: number,
+    j0: number,
+    j1: number,
+  ): void;
+}
+
+export function wasmPath(variant: WasmVariant): string {
+  return fileURLToPath(new URL(`../../../asm/build/matmul-${variant}.wasm`, import.meta.url));
+}
+
+/** A tiny module using f32x4.relaxed_madd: validates only where relaxed SIMD is on. */
+const RELAXED_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x01, 0x60, 0x03, 0x7b, 0x7b, 0x7b, 0x01, 0x7b,
+  0x03, 0x02, 0x01, 0x00, 0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02, 0xfd, 0x85, 0x02,
+  0x0b,
+]);
+
+export function relaxedSimdSupported(): boolean {
+  try {
+    return WebAssembly.validate(RELAXED_PROBE);
+  } catch {
+    return false;
+  }
+}
+
+let cached: LoadedModule | string | undefined;
+
+/** The compiled module, or a sentence saying why there is none. Compiled once per process. */
+export function loadMatmulModule(): LoadedModule | string {
+  if (cached !== undefined) return cached;
+  cached = load();
+  return cached;
+}
+
+function load(): LoadedModule | string {
+  if (typeof WebAssembly === 'undefined') return 'WebAssembly is not available';
+  if (typeof SharedArrayBuffer === 'undefined') return 'SharedArrayBuffer is not available';
+  const forced = process.env.RMT_WASM_VARIANT;
+  if (forced !== undefined && forced !== '' && forced !== 'simd' && forced !== 'relaxed') {
+    return `RMT_WASM_VARIANT=${forced}: expected simd or relaxed`;
+  }
+  const variant: WasmVariant =
+    forced === 'simd' || forced === 'relaxed' ? forced : relaxedSimdSupported() ? 'relaxed' : 'simd';
+  const path = wasmPath(variant);
+  if (!existsSync(path)) return `${path} is missing: run \`npm run build:wasm\``;
+  try {
+    const module = new WebAssembly.Module(readFileSync(path));
+    return { module, variant, path };
+  } catch (e) {
+    return `${path} does not compile here: ${(e as Error).message}`;
+  }
+}

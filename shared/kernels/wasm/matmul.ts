@@ -1,0 +1,224 @@
+/**
+ * The WebAssembly SIMD matmul (asm/matmul.ts) behind a plain Float32Array interface, on every core.
+ *
+ * One process-wide instance owns a shared WebAssembly.Memory used as a grow-once arena:
+ *   [0, 64 KiB)           reserved (the module's own statics, if any)
+ *   P work areas          packing buffers, one per participant (main thread + P - 1 workers)
+ *   A | B | C             the operands of the current call, 64-byte aligned
+ * A call copies A and B in, splits C's rows (or columns) between the main thread and the workers,
+ * runs its own share, waits for the others, and copies C out into a fresh Float32Array. The memory
+ * only grows, to the largest call seen; nothing is kept between calls.
+ *
+ * Semantics are the Backend's: C[m, n] = op(A) op(B), A stored [k, m] when transA, B stored [n, k]
+ * when transB.
+ *
+ * Environment: RMT_WASM_THREADS caps the participants (default: available cores, at most 8);
+ * RMT_WASM_VARIANT=simd|relaxed picks the build (see loader.ts).
+ */
+import { availableParallelism } from 'node:os';
+import type { MatmulShape } from '../backend.js';
+import { type LoadedModule, loadMatmulModule, type MatmulExports, type WasmVariant } from './loader.js';
+import { JOB_ARGS, JOB_DOT, JOB_GEMM, WorkerPool } from './pool.js';
+
+const PAGE = 65536;
+const RESERVED = PAGE;
+/** The module declares at most 65536 pages (4 GiB). */
+const MAX_PAGES = 65536;
+const MAX_THREADS = 8;
+/** Below this many flops (2 m n k) a call runs on the main thread alone. */
+export const PARALLEL_MIN_FLOPS = 1 << 18;
+/** Rows at or below which A B^T (no transA) uses the unpacked dot-product kernel. */
+export const DOT_MAX_ROWS = 16;
+const MR = 4;
+const NR = 8;
+
+export interface MatmulRunOptions {
+  /** Participants for this call (1 = main thread only); default: the instance's, by problem size. */
+  threads?: number;
+}
+
+function align(x: number, to: number): number {
+  return Math.ceil(x / to) * to;
+}
+
+let instance: WasmMatmul | null | undefined;
+let unavailableReason = '';
+
+export class WasmMatmul {
+  /** Which build runs: plain SIMD, or relaxed SIMD with fused multiply-add. */
+  readonly variant: WasmVariant;
+  private readonly memory: WebAssembly.Memory;
+  private readonly ex: MatmulExports;
+  private readonly workBytes: number;
+  private readonly pool: WorkerPool | null;
+  private f32: Float32Array;
+  private readonly args = new Int32Array(JOB_ARGS);
+
+  private constructor(
+    loaded: LoadedModule,
+    /** Participants (main thread included). */
+    readonly threads: number,
+  ) {
+    this.variant = loaded.variant;
+    this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+    this.ex = new WebAssembly.Instance(loaded.module, { env: { memory: this.memory } })
+      .exports as unknown as MatmulExports;
+    this.workBytes = align(this.ex.workBytes(), 64);
+    this.f32 = new Float32Array(this.memory.buffer);
+    this.pool =
+      threads > 1
+        ? new WorkerPool(loaded.module, this.memory, threads - 1, { spin: 20000, timeoutMs: 600_000 })
+        : null;
+  }
+
+  /** The shared instance, or null where the module is missing or WebAssembly threads are unavailable. */
+  static get(): WasmMatmul | null {
+    if (instance !== undefined) return instance;
+    const loaded = loadMatmulModule();
+    if (typeof loaded === 'string') {
+      unavailableReason = loaded;
+      instance = null;
+      return null;
+    }
+    try {
+      instance = new WasmMatmul(loaded, defaultThreads());
+    } catch (e) {
+      unavailableReason = `wasm matmul unavailable: ${(e as Error).message}`;
+      instance = null;
+    }
+    return instance;
+  }
+
+  /** Why `get()` returned null ('' when it did not). */
+  static unavailableReason(): string {
+    WasmMatmul.get();
+    return unavailableReason;
+  }
+
+  /** Stops the shared instance's workers; the next `get()` builds a new instance. */
+  static async shutdown(): Promise<void> {
+    const inst = instance;
+    instance = undefined;
+    if (inst) await inst.pool?.close();
+  }
+
+  /** Bytes of memory needed for a call of this shape with P participants. */
+  private layout(s: MatmulShape, threads: number): { a: number; b: number; c: number; end: number } {
+    const { m, k, n } = s;
+    const a = align(RESERVED + threads * this.workBytes, 64);
+    const b = align(a + m * k * 4, 64);
+    const c = align(b + k * n * 4, 64);
+    return { a, b, c, end: c + m * n * 4 };
+  }
+
+  /** C = op(A) op(B) as a fresh Float32Array; null if the operands do not fit in 4 GiB of wasm memory. */
+  matmul(a: Float32Array, b: Float32Array, s: MatmulShape, opts: MatmulRunOptions = {}): Float32Array | null {
+    const { m, k, n } = s;
+    if (!(Number.isInteger(m) && Number.isInteger(k) && Number.isInteger(n) && m >= 0 && k >= 0 && n >= 0)) {
+      throw new RangeError(`matmul: bad shape m=${m} k=${k} n=${n}`);
+    }
+    if (a.length < m * k) throw new RangeError(`matmul: A has ${a.length} elements, needs ${m * k}`);
+    if (b.length < k * n) throw new RangeError(`matmul: B has ${b.length} elements, needs ${k * n}`);
+    if (m === 0 || n === 0) return new Float32Array(m * n);
+    if (k === 0) return new Float32Array(m * n);
+
+    const flops = 2 * m * n * k;
+    const threads = Math.max(
+      1,
+      Math.min(opts.threads ?? (flops < PARALLEL_MIN_FLOPS ? 1 : this.threads), this.threads),
+    );
+    const lay = this.layout(s, this.threads);
+    if (!this.reserve(lay.end)) return null;
+
+    const f32 = this.f32;
+    f32.set(m * k === a.length ? a : a.subarray(0, m * k), lay.a >> 2);
+    f32.set(k * n === b.length ? b : b.subarray(0, k * n), lay.b >> 2);
+
+    const transA = s.transA ? 1 : 0;
+    const transB = s.transB ? 1 : 0;
+    const dot = !transA && transB && m <= DOT_MAX_ROWS;
+    // Split the larger side of C (columns for the dot kernel), in whole micro-tiles.
+    const byRows = !dot && m >= n;
+    const extent = byRows ? m : n;
+    const unit = byRows ? MR : dot ? 4 : NR;
+    const units = Math.ceil(extent / unit);
+    const parts = Math.min(threads, units);
+    const args = this.args;
+    args[0] = dot ? JOB_DOT : JOB_GEMM;
+    args[1] = transA;
+    args[2] = transB;
+    args[3] = m;
+    args[4] = n;
+    args[5] = k;
+    args[6] = lay.a;
+    args[7] = lay.b;
+    args[8] = lay.c;
+    let mine: [number, number] = [0, extent];
+    for (let t = 0; t < parts; t++) {
+      const lo = Math.min(extent, Math.floor((units * t) / parts) * unit);
+      const hi = Math.min(extent, Math.floor((units * (t + 1)) / parts) * unit);
+      if (t === 0) {
+        mine = [lo, hi];
+        continue;
+      }
+      args[9] = byRows ? lo : 0;
+      args[10] = byRows ? hi : m;
+      args[11] = byRows ? 0 : lo;
+      args[12] = byRows ? n : hi;
+      args[13] = RESERVED + t * this.workBytes;
+      this.pool!.post(t - 1, args);
+    }
+    const [lo, hi] = mine;
+    const i0 = byRows ? lo : 0;
+    const i1 = byRows ? hi : m;
+    const j0 = byRows ? 0 : lo;
+    const j1 = byRows ? n : hi;
+    let error: unknown = null;
+    try {
+      if (dot) this.ex.gemmDot(m, n, k, lay.a, lay.b, lay.c, i0, i1, j0, j1);
+      else this.ex.gemm(transA, transB, m, n, k, lay.a, lay.b, lay.c, i0, i1, j0, j1, RESERVED);
+    } catch (e) {
+      error = e;
+    }
+    for (let t = 1; t < parts; t++) {
+      try {
+        this.pool!.wait(t - 1);
+      } catch (e) {
+        error ??= e;
+      }
+    }
+    if (error) throw error;
+    return f32.slice(lay.c >> 2, (lay.c >> 2) + m * n);
+  }
+
+  /** Grows the memory to at least `bytes`; false if that exceeds the maximum. */
+  private reserve(bytes: number): boolean {
+    const have = this.memory.buffer.byteLength;
+    if (bytes <= have) return true;
+    const pages = Math.ceil(bytes / PAGE);
+    if (pages > MAX_PAGES) return false;
+    try {
+      this.memory.grow(pages - have / PAGE);
+    } catch {
+      return false;
+    }
+    this.f32 = new Float32Array(this.memory.buffer);
+    return true;
+  }
+
+  /** Current size of the shared memory in bytes (for leak checks). */
+  get memoryBytes(): number {
+    return this.memory.buffer.byteLength;
+  }
+}
+
+function defaultThreads(): number {
+  const env = process.env.RMT_WASM_THREADS;
+  if (env !== undefined && env !== '') {
+    const t = Number(env);
+    if (!Number.isInteger(t) || t < 1)
+      throw new Error(`RMT_WASM_THREADS=${env}: expected a positive integer`);
+    return Math.min(t, MAX_THREADS);
+  }
+  return Math.max(1, Math.min(availableParallelism(), MAX_THREADS));
+}
