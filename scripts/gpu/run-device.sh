@@ -44,6 +44,11 @@ if [ "$rc" = 2 ] && [ "${RMT_GPU_NO_SYSTEM_INSTALL:-0}" != 1 ] && command -v nvi
   check 2>&1 | tee -a "$OUT/check.log"
   rc=${PIPESTATUS[0]}
 fi
+if [ "$rc" = 2 ]; then
+  # still none: what the Vulkan loader sees, for the record
+  VK_LOADER_DEBUG=error,warn,driver node node_modules/tsx/dist/cli.mjs scripts/gpu/check-webgpu.ts \
+    2>&1 | head -150 >>"$OUT/diag.log"
+fi
 stamp "check exit status $rc" | tee -a "$OUT/check.log"
 
 if [ "$rc" = 2 ]; then
