@@ -373,6 +373,7 @@ interface Case {
   baseline_loss?: [number, number];
 }
 
+const round2 = (x: number) => Math.round(x * 100) / 100;
 const fmt = (x: number | null, d = 0) => (x === null ? '-' : x.toFixed(d));
 
 function table(cases: Case[], rmtLabel: string, baseLabel: string): string {
@@ -398,7 +399,7 @@ function markdown(
     '',
     `Commit ${report.commit}, ${report.created}. Written by \`npm run bench:model -- ${(report.argv as string[]).join(' ')}\`.`,
     '',
-    `- machine: ${d.cpu}; ${d.os}; Node ${d.node}`,
+    `- machine: ${d.cpu}; ${d.os}; Node ${d.node}; 1-minute load average ${(d.load_average as { start: number }).start} at the start, ${(d.load_average as { end: number }).end} at the end`,
     `- rmt backend: ${d.rmt_backend}${d.webgpu ? ` (WebGPU: ${d.webgpu})` : ''}`,
     `- baseline: ${d.baseline}`,
     `- learner step: forward + loss + backward + clip + AdamW on batch ${SHAPES.batch} x seq ${SHAPES.seq}; generation: G = ${SHAPES.genBatch}, prompt ${SHAPES.prompt}, ${SHAPES.newTokens} new tokens, greedy, KV cache, prefill included`,
@@ -423,6 +424,7 @@ function markdown(
 
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
+  const loadBefore = os.loadavg();
   const be = await createBackend(a.backend);
   const gpu = be.name === 'webgpu' ? await setupWebgpu() : null;
   const onGpu = gpu?.ok === true && !gpu.software;
@@ -502,6 +504,8 @@ async function main(): Promise<void> {
         ? `PyTorch ${ti.torch} float32 eager on ${ti.device}${ti.gpu ? ` (${ti.gpu}, CUDA ${ti.cuda}, TF32 ${ti.tf32 ? 'on' : 'off'})` : ` (BLAS ${ti.blas}: ${ti.blas_detail}; ${ti.threads} threads)`}; 1024^2 sgemm ${ti.sgemm_1024_gflops} GFLOP/s`
         : 'not run (--no-torch)',
       torch: ti,
+      // other work on a shared machine shows here: 1-minute load averages at the start and the end
+      load_average: { start: round2(loadBefore[0]), end: round2(os.loadavg()[0]), cores: os.cpus().length },
     },
     settings: {
       shapes: SHAPES,

@@ -63,7 +63,10 @@ if _rmt_prepare "$_rmt_pack"; then
   for _rmt_d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
     [ -d "$_rmt_d" ] && _rmt_ld="$_rmt_ld:$_rmt_d"
   done
-  export LD_LIBRARY_PATH="$_rmt_ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  case ":${LD_LIBRARY_PATH:-}:" in
+  *":$_rmt_ld:"*) ;; # sourced again: already there
+  *) export LD_LIBRARY_PATH="$_rmt_ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
+  esac
   if _rmt_icd=$(_rmt_first /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json \
     /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json); then
     export VK_DRIVER_FILES="$_rmt_icd"
