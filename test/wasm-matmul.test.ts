@@ -115,6 +115,8 @@ test('results are fresh arrays and the arena does not grow on repeated calls', (
   const again = mm.matmul(a, b, s)!;
   t.is(mm.memoryBytes, bytes, 'memory did not grow');
   t.false(first.buffer instanceof SharedArrayBuffer, 'result is not a view of the shared memory');
+  t.is(first.byteOffset, 0);
+  t.is(first.buffer.byteLength, s.m * s.n * 4, 'result owns its whole buffer');
   t.not(first.buffer, again.buffer);
   t.deepEqual(first, copy, 'later calls do not overwrite earlier results');
   t.deepEqual(again, first, 'deterministic');

@@ -18,7 +18,7 @@
 import { availableParallelism } from 'node:os';
 import type { MatmulShape } from '../backend.js';
 import { type LoadedModule, loadMatmulModule, type MatmulExports, type WasmVariant } from './loader.js';
-import { JOB_ARGS, JOB_DOT, JOB_GEMM, WorkerPool } from './pool.js';
+import { JOB_DOT, JOB_GEMM, JOB_PARAMS, MAX_CHUNKS, WorkerPool } from './pool.js';
 
 const PAGE = 65536;
 const RESERVED = PAGE;
@@ -27,6 +27,8 @@ const MAX_PAGES = 65536;
 const MAX_THREADS = 8;
 /** Below this many flops (2 m n k) a call runs on the main thread alone. */
 export const PARALLEL_MIN_FLOPS = 1 << 18;
+/** Above this many flops a job is cut into 2 chunks per participant (packing is repeated per chunk), else 4. */
+const BIG_FLOPS = 1 << 26;
 /** Rows at or below which A B^T (no transA) uses the unpacked dot-product kernel. */
 export const DOT_MAX_ROWS = 16;
 const MR = 4;
@@ -52,7 +54,7 @@ export class WasmMatmul {
   private readonly workBytes: number;
   private readonly pool: WorkerPool | null;
   private f32: Float32Array;
-  private readonly args = new Int32Array(JOB_ARGS);
+  private readonly job = new Array<number>(JOB_PARAMS).fill(0);
 
   private constructor(
     loaded: LoadedModule,
@@ -137,58 +139,42 @@ export class WasmMatmul {
     const transA = s.transA ? 1 : 0;
     const transB = s.transB ? 1 : 0;
     const dot = !transA && transB && m <= DOT_MAX_ROWS;
-    // Split the larger side of C (columns for the dot kernel), in whole micro-tiles.
-    const byRows = !dot && m >= n;
-    const extent = byRows ? m : n;
-    const unit = byRows ? MR : dot ? 4 : NR;
-    const units = Math.ceil(extent / unit);
-    const parts = Math.min(threads, units);
-    const args = this.args;
-    args[0] = dot ? JOB_DOT : JOB_GEMM;
-    args[1] = transA;
-    args[2] = transB;
-    args[3] = m;
-    args[4] = n;
-    args[5] = k;
-    args[6] = lay.a;
-    args[7] = lay.b;
-    args[8] = lay.c;
-    let mine: [number, number] = [0, extent];
-    for (let t = 0; t < parts; t++) {
-      const lo = Math.min(extent, Math.floor((units * t) / parts) * unit);
-      const hi = Math.min(extent, Math.floor((units * (t + 1)) / parts) * unit);
-      if (t === 0) {
-        mine = [lo, hi];
-        continue;
-      }
-      args[9] = byRows ? lo : 0;
-      args[10] = byRows ? hi : m;
-      args[11] = byRows ? 0 : lo;
-      args[12] = byRows ? n : hi;
-      args[13] = RESERVED + t * this.workBytes;
-      this.pool!.post(t - 1, args);
+    if (threads === 1 || !this.pool) {
+      if (dot) this.ex.gemmDot(m, n, k, lay.a, lay.b, lay.c, 0, m, 0, n);
+      else this.ex.gemm(transA, transB, m, n, k, lay.a, lay.b, lay.c, 0, m, 0, n, RESERVED);
+    } else {
+      // Chunks of C's larger side (columns for the dot kernel), in whole micro-tiles: a few per
+      // participant, so a late or busy thread only delays its own share.
+      const byRows = !dot && m >= n;
+      const extent = byRows ? m : n;
+      const unit = byRows ? MR : dot ? 4 : NR;
+      const units = Math.ceil(extent / unit);
+      const perThread = flops >= BIG_FLOPS ? 2 : 4;
+      const nChunks = Math.min(units, threads * perThread, MAX_CHUNKS);
+      const chunk = Math.ceil(units / nChunks) * unit;
+      const job = this.job;
+      job[0] = dot ? JOB_DOT : JOB_GEMM;
+      job[1] = transA;
+      job[2] = transB;
+      job[3] = m;
+      job[4] = n;
+      job[5] = k;
+      job[6] = lay.a;
+      job[7] = lay.b;
+      job[8] = lay.c;
+      job[9] = byRows ? 1 : 0;
+      job[10] = extent;
+      job[11] = chunk;
+      job[12] = Math.ceil(extent / chunk);
+      job[13] = RESERVED;
+      job[14] = this.workBytes;
+      this.pool.run(job, this.ex);
     }
-    const [lo, hi] = mine;
-    const i0 = byRows ? lo : 0;
-    const i1 = byRows ? hi : m;
-    const j0 = byRows ? 0 : lo;
-    const j1 = byRows ? n : hi;
-    let error: unknown = null;
-    try {
-      if (dot) this.ex.gemmDot(m, n, k, lay.a, lay.b, lay.c, i0, i1, j0, j1);
-      else this.ex.gemm(transA, transB, m, n, k, lay.a, lay.b, lay.c, i0, i1, j0, j1, RESERVED);
-    } catch (e) {
-      error = e;
-    }
-    for (let t = 1; t < parts; t++) {
-      try {
-        this.pool!.wait(t - 1);
-      } catch (e) {
-        error ??= e;
-      }
-    }
-    if (error) throw error;
-    return f32.slice(lay.c >> 2, (lay.c >> 2) + m * n);
+    // Uninitialised (every element is written next): skips zero-filling a fresh allocation.
+    const raw = Buffer.allocUnsafeSlow(m * n * 4);
+    const out = new Float32Array(raw.buffer, raw.byteOffset, m * n);
+    out.set(f32.subarray(lay.c >> 2, (lay.c >> 2) + m * n));
+    return out;
   }
 
   /** Grows the memory to at least `bytes`; false if that exceeds the maximum. */
