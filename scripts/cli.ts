@@ -9,7 +9,7 @@ import { Decoder } from '../shared/model/decoder.js';
 import { uploadParams } from '../shared/model/weights.js';
 import { evaluatePositions } from '../shared/train/evaluate.js';
 import { pretrain } from '../shared/train/pretrain.js';
-import { evalSubset, prepareRlData, train } from '../shared/train/rmt-train.js';
+import { evalBudget, evalSubset, prepareRlData, train } from '../shared/train/rmt-train.js';
 
 /** The front door for every rmt job. Each verb takes `--config <yaml>`; `--help` lists them. */
 const USAGE = `usage: rmt <command> [options]
@@ -21,7 +21,7 @@ commands:
                              reinforcement mid-training from model.init_from; M is one of
                              ntp | rpt | rmt | rmt-no-dtb | rmt-no-cas | rmt-no-ntp (default: the
                              config's); metrics.jsonl, checkpoints, eval.json, plots in run.out_dir
-  eval --config <yaml> --checkpoint <dir> --mode <ntp|ntr>
+  eval --config <yaml> --checkpoint <dir> --mode <ntp|ntr> [--method M]
                              next-token accuracy on held-out positions split easy / medium / hard by
                              the proxy's entropy, their average, and mean reasoning length
 
@@ -93,6 +93,8 @@ async function main(argv: string[]): Promise<number> {
       const mode = values.mode ?? 'ntr';
       if (mode !== 'ntp' && mode !== 'ntr') throw new UsageError(`--mode must be ntp or ntr, got "${mode}"`);
       const cfg = loadTrainConfig(values.config);
+      // The method decides the prompt (whether and which budget is stated): `--method ntr` for a base model.
+      if (values.method) cfg.method = values.method as typeof cfg.method;
       if (values.out) cfg.run.out_dir = values.out;
       if (values.backend) cfg.run.backend = values.backend;
       const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);

@@ -31,6 +31,11 @@ export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
     continuation_len: number;
     /** Window of the proxy's scoring pass. */
     score_window: number;
+    /**
+     * Which tokens can be key positions: `all` (any scored token, the paper's setting) or `answers`
+     * (the answer digits of the synthetic math corpus: the positions where reasoning can pay).
+     */
+    positions: string;
     /** Options of the synthetic math corpus (see shared/data/synthetic-math.ts); {} = its defaults. */
     math: Record<string, unknown>;
   };
@@ -57,7 +62,10 @@ export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
     every: number;
     /** Held-out positions per evaluation. */
     positions: number;
-    /** Budget stated to the model in `ntr` evaluation; null = no budget sentence. */
+    /**
+     * Budget stated in `ntr` evaluation. null: the method's own prompt at t = T (B_T for methods
+     * with the dynamic budget, no budget for the others); a number: that budget for every method.
+     */
     budget: number | null;
   };
   checkpoint: { every: number; keep: number };
@@ -76,6 +84,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
     context_len: 32,
     continuation_len: 8,
     score_window: 64,
+    positions: 'all',
     math: { reasoningFraction: 0 },
   },
   budget: {
@@ -125,6 +134,13 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
   ] as const) {
     if (!(Number.isInteger(v) && v > 0))
       throw new RunConfigError(source, field, `must be a positive integer, got ${v}`);
+  }
+  if (c.data.positions !== 'all' && c.data.positions !== 'answers') {
+    throw new RunConfigError(
+      source,
+      'data.positions',
+      `must be "all" or "answers", got "${c.data.positions}"`,
+    );
   }
   if (c.train.generation_batch < c.grpo.G) {
     throw new RunConfigError(

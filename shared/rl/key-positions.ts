@@ -20,6 +20,8 @@ export interface KeyPositionOptions {
   continuation_len: number;
   /** Token ids that are never targets (end-of-text, `<think>`: the layout cannot predict them). */
   excluded: readonly number[];
+  /** When given, only tokens marked 1 here can be key positions (e.g. math answer digits). */
+  allowed?: Uint8Array;
 }
 
 /**
@@ -38,7 +40,7 @@ export function keyPositions(
   for (let p = 0; p < tokens.length; p++) {
     if (p > 0 && tokens[p - 1] === boundary) lastBoundary = p - 1;
     if (p - o.context_len <= lastBoundary || !Number.isFinite(entropy[p])) continue;
-    if (o.excluded.includes(tokens[p])) continue;
+    if (o.excluded.includes(tokens[p]) || (o.allowed && !o.allowed[p])) continue;
     out.push({
       id: p,
       context: Array.from(tokens.subarray(p - o.context_len, p)),

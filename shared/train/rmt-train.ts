@@ -114,11 +114,38 @@ export async function prepareRlData(
     return e;
   };
   const excluded = [tokenizer.eosId, tokenizer.thinkId, tokenizer.endThinkId];
-  const opts = { context_len: cfg.data.context_len, continuation_len: cfg.data.continuation_len, excluded };
-  const train = keyPositions(trainStream, await scores('train', trainStream), opts, tokenizer.eosId);
-  const heldOut = keyPositions(evalStream, await scores('held-out', evalStream), opts, tokenizer.eosId);
+  const opts = (allowed: Uint8Array) => ({
+    context_len: cfg.data.context_len,
+    continuation_len: cfg.data.continuation_len,
+    excluded,
+    allowed: cfg.data.positions === 'answers' ? allowed : undefined,
+  });
+  const train = keyPositions(
+    trainStream,
+    await scores('train', trainStream),
+    opts(streams.trainAnswers.subarray(0, cfg.data.rl_tokens)),
+    tokenizer.eosId,
+  );
+  const heldOut = keyPositions(
+    evalStream,
+    await scores('held-out', evalStream),
+    opts(streams.heldOutAnswers.subarray(0, cfg.data.eval_tokens)),
+    tokenizer.eosId,
+  );
+  if (train.length === 0 || heldOut.length === 0) {
+    throw new Error(
+      `no key positions (train ${train.length}, held-out ${heldOut.length}): check data.positions and data.corpora`,
+    );
+  }
   log(`key positions: ${train.length} train, ${heldOut.length} held-out (proxy ${proxyDir})`);
   return { tokenizer, format: makePromptFormat(tokenizer, cfg.prompt), train, heldOut };
+}
+
+/** The budget an `ntr` evaluation states (see `eval.budget`). */
+export function evalBudget(cfg: TrainConfig): number | null {
+  if (cfg.eval.budget !== null) return cfg.eval.budget;
+  const spec = METHOD_TABLE[cfg.method];
+  return spec.budget === 'dtb' ? budgetSchedule('dtb', cfg.budget)(cfg.train.steps, cfg.train.steps) : null;
 }
 
 /** Held-out positions an evaluation uses: an evenly spaced, fixed subset. */
@@ -236,7 +263,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
     evaluatePositions(model, data.tokenizer, data.format, evalPositions, {
       mode: spec.reasoning === 'no' ? 'ntp' : 'ntr',
       eval_splits: cfg.curriculum.eval_splits,
-      budget: cfg.eval.budget,
+      budget: evalBudget(cfg),
       hardCap: cfg.budget.hard_cap,
       batch: cfg.train.generation_batch,
     });
