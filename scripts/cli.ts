@@ -109,7 +109,7 @@ async function main(argv: string[]): Promise<number> {
         {
           mode,
           eval_splits: cfg.curriculum.eval_splits,
-          budget: cfg.eval.budget,
+          budget: evalBudget(cfg),
           hardCap: cfg.budget.hard_cap,
           batch: cfg.train.generation_batch,
         },

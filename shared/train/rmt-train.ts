@@ -306,7 +306,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
         },
         rng,
       );
-      row['frac_reward_zero_std'] = fracRewardZeroStd(
+      row.frac_reward_zero_std = fracRewardZeroStd(
         groups.flatMap((g) => g.map((r) => r.reward.reward)),
         cfg.grpo.G,
       );
