@@ -15,7 +15,10 @@
  *   it does not know. Informational; ratio_tuned = rmt / tuned.
  * ratio = rmt / baseline (higher is better). Results: bench/results/kernels-cpu.{json,md}.
  *
- * Options: --quick (fewer, shorter trials), --no-gpujs, --no-tuned, --rounds N, --min-time SECONDS,
+ * Before each case the script waits (up to a minute, --no-wait to skip) until other processes leave the
+ * CPU idle, and records the busy fraction it saw per case (cpuBusyBefore).
+ *
+ * Options: --quick (fewer, shorter trials), --no-gpujs, --no-tuned, --no-wait, --rounds N, --min-time SECONDS,
  * --python PATH (default /usr/bin/python3), --out DIR.
  */
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
@@ -222,6 +225,25 @@ function machine(lc: Record<string, string>) {
 
 // ---------------------------------------------------------------------------------------------------
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const SETTLE_MS = 250;
+/** Other work above this share of the CPU counts as a busy machine. */
+const BUSY = 0.15;
+
+/**
+ * Waits (at most `maxMs`) until the machine is idle while this process idles too: other processes'
+ * load is the main source of noise on a small shared machine. Returns the last busy fraction seen.
+ */
+async function waitQuiet(maxMs: number): Promise<{ busy: number | null; waitedMs: number }> {
+  const t0 = Date.now();
+  let busy = await cpuBusy(400);
+  while (busy !== null && busy > BUSY && Date.now() - t0 < maxMs) busy = await cpuBusy(1000);
+  if (busy !== null && busy > BUSY) {
+    console.log(`  (machine ${(busy * 100).toFixed(0)}% busy with other work: this case is skewed)`);
+  }
+  return { busy, waitedMs: Date.now() - t0 };
+}
+
 const fmt = (x: number | null, d = 1) => (x === null || !Number.isFinite(x) ? '-' : x.toFixed(d));
 
 async function main(): Promise<void> {
@@ -230,6 +252,7 @@ async function main(): Promise<void> {
       quick: { type: 'boolean', default: false },
       'no-gpujs': { type: 'boolean', default: false },
       'no-tuned': { type: 'boolean', default: false },
+      'no-wait': { type: 'boolean', default: false },
       rounds: { type: 'string' },
       'min-time': { type: 'string' },
       python: { type: 'string', default: '/usr/bin/python3' },
@@ -292,6 +315,7 @@ async function main(): Promise<void> {
     ratio: number;
     tuned: number | null;
     ratio_tuned: number | null;
+    cpuBusyBefore: number | null;
   }[] = [];
   const header = `${'case'.padEnd(24)} ${'shape'.padEnd(18)} ${'rmt'.padStart(6)} ${'gpujs'.padStart(6)} ${'torch'.padStart(6)} ${'ratio'.padStart(6)}${tuned ? ` ${'tuned'.padStart(6)} ${'r_tun'.padStart(6)}` : ''}`;
   console.log(`\nGFLOP/s (ratio = rmt / torch, higher is better)\n${header}\n${'-'.repeat(header.length)}`);
@@ -304,10 +328,13 @@ async function main(): Promise<void> {
     let bestRmt = Number.POSITIVE_INFINITY;
     let bestBase = Number.POSITIVE_INFINITY;
     let bestTuned = Number.POSITIVE_INFINITY;
+    const quiet = await waitQuiet(values['no-wait'] ? 0 : 60_000);
     for (let r = 0; r < rounds; r++) {
       bestRmt = Math.min(bestRmt, await trial(rmtRun, minTime));
       bestBase = Math.min(bestBase, await base.bench.time(s, minTime));
       if (tuned) bestTuned = Math.min(bestTuned, await tuned.bench.time(s, minTime));
+      // OpenBLAS's idle threads spin for a while after a call: let them settle before rmt's next trial.
+      await sleep(SETTLE_MS);
     }
     let gpujs: number | null = null;
     if (gpujsBe) {
@@ -331,6 +358,7 @@ async function main(): Promise<void> {
       ratio: rmt / baseline,
       tuned: tunedG,
       ratio_tuned: tunedG ? rmt / tunedG : null,
+      cpuBusyBefore: quiet.busy,
     };
     rows.push(row);
     console.log(
@@ -406,6 +434,7 @@ function markdown(
     ratio: number;
     tuned: number | null;
     ratio_tuned: number | null;
+    cpuBusyBefore: number | null;
   }[],
   summary: {
     geomeanRatio: number;
@@ -421,6 +450,7 @@ function markdown(
   const m = result.machine;
   const busy = (x: number | null) => (x === null ? '?' : `${(x * 100).toFixed(0)}%`);
   const t = result.tuned !== null;
+  const skewed = rows.filter((r) => r.cpuBusyBefore !== null && r.cpuBusyBefore > BUSY).map((r) => r.name);
   const lines = [
     '# CPU matmul: rmt vs PyTorch (OpenBLAS)',
     '',
@@ -447,6 +477,10 @@ function markdown(
       (t
         ? ` Against the tuned OpenBLAS: geomean ${fmt(summary.geomeanRatioTuned, 2)}, min ${fmt(summary.minRatioTuned, 2)}; ${summary.casesAtTargetTuned} of ${summary.cases} at 0.25.`
         : ''),
+    '',
+    skewed.length
+      ? `Measured while other processes kept the CPU more than ${BUSY * 100}% busy (skewed): ${skewed.join(', ')}.`
+      : 'Every case started on an otherwise idle machine.',
     '',
   ];
   return lines.join('\n');

@@ -26,7 +26,7 @@ const RESERVED = PAGE;
 const MAX_PAGES = 65536;
 const MAX_THREADS = 8;
 /** Below this many flops (2 m n k) a call runs on the main thread alone. */
-export const PARALLEL_MIN_FLOPS = 1 << 18;
+export const PARALLEL_MIN_FLOPS = 1 << 19;
 /** Above this many flops a job is cut into 2 chunks per participant (packing is repeated per chunk), else 4. */
 const BIG_FLOPS = 1 << 26;
 /** Rows at or below which A B^T (no transA) uses the unpacked dot-product kernel. */
