@@ -30,14 +30,19 @@ export function positionsFromMask(mask: Uint8Array, batch: number, seqLen: numbe
   return pos;
 }
 
-/** Pads sequences to a common length on the given side with `padId` (masked out, never attended). */
+/**
+ * Pads sequences to a common length on the given side with `padId` (masked out, never attended).
+ * The length is rounded up to a multiple of `bucket`: kernels are compiled per shape, so a few
+ * recurring lengths cost far less than a new length every batch.
+ */
 export function padBatch(
   seqs: readonly ArrayLike<number>[],
   padId: number,
   side: 'left' | 'right' = 'right',
+  bucket = 1,
 ): TokenBatch {
   const batch = seqs.length;
-  const seqLen = Math.max(1, ...seqs.map((s) => s.length));
+  const seqLen = roundUp(Math.max(1, ...seqs.map((s) => s.length)), bucket);
   const ids = new Int32Array(batch * seqLen).fill(padId);
   const mask = new Uint8Array(batch * seqLen);
   seqs.forEach((s, b) => {
@@ -71,3 +76,5 @@ export function nextTokenTargets(b: TokenBatch): LossTargets {
   for (let i = 0; i < n; i++) if (targets[i] >= 0) weights[i] = 1 / count;
   return { targets, weights };
 }
+
+export const roundUp = (n: number, multiple: number): number => Math.ceil(n / multiple) * multiple;

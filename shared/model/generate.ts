@@ -1,5 +1,5 @@
 import type { Rng } from '../util/rng.js';
-import { padBatch } from './batch.js';
+import { padBatch, roundUp } from './batch.js';
 import type { Decoder } from './decoder.js';
 import { KVCache } from './kv-cache.js';
 import { type SamplingParams, sampleToken } from './sampling.js';
@@ -12,6 +12,11 @@ export interface GenerateOptions extends SamplingParams {
   rng: Rng;
   /** Filler for the left padding of shorter prompts; never attended to. */
   padId?: number;
+  /**
+   * Prompt length and cache capacity are rounded up to multiples of this, so batches of similar
+   * prompts reuse compiled kernels (padding is masked and costs a little compute).
+   */
+  shapeBucket?: number;
 }
 
 export interface Generation {
@@ -36,7 +41,8 @@ export async function generate(
   if (B === 0) return [];
   const caps = prompts.map((_, b) => (Array.isArray(o.maxNewTokens) ? o.maxNewTokens[b] : o.maxNewTokens));
   const maxNew = Math.max(0, ...caps);
-  const prompt = padBatch(prompts, o.padId ?? 0, 'left');
+  const bucket = o.shapeBucket ?? 16;
+  const prompt = padBatch(prompts, o.padId ?? 0, 'left', bucket);
   const P = prompt.seqLen;
   if (prompts.some((p) => p.length === 0)) throw new Error('generate: every prompt needs at least one token');
   const limit = model.config.max_position_embeddings;
@@ -46,7 +52,7 @@ export async function generate(
       `generate: prompt plus new tokens reach ${longest} positions, above max_position_embeddings ${limit}`,
     );
   }
-  const cache = new KVCache(model.backend, model.config, B, P + maxNew);
+  const cache = new KVCache(model.backend, model.config, B, roundUp(P + maxNew, bucket));
   for (let b = 0; b < B; b++) for (let t = 0; t < P; t++) cache.markValid(b, t, prompt.mask[b * P + t] === 1);
   const out: Generation[] = prompts.map(() => ({ tokens: [], logprobs: [], finishReason: 'length' }));
   const active = caps.map((c) => c > 0);

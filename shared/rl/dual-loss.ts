@@ -19,6 +19,9 @@ import type { Rollout } from './rollouts.js';
  * L_NTP is the next-token cross-entropy on the same text windows the key positions come from, on
  * every token except the key position itself (m_pos = 1[pos not in C]), mean over those tokens.
  */
+/** Sequence lengths are padded to multiples of this so the learner's kernels are compiled once per bucket. */
+const SHAPE_BUCKET = 32;
+
 export interface DualLossOptions {
   clip: ClipParams;
   adv_eps: number;
@@ -105,7 +108,7 @@ export async function dualLossAndGrad(
     const keyRows = ntpPositions.map((p) => p.context.length - 1);
     ntpTokens = windows.reduce((n, w) => n + w.length - 2, 0);
     for (let i = 0; i < windows.length; i += o.microBatch) {
-      const batch = padBatch(windows.slice(i, i + o.microBatch), o.padId, 'right');
+      const batch = padBatch(windows.slice(i, i + o.microBatch), o.padId, 'right', SHAPE_BUCKET);
       const t = ntpTargets(batch, keyRows.slice(i, i + o.microBatch), o.lambda / ntpTokens);
       const r = await lossAndGrad(model, batch, t);
       ntpLoss += r.loss / o.lambda;
@@ -138,6 +141,7 @@ export function responseBatch(
     rollouts.map((r) => [...r.promptIds, ...r.responseIds]),
     padId,
     'right',
+    SHAPE_BUCKET,
   );
   const targets = new Int32Array(batch.batch * batch.seqLen).fill(-1);
   const rows: { seq: number; row: number }[] = [];
