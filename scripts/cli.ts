@@ -60,13 +60,7 @@ async function main(argv: string[]): Promise<number> {
       if (values.out) cfg.run.out_dir = values.out;
       if (values.backend) cfg.run.backend = values.backend;
       if (values.steps) cfg.train.steps = positiveInt('--steps', values.steps);
-      const stop = new AbortController();
-      process.once('SIGINT', () => {
-        process.stderr.write('\nstopping after this step (Ctrl-C again to abort without a checkpoint)\n');
-        stop.abort();
-        process.once('SIGINT', () => process.exit(130));
-      });
-      const summary = await pretrain(cfg, { signal: stop.signal });
+      const summary = await pretrain(cfg, { signal: stopOnSigint() });
       process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
       return 0;
     }
@@ -77,13 +71,7 @@ async function main(argv: string[]): Promise<number> {
       if (values.out) cfg.run.out_dir = values.out;
       if (values.backend) cfg.run.backend = values.backend;
       if (values.steps) cfg.train.steps = positiveInt('--steps', values.steps);
-      const stop = new AbortController();
-      process.once('SIGINT', () => {
-        process.stderr.write('\nstopping after this step (Ctrl-C again to abort without a checkpoint)\n');
-        stop.abort();
-        process.once('SIGINT', () => process.exit(130));
-      });
-      const summary = await train(cfg, { signal: stop.signal });
+      const summary = await train(cfg, { signal: stopOnSigint() });
       process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
       return 0;
     }
@@ -125,6 +113,17 @@ async function main(argv: string[]): Promise<number> {
 }
 
 class UsageError extends Error {}
+
+/** Ctrl-C asks a training job to stop after its current step with a checkpoint; a second one exits. */
+function stopOnSigint(): AbortSignal {
+  const stop = new AbortController();
+  process.once('SIGINT', () => {
+    process.stderr.write('\nstopping after this step (Ctrl-C again to abort without a checkpoint)\n');
+    stop.abort();
+    process.once('SIGINT', () => process.exit(130));
+  });
+  return stop.signal;
+}
 
 function positiveInt(flag: string, v: string): number {
   const n = Number(v);

@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { PretrainConfig } from '../config/pretrain-config.js';
 import { writeGpt2Tokenizer } from '../data/gpt2-bpe.js';
@@ -31,6 +31,7 @@ import { downloadParams, uploadParams } from '../model/weights.js';
 import { lineChartSvg } from '../util/plot.js';
 import { progress } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
+import { readMetrics, truncateMetrics } from './metrics-log.js';
 
 /**
  * `rmt pretrain`: next-token prediction on the prose corpora, nanoGPT-style (random windows of a
@@ -283,20 +284,8 @@ async function prepareTokenizer(cfg: PretrainConfig, out: string): Promise<Token
   return loadTokenizer(dir);
 }
 
-/** On resume, metrics logged after the checkpoint's step are dropped: they will be logged again. */
-function truncateMetrics(path: string, step: number): void {
-  if (!existsSync(path)) return;
-  const kept = readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((l) => l && (JSON.parse(l) as { step: number }).step <= step);
-  writeFileSync(path, kept.map((l) => `${l}\n`).join(''));
-}
-
 export function lossChart(metricsPath: string, unigram: number): string {
-  const rows = readFileSync(metricsPath, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, number>);
+  const rows = readMetrics(metricsPath);
   return lineChartSvg({
     title: 'rmt pretrain: next-token loss',
     xLabel: 'step',

@@ -33,6 +33,7 @@ import { lineChartSvg } from '../util/plot.js';
 import { progress } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import { type EvalResult, evaluatePositions } from './evaluate.js';
+import { readMetrics, truncateMetrics } from './metrics-log.js';
 
 /**
  * `rmt train`: the whole RMT loop in one process (spec sections 1-6). Each step: the budget B_t and
@@ -222,7 +223,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
     opt.m = uploadParams(backend, start.training.optimizer.m);
     opt.v = uploadParams(backend, start.training.optimizer.v);
     log(`resuming from ${resumeFrom} at step ${step}`);
-    truncateJsonl(metricsPath, step);
+    truncateMetrics(metricsPath, step);
   } else if (existsSync(metricsPath)) {
     rmSync(metricsPath);
   }
@@ -481,21 +482,6 @@ function evalMetrics(e: EvalResult): Record<string, number> {
     'eval/avg': e.avg,
     'eval/reasoning_length': e.reasoning_length,
   };
-}
-
-function truncateJsonl(path: string, step: number): void {
-  if (!existsSync(path)) return;
-  const kept = readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((l) => l && (JSON.parse(l) as { step: number }).step <= step);
-  writeFileSync(path, kept.map((l) => `${l}\n`).join(''));
-}
-
-function readMetrics(path: string): Record<string, number>[] {
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, number>);
 }
 
 const series = (rows: Record<string, number>[], key: string): [number, number][] =>
