@@ -7,43 +7,18 @@
  * Usage: tsx scripts/gpu/check-webgpu.ts [--backend webgpu] [--allow-software] [--out result.json]
  * Exit status: 0 all checks passed; 1 a check failed; 2 no (hardware) adapter.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
 import type { Backend, BackendName } from '../../shared/kernels/backend.js';
 import { createBackend, setupWebgpu } from '../../shared/kernels/index.js';
 import { AdamW } from '../../shared/model/adamw.js';
-import type { LossTargets, TokenBatch } from '../../shared/model/batch.js';
-import { loadCheckpoint } from '../../shared/model/checkpoint.js';
 import { Decoder } from '../../shared/model/decoder.js';
 import { lossAndGrad } from '../../shared/model/loss.js';
 import { learningRate } from '../../shared/model/lr-schedule.js';
 import { paramSpecs } from '../../shared/model/params.js';
-import { readSafetensorsFloat64 } from '../../shared/model/safetensors.js';
 import { uploadParams } from '../../shared/model/weights.js';
+import { FIXTURE_NAMES, loadTorchFixture, relErr, TORCH_TOL } from '../../test/helpers/torch-fixtures.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const FIXTURES = join(ROOT, 'test', 'fixtures', 'torch-ref');
-/** The float32 tolerances of test/torch-reference.test.ts. */
-const TOL = { logits: 1e-4, grads: 1e-3, losses: 1e-3, params: 2e-3 };
-
-interface Inputs {
-  input_ids: number[][];
-  attention_mask: number[][];
-  position_ids: number[][];
-  labels: number[][];
-  loss_weights: number[][];
-  optimizer: {
-    lr_max: number;
-    lr_min: number;
-    warmup: number;
-    steps: number;
-    betas: [number, number];
-    eps: number;
-    weight_decay: number;
-    max_grad_norm: number;
-  };
-}
+const TOL = TORCH_TOL.f32;
 
 interface Check {
   fixture: string;
@@ -53,41 +28,13 @@ interface Check {
   ok: boolean;
 }
 
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let diff = 0;
-  let scale = 1;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return a.length === b.length ? diff / scale : Number.POSITIVE_INFINITY;
-}
-
 async function checkFixture(be: Backend, fixture: string, checks: Check[]): Promise<void> {
-  const dir = join(FIXTURES, fixture);
-  const inp = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as Inputs;
-  const expected = readSafetensorsFloat64(join(dir, 'outputs.safetensors'));
-  const outJson = JSON.parse(readFileSync(join(dir, 'outputs.json'), 'utf8')) as {
-    loss: number;
-    losses: number[];
-  };
+  const f = loadTorchFixture(fixture);
+  const { batch, targets, expected } = f;
   const add = (what: string, err: number, tol: number) => {
     checks.push({ fixture, what, err, tol, ok: err <= tol });
   };
-  const ckpt = loadCheckpoint(dir);
-  const B = inp.input_ids.length;
-  const T = inp.input_ids[0].length;
-  const batch: TokenBatch = {
-    batch: B,
-    seqLen: T,
-    ids: Int32Array.from(inp.input_ids.flat()),
-    mask: Uint8Array.from(inp.attention_mask.flat()),
-    positions: Int32Array.from(inp.position_ids.flat()),
-  };
-  const targets: LossTargets = {
-    targets: Int32Array.from(inp.labels.flat().map((l) => (l < 0 ? -1 : l))),
-    weights: Float64Array.from(inp.loss_weights.flat()),
-  };
+  const ckpt = f.checkpoint;
 
   const model = new Decoder(ckpt.config, be, uploadParams(be, ckpt.params));
   const tape = await model.forward(batch);
@@ -96,7 +43,7 @@ async function checkFixture(be: Backend, fixture: string, checks: Check[]): Prom
   add('logits', relErr(logits, expected.get('logits')!.data), TOL.logits);
 
   const { loss, grads } = await lossAndGrad(model, batch, targets);
-  add('loss', Math.abs(loss - outJson.loss) / Math.max(1, outJson.loss), TOL.logits);
+  add('loss', Math.abs(loss - f.loss) / Math.max(1, f.loss), TOL.logits);
   const specs = paramSpecs(ckpt.config);
   let worstGrad = 0;
   for (const s of specs) {
@@ -106,7 +53,7 @@ async function checkFixture(be: Backend, fixture: string, checks: Check[]): Prom
   }
   add(`gradients (worst of ${specs.length})`, worstGrad, TOL.grads);
 
-  const o = inp.optimizer;
+  const o = f.optimizer;
   const opt = new AdamW(be, specs, {
     beta1: o.betas[0],
     beta2: o.betas[1],
@@ -119,7 +66,7 @@ async function checkFixture(be: Backend, fixture: string, checks: Check[]): Prom
   let worstLoss = 0;
   for (let step = 0; step < o.steps; step++) {
     const r = await lossAndGrad(fresh, batch, targets);
-    const want = outJson.losses[step];
+    const want = f.losses[step];
     worstLoss = Math.max(worstLoss, Math.abs(r.loss - want) / Math.max(1, want));
     await opt.update(fresh.params, r.grads, learningRate(schedule, step));
   }
@@ -152,7 +99,7 @@ async function main(): Promise<number> {
   const checks: Check[] = [];
   const t0 = performance.now();
   try {
-    for (const fixture of ['qwen3-gqa', 'qwen2-tied']) await checkFixture(be, fixture, checks);
+    for (const fixture of FIXTURE_NAMES) await checkFixture(be, fixture, checks);
   } finally {
     await be.dispose();
   }
