@@ -108,6 +108,22 @@ for (const method of ['ntp', 'rpt', 'rmt', 'rmt-no-dtb', 'rmt-no-cas', 'rmt-no-n
   });
 }
 
+test('dynamic sampling drops zero-variance groups and reports replacements', async (t) => {
+  const cfg = cfgFor('rmt');
+  cfg.run.out_dir = join(root, 'rmt-dynamic');
+  // A random model never answers: every group has all-zero rewards and no replacement can help.
+  cfg.grpo.dynamic_sampling = true;
+  cfg.grpo.max_replacement_draws = 3;
+  const steps: Record<string, number>[] = [];
+  await train(cfg, { log: () => {}, onStep: (_s, row) => steps.push(row) });
+  t.is(steps.length, T);
+  for (const r of steps) {
+    t.is(r.frac_reward_zero_std, 1);
+    t.is(r['dynamic_sampling/replaced'], 0);
+    t.true(r['actor/ntp_loss'] > 0);
+  }
+});
+
 test('ntr is an evaluation mode, not a training method', async (t) => {
   await t.throwsAsync(() => train(cfgFor('ntr'), { log: () => {} }), { message: /rmt eval --mode ntr/ });
 });

@@ -25,10 +25,10 @@ import { paramSpecs } from '../model/params.js';
 import { downloadParams, uploadParams } from '../model/weights.js';
 import { budgetSchedule } from '../rl/budget.js';
 import { dualLossAndGrad } from '../rl/dual-loss.js';
-import { fracRewardZeroStd, isZeroStd } from '../rl/grpo.js';
+import { dynamicSampling, fracRewardZeroStd } from '../rl/grpo.js';
 import { type KeyPosition, keyPositions } from '../rl/key-positions.js';
 import { makePromptFormat, type PromptFormat } from '../rl/prompt-format.js';
-import { generateRollouts, type Rollout } from '../rl/rollouts.js';
+import { generateRollouts, type Rollout, type RolloutOptions } from '../rl/rollouts.js';
 import { lineChartSvg } from '../util/plot.js';
 import { progress } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
@@ -290,41 +290,33 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
     let groups: Rollout[][] = [];
     const tGen = performance.now();
     if (spec.reward !== 'none') {
-      groups = await generateRollouts(
-        model,
-        data.tokenizer,
-        data.format,
-        positions,
-        {
-          G: cfg.grpo.G,
-          temperature: cfg.grpo.temperature,
-          budget: B_t,
-          stateBudget: spec.budget === 'dtb',
-          hardCap: cfg.budget.hard_cap,
-          rewardKind: spec.reward,
-          reward: cfg.reward,
-          maxBatch: cfg.train.generation_batch,
-        },
-        rng,
-      );
+      const rolloutOpts: RolloutOptions = {
+        G: cfg.grpo.G,
+        temperature: cfg.grpo.temperature,
+        budget: B_t,
+        stateBudget: spec.budget === 'dtb',
+        hardCap: cfg.budget.hard_cap,
+        rewardKind: spec.reward,
+        reward: cfg.reward,
+        maxBatch: cfg.train.generation_batch,
+      };
+      const rollout = (at: KeyPosition[]) =>
+        generateRollouts(model, data.tokenizer, data.format, at, rolloutOpts, rng);
+      groups = await rollout(positions);
       row.frac_reward_zero_std = fracRewardZeroStd(
         groups.flatMap((g) => g.map((r) => r.reward.reward)),
         cfg.grpo.G,
       );
       if (cfg.grpo.dynamic_sampling) {
-        groups = await replaceZeroStdGroups(
+        // DAPO: zero-variance groups are replaced by groups at freshly drawn positions.
+        const ds = await dynamicSampling(
           groups,
-          cfg,
-          data,
-          byId,
-          sampler,
-          step,
-          model,
-          B_t,
-          spec,
-          rng,
-          row,
+          (g) => g.map((r) => r.reward.reward),
+          async () => (await rollout(sampler.sample(1, step, T, rng).map((id) => byId.get(id)!)))[0],
+          cfg.grpo.max_replacement_draws,
         );
+        groups = ds.groups;
+        row['dynamic_sampling/replaced'] = ds.replaced;
       }
       Object.assign(row, rolloutMetrics(groups, cfg.budget.hard_cap));
       for (const g of groups) {
@@ -408,49 +400,6 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
   writeFileSync(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   await backend.dispose();
   return summary;
-}
-
-/** DAPO dynamic sampling: zero-variance groups are replaced by groups at freshly drawn positions. */
-async function replaceZeroStdGroups(
-  groups: Rollout[][],
-  cfg: TrainConfig,
-  data: RlData,
-  byId: Map<number, KeyPosition>,
-  sampler: PositionSampler,
-  step: number,
-  model: Decoder,
-  B_t: number,
-  spec: MethodSpec,
-  rng: Rng,
-  row: Record<string, number>,
-): Promise<Rollout[][]> {
-  const kept = groups.filter((g) => !isZeroStd(g.map((r) => r.reward.reward)));
-  let draws = 0;
-  while (kept.length < groups.length && draws < cfg.grpo.max_replacement_draws) {
-    const need = groups.length - kept.length;
-    const fresh = sampler.sample(need, step, cfg.train.steps, rng).map((id) => byId.get(id)!);
-    draws += need;
-    const more = await generateRollouts(
-      model,
-      data.tokenizer,
-      data.format,
-      fresh,
-      {
-        G: cfg.grpo.G,
-        temperature: cfg.grpo.temperature,
-        budget: B_t,
-        stateBudget: spec.budget === 'dtb',
-        hardCap: cfg.budget.hard_cap,
-        rewardKind: spec.reward as Exclude<MethodSpec['reward'], 'none'>,
-        reward: cfg.reward,
-        maxBatch: cfg.train.generation_batch,
-      },
-      rng,
-    );
-    kept.push(...more.filter((g) => !isZeroStd(g.map((r) => r.reward.reward))));
-  }
-  row['dynamic_sampling/replaced'] = Math.min(draws, groups.length);
-  return kept;
 }
 
 /** The spec's rollout metrics (section 8). score = correctness, rewards = the total incl. length. */
