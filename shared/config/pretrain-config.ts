@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { overlay, RunConfigError } from './merge.js';
+import type { OptimizerSettings } from './optimizer-config.js';
 
 /**
  * Everything `rmt pretrain` reads, with its default. A YAML file overrides any subset; nothing in
@@ -36,17 +37,8 @@ export interface PretrainConfig {
     /** Options of the synthetic math corpus (see shared/data/synthetic-math.ts); {} = its defaults. */
     math: Record<string, unknown>;
   };
-  train: {
-    steps: number;
+  train: OptimizerSettings & {
     batch_size: number;
-    lr: number;
-    lr_min: number;
-    warmup_steps: number;
-    beta1: number;
-    beta2: number;
-    eps: number;
-    weight_decay: number;
-    max_grad_norm: number;
   };
   eval: {
     every: number;

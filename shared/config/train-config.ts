@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { overlay, RunConfigError } from './merge.js';
+import type { OptimizerSettings } from './optimizer-config.js';
 import { METHOD_TABLE, type Method, RMT_DEFAULTS, type RmtDefaults } from './rmt-defaults.js';
 
 /**
@@ -39,19 +40,10 @@ export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
     /** Options of the synthetic math corpus (see shared/data/synthetic-math.ts); {} = its defaults. */
     math: Record<string, unknown>;
   };
-  train: {
-    /** T: RL steps; the budget and tier-mix schedules run over it. */
-    steps: number;
+  /** `steps` is T: the budget and tier-mix schedules run over it too. */
+  train: OptimizerSettings & {
     /** Key positions per step (each gets G rollouts). */
     positions_per_step: number;
-    lr: number;
-    lr_min: number;
-    warmup_steps: number;
-    beta1: number;
-    beta2: number;
-    eps: number;
-    weight_decay: number;
-    max_grad_norm: number;
     /** Sequences per forward/backward in the learner. */
     micro_batch: number;
     /** Sequences decoded together in one KV-cache batch. */

@@ -1,5 +1,6 @@
 import { appendFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { adamwConfig, lrSchedule } from '../config/optimizer-config.js';
 import type { PretrainConfig } from '../config/pretrain-config.js';
 import { writeGpt2Tokenizer } from '../data/gpt2-bpe.js';
 import { tokenStreams } from '../data/token-streams.js';
@@ -119,13 +120,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
     backend,
     uploadParams(backend, start?.params ?? initParams(config, cfg.run.seed, cfg.model.init_std)),
   );
-  const opt = new AdamW(backend, specs, {
-    beta1: cfg.train.beta1,
-    beta2: cfg.train.beta2,
-    eps: cfg.train.eps,
-    weightDecay: cfg.train.weight_decay,
-    maxGradNorm: cfg.train.max_grad_norm,
-  });
+  const opt = new AdamW(backend, specs, adamwConfig(cfg.train));
   let step = 0;
   let rng = new Rng(cfg.run.seed);
   let evals: EvalPoint[] = [];
@@ -146,12 +141,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
 
   const seqLen = cfg.data.seq_len;
   const B = cfg.train.batch_size;
-  const schedule = {
-    lrMax: cfg.train.lr,
-    lrMin: cfg.train.lr_min,
-    warmupSteps: cfg.train.warmup_steps,
-    totalSteps: cfg.train.steps,
-  };
+  const schedule = lrSchedule(cfg.train);
   const heldStarts = evalStarts(heldOut, cfg.eval.batches * B, seqLen);
   const evaluate = async (): Promise<number> => {
     let sum = 0;

@@ -1,5 +1,6 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { adamwConfig, lrSchedule } from '../config/optimizer-config.js';
 import { METHOD_TABLE, type MethodSpec, type TierProbs } from '../config/rmt-defaults.js';
 import type { TrainConfig } from '../config/train-config.js';
 import { DifficultyTable, type DifficultyTableJson } from '../curriculum/difficulty-table.js';
@@ -202,13 +203,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
       ? new Decoder(config, backend, uploadParams(backend, loadCheckpoint(cfg.model.init_from).params))
       : undefined;
   const specs = paramSpecs(config);
-  const opt = new AdamW(backend, specs, {
-    beta1: cfg.train.beta1,
-    beta2: cfg.train.beta2,
-    eps: cfg.train.eps,
-    weightDecay: cfg.train.weight_decay,
-    maxGradNorm: cfg.train.max_grad_norm,
-  });
+  const opt = new AdamW(backend, specs, adamwConfig(cfg.train));
   const saved = start.training?.extra?.difficulty as DifficultyTableJson | undefined;
   // A resumed run keeps its observations (the adaptive state); entropies come from this scoring.
   const table = resumeFrom && saved ? DifficultyTable.fromJSON(saved) : new DifficultyTable(cfg.curriculum);
@@ -340,10 +335,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
       },
       reference,
     );
-    const lr = learningRate(
-      { lrMax: cfg.train.lr, lrMin: cfg.train.lr_min, warmupSteps: cfg.train.warmup_steps, totalSteps: T },
-      step,
-    );
+    const lr = learningRate(lrSchedule(cfg.train), step);
     const { gradNorm } = await opt.update(model.params, grads, lr);
     step++;
     const tokens = metrics.rl_tokens + metrics.ntp_tokens;
