@@ -7,9 +7,12 @@ import { createBackend } from '../shared/kernels/index.js';
 import { loadCheckpoint } from '../shared/model/checkpoint.js';
 import { Decoder } from '../shared/model/decoder.js';
 import { uploadParams } from '../shared/model/weights.js';
+import { loadRunContext } from '../shared/run/run-context.js';
+import { Scorer } from '../shared/run/scorer.js';
 import { evaluatePositions } from '../shared/train/evaluate.js';
 import { pretrain } from '../shared/train/pretrain.js';
-import { evalBudget, evalSubset, prepareRlData, train } from '../shared/train/rmt-train.js';
+import { evalBudget, evalSubset, train } from '../shared/train/rmt-train.js';
+import { up } from './up.js';
 
 /** The front door for every rmt job. Each verb takes `--config <yaml>`; `--help` lists them. */
 const USAGE = `usage: rmt <command> [options]
@@ -21,6 +24,11 @@ commands:
                              reinforcement mid-training from model.init_from; M is one of
                              ntp | rpt | rmt | rmt-no-dtb | rmt-no-cas | rmt-no-ntp (default: the
                              config's); metrics.jsonl, checkpoints, eval.json, plots in run.out_dir
+  up --config <yaml> [--rollout-workers N] [--method M] [--steps N]
+                             the same training job on a local cluster: nats-server, the scorer,
+                             learner, N rollout workers and the coordinator as separate processes
+  serve <scorer|rollout|learner|coordinator> [flags]
+                             one service process (flags and RMT_* env: rmt serve <name> --help)
   eval --config <yaml> --checkpoint <dir> --mode <ntp|ntr> [--method M]
                              next-token accuracy on held-out positions split easy / medium / hard by
                              the proxy's entropy, their average, and mean reasoning length
@@ -33,7 +41,17 @@ options:
   -h, --help                 this text
 `;
 
-async function main(argv: string[]): Promise<number> {
+const SERVICES = ['scorer', 'rollout', 'learner', 'coordinator'] as const;
+
+async function main(argv: string[]): Promise<number | 'serving'> {
+  if (argv[0] === 'serve') {
+    const name = argv[1] as (typeof SERVICES)[number];
+    if (!SERVICES.includes(name)) throw new UsageError(`serve needs one of ${SERVICES.join(', ')}`);
+    const mod = (await import(`../services/${name}/main.ts`)) as { main(argv: string[]): Promise<void> };
+    await mod.main(argv.slice(2));
+    return 'serving';
+  }
+  if (argv[0] === 'up') return up(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -86,14 +104,17 @@ async function main(argv: string[]): Promise<number> {
       if (values.out) cfg.run.out_dir = values.out;
       if (values.backend) cfg.run.backend = values.backend;
       const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
-      const data = await prepareRlData(cfg, backend, cfg.run.out_dir, (l) => process.stderr.write(`${l}\n`));
+      const run = await loadRunContext('eval', cfg);
+      const heldOut = await new Scorer(backend).keyPositions(run, 'held_out', {
+        log: (l) => process.stderr.write(`${l}\n`),
+      });
       const ck = loadCheckpoint(values.checkpoint);
       const model = new Decoder(ck.config, backend, uploadParams(backend, ck.params));
       const result = await evaluatePositions(
         model,
-        data.tokenizer,
-        data.format,
-        evalSubset(data.heldOut, cfg.eval.positions),
+        run.tokenizer,
+        run.format,
+        evalSubset(heldOut, cfg.eval.positions),
         {
           mode,
           eval_splits: cfg.curriculum.eval_splits,
@@ -132,7 +153,9 @@ function positiveInt(flag: string, v: string): number {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => {
+    if (code !== 'serving') process.exit(code);
+  },
   (err: Error) => {
     process.stderr.write(`rmt: ${err.message}\n`);
     if (err instanceof UsageError) process.stderr.write(USAGE);

@@ -61,6 +61,20 @@ export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
     budget: number | null;
   };
   checkpoint: { every: number; keep: number };
+  /** How the coordinator drives rollout workers and the learner (embedded or as services). */
+  distributed: {
+    /**
+     * Staleness bound: rollouts of step t may come from weights as old as version t - max_staleness.
+     * 0 keeps the run on-policy and identical to the embedded one.
+     */
+    max_staleness: number;
+    /** A rollout job not finished in this time is taken back and given to another worker. */
+    job_timeout_s: number;
+    /** How long a step waits for its difficulty observations on the bus before using its own copy. */
+    observation_timeout_s: number;
+    /** How long a step waits for a first rollout worker to appear before the run fails. */
+    worker_wait_s: number;
+  };
 }
 
 export const TRAIN_DEFAULTS: TrainConfig = {
@@ -105,6 +119,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   },
   eval: { every: 0, positions: 200, budget: null },
   checkpoint: { every: 50, keep: 2 },
+  distributed: { max_staleness: 0, job_timeout_s: 600, observation_timeout_s: 30, worker_wait_s: 120 },
 };
 
 export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
@@ -123,9 +138,17 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
     ['grpo.G', c.grpo.G],
     ['budget.hard_cap', c.budget.hard_cap],
     ['data.context_len', c.data.context_len],
+    ['distributed.job_timeout_s', c.distributed.job_timeout_s],
   ] as const) {
     if (!(Number.isInteger(v) && v > 0))
       throw new RunConfigError(source, field, `must be a positive integer, got ${v}`);
+  }
+  if (!(Number.isInteger(c.distributed.max_staleness) && c.distributed.max_staleness >= 0)) {
+    throw new RunConfigError(
+      source,
+      'distributed.max_staleness',
+      `must be a non-negative integer, got ${c.distributed.max_staleness}`,
+    );
   }
   if (c.data.positions !== 'all' && c.data.positions !== 'answers') {
     throw new RunConfigError(

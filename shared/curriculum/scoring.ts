@@ -13,7 +13,7 @@ import type { Progress } from '../util/progress.js';
 export async function scoreStream(
   model: Decoder,
   tokens: Int32Array,
-  opts: { window: number; k: number; batch: number; progress?: Progress },
+  opts: { window: number; k: number; batch: number; progress?: Progress; signal?: AbortSignal },
 ): Promise<Float32Array> {
   const { window: L, k } = opts;
   const be = model.backend;
@@ -26,6 +26,7 @@ export async function scoreStream(
     if (s + L >= tokens.length) break;
   }
   for (let i = 0; i < starts.length; i += opts.batch) {
+    opts.signal?.throwIfAborted();
     const group = starts.slice(i, i + opts.batch);
     const len = Math.min(L, tokens.length);
     const ids = new Int32Array(group.length * len);

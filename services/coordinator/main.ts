@@ -1,0 +1,66 @@
+import { defineFlags, parseServiceFlagsOrExit } from '../../shared/config/service-flags.js';
+import { RemoteLearner, RemoteScorer } from '../../shared/rpc/adapters/remote.js';
+import { WorkerRegistry } from '../../shared/rpc/adapters/worker-registry.js';
+import { learnerClient, scorerClient } from '../../shared/rpc/client.js';
+import { WorkerPool } from '../../shared/run/worker-pool.js';
+import { commonFlags, startServiceProcess } from '../process.js';
+import { CoordinatorHost, coordinatorService } from './service.js';
+
+const FLAGS = defineFlags({
+  ...commonFlags(50054, 9454),
+  scorer: { type: 'string', default: '127.0.0.1:50051', doc: 'scorer service address' },
+  learner: { type: 'string', default: '127.0.0.1:50053', doc: 'learner service address' },
+  'worker-ttl-s': {
+    type: 'number',
+    default: 10,
+    min: 0.5,
+    doc: 'a worker silent this long is taken off the pool',
+  },
+});
+
+export async function main(argv: string[]): Promise<void> {
+  const f = parseServiceFlagsOrExit(FLAGS, 'rmt serve coordinator [flags]', argv);
+  const registry = new WorkerRegistry(f.workerTtlS * 1000);
+  const scorer = new RemoteScorer(scorerClient(f.scorer));
+  const learner = new RemoteLearner(learnerClient(f.learner));
+  let host: CoordinatorHost | undefined;
+  await startServiceProcess(
+    'coordinator',
+    f,
+    async ({ bus, log, metrics }) => {
+      await registry.start(bus);
+      const steps = metrics.gauge({ name: 'run_step', help: 'steps done in the active run' });
+      const score = metrics.gauge({ name: 'run_score_mean', help: 'critic/score/mean of the last step' });
+      const workers = metrics.gauge({
+        name: 'rollout_workers_alive',
+        help: 'workers heard from within the TTL',
+      });
+      setInterval(() => workers.set(registry.endpoints().length), 2000).unref();
+      host = new CoordinatorHost({
+        bus,
+        registry,
+        log: (l) => log.info(l),
+        onStep: (step, m) => {
+          steps.set(step);
+          if (m['critic/score/mean'] !== undefined) score.set(m['critic/score/mean']);
+        },
+        services: (cfg) => ({
+          scorer,
+          learner,
+          pool: new WorkerPool(() => registry.endpoints(), {
+            jobTimeoutMs: cfg.distributed.job_timeout_s * 1000,
+            workerWaitMs: cfg.distributed.worker_wait_s * 1000,
+            maxAttempts: 5,
+            log: (l) => log.warn(l),
+          }),
+        }),
+      });
+      return [coordinatorService(host, registry)];
+    },
+    // SIGTERM: the active run stops after its step in flight, with a checkpoint to resume from.
+    async () => {
+      await host?.stopAll();
+      await registry.stop();
+    },
+  );
+}

@@ -1,0 +1,202 @@
+import { randomBytes } from 'node:crypto';
+import { parse as parseYaml } from 'yaml';
+import type { EventBus } from '../../shared/bus/bus.js';
+import { parseTrainConfig, type TrainConfig } from '../../shared/config/train-config.js';
+import { asStatus } from '../../shared/rpc/adapters/library-errors.js';
+import type { WorkerRegistry } from '../../shared/rpc/adapters/worker-registry.js';
+import {
+  failedPrecondition,
+  handleServerStream,
+  handleUnary,
+  invalidArgument,
+  notFound,
+} from '../../shared/rpc/errors.js';
+import {
+  CoordinatorServiceService,
+  RunState,
+  type RunStatus,
+} from '../../shared/rpc/gen/rmt/v1/coordinator.js';
+import { bindService, type ServiceBinding } from '../../shared/rpc/server.js';
+import {
+  type CoordinatorServices,
+  RunCoordinator,
+  type RunStatusView,
+} from '../../shared/run/coordinator.js';
+
+const STATE: Record<RunStatusView['state'], RunState> = {
+  preparing: RunState.RUN_STATE_PREPARING,
+  running: RunState.RUN_STATE_RUNNING,
+  done: RunState.RUN_STATE_DONE,
+  stopped: RunState.RUN_STATE_STOPPED,
+  failed: RunState.RUN_STATE_FAILED,
+};
+
+const terminal = (s: RunStatusView['state']) => s === 'done' || s === 'stopped' || s === 'failed';
+
+export function statusToPb(v: RunStatusView): RunStatus {
+  return {
+    runId: v.runId,
+    state: STATE[v.state],
+    method: v.method,
+    step: v.step,
+    totalSteps: v.totalSteps,
+    budget: v.budget,
+    tierMix: v.tierMix,
+    weightVersion: v.weightVersion,
+    workers: v.workers,
+    metrics: v.metrics,
+    error: v.error,
+    outDir: v.outDir,
+    elapsedS: v.elapsedS,
+  };
+}
+
+interface Active {
+  coordinator: RunCoordinator;
+  stop: AbortController;
+  done: Promise<unknown>;
+  watchers: Set<() => void>;
+}
+
+export interface CoordinatorServiceOptions {
+  services: (cfg: TrainConfig) => Omit<CoordinatorServices, 'bus'>;
+  bus: EventBus;
+  registry: WorkerRegistry;
+  log: (line: string) => void;
+  onStep?: (step: number, metrics: Record<string, number>) => void;
+}
+
+/**
+ * rmt.v1.CoordinatorService: starts a run (one active at a time) whose loop is the library's
+ * RunCoordinator with the scorer, learner and rollout workers reached over gRPC; reports and
+ * streams its status; stops it with a checkpoint.
+ */
+export class CoordinatorHost {
+  readonly runs = new Map<string, Active>();
+  private active: Active | null = null;
+
+  constructor(private readonly o: CoordinatorServiceOptions) {}
+
+  start(req: {
+    config: string;
+    method: string;
+    steps: number;
+    outDir: string;
+    runId: string;
+  }): RunStatusView {
+    if (this.active && !terminal(this.active.coordinator.status().state)) {
+      throw failedPrecondition(`run "${this.active.coordinator.runId}" is still active; StopRun it first`);
+    }
+    if (!req.config.trim()) throw invalidArgument('config', 'the run config (YAML or JSON) is required');
+    let raw: unknown;
+    try {
+      raw = parseYaml(req.config);
+    } catch (e) {
+      throw invalidArgument('config', `not YAML/JSON: ${(e as Error).message}`);
+    }
+    const cfg = (() => {
+      try {
+        const c = parseTrainConfig(raw, 'config');
+        if (req.method)
+          c.method = parseTrainConfig({ ...(raw as object), method: req.method }, 'method').method;
+        if (req.steps > 0) c.train.steps = req.steps;
+        if (req.outDir) c.run.out_dir = req.outDir;
+        return c;
+      } catch (e) {
+        throw e instanceof Error && 'field' in e
+          ? invalidArgument((e as { field: string }).field, e.message)
+          : e;
+      }
+    })();
+    const runId =
+      req.runId ||
+      `${cfg.method}-${new Date()
+        .toISOString()
+        .replace(/[-:.TZ]/g, '')
+        .slice(0, 14)}-${randomBytes(2).toString('hex')}`;
+    if (!/^[A-Za-z0-9_-]+$/.test(runId)) throw invalidArgument('run_id', 'letters, digits, "-" and "_" only');
+    const stop = new AbortController();
+    const watchers = new Set<() => void>();
+    const coordinator = new RunCoordinator(
+      runId,
+      cfg,
+      { ...this.o.services(cfg), bus: this.o.bus },
+      {
+        log: (l) => this.o.log(`[${runId}] ${l}`),
+        signal: stop.signal,
+        onStep: this.o.onStep,
+        onStatus: () => {
+          for (const w of watchers) w();
+        },
+      },
+    );
+    const done = coordinator.run().catch((e: Error) => this.o.log(`[${runId}] failed: ${e.message}`));
+    const active: Active = { coordinator, stop, done, watchers };
+    this.runs.set(runId, active);
+    this.active = active;
+    return coordinator.status();
+  }
+
+  find(runId: string): Active {
+    const a = runId ? this.runs.get(runId) : this.active;
+    if (!a) throw notFound(runId ? `run "${runId}"` : 'an active run');
+    return a;
+  }
+
+  /** Stops the active run (if any) after its step in flight and waits for its checkpoint. */
+  async stopAll(): Promise<void> {
+    if (!this.active) return;
+    this.active.stop.abort();
+    await this.active.done;
+  }
+}
+
+export function coordinatorService(host: CoordinatorHost, registry: WorkerRegistry): ServiceBinding {
+  return bindService(CoordinatorServiceService, {
+    startRun: handleUnary(async (req) => statusToPb(await asStatus(async () => host.start(req), 'config'))),
+    getRunStatus: handleUnary(async (req) => statusToPb(host.find(req.runId).coordinator.status())),
+    watchRun: handleServerStream(async function* (req, ctx): AsyncGenerator<RunStatus> {
+      const a = host.find(req.runId);
+      let changed = true;
+      let wake: (() => void) | null = null;
+      const notify = () => {
+        changed = true;
+        wake?.();
+      };
+      a.watchers.add(notify);
+      try {
+        for (;;) {
+          if (changed) {
+            changed = false;
+            const s = a.coordinator.status();
+            yield statusToPb(s);
+            if (terminal(s.state)) return;
+          }
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+          });
+          wake = null;
+          ctx.signal.throwIfAborted();
+        }
+      } finally {
+        a.watchers.delete(notify);
+      }
+    }),
+    stopRun: handleUnary(async (req) => {
+      const a = host.find(req.runId);
+      a.stop.abort();
+      await a.done;
+      return statusToPb(a.coordinator.status());
+    }),
+    listWorkers: handleUnary(async () => ({
+      workers: registry.list().map((w) => ({
+        workerId: w.id,
+        address: w.address,
+        weightVersion: w.version,
+        busy: w.busy,
+        lastSeenS: w.lastSeenS,
+      })),
+    })),
+  });
+}

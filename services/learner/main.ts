@@ -1,0 +1,45 @@
+import { defineFlags, parseServiceFlagsOrExit } from '../../shared/config/service-flags.js';
+import { createBackend } from '../../shared/kernels/index.js';
+import { LearnerHost } from '../../shared/run/local.js';
+import { commonFlags, startServiceProcess } from '../process.js';
+import { learnerService } from './service.js';
+
+const FLAGS = defineFlags({
+  ...commonFlags(50053, 9453),
+  backend: {
+    type: 'enum',
+    choices: ['auto', 'webgpu', 'webasm', 'cpu'],
+    default: 'auto',
+    doc: 'kernel backend',
+  },
+});
+
+export async function main(argv: string[]): Promise<void> {
+  const f = parseServiceFlagsOrExit(FLAGS, 'rmt serve learner [flags]', argv);
+  const backend = await createBackend(f.backend);
+  const host = new LearnerHost(backend);
+  const p = await startServiceProcess('learner', f, async ({ bus, metrics, address }) => {
+    const steps = metrics.counter({ name: 'learner_steps_total', help: 'optimizer steps taken' });
+    const tokens = metrics.counter({
+      name: 'learner_tokens_total',
+      help: 'tokens in the dual loss (RL + NTP)',
+    });
+    const update = metrics.histogram({
+      name: 'learner_update_seconds',
+      help: 'dual loss + AdamW time per step',
+    });
+    return [
+      learnerService({
+        host,
+        bus,
+        advertise: address,
+        onStep: (m) => {
+          steps.inc();
+          tokens.inc((m.rl_tokens ?? 0) + (m.ntp_tokens ?? 0));
+          update.observe(m['timing_s/update'] ?? 0);
+        },
+      }),
+    ];
+  });
+  p.log.info('backend', { backend: backend.name });
+}

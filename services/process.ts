@@ -1,0 +1,106 @@
+import { hostname } from 'node:os';
+import { createBus, type EventBus } from '../shared/bus/index.js';
+import { createLogger, type Logger } from '../shared/obs/log.js';
+import { type MetricsServer, ServiceMetrics } from '../shared/obs/metrics.js';
+import type { RunningServer, ServiceBinding } from '../shared/rpc/server.js';
+import { startServer } from '../shared/rpc/server.js';
+import { onShutdown } from '../shared/util/shutdown.js';
+
+/** Flags every service process takes (each also settable by its RMT_* environment variable). */
+export const commonFlags = (port: number, metricsPort: number) =>
+  ({
+    host: { type: 'string', default: '0.0.0.0', doc: 'interface the gRPC server listens on' },
+    port: { type: 'int', default: port, min: 0, max: 65535, doc: 'gRPC port (0: any free port)' },
+    advertise: {
+      type: 'string',
+      doc: 'host:port other services reach this one at (default: this host name and the bound port)',
+    },
+    bus: {
+      type: 'string',
+      default: 'nats://127.0.0.1:4222',
+      doc: "event bus: nats://host:port (JetStream) or 'inproc' (only for a single process)",
+    },
+    'metrics-port': {
+      type: 'int',
+      default: metricsPort,
+      min: 0,
+      max: 65535,
+      doc: 'Prometheus /metrics, /healthz, /readyz over HTTP (0: any free port)',
+    },
+    'tls-cert': { type: 'string', doc: 'PEM certificate: serve TLS instead of plaintext' },
+    'tls-key': { type: 'string', doc: 'PEM private key of --tls-cert' },
+    'tls-ca': { type: 'string', doc: 'PEM CA: require client certificates signed by it (mutual TLS)' },
+  }) as const;
+
+export interface ServiceProcess {
+  log: Logger;
+  bus: EventBus;
+  metrics: ServiceMetrics;
+  server: RunningServer;
+  metricsServer: MetricsServer;
+  /** host:port others reach this service at. */
+  address: string;
+}
+
+export interface CommonSettings {
+  host: string;
+  port: number;
+  advertise?: string;
+  bus: string;
+  metricsPort: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+}
+
+/**
+ * What every service process does around its gRPC service: a JSON logger, the bus connection, the
+ * gRPC server (with health and reflection), Prometheus metrics over HTTP, and a clean stop on
+ * SIGTERM/SIGINT: stop taking calls, let the ones in flight finish (`beforeStop` runs first, to
+ * hand back or finish work), close the bus.
+ */
+export async function startServiceProcess(
+  name: string,
+  s: CommonSettings,
+  build: (p: {
+    log: Logger;
+    bus: EventBus;
+    metrics: ServiceMetrics;
+    address: () => string;
+  }) => Promise<ServiceBinding[]>,
+  beforeStop?: () => Promise<void>,
+): Promise<ServiceProcess> {
+  const log = createLogger({ service: name });
+  if ((s.tlsCert === undefined) !== (s.tlsKey === undefined)) {
+    throw new Error('--tls-cert and --tls-key go together (RMT_TLS_CERT, RMT_TLS_KEY)');
+  }
+  const bus = await createBus(s.bus, { name, logger: log });
+  const metrics = new ServiceMetrics({ service: name });
+  let address = '';
+  const services = await build({ log, bus, metrics, address: () => address });
+  const server = await startServer({
+    host: s.host,
+    port: s.port,
+    services,
+    tls: s.tlsCert && s.tlsKey ? { cert: s.tlsCert, key: s.tlsKey, ca: s.tlsCa } : undefined,
+    log: (line) => log.error(line),
+  });
+  address =
+    s.advertise ?? `${s.host === '127.0.0.1' || s.host === 'localhost' ? s.host : hostname()}:${server.port}`;
+  const metricsServer = await metrics.serve({ port: s.metricsPort, host: s.host, ready: () => true });
+  log.info('serving', { address, port: server.port, metrics_port: metricsServer.port, bus: s.bus });
+  onShutdown(
+    async (reason) => {
+      log.info('stopping', { reason });
+      await beforeStop?.();
+      await server.shutdown(10_000);
+      await metricsServer.close();
+      await bus.close();
+      log.info('stopped');
+    },
+    { name, log, timeoutMs: 60_000 },
+  );
+  return { log, bus, metrics, server, metricsServer, address };
+}
+
+export const defaultWorkerId = (): string => `${hostname()}-${process.pid}`;

@@ -1,0 +1,38 @@
+import { RunConfigError } from '../../config/merge.js';
+import { LearnerError } from '../../run/learner.js';
+import type { RunContexts } from '../../run/run-context.js';
+import { NoWorkersError } from '../../run/worker-pool.js';
+import { failedPrecondition, invalidArgument, isServiceError, RpcError, unavailable } from '../errors.js';
+import type { RunRef as PbRunRef } from '../gen/rmt/v1/common.js';
+
+/**
+ * Library errors as the status codes a client can act on. Anything not recognised here is left
+ * for the handler wrapper, which reports it as INTERNAL (with its stack in the service's log).
+ */
+export function statusOf(e: unknown, configField = 'run.config_json'): unknown {
+  if (e instanceof RpcError || isServiceError(e)) return e;
+  if (e instanceof RunConfigError) return invalidArgument(`${configField}: ${e.field}`, e.message);
+  if (e instanceof SyntaxError) return invalidArgument(configField, `not JSON: ${e.message}`);
+  if (e instanceof LearnerError) {
+    return e.kind === 'precondition'
+      ? failedPrecondition(e.message)
+      : invalidArgument(configField, e.message);
+  }
+  if (e instanceof NoWorkersError) return unavailable('rollout workers', e.message);
+  return e;
+}
+
+/** Runs `f`, translating what it throws with statusOf. */
+export async function asStatus<T>(f: () => Promise<T>, configField?: string): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw statusOf(e, configField);
+  }
+}
+
+/** The run a request names, with its tokenizer and prompt layout loaded (INVALID_ARGUMENT if bad). */
+export function runOf(contexts: RunContexts, run: PbRunRef | undefined) {
+  if (!run?.runId) throw invalidArgument('run.run_id', 'required');
+  return asStatus(async () => contexts.get(run.runId, run.configJson));
+}

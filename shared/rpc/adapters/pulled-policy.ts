@@ -1,0 +1,106 @@
+import type { Backend } from '../../kernels/backend.js';
+import { parseModelConfig } from '../../model/config.js';
+import { Decoder } from '../../model/decoder.js';
+import { uploadParams } from '../../model/weights.js';
+import type { Policy, PolicySource } from '../../run/policy.js';
+import type { LearnerClient } from '../client.js';
+import { failedPrecondition } from '../errors.js';
+
+interface Downloaded {
+  runId: string;
+  version: number;
+  configJson: string;
+  params: Map<string, Float32Array>;
+  bytes: number;
+  seconds: number;
+}
+
+/**
+ * A rollout worker's copy of the policy, pulled from the learner's GetWeights stream. A
+ * `rmt.weights.published` announcement starts a download in the background (`prefetch`); the new
+ * weights are only swapped in when a job asks for them (`acquire`), between jobs, so a generation
+ * in flight never sees its buffers change.
+ */
+export class PulledPolicy implements PolicySource {
+  private current: { runId: string; version: number; configJson: string; model: Decoder } | null = null;
+  private pending: Promise<Downloaded> | null = null;
+  /** Seconds and bytes of the last download (weight-sync time in the services benchmark). */
+  lastSync = { seconds: 0, bytes: 0, version: -1 };
+
+  constructor(
+    private readonly client: LearnerClient,
+    private readonly backend: Backend,
+  ) {}
+
+  get version(): number {
+    return this.current?.version ?? 0;
+  }
+
+  prefetch(runId: string, version: number): void {
+    if (this.current && this.current.runId === runId && this.current.version >= version) return;
+    if (this.pending) return;
+    const p = this.download(runId, version);
+    this.pending = p;
+    p.catch(() => {}).finally(() => {
+      if (this.pending === p) this.pending = null;
+    });
+  }
+
+  async acquire(runId: string, minVersion: number, signal?: AbortSignal): Promise<Policy> {
+    const usable = () => this.current && this.current.runId === runId && this.current.version >= minVersion;
+    if (!usable() && this.pending) {
+      const d = await this.pending.catch(() => null);
+      if (d && d.runId === runId) this.install(d);
+    }
+    if (!usable()) this.install(await this.download(runId, minVersion, signal));
+    const c = this.current!;
+    if (c.version < minVersion) throw failedPrecondition(`weights ${c.version} are older than ${minVersion}`);
+    return { model: c.model, version: c.version };
+  }
+
+  private async download(runId: string, minVersion: number, signal?: AbortSignal): Promise<Downloaded> {
+    const t0 = performance.now();
+    const params = new Map<string, Float32Array>();
+    let header: { version: number; modelConfigJson: string; bytes: number } | null = null;
+    let bytes = 0;
+    for await (const chunk of this.client.getWeights({ runId, minVersion }, { signal })) {
+      const part = chunk.part;
+      if (part?.$case === 'header') {
+        header = part.value;
+      } else if (part?.$case === 'tensor') {
+        const t = part.value;
+        let buf = params.get(t.name);
+        if (!buf) {
+          buf = new Float32Array(t.shape.reduce((a, b) => a * b, 1));
+          params.set(t.name, buf);
+        }
+        // The bytes of a protobuf field need not be 4-byte aligned: copy before viewing as f32.
+        const data = new Uint8Array(t.data);
+        buf.set(new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4), t.offset);
+        bytes += t.data.byteLength;
+      }
+    }
+    if (!header) throw new Error('GetWeights ended without a header');
+    const seconds = (performance.now() - t0) / 1000;
+    this.lastSync = { seconds, bytes, version: header.version };
+    return { runId, version: header.version, configJson: header.modelConfigJson, params, bytes, seconds };
+  }
+
+  private install(d: Downloaded): void {
+    if (this.current && this.current.runId === d.runId && this.current.version >= d.version) return;
+    const old = this.current;
+    const model =
+      old && old.configJson === d.configJson
+        ? old.model
+        : new Decoder(
+            parseModelConfig(JSON.parse(d.configJson), 'GetWeights header'),
+            this.backend,
+            new Map(),
+          );
+    const previous = model.params;
+    model.params = uploadParams(this.backend, d.params);
+    for (const b of previous.values()) this.backend.free(b);
+    if (old && old.model !== model) for (const b of old.model.params.values()) this.backend.free(b);
+    this.current = { runId: d.runId, version: d.version, configJson: d.configJson, model };
+  }
+}

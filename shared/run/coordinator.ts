@@ -1,0 +1,355 @@
+import { appendFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { EventBus, Subscription } from '../bus/bus.js';
+import { METHOD_TABLE, type MethodSpec, type TierProbs } from '../config/rmt-defaults.js';
+import type { TrainConfig } from '../config/train-config.js';
+import { DifficultyTable, type DifficultyTableJson } from '../curriculum/difficulty-table.js';
+import { CasSampler, filterByEntropy, type PositionSampler, UniformSampler } from '../curriculum/sampler.js';
+import { tierMix } from '../curriculum/schedule.js';
+import { budgetSchedule } from '../rl/budget.js';
+import { dynamicSampling, fracRewardZeroStd } from '../rl/grpo.js';
+import type { KeyPosition } from '../rl/key-positions.js';
+import { planJobs, type RolloutSettings } from '../rl/rollout-job.js';
+import type { Rollout } from '../rl/rollouts.js';
+import type { EvalResult } from '../train/evaluate.js';
+import { truncateMetrics } from '../train/metrics-log.js';
+import { progress as progressBar } from '../util/progress.js';
+import { Rng, type RngState } from '../util/rng.js';
+import type { LearnerApi, ScorerApi } from './interfaces.js';
+import { ObservationInbox } from './observations.js';
+import { groupAccuracy } from './rollout-worker.js';
+import type { RunRef } from './run-context.js';
+import { evalMetrics, rolloutMetrics, scheduleChart, trainingChart } from './step-metrics.js';
+import type { WorkerPool } from './worker-pool.js';
+
+export type RunState = 'preparing' | 'running' | 'done' | 'stopped' | 'failed';
+
+export interface RunStatusView {
+  runId: string;
+  state: RunState;
+  method: string;
+  step: number;
+  totalSteps: number;
+  budget: number;
+  tierMix: number[];
+  weightVersion: number;
+  workers: number;
+  metrics: Record<string, number>;
+  error: string;
+  outDir: string;
+  elapsedS: number;
+}
+
+export interface TrainSummary {
+  method: string;
+  run_id: string;
+  out_dir: string;
+  steps: number;
+  wall_s: number;
+  final_checkpoint: string;
+  eval?: EvalResult;
+}
+
+export interface CoordinatorServices {
+  scorer: ScorerApi;
+  learner: LearnerApi;
+  pool: WorkerPool;
+  bus: EventBus;
+}
+
+export interface CoordinatorOptions {
+  log?: (line: string) => void;
+  /** Stops the run after the step in flight, with a checkpoint. */
+  signal?: AbortSignal;
+  onStep?: (step: number, metrics: Record<string, number>) => void;
+  onStatus?: (s: RunStatusView) => void;
+  /** Progress bars on the terminal (the CLI); services log JSON lines instead. */
+  bars?: boolean;
+}
+
+/** The budget an `ntr` evaluation states (see `eval.budget`). */
+export function evalBudget(cfg: TrainConfig): number | null {
+  if (cfg.eval.budget !== null) return cfg.eval.budget;
+  const spec = METHOD_TABLE[cfg.method];
+  return spec.budget === 'dtb' ? budgetSchedule('dtb', cfg.budget)(cfg.train.steps, cfg.train.steps) : null;
+}
+
+/** Held-out positions an evaluation uses: an evenly spaced, fixed subset. */
+export function evalSubset(positions: readonly KeyPosition[], n: number): KeyPosition[] {
+  if (positions.length <= n) return [...positions];
+  const stride = positions.length / n;
+  return Array.from({ length: n }, (_, i) => positions[Math.floor(i * stride)]);
+}
+
+function makeSampler(
+  spec: MethodSpec,
+  cfg: TrainConfig,
+  positions: readonly KeyPosition[],
+  table: DifficultyTable,
+): PositionSampler {
+  const eligible = filterByEntropy(positions, cfg.curriculum.min_entropy);
+  if (eligible.length === 0) {
+    throw new Error(
+      `no key position has entropy above curriculum.min_entropy = ${cfg.curriculum.min_entropy}`,
+    );
+  }
+  if (spec.curriculum === 'cas')
+    return new CasSampler(table.tiers(cfg.curriculum, cfg.curriculum.min_entropy), cfg.curriculum);
+  if (spec.curriculum === 'none') return new UniformSampler(positions.map((p) => p.id));
+  return new UniformSampler(eligible);
+}
+
+/**
+ * The curriculum coordinator: owns a run (spec sections 3-6 and 8). Each step it takes the budget
+ * B_t and tier mix p_t of step t, draws key positions with the method's sampler from the
+ * difficulty table, has the rollout workers generate G rollouts each (jobs dispatched across the
+ * workers alive, at weights no older than the staleness bound), waits for the groups' difficulty
+ * observations from the bus, sends the rollouts to the learner for one dual-loss step, and logs the
+ * spec's metrics. The embedded `rmt train` and the coordinator service run this same loop; only the
+ * services behind `CoordinatorServices` differ.
+ */
+export class RunCoordinator {
+  private readonly view: RunStatusView;
+  private readonly t0 = performance.now();
+
+  constructor(
+    readonly runId: string,
+    readonly cfg: TrainConfig,
+    private readonly s: CoordinatorServices,
+    private readonly o: CoordinatorOptions = {},
+  ) {
+    this.view = {
+      runId,
+      state: 'preparing',
+      method: cfg.method,
+      step: 0,
+      totalSteps: cfg.train.steps,
+      budget: 0,
+      tierMix: [],
+      weightVersion: 0,
+      workers: 0,
+      metrics: {},
+      error: '',
+      outDir: cfg.run.out_dir,
+      elapsedS: 0,
+    };
+  }
+
+  status(): RunStatusView {
+    return {
+      ...this.view,
+      workers: this.s.pool.alive().length,
+      elapsedS: (performance.now() - this.t0) / 1000,
+    };
+  }
+
+  private update(patch: Partial<RunStatusView>): void {
+    Object.assign(this.view, patch);
+    this.o.onStatus?.(this.status());
+  }
+
+  async run(): Promise<TrainSummary> {
+    try {
+      return await this.loop();
+    } catch (err) {
+      const stopped = this.o.signal?.aborted === true;
+      this.update({ state: stopped ? 'stopped' : 'failed', error: stopped ? '' : (err as Error).message });
+      throw err;
+    }
+  }
+
+  private async loop(): Promise<TrainSummary> {
+    const { cfg, runId } = this;
+    const log = this.o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    const spec = METHOD_TABLE[cfg.method];
+    if (spec.reasoning === 'untrained') {
+      throw new Error(
+        `method "${cfg.method}" is an evaluation mode, not a training run: use \`rmt eval --mode ntr\``,
+      );
+    }
+    const ref: RunRef = { runId, cfg };
+    const out = resolve(cfg.run.out_dir);
+    mkdirSync(out, { recursive: true });
+    writeFileSync(join(out, 'config.resolved.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+
+    const score = async (split: 'train' | 'held_out') => {
+      const bar = this.o.bars ? progressBar(`score ${split}`, 1) : null;
+      const positions = await this.s.scorer.keyPositions(ref, split, {
+        log,
+        signal: this.o.signal,
+        progress: bar ? (done, total) => bar.update(done, { of: total }) : undefined,
+      });
+      bar?.stop();
+      return positions;
+    };
+    const train = await score('train');
+    const heldOut = await score('held_out');
+    if (train.length === 0 || heldOut.length === 0) {
+      throw new Error(
+        `no key positions (train ${train.length}, held-out ${heldOut.length}): check data.positions and data.corpora`,
+      );
+    }
+    log(`key positions: ${train.length} train, ${heldOut.length} held-out`);
+    const byId = new Map(train.map((p) => [p.id, p]));
+
+    const start = await this.s.learner.init(ref);
+    let step = start.step;
+    const saved = start.extra?.difficulty as DifficultyTableJson | undefined;
+    // A resumed run keeps its observations (the adaptive state); entropies come from this scoring.
+    const table =
+      start.resumedFrom && saved ? DifficultyTable.fromJSON(saved) : new DifficultyTable(cfg.curriculum);
+    for (const p of train) table.setEntropy(p.id, p.entropy);
+    const rng = new Rng((start.extra?.rng as RngState | undefined) ?? cfg.run.seed);
+    const metricsPath = join(out, 'metrics.jsonl');
+    if (start.resumedFrom) {
+      log(`resuming from ${start.resumedFrom} at step ${step}`);
+      truncateMetrics(metricsPath, step);
+    } else if (existsSync(metricsPath)) {
+      rmSync(metricsPath);
+    }
+    const inbox = new ObservationInbox(runId, table, step);
+    const sub: Subscription = await this.s.bus.subscribe('rmt.difficulty.observed', (m) => inbox.receive(m), {
+      deliver: 'new',
+    });
+
+    const T = cfg.train.steps;
+    const schedule = budgetSchedule(spec.budget === 'dtb' ? 'dtb' : 'fixed', cfg.budget);
+    const evalPositions = evalSubset(heldOut, cfg.eval.positions);
+    const state = () => ({ rng: rng.state(), method: cfg.method, difficulty: table.toJSON() });
+    const evaluate = () =>
+      this.s.pool.evaluate(
+        ref,
+        evalPositions,
+        spec.reasoning === 'no' ? 'ntp' : 'ntr',
+        evalBudget(cfg),
+        step,
+      );
+
+    const bar = this.o.bars ? progressBar(`train ${cfg.method}`, T, step) : null;
+    this.update({ state: 'running', step, weightVersion: step });
+    let lastEval: EvalResult | undefined;
+    let finalDir = '';
+    try {
+      while (step < T) {
+        const tStep = performance.now();
+        const B_t = schedule(step, T);
+        const sampler = makeSampler(spec, cfg, train, table);
+        const positions = sampler
+          .sample(cfg.train.positions_per_step, step, T, rng)
+          .map((id) => byId.get(id)!);
+        const row: Record<string, number> = { step: step + 1, 'budget/current': B_t };
+        const mix: TierProbs =
+          spec.curriculum === 'cas'
+            ? (sampler as CasSampler).mixAt(step, T)
+            : tierMix(step, T, cfg.curriculum);
+        if (spec.curriculum === 'cas') {
+          row['curriculum/p_easy'] = mix[0];
+          row['curriculum/p_medium'] = mix[1];
+          row['curriculum/p_hard'] = mix[2];
+        }
+        this.update({ budget: B_t, tierMix: spec.curriculum === 'cas' ? [...mix] : [] });
+        let groups: Rollout[][] = [];
+        const tGen = performance.now();
+        if (spec.reward !== 'none') {
+          const settings: RolloutSettings = {
+            G: cfg.grpo.G,
+            temperature: cfg.grpo.temperature,
+            budget: B_t,
+            stateBudget: spec.budget === 'dtb',
+            hardCap: cfg.budget.hard_cap,
+            rewardKind: spec.reward,
+            maxBatch: cfg.train.generation_batch,
+          };
+          const minVersion = Math.max(0, step - cfg.distributed.max_staleness);
+          const generated: Rollout[][] = [];
+          let jobs = 0;
+          const rollout = async (at: KeyPosition[]) => {
+            const planned = planJobs({ runId, seed: cfg.run.seed }, step, at, settings, minVersion, jobs);
+            jobs += planned.length;
+            // Not the stop signal: a stop lets the step in flight finish.
+            const results = await this.s.pool.run(ref, planned);
+            const gs = results.flatMap((r) => r.groups);
+            generated.push(...gs);
+            return gs;
+          };
+          groups = await rollout(positions);
+          row.frac_reward_zero_std = fracRewardZeroStd(
+            groups.flatMap((g) => g.map((r) => r.reward.reward)),
+            cfg.grpo.G,
+          );
+          if (cfg.grpo.dynamic_sampling) {
+            // DAPO: zero-variance groups are replaced by groups at freshly drawn positions.
+            const ds = await dynamicSampling(
+              groups,
+              (g) => g.map((r) => r.reward.reward),
+              async () => (await rollout(sampler.sample(1, step, T, rng).map((id) => byId.get(id)!)))[0],
+              cfg.grpo.max_replacement_draws,
+            );
+            groups = ds.groups;
+            row['dynamic_sampling/replaced'] = ds.replaced;
+          }
+          Object.assign(row, rolloutMetrics(groups, cfg.budget.hard_cap));
+          const filled = await inbox.settle(
+            step,
+            generated.map((g) => ({ positionId: g[0].positionId, accuracy: groupAccuracy(g) })),
+            cfg.distributed.observation_timeout_s * 1000,
+          );
+          if (filled > 0)
+            log(
+              `step ${step + 1}: ${filled} difficulty observations missing on the bus; applied from the rollouts`,
+            );
+        }
+        row['timing_s/gen'] = (performance.now() - tGen) / 1000;
+        const learned = await this.s.learner.trainStep(ref, step, groups, positions);
+        step++;
+        const { rl_tokens, ntp_tokens, ...actor } = learned;
+        Object.assign(row, actor);
+        row['timing_s/step'] = (performance.now() - tStep) / 1000;
+        row['perf/throughput'] = (rl_tokens + ntp_tokens) / row['timing_s/step'];
+        if (cfg.eval.every > 0 && step % cfg.eval.every === 0 && step < T) {
+          lastEval = await evaluate();
+          Object.assign(row, evalMetrics(lastEval));
+        }
+        appendFileSync(metricsPath, `${JSON.stringify(row)}\n`);
+        await this.s.bus.publish('rmt.metrics.step', { run_id: runId, step, metrics: row });
+        this.o.onStep?.(step, row);
+        this.update({ step, weightVersion: step, metrics: row });
+        bar?.update(step, {
+          score: row['critic/score/mean'] ?? 0,
+          len: row['response_length/mean'] ?? 0,
+          B: B_t,
+        });
+        const interrupted = this.o.signal?.aborted === true;
+        if (step % cfg.checkpoint.every === 0 || step === T || interrupted) {
+          finalDir = await this.s.learner.checkpoint(ref, state());
+        }
+        if (interrupted) {
+          log(`stopped at step ${step}; rerun the same command to resume`);
+          break;
+        }
+      }
+    } finally {
+      bar?.stop();
+      await sub.unsubscribe();
+    }
+    if (step === T) {
+      await this.s.learner.saveFinal(ref);
+      lastEval = await evaluate();
+      writeFileSync(join(out, 'eval.json'), `${JSON.stringify(lastEval, null, 2)}\n`);
+      writeFileSync(join(out, 'training.svg'), trainingChart(metricsPath, cfg.method));
+      writeFileSync(join(out, 'schedule.svg'), scheduleChart(metricsPath));
+    }
+    const summary: TrainSummary = {
+      method: cfg.method,
+      run_id: runId,
+      out_dir: cfg.run.out_dir,
+      steps: step,
+      wall_s: (performance.now() - this.t0) / 1000,
+      final_checkpoint: finalDir,
+      eval: lastEval,
+    };
+    writeFileSync(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+    this.update({ state: step === T ? 'done' : 'stopped' });
+    return summary;
+  }
+}

@@ -1,0 +1,124 @@
+import type { EventBus } from '../bus/bus.js';
+import type { KeyPosition } from '../rl/key-positions.js';
+import type { RolloutJob } from '../rl/rollout-job.js';
+import { generateRollouts, type Rollout } from '../rl/rollouts.js';
+import { type EvalMode, type EvalResult, evaluatePositions } from '../train/evaluate.js';
+import { Rng } from '../util/rng.js';
+import type { PolicySource } from './policy.js';
+import type { RunContext } from './run-context.js';
+
+export interface JobResult {
+  groups: Rollout[][];
+  /** The weight version the rollouts were sampled at. */
+  version: number;
+  workerId: string;
+}
+
+export interface WorkerStats {
+  workerId: string;
+  runId: string;
+  version: number;
+  busy: boolean;
+  tokensGenerated: number;
+  tokensPerSecond: number;
+}
+
+/**
+ * The rollout generator (spec sections 1, 2, 6): G rollouts per key position of a job with the
+ * KV-cache sampler under the job's budget (the hard cap truncates and is reported as
+ * `finish_reason = length`), parsed and rewarded, at a weight version no older than the job
+ * allows. Each group's accuracy is published as a difficulty observation, which is how the
+ * coordinator's adaptive difficulty table learns (it never reads rollouts for that).
+ *
+ * One job runs at a time: the policy's buffers belong to the job in flight, and a newer version is
+ * only swapped in between jobs.
+ */
+export class RolloutWorker {
+  private queue: Promise<unknown> = Promise.resolve();
+  private stats: WorkerStats;
+
+  constructor(
+    readonly id: string,
+    private readonly policy: PolicySource,
+    private readonly bus?: EventBus,
+  ) {
+    this.stats = { workerId: id, runId: '', version: 0, busy: false, tokensGenerated: 0, tokensPerSecond: 0 };
+  }
+
+  status(): WorkerStats {
+    return { ...this.stats };
+  }
+
+  generate(ctx: RunContext, job: RolloutJob, signal?: AbortSignal): Promise<JobResult> {
+    return this.exclusive(async () => {
+      signal?.throwIfAborted();
+      const t0 = performance.now();
+      const policy = await this.policy.acquire(ctx.runId, job.minVersion, signal);
+      this.stats.runId = ctx.runId;
+      this.stats.version = policy.version;
+      const groups = await generateRollouts(
+        policy.model,
+        ctx.tokenizer,
+        ctx.format,
+        job.positions,
+        { ...job.settings, reward: ctx.cfg.reward },
+        new Rng(job.seed),
+      );
+      const tokens = groups.flat().reduce((n, r) => n + r.responseIds.length, 0);
+      this.stats.tokensGenerated += tokens;
+      this.stats.tokensPerSecond = tokens / ((performance.now() - t0) / 1000);
+      if (this.bus) {
+        for (const g of groups) {
+          await this.bus.publish('rmt.difficulty.observed', {
+            run_id: ctx.runId,
+            step: job.step,
+            position_id: g[0].positionId,
+            accuracy: groupAccuracy(g),
+            group_size: g.length,
+            weight_version: policy.version,
+            worker_id: this.id,
+          });
+        }
+      }
+      return { groups, version: policy.version, workerId: this.id };
+    });
+  }
+
+  evaluate(
+    ctx: RunContext,
+    positions: readonly KeyPosition[],
+    mode: EvalMode,
+    budget: number | null,
+    minVersion: number,
+    signal?: AbortSignal,
+  ): Promise<EvalResult> {
+    return this.exclusive(async () => {
+      const policy = await this.policy.acquire(ctx.runId, minVersion, signal);
+      return evaluatePositions(policy.model, ctx.tokenizer, ctx.format, positions, {
+        mode,
+        eval_splits: ctx.cfg.curriculum.eval_splits,
+        budget,
+        hardCap: ctx.cfg.budget.hard_cap,
+        batch: ctx.cfg.train.generation_batch,
+      });
+    });
+  }
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(async () => {
+      this.stats.busy = true;
+      try {
+        return await work();
+      } finally {
+        this.stats.busy = false;
+      }
+    });
+    this.queue = run.catch(() => {});
+    return run;
+  }
+}
+
+/** The share of a group's rollouts that predicted the next token correctly. */
+export function groupAccuracy(group: readonly Rollout[]): number {
+  return group.filter((r) => r.reward.rMatch > 0).length / group.length;
+}
