@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -90,9 +90,13 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
     if (!nats) {
       const port = await freePort();
       natsDir = mkdtempSync(join(tmpdir(), 'rmt-nats-'));
-      const child = spawn('nats-server', ['-js', '-sd', natsDir, '-a', '127.0.0.1', '-p', String(port)], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        natsServerBinary(),
+        ['-js', '-sd', natsDir, '-a', '127.0.0.1', '-p', String(port)],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       child.once('error', (e) =>
         logs('nats', `cannot start nats-server (apt-get install nats-server): ${e.message}`),
       );
@@ -165,6 +169,15 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
     await stop();
     throw e;
   }
+}
+
+/** Debian installs nats-server in /usr/sbin, which is not on every user's PATH. */
+function natsServerBinary(): string {
+  if (process.env.NATS_SERVER_BIN) return process.env.NATS_SERVER_BIN;
+  for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/local/sbin'])) {
+    if (dir && existsSync(join(dir, 'nats-server'))) return join(dir, 'nats-server');
+  }
+  return 'nats-server';
 }
 
 async function waitForPort(port: number, ms: number): Promise<void> {

@@ -83,7 +83,7 @@ export async function startServiceProcess(
     port: s.port,
     services,
     tls: s.tlsCert && s.tlsKey ? { cert: s.tlsCert, key: s.tlsKey, ca: s.tlsCa } : undefined,
-    log: (line) => log.error(line),
+    log: (line) => log.info(line),
   });
   address =
     s.advertise ?? `${s.host === '127.0.0.1' || s.host === 'localhost' ? s.host : hostname()}:${server.port}`;

@@ -3,65 +3,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { METHOD_TABLE, type Method } from '../shared/config/rmt-defaults.js';
-import { parseTrainConfig } from '../shared/config/train-config.js';
 import { tierMix } from '../shared/curriculum/schedule.js';
-import { writeGpt2Tokenizer } from '../shared/data/gpt2-bpe.js';
-import { saveCheckpoint } from '../shared/model/checkpoint.js';
-import { parseModelConfig } from '../shared/model/config.js';
-import { initParams } from '../shared/model/init.js';
 import { budgetAt } from '../shared/rl/budget.js';
 import { train } from '../shared/train/rmt-train.js';
+import { tinyBaseCheckpoint, tinyRunConfig } from './helpers/tiny-run.js';
 
 const root = mkdtempSync(join(tmpdir(), 'rmt-train-'));
 test.after.always(() => rmSync(root, { recursive: true, force: true }));
 
-/** A random-weight tiny model with a 300-merge tokenizer: enough to drive every code path. */
-function baseCheckpoint(): string {
-  const tokDir = join(root, 'tok');
-  const tok = writeGpt2Tokenizer(tokDir, { merges: 300 });
-  const config = parseModelConfig({
-    model_type: 'qwen3',
-    vocab_size: tok.vocabSize,
-    hidden_size: 16,
-    intermediate_size: 32,
-    num_hidden_layers: 1,
-    num_attention_heads: 2,
-    num_key_value_heads: 1,
-    head_dim: 8,
-    max_position_embeddings: 128,
-  });
-  const dir = join(root, 'base');
-  saveCheckpoint(dir, { config, params: initParams(config, 1, 0.5), tokenizerDir: tokDir });
-  return dir;
-}
-const base = baseCheckpoint();
+const base = tinyBaseCheckpoint(root);
 
 const T = 3;
-const cfgFor = (method: Method) =>
-  parseTrainConfig(
-    {
-      method,
-      run: { out_dir: join(root, method), seed: 3, backend: 'cpu' },
-      model: { init_from: base },
-      data: {
-        corpora: ['moby-dick'],
-        max_chars_per_corpus: 20000,
-        rl_tokens: 400,
-        eval_tokens: 200,
-        context_len: 8,
-        continuation_len: 3,
-        score_window: 32,
-      },
-      budget: { B_0: 8, hard_cap: 10 },
-      // A random model's top-16 entropy is near ln 16 everywhere: one tier, and a low filter.
-      curriculum: { min_entropy: 0.1, edges: [2.5, 2.7] },
-      grpo: { G: 2 },
-      train: { steps: T, positions_per_step: 2, micro_batch: 8, generation_batch: 8 },
-      eval: { positions: 4 },
-      checkpoint: { every: 2, keep: 1 },
-    },
-    'test',
-  );
+const cfgFor = (method: Method) => tinyRunConfig(base, join(root, method), method, T);
 
 for (const method of ['ntp', 'rpt', 'rmt', 'rmt-no-dtb', 'rmt-no-cas', 'rmt-no-ntp'] as const) {
   test(`rmt train --method ${method}: loss terms, budget, tier mix, rewards, checkpoint`, async (t) => {

@@ -64,7 +64,9 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
         if (g.length === 0)
           throw invalidArgument(`groups[${i}].rollouts`, 'a group needs at least one rollout');
       }
-      const metrics = await asStatus(() => learner.trainStep(req.step, groups, positions));
+      const metrics = await asStatus(() =>
+        o.host.trainStep({ runId: req.runId, cfg: learner.cfg }, req.step, groups, positions),
+      );
       o.onStep?.(metrics);
       await announce(req.runId);
       return { step: learner.step, weightVersion: learner.step, metrics };
@@ -115,7 +117,7 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
     }),
     checkpoint: handleUnary(async (req) => {
       const learner = await asStatus(async () => o.host.learner(req.runId));
-      if (req.final) return { path: await learner.saveFinal() };
+      if (req.final) return { path: await o.host.saveFinal({ runId: req.runId, cfg: learner.cfg }) };
       let state: CoordinatorState;
       try {
         state = JSON.parse(req.extraJson || '{}') as CoordinatorState;
@@ -128,7 +130,7 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
           `checkpoint of step ${req.step} asked for, the learner is at ${learner.step}`,
         );
       }
-      return { path: await asStatus(() => learner.checkpoint(state)) };
+      return { path: await asStatus(() => o.host.checkpoint({ runId: req.runId, cfg: learner.cfg }, state)) };
     }),
   });
 }

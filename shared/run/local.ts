@@ -17,6 +17,8 @@ import { RunContexts, type RunRef } from './run-context.js';
  */
 export class LearnerHost implements LearnerApi, PolicySource {
   private current: { runId: string; learner: Learner } | null = null;
+  /** True when the run held has just checkpointed (stopped or finished): another run may take over. */
+  private idle = true;
 
   constructor(private readonly backend: Backend) {}
 
@@ -27,10 +29,13 @@ export class LearnerHost implements LearnerApi, PolicySource {
   async init(run: RunRef): Promise<LearnerStart> {
     if (this.current) {
       if (this.current.runId === run.runId) return this.current.learner.start;
-      throw new LearnerError(
-        `the learner holds run "${this.current.runId}"; it cannot start "${run.runId}"`,
-        'precondition',
-      );
+      if (!this.idle) {
+        throw new LearnerError(
+          `the learner is training run "${this.current.runId}"; it cannot start "${run.runId}" until that run stops`,
+          'precondition',
+        );
+      }
+      this.release();
     }
     const tokenizer = await loadTokenizer(run.cfg.model.init_from);
     const learner = new Learner(run.cfg, this.backend, tokenizer.eosId);
@@ -56,15 +61,20 @@ export class LearnerHost implements LearnerApi, PolicySource {
     groups: Rollout[][],
     positions: KeyPosition[],
   ): Promise<Record<string, number>> {
+    this.idle = false;
     return this.learner(run.runId).trainStep(step, groups, positions);
   }
 
-  checkpoint(run: RunRef, state: CoordinatorState): Promise<string> {
-    return this.learner(run.runId).checkpoint(state);
+  async checkpoint(run: RunRef, state: CoordinatorState): Promise<string> {
+    const dir = await this.learner(run.runId).checkpoint(state);
+    this.idle = true;
+    return dir;
   }
 
-  saveFinal(run: RunRef): Promise<string> {
-    return this.learner(run.runId).saveFinal();
+  async saveFinal(run: RunRef): Promise<string> {
+    const dir = await this.learner(run.runId).saveFinal();
+    this.idle = true;
+    return dir;
   }
 
   acquire(runId: string, minVersion: number): Promise<Policy> {

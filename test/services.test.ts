@@ -1,0 +1,148 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { type Cluster, startCluster } from '../scripts/up.js';
+import { latestCheckpoint, loadCheckpoint } from '../shared/model/checkpoint.js';
+import { coordinatorClient, rolloutClient } from '../shared/rpc/client.js';
+import { RunState, type RunStatus } from '../shared/rpc/gen/rmt/v1/coordinator.js';
+import { train } from '../shared/train/rmt-train.js';
+import { startNatsServer } from './helpers/nats-server.js';
+import { tinyBaseCheckpoint, tinyRunConfig } from './helpers/tiny-run.js';
+
+// The services as separate processes on a real nats-server: the same run as the embedded one.
+const root = mkdtempSync(join(tmpdir(), 'rmt-services-'));
+const base = tinyBaseCheckpoint(root);
+const nats = await startNatsServer();
+const logs: string[] = [];
+let cluster: Cluster;
+
+test.before(async () => {
+  cluster = await startCluster({
+    workers: 2,
+    backend: 'cpu',
+    nats: nats.url,
+    logs: (name, line) => logs.push(`[${name}] ${line}`),
+    heartbeatS: 0.5,
+    workerTtlS: 3,
+  });
+});
+test.after.always(async () => {
+  await cluster?.stop();
+  await nats.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+const rowsOf = (dir: string) =>
+  readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>);
+
+/** Everything a run computes, without the wall-clock timings. */
+const trajectory = (rows: Record<string, number>[]) =>
+  rows.map((r) =>
+    Object.fromEntries(
+      Object.entries(r).filter(([k]) => !k.startsWith('timing_s/') && k !== 'perf/throughput'),
+    ),
+  );
+
+async function runThroughCluster(
+  config: object,
+  onStatus: (s: RunStatus) => void | Promise<void> = () => {},
+): Promise<RunStatus> {
+  const client = coordinatorClient(cluster.addresses.coordinator);
+  try {
+    const start = await client.startRun({ config: JSON.stringify(config) });
+    let last = start;
+    for await (const s of client.watchRun({ runId: start.runId })) {
+      last = s;
+      await onStatus(s);
+    }
+    return last;
+  } finally {
+    client.close();
+  }
+}
+
+test.serial(
+  'a run through the local cluster with 2 workers matches the embedded run (staleness 0)',
+  async (t) => {
+    const steps = 4;
+    const embedded = tinyRunConfig(base, join(root, 'embedded'), 'rmt', steps, {
+      grpo: { G: 2 },
+      train: { steps, positions_per_step: 4, micro_batch: 8, generation_batch: 4 },
+    });
+    await train(embedded, { log: () => {} });
+    const distributed = { ...embedded, run: { ...embedded.run, out_dir: join(root, 'distributed') } };
+    const last = await runThroughCluster(distributed);
+    t.is(last.state, RunState.RUN_STATE_DONE, `${last.error}\n${logs.slice(-30).join('\n')}`);
+    t.is(last.step, steps);
+    t.deepEqual(trajectory(rowsOf(distributed.run.out_dir)), trajectory(rowsOf(embedded.run.out_dir)));
+    // Both workers took jobs (2 positions per job, 2 jobs per step).
+    for (const address of cluster.addresses.rollout) {
+      const c = rolloutClient(address);
+      const s = await c.status({});
+      c.close();
+      t.true(s.tokensGenerated > 0, `${s.workerId} generated nothing`);
+      t.is(s.weightVersion, steps - 1, `${s.workerId} holds the weights of the last step`);
+    }
+    // The difficulty table was built from the workers' observations on the bus, none filled in.
+    t.false(
+      logs.some((l) => l.includes('missing on the bus')),
+      'observations came over the bus',
+    );
+    const ck = loadCheckpoint(latestCheckpoint(distributed.run.out_dir)!);
+    const entries = (ck.training?.extra?.difficulty as { entries: [number, number, number | null, number][] })
+      .entries;
+    t.is(
+      entries.reduce((n, e) => n + e[3], 0),
+      steps * 4,
+      'one observation per group',
+    );
+  },
+);
+
+test.serial(
+  'a worker killed mid-run loses no step, and a worker joining mid-run gets the weights and takes work',
+  async (t) => {
+    const steps = 60;
+    const shape = { train: { steps, positions_per_step: 4, micro_batch: 8, generation_batch: 4 } };
+    const embedded = tinyRunConfig(base, join(root, 'embedded-long'), 'rmt', steps, shape);
+    const distributed = tinyRunConfig(base, join(root, 'distributed-long'), 'rmt', steps, shape);
+    let killedAt = -1;
+    let joinedAt = -1;
+    let joining: Promise<unknown> | null = null;
+    const last = await runThroughCluster(distributed, (s) => {
+      if (killedAt < 0 && s.step >= 2) {
+        killedAt = s.step;
+        cluster.children.get('rollout-0')?.kill('SIGKILL');
+        joining = cluster.addWorker('rollout-2').then(() => {
+          joinedAt = -2;
+        });
+      }
+    });
+    await joining;
+    t.is(last.state, RunState.RUN_STATE_DONE, `${last.error}\n${logs.slice(-30).join('\n')}`);
+    t.true(killedAt >= 2);
+    const rows = rowsOf(distributed.run.out_dir);
+    t.deepEqual(
+      rows.map((r) => r.step),
+      Array.from({ length: steps }, (_, i) => i + 1),
+      'every step once',
+    );
+    const c = rolloutClient(cluster.addresses.rollout[2]);
+    const joined = await c.status({});
+    c.close();
+    t.true(joined.tokensGenerated > 0, 'the new worker took jobs');
+    t.true(joined.weightVersion > 0, 'the new worker pulled current weights');
+    void joinedAt;
+    t.log(`killed at step ${killedAt}; jobs redone: ${logs.filter((l) => l.includes('redoing it')).length}`);
+    await train(embedded, { log: () => {} });
+    t.deepEqual(
+      trajectory(rows),
+      trajectory(rowsOf(embedded.run.out_dir)),
+      'the same run as without the failure',
+    );
+  },
+);
