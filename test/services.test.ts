@@ -93,7 +93,7 @@ test.serial(
       'observations came over the bus',
     );
     const ck = loadCheckpoint(latestCheckpoint(distributed.run.out_dir)!);
-    const entries = (ck.training?.extra?.difficulty as { entries: [number, number, number | null, number][] })
+    const entries = (ck.training!.extra!.difficulty as { entries: [number, number, number | null, number][] })
       .entries;
     t.is(
       entries.reduce((n, e) => n + e[3], 0),
