@@ -311,7 +311,9 @@ export class RunCoordinator {
           Object.assign(row, evalMetrics(lastEval));
         }
         appendFileSync(metricsPath, `${JSON.stringify(row)}\n`);
-        await this.s.bus.publish('rmt.metrics.step', { run_id: runId, step, metrics: row });
+        // JSON has no NaN: an undefined metric (an empty eval split) is left out of the event.
+        const finite = Object.fromEntries(Object.entries(row).filter(([, v]) => Number.isFinite(v)));
+        await this.s.bus.publish('rmt.metrics.step', { run_id: runId, step, metrics: finite });
         this.o.onStep?.(step, row);
         this.update({ step, weightVersion: step, metrics: row });
         bar?.update(step, {
