@@ -12,6 +12,7 @@ import { Scorer } from '../shared/run/scorer.js';
 import { evaluatePositions } from '../shared/train/evaluate.js';
 import { pretrain } from '../shared/train/pretrain.js';
 import { evalBudget, evalSubset, train } from '../shared/train/rmt-train.js';
+import { status } from './status.js';
 import { up } from './up.js';
 
 /** The front door for every rmt job. Each verb takes `--config <yaml>`; `--help` lists them. */
@@ -27,6 +28,8 @@ commands:
   up --config <yaml> [--rollout-workers N] [--method M] [--steps N]
                              the same training job on a local cluster: nats-server, the scorer,
                              learner, N rollout workers and the coordinator as separate processes
+  status [--coordinator host:port] [--watch]
+                             a run's progress and the rollout workers, from a coordinator
   serve <scorer|rollout|learner|coordinator> [flags]
                              one service process (flags and RMT_* env: rmt serve <name> --help)
   eval --config <yaml> --checkpoint <dir> --mode <ntp|ntr> [--method M]
@@ -52,6 +55,7 @@ async function main(argv: string[]): Promise<number | 'serving'> {
     return 'serving';
   }
   if (argv[0] === 'up') return up(argv.slice(1));
+  if (argv[0] === 'status') return status(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import test from 'ava';
 import { type Cluster, startCluster } from '../scripts/up.js';
 import { latestCheckpoint, loadCheckpoint } from '../shared/model/checkpoint.js';
@@ -15,6 +17,7 @@ const root = mkdtempSync(join(tmpdir(), 'rmt-services-'));
 const base = tinyBaseCheckpoint(root);
 const nats = await startNatsServer();
 const logs: string[] = [];
+const run = promisify(execFile);
 let cluster: Cluster;
 
 test.before(async () => {
@@ -87,6 +90,15 @@ test.serial(
       t.true(s.tokensGenerated > 0, `${s.workerId} generated nothing`);
       t.is(s.weightVersion, steps - 1, `${s.workerId} holds the weights of the last step`);
     }
+    // The CLI view of the same run.
+    const { stdout } = await run(process.execPath, [
+      'bin/rmt.js',
+      'status',
+      '--coordinator',
+      cluster.addresses.coordinator,
+    ]);
+    t.regex(stdout, new RegExp(`done step ${steps}/${steps} B=\\d+`));
+    t.regex(stdout, /worker rollout-0 127\.0\.0\.1:\d+ v\d+/);
     // The difficulty table was built from the workers' observations on the bus, none filled in.
     t.false(
       logs.some((l) => l.includes('missing on the bus')),
