@@ -99,6 +99,11 @@ test.serial(
     ]);
     t.regex(stdout, new RegExp(`done step ${steps}/${steps} B=\\d+`));
     t.regex(stdout, /worker rollout-0 127\.0\.0\.1:\d+ v\d+/);
+    // Prometheus metrics of the learner process (its port is in its 'serving' log line).
+    const serving = logs.find((l) => l.startsWith('[learner]') && l.includes('"metrics_port"'));
+    const metricsPort = JSON.parse(serving!.slice('[learner] '.length)).metrics_port as number;
+    const exposition = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    t.regex(exposition, new RegExp(`rmt_learner_steps_total\\{service="learner"\\} ${steps}`));
     // The difficulty table was built from the workers' observations on the bus, none filled in.
     t.false(
       logs.some((l) => l.includes('missing on the bus')),
