@@ -163,3 +163,25 @@ test.serial(
     );
   },
 );
+
+test.serial(
+  'with a staleness bound of 1 generation overlaps the update and never uses older weights',
+  async (t) => {
+    const steps = 12;
+    const cfg = tinyRunConfig(base, join(root, 'stale'), 'rmt', steps, {
+      train: { steps, positions_per_step: 4, micro_batch: 8, generation_batch: 4 },
+      distributed: { max_staleness: 1 },
+    });
+    const last = await runThroughCluster(cfg);
+    t.is(last.state, RunState.RUN_STATE_DONE, `${last.error}\n${logs.slice(-30).join('\n')}`);
+    const rows = rowsOf(cfg.run.out_dir);
+    t.deepEqual(
+      rows.map((r) => r.step),
+      Array.from({ length: steps }, (_, i) => i + 1),
+    );
+    t.true(rows.every((r) => r['perf/weight_staleness'] >= 0 && r['perf/weight_staleness'] <= 1));
+    t.log(
+      `steps sampled one version behind: ${rows.filter((r) => r['perf/weight_staleness'] === 1).length}/${steps}`,
+    );
+  },
+);

@@ -125,6 +125,7 @@ export class CoordinatorHost {
         log: (l) => this.o.log(`[${runId}] ${l}`),
         signal: stop.signal,
         onStep: this.o.onStep,
+        overlap: true,
         onStatus: () => {
           for (const w of watchers) w();
         },

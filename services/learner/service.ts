@@ -78,8 +78,7 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
       }
       const chunkBytes = req.chunkBytes > 0 ? req.chunkBytes : DEFAULT_CHUNK_BYTES;
       // A consistent snapshot: the weights of this version, read before any later step changes them.
-      const version = learner.step;
-      const weights = await learner.weights();
+      const { version, weights } = await learner.snapshot();
       let bytes = 0;
       for (const w of weights.values()) bytes += w.byteLength;
       yield {

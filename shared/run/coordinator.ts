@@ -16,6 +16,7 @@ import { truncateMetrics } from '../train/metrics-log.js';
 import { progress as progressBar } from '../util/progress.js';
 import { Rng, type RngState } from '../util/rng.js';
 import type { LearnerApi, ScorerApi } from './interfaces.js';
+import type { CoordinatorState } from './learner.js';
 import { ObservationInbox } from './observations.js';
 import { groupAccuracy } from './rollout-worker.js';
 import type { RunRef } from './run-context.js';
@@ -65,6 +66,21 @@ export interface CoordinatorOptions {
   onStatus?: (s: RunStatusView) => void;
   /** Progress bars on the terminal (the CLI); services log JSON lines instead. */
   bars?: boolean;
+  /**
+   * Generate step t+1 while the learner applies step t when `distributed.max_staleness >= 1`. Only
+   * for workers that hold their own copy of the weights (not the embedded worker).
+   */
+  overlap?: boolean;
+}
+
+interface GeneratedStep {
+  t: number;
+  tStep: number;
+  B_t: number;
+  row: Record<string, number>;
+  groups: Rollout[][];
+  positions: KeyPosition[];
+  snapshot: CoordinatorState;
 }
 
 /** The budget an `ntr` evaluation states (see `eval.budget`). */
@@ -216,127 +232,150 @@ export class RunCoordinator {
     const schedule = budgetSchedule(spec.budget === 'dtb' ? 'dtb' : 'fixed', cfg.budget);
     const evalPositions = evalSubset(heldOut, cfg.eval.positions);
     const state = () => ({ rng: rng.state(), method: cfg.method, difficulty: table.toJSON() });
-    const evaluate = () =>
+    const evaluate = (version: number) =>
       this.s.pool.evaluate(
         ref,
         evalPositions,
         spec.reasoning === 'no' ? 'ntp' : 'ntr',
         evalBudget(cfg),
-        step,
+        version,
       );
+
+    /** Sampling, rollouts and difficulty observations of step t: everything before the update. */
+    const generate = async (t: number): Promise<GeneratedStep> => {
+      const tStep = performance.now();
+      const B_t = schedule(t, T);
+      const sampler = makeSampler(spec, cfg, train, table);
+      const positions = sampler.sample(cfg.train.positions_per_step, t, T, rng).map((id) => byId.get(id)!);
+      const row: Record<string, number> = { step: t + 1, 'budget/current': B_t };
+      const mix: TierProbs =
+        spec.curriculum === 'cas' ? (sampler as CasSampler).mixAt(t, T) : tierMix(t, T, cfg.curriculum);
+      if (spec.curriculum === 'cas') {
+        row['curriculum/p_easy'] = mix[0];
+        row['curriculum/p_medium'] = mix[1];
+        row['curriculum/p_hard'] = mix[2];
+      }
+      this.update({ budget: B_t, tierMix: spec.curriculum === 'cas' ? [...mix] : [] });
+      let groups: Rollout[][] = [];
+      const tGen = performance.now();
+      if (spec.reward !== 'none') {
+        const settings: RolloutSettings = {
+          G: cfg.grpo.G,
+          temperature: cfg.grpo.temperature,
+          budget: B_t,
+          stateBudget: spec.budget === 'dtb',
+          hardCap: cfg.budget.hard_cap,
+          rewardKind: spec.reward,
+          maxBatch: cfg.train.generation_batch,
+        };
+        const minVersion = Math.max(0, t - cfg.distributed.max_staleness);
+        const generated: Rollout[][] = [];
+        let jobs = 0;
+        let oldest = t;
+        const rollout = async (at: KeyPosition[]) => {
+          const planned = planJobs({ runId, seed: cfg.run.seed }, t, at, settings, minVersion, jobs);
+          jobs += planned.length;
+          // Not the stop signal: a stop lets the step in flight finish.
+          const results = await this.s.pool.run(ref, planned);
+          for (const r of results) oldest = Math.min(oldest, r.version);
+          const gs = results.flatMap((r) => r.groups);
+          generated.push(...gs);
+          return gs;
+        };
+        groups = await rollout(positions);
+        row.frac_reward_zero_std = fracRewardZeroStd(
+          groups.flatMap((g) => g.map((r) => r.reward.reward)),
+          cfg.grpo.G,
+        );
+        if (cfg.grpo.dynamic_sampling) {
+          // DAPO: zero-variance groups are replaced by groups at freshly drawn positions.
+          const ds = await dynamicSampling(
+            groups,
+            (g) => g.map((r) => r.reward.reward),
+            async () => (await rollout(sampler.sample(1, t, T, rng).map((id) => byId.get(id)!)))[0],
+            cfg.grpo.max_replacement_draws,
+          );
+          groups = ds.groups;
+          row['dynamic_sampling/replaced'] = ds.replaced;
+        }
+        Object.assign(row, rolloutMetrics(groups, cfg.budget.hard_cap));
+        // How many updates behind the policy that sampled this step was (0 when on-policy).
+        row['perf/weight_staleness'] = t - oldest;
+        const filled = await inbox.settle(
+          t,
+          generated.map((g) => ({ positionId: g[0].positionId, accuracy: groupAccuracy(g) })),
+          cfg.distributed.observation_timeout_s * 1000,
+        );
+        if (filled > 0) {
+          log(
+            `step ${t + 1}: ${filled} difficulty observations missing on the bus; applied from the rollouts`,
+          );
+        }
+      }
+      row['timing_s/gen'] = (performance.now() - tGen) / 1000;
+      // What a checkpoint after this step must hold to resume it exactly, taken before the next
+      // step's sampling moves the RNG.
+      return { t, tStep, B_t, row, groups, positions, snapshot: state() };
+    };
+
+    /** The update of a generated step, its metrics and checkpoint. Returns true when told to stop. */
+    const apply = async (g: GeneratedStep): Promise<boolean> => {
+      const { row } = g;
+      const learned = await this.s.learner.trainStep(ref, g.t, g.groups, g.positions);
+      const done = g.t + 1;
+      const { rl_tokens, ntp_tokens, ...actor } = learned;
+      Object.assign(row, actor);
+      row['timing_s/step'] = (performance.now() - g.tStep) / 1000;
+      row['perf/throughput'] = (rl_tokens + ntp_tokens) / row['timing_s/step'];
+      if (cfg.eval.every > 0 && done % cfg.eval.every === 0 && done < T) {
+        lastEval = await evaluate(done);
+        Object.assign(row, evalMetrics(lastEval));
+      }
+      appendFileSync(metricsPath, `${JSON.stringify(row)}\n`);
+      // JSON has no NaN: an undefined metric (an empty eval split) is left out of the event.
+      const finite = Object.fromEntries(Object.entries(row).filter(([, v]) => Number.isFinite(v)));
+      await this.s.bus.publish('rmt.metrics.step', { run_id: runId, step: done, metrics: finite });
+      step = done;
+      this.o.onStep?.(done, row);
+      this.update({ step: done, weightVersion: done, metrics: row });
+      bar?.update(done, {
+        score: row['critic/score/mean'] ?? 0,
+        len: row['response_length/mean'] ?? 0,
+        B: g.B_t,
+      });
+      const interrupted = this.o.signal?.aborted === true;
+      if (done % cfg.checkpoint.every === 0 || done === T || interrupted) {
+        finalDir = await this.s.learner.checkpoint(ref, g.snapshot);
+      }
+      if (interrupted) log(`stopped at step ${done}; rerun the same command to resume`);
+      return interrupted;
+    };
 
     const bar = this.o.bars ? progressBar(`train ${cfg.method}`, T, step) : null;
     this.update({ state: 'running', step, weightVersion: step });
     let lastEval: EvalResult | undefined;
     let finalDir = '';
+    // With a staleness bound >= 1 and workers of their own, step t+1 is generated while the learner
+    // applies step t; otherwise (and always in one process, where the worker samples from the
+    // learner's own parameters) the two alternate.
+    const overlap = this.o.overlap === true && cfg.distributed.max_staleness >= 1;
+    let pending: Promise<boolean> | null = null;
     try {
-      while (step < T) {
-        const tStep = performance.now();
-        const B_t = schedule(step, T);
-        const sampler = makeSampler(spec, cfg, train, table);
-        const positions = sampler
-          .sample(cfg.train.positions_per_step, step, T, rng)
-          .map((id) => byId.get(id)!);
-        const row: Record<string, number> = { step: step + 1, 'budget/current': B_t };
-        const mix: TierProbs =
-          spec.curriculum === 'cas'
-            ? (sampler as CasSampler).mixAt(step, T)
-            : tierMix(step, T, cfg.curriculum);
-        if (spec.curriculum === 'cas') {
-          row['curriculum/p_easy'] = mix[0];
-          row['curriculum/p_medium'] = mix[1];
-          row['curriculum/p_hard'] = mix[2];
-        }
-        this.update({ budget: B_t, tierMix: spec.curriculum === 'cas' ? [...mix] : [] });
-        let groups: Rollout[][] = [];
-        const tGen = performance.now();
-        if (spec.reward !== 'none') {
-          const settings: RolloutSettings = {
-            G: cfg.grpo.G,
-            temperature: cfg.grpo.temperature,
-            budget: B_t,
-            stateBudget: spec.budget === 'dtb',
-            hardCap: cfg.budget.hard_cap,
-            rewardKind: spec.reward,
-            maxBatch: cfg.train.generation_batch,
-          };
-          const minVersion = Math.max(0, step - cfg.distributed.max_staleness);
-          const generated: Rollout[][] = [];
-          let jobs = 0;
-          const rollout = async (at: KeyPosition[]) => {
-            const planned = planJobs({ runId, seed: cfg.run.seed }, step, at, settings, minVersion, jobs);
-            jobs += planned.length;
-            // Not the stop signal: a stop lets the step in flight finish.
-            const results = await this.s.pool.run(ref, planned);
-            const gs = results.flatMap((r) => r.groups);
-            generated.push(...gs);
-            return gs;
-          };
-          groups = await rollout(positions);
-          row.frac_reward_zero_std = fracRewardZeroStd(
-            groups.flatMap((g) => g.map((r) => r.reward.reward)),
-            cfg.grpo.G,
-          );
-          if (cfg.grpo.dynamic_sampling) {
-            // DAPO: zero-variance groups are replaced by groups at freshly drawn positions.
-            const ds = await dynamicSampling(
-              groups,
-              (g) => g.map((r) => r.reward.reward),
-              async () => (await rollout(sampler.sample(1, step, T, rng).map((id) => byId.get(id)!)))[0],
-              cfg.grpo.max_replacement_draws,
-            );
-            groups = ds.groups;
-            row['dynamic_sampling/replaced'] = ds.replaced;
-          }
-          Object.assign(row, rolloutMetrics(groups, cfg.budget.hard_cap));
-          const filled = await inbox.settle(
-            step,
-            generated.map((g) => ({ positionId: g[0].positionId, accuracy: groupAccuracy(g) })),
-            cfg.distributed.observation_timeout_s * 1000,
-          );
-          if (filled > 0)
-            log(
-              `step ${step + 1}: ${filled} difficulty observations missing on the bus; applied from the rollouts`,
-            );
-        }
-        row['timing_s/gen'] = (performance.now() - tGen) / 1000;
-        const learned = await this.s.learner.trainStep(ref, step, groups, positions);
-        step++;
-        const { rl_tokens, ntp_tokens, ...actor } = learned;
-        Object.assign(row, actor);
-        row['timing_s/step'] = (performance.now() - tStep) / 1000;
-        row['perf/throughput'] = (rl_tokens + ntp_tokens) / row['timing_s/step'];
-        if (cfg.eval.every > 0 && step % cfg.eval.every === 0 && step < T) {
-          lastEval = await evaluate();
-          Object.assign(row, evalMetrics(lastEval));
-        }
-        appendFileSync(metricsPath, `${JSON.stringify(row)}\n`);
-        // JSON has no NaN: an undefined metric (an empty eval split) is left out of the event.
-        const finite = Object.fromEntries(Object.entries(row).filter(([, v]) => Number.isFinite(v)));
-        await this.s.bus.publish('rmt.metrics.step', { run_id: runId, step, metrics: finite });
-        this.o.onStep?.(step, row);
-        this.update({ step, weightVersion: step, metrics: row });
-        bar?.update(step, {
-          score: row['critic/score/mean'] ?? 0,
-          len: row['response_length/mean'] ?? 0,
-          B: B_t,
-        });
-        const interrupted = this.o.signal?.aborted === true;
-        if (step % cfg.checkpoint.every === 0 || step === T || interrupted) {
-          finalDir = await this.s.learner.checkpoint(ref, state());
-        }
-        if (interrupted) {
-          log(`stopped at step ${step}; rerun the same command to resume`);
-          break;
-        }
+      for (let t = step; t < T; t++) {
+        const g = await generate(t);
+        if (pending && (await pending)) break;
+        pending = apply(g);
+        if (!overlap && (await pending)) break;
       }
+      await pending;
     } finally {
+      await pending?.catch(() => {});
       bar?.stop();
       await sub.unsubscribe();
     }
     if (step === T) {
       await this.s.learner.saveFinal(ref);
-      lastEval = await evaluate();
+      lastEval = await evaluate(step);
       writeFileSync(join(out, 'eval.json'), `${JSON.stringify(lastEval, null, 2)}\n`);
       writeFileSync(join(out, 'training.svg'), trainingChart(metricsPath, cfg.method));
       writeFileSync(join(out, 'schedule.svg'), scheduleChart(metricsPath));

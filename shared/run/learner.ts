@@ -59,6 +59,8 @@ export class Learner implements PolicySource {
   private readonly shapes: Map<string, number[]>;
   private stepCount: number;
   private last: { step: number; metrics: Record<string, number> } | null = null;
+  /** Updates, weight reads and checkpoints take turns: a read never sees a half-applied step. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   /** `padId`: the tokenizer's end-of-text id, which pads loss batches (masked out of the loss). */
   constructor(
@@ -165,12 +167,30 @@ export class Learner implements PolicySource {
     return out;
   }
 
-  async weights(): Promise<Map<string, Float32Array>> {
+  /** The weights and the version they are, read between updates. */
+  snapshot(): Promise<{ version: number; weights: Map<string, Float32Array> }> {
+    return this.exclusive(async () => ({
+      version: this.stepCount,
+      weights: await downloadParams(this.backend, this.model.params),
+    }));
+  }
+
+  private weights(): Promise<Map<string, Float32Array>> {
     return downloadParams(this.backend, this.model.params);
   }
 
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(work);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
   /** A training checkpoint at the current step with the coordinator's state; prunes old ones. */
-  async checkpoint(extra: CoordinatorState): Promise<string> {
+  checkpoint(extra: CoordinatorState): Promise<string> {
+    return this.exclusive(() => this.writeCheckpoint(extra));
+  }
+
+  private async writeCheckpoint(extra: CoordinatorState): Promise<string> {
     const out = resolve(this.cfg.run.out_dir);
     const step = this.stepCount;
     const dir = checkpointDir(out, step);
@@ -204,7 +224,11 @@ export class Learner implements PolicySource {
   }
 
   /** `final/`: weights only, loadable by `rmt eval` and by PyTorch. */
-  async saveFinal(): Promise<string> {
+  saveFinal(): Promise<string> {
+    return this.exclusive(() => this.writeFinal());
+  }
+
+  private async writeFinal(): Promise<string> {
     const dir = join(resolve(this.cfg.run.out_dir), 'final');
     saveCheckpoint(dir, {
       config: this.config,
