@@ -80,3 +80,34 @@ test('dynamic sampling drops zero-variance groups and reports replacements', asy
 test('ntr is an evaluation mode, not a training method', async (t) => {
   await t.throwsAsync(() => train(cfgFor('ntr'), { log: () => {} }), { message: /rmt eval --mode ntr/ });
 });
+
+test('an interrupted run resumes to the same trajectory as an uninterrupted one', async (t) => {
+  const steps = 5;
+  const shape = {
+    train: { steps, positions_per_step: 2, micro_batch: 8, generation_batch: 8 },
+    checkpoint: { every: 100, keep: 1 },
+  };
+  const whole = tinyRunConfig(base, join(root, 'whole'), 'rmt', steps, shape);
+  const parts = tinyRunConfig(base, join(root, 'parts'), 'rmt', steps, shape);
+  await train(whole, { log: () => {} });
+  const stop = new AbortController();
+  const first = await train(parts, {
+    log: () => {},
+    signal: stop.signal,
+    onStep: (s) => s === 2 && stop.abort(),
+  });
+  t.is(first.steps, 2);
+  const second = await train(parts, { log: () => {} });
+  t.is(second.steps, steps);
+  const rows = (dir: string) =>
+    readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, number>)
+      .map((r) =>
+        Object.fromEntries(
+          Object.entries(r).filter(([k]) => !k.startsWith('timing_s/') && k !== 'perf/throughput'),
+        ),
+      );
+  t.deepEqual(rows(parts.run.out_dir), rows(whole.run.out_dir));
+});
