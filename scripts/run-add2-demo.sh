@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The RMT demo of issue 4: a short `rmt train --method rmt` run from the tiny two-digit-addition base
+# with a budget that shrinks from 32 to a floor of 16 (the column reasoning needs 14-19 tokens).
+# Writes docs/results/add2-demo/. A stage whose output exists is not run again (delete
+# runs/add2-demo* to start over; runs/add2-base is the pre-trained base, about 14 min to remake).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=docs/results/add2-demo
+mkdir -p "$out"
+rmt() { node bin/rmt.js "$@" 2>/dev/null; }
+[ -f runs/add2-base/summary.json ] || rmt pretrain --config configs/experiments/add2-base.yaml >/dev/null
+# The demo (tier mix held constant), a replicate with another seed, and, for comparison, the same
+# run with CAS's moving tier mix (about 12-16 min each on 2 cores).
+[ -f runs/add2-demo/summary.json ] || rmt train --config configs/experiments/add2-rmt-demo.yaml >/dev/null
+[ -f runs/add2-demo-seed2/summary.json ] || rmt train --config configs/experiments/add2-rmt-demo-seed2.yaml >/dev/null
+[ -f runs/add2-demo-cas/summary.json ] || rmt train --config configs/experiments/add2-rmt-demo-cas.yaml >/dev/null
+# The base on the same held-out answer digits under the prompt the demo ends with (budget 16); the
+# demo's own final evaluation is run/eval.json.
+[ -f "$out/base-ntr-budget16.json" ] ||
+  rmt eval --config configs/experiments/add2-rmt-demo.yaml --checkpoint runs/add2-base/final --mode ntr \
+    >"$out/base-ntr-budget16.json"
+npx tsx scripts/collect-run.ts runs/add2-demo "$out/run" >/dev/null
+npx tsx scripts/collect-run.ts runs/add2-demo-seed2 "$out/seed2-run" >/dev/null
+npx tsx scripts/collect-run.ts runs/add2-demo-cas "$out/cas-run" >/dev/null
+# Windowed means (10 steps) of the schedule, the lengths and the scores; then the first and last
+# 20 steps as mean ± standard error over steps, and the least-squares slope of the score.
+table() {
+  node -e '
+const fs = require("fs");
+const rows = fs.readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse);
+const keys = ["budget/current", "response_length/mean", "response_length/reasoning_mean",
+  "critic/score/mean", "critic/rewards/mean"];
+const stat = (xs) => {
+  const m = xs.reduce((s, x) => s + x, 0) / xs.length;
+  const sd = Math.sqrt(xs.reduce((s, x) => s + (x - m) ** 2, 0) / Math.max(1, xs.length - 1));
+  return { m, se: sd / Math.sqrt(xs.length) };
+};
+const digits = (k) => (k.startsWith("critic") ? 3 : 1);
+const line = (label, win, f) => `| ${label} | ${keys.map((k) => f(k, stat(win.map((r) => r[k])))).join(" | ")} |`;
+console.log(`| steps | ${keys.map((k) => "`" + k + "`").join(" | ")} |`);
+console.log(`|---|${keys.map(() => "---").join("|")}|`);
+for (let i = 0; i < rows.length; i += 10) {
+  const win = rows.slice(i, i + 10);
+  console.log(line(`${win[0].step}-${win[win.length - 1].step}`, win, (k, s) => s.m.toFixed(digits(k))));
+}
+const n = Math.min(20, Math.floor(rows.length / 2));
+const pm = (k, s) => `${s.m.toFixed(digits(k))} ± ${s.se.toFixed(digits(k))}`;
+console.log(line(`**first ${n}** (mean ± s.e.)`, rows.slice(0, n), pm));
+console.log(line(`**last ${n}** (mean ± s.e.)`, rows.slice(-n), pm));
+const xs = rows.map((r) => r.step);
+const ys = rows.map((r) => r["critic/score/mean"]);
+const mx = stat(xs).m;
+const my = stat(ys).m;
+const sxx = xs.reduce((s, x) => s + (x - mx) ** 2, 0);
+const b = xs.reduce((s, x, i) => s + (x - mx) * (ys[i] - my), 0) / sxx;
+const res = ys.reduce((s, y, i) => s + (y - my - b * (xs[i] - mx)) ** 2, 0);
+const se = Math.sqrt(res / (xs.length - 2) / sxx);
+console.log();
+console.log(`Least-squares slope of \`critic/score/mean\` over steps: ${(100 * b).toFixed(3)} ± ${(100 * se).toFixed(3)} (s.e.) per 100 steps.`);
+' "$1"
+}
+{
+  echo "Demo run (\`configs/experiments/add2-rmt-demo.yaml\`, tier mix held constant):"
+  echo
+  table runs/add2-demo/metrics.jsonl
+  echo
+  echo "Replicate with seed 2 (\`configs/experiments/add2-rmt-demo-seed2.yaml\`):"
+  echo
+  table runs/add2-demo-seed2/metrics.jsonl
+  echo
+  echo "Comparison (\`configs/experiments/add2-rmt-demo-cas.yaml\`, CAS tier mix moving easy -> hard, lr 3e-4):"
+  echo
+  table runs/add2-demo-cas/metrics.jsonl
+} >"$out/table.md"
+cat "$out/table.md"
