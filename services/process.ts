@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { createBus, type EventBus } from '../shared/bus/index.js';
 import { createLogger, type Logger } from '../shared/obs/log.js';
 import { type MetricsServer, ServiceMetrics } from '../shared/obs/metrics.js';
+import type { ClientOptions } from '../shared/rpc/client.js';
 import type { RunningServer, ServiceBinding } from '../shared/rpc/server.js';
 import { startServer } from '../shared/rpc/server.js';
 import { onShutdown } from '../shared/util/shutdown.js';
@@ -30,6 +31,23 @@ export const commonFlags = (port: number, metricsPort: number) =>
     'tls-cert': { type: 'string', doc: 'PEM certificate: serve TLS instead of plaintext' },
     'tls-key': { type: 'string', doc: 'PEM private key of --tls-cert' },
     'tls-ca': { type: 'string', doc: 'PEM CA: require client certificates signed by it (mutual TLS)' },
+    'peer-tls-ca': {
+      type: 'string',
+      doc: 'PEM CA to verify the services this one calls: use TLS for outgoing gRPC (plaintext when unset)',
+    },
+    'peer-tls-cert': { type: 'string', doc: 'PEM client certificate for outgoing gRPC (mutual TLS)' },
+    'peer-tls-key': { type: 'string', doc: 'PEM private key of --peer-tls-cert' },
+    'bus-creds': { type: 'string', doc: 'NATS credentials file (user JWT and nkey seed)' },
+    'bus-tls-ca': { type: 'string', doc: 'PEM CA to verify the NATS server (TLS to the bus)' },
+    'bus-tls-cert': { type: 'string', doc: 'PEM client certificate for the NATS server' },
+    'bus-tls-key': { type: 'string', doc: 'PEM private key of --bus-tls-cert' },
+    'bus-replicas': {
+      type: 'int',
+      default: 1,
+      min: 1,
+      max: 5,
+      doc: 'JetStream replicas of the RMT stream (3 on a 3-server NATS cluster); same on every service',
+    },
   }) as const;
 
 export interface ServiceProcess {
@@ -51,6 +69,22 @@ export interface CommonSettings {
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
+  peerTlsCa?: string;
+  peerTlsCert?: string;
+  peerTlsKey?: string;
+  busCreds?: string;
+  busTlsCa?: string;
+  busTlsCert?: string;
+  busTlsKey?: string;
+  busReplicas: number;
+}
+
+/** Options of the gRPC clients a service uses to call the others (TLS when --peer-tls-ca is set). */
+export function peerClientOptions(s: CommonSettings): ClientOptions {
+  if ((s.peerTlsCert === undefined) !== (s.peerTlsKey === undefined)) {
+    throw new Error('--peer-tls-cert and --peer-tls-key go together (RMT_PEER_TLS_CERT, RMT_PEER_TLS_KEY)');
+  }
+  return s.peerTlsCa ? { tls: { ca: s.peerTlsCa, cert: s.peerTlsCert, key: s.peerTlsKey } } : {};
 }
 
 /**
@@ -74,7 +108,17 @@ export async function startServiceProcess(
   if ((s.tlsCert === undefined) !== (s.tlsKey === undefined)) {
     throw new Error('--tls-cert and --tls-key go together (RMT_TLS_CERT, RMT_TLS_KEY)');
   }
-  const bus = await createBus(s.bus, { name, logger: log });
+  const busTls =
+    s.busTlsCa || s.busTlsCert
+      ? { caFile: s.busTlsCa, certFile: s.busTlsCert, keyFile: s.busTlsKey }
+      : undefined;
+  const bus = await createBus(s.bus, {
+    name,
+    logger: log,
+    credsFile: s.busCreds,
+    tls: busTls,
+    stream: { replicas: s.busReplicas },
+  });
   const metrics = new ServiceMetrics({ service: name });
   let address = '';
   const services = await build({ log, bus, metrics, address: () => address });

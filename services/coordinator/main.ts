@@ -3,10 +3,11 @@ import { RemoteLearner, RemoteScorer } from '../../shared/rpc/adapters/remote.js
 import { WorkerRegistry } from '../../shared/rpc/adapters/worker-registry.js';
 import { learnerClient, scorerClient } from '../../shared/rpc/client.js';
 import { WorkerPool } from '../../shared/run/worker-pool.js';
-import { commonFlags, startServiceProcess } from '../process.js';
+import { commonFlags, peerClientOptions, startServiceProcess } from '../process.js';
 import { CoordinatorHost, coordinatorService } from './service.js';
 
-const FLAGS = defineFlags({
+/** This service's flags (each also an RMT_* environment variable). */
+export const FLAGS = defineFlags({
   ...commonFlags(50054, 9454),
   scorer: { type: 'string', default: '127.0.0.1:50051', doc: 'scorer service address' },
   learner: { type: 'string', default: '127.0.0.1:50053', doc: 'learner service address' },
@@ -20,9 +21,10 @@ const FLAGS = defineFlags({
 
 export async function main(argv: string[]): Promise<void> {
   const f = parseServiceFlagsOrExit(FLAGS, 'rmt serve coordinator [flags]', argv);
-  const registry = new WorkerRegistry(f.workerTtlS * 1000);
-  const scorer = new RemoteScorer(scorerClient(f.scorer));
-  const learner = new RemoteLearner(learnerClient(f.learner));
+  const peers = peerClientOptions(f);
+  const registry = new WorkerRegistry(f.workerTtlS * 1000, peers);
+  const scorer = new RemoteScorer(scorerClient(f.scorer, peers));
+  const learner = new RemoteLearner(learnerClient(f.learner, peers));
   let host: CoordinatorHost | undefined;
   await startServiceProcess(
     'coordinator',
@@ -35,7 +37,18 @@ export async function main(argv: string[]): Promise<void> {
         name: 'rollout_workers_alive',
         help: 'workers heard from within the TTL',
       });
-      setInterval(() => workers.set(registry.endpoints().length), 2000).unref();
+      // Rollout jobs waiting for a worker: the signal to scale rollout workers on (docs/kubernetes.md).
+      const pending = metrics.gauge({
+        name: 'rollout_jobs_pending',
+        help: 'rollout jobs waiting for a worker',
+      });
+      const running = metrics.gauge({ name: 'rollout_jobs_running', help: 'rollout jobs being generated' });
+      let pool: WorkerPool | null = null;
+      setInterval(() => {
+        workers.set(registry.endpoints().length);
+        pending.set(pool?.load().queued ?? 0);
+        running.set(pool?.load().running ?? 0);
+      }, 1000).unref();
       host = new CoordinatorHost({
         bus,
         registry,
@@ -44,16 +57,15 @@ export async function main(argv: string[]): Promise<void> {
           steps.set(step);
           if (m['critic/score/mean'] !== undefined) score.set(m['critic/score/mean']);
         },
-        services: (cfg) => ({
-          scorer,
-          learner,
-          pool: new WorkerPool(() => registry.endpoints(), {
+        services: (cfg) => {
+          pool = new WorkerPool(() => registry.endpoints(), {
             jobTimeoutMs: cfg.distributed.job_timeout_s * 1000,
             workerWaitMs: cfg.distributed.worker_wait_s * 1000,
             maxAttempts: 5,
             log: (l) => log.warn(l),
-          }),
-        }),
+          });
+          return { scorer, learner, pool };
+        },
       });
       return [coordinatorService(host, registry)];
     },

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import type { EventBus } from '../../shared/bus/bus.js';
+import { RunConfigError } from '../../shared/config/merge.js';
 import { parseTrainConfig, type TrainConfig } from '../../shared/config/train-config.js';
 import { asStatus } from '../../shared/rpc/adapters/library-errors.js';
 import type { WorkerRegistry } from '../../shared/rpc/adapters/worker-registry.js';
@@ -103,9 +104,7 @@ export class CoordinatorHost {
         if (req.outDir) c.run.out_dir = req.outDir;
         return c;
       } catch (e) {
-        throw e instanceof Error && 'field' in e
-          ? invalidArgument((e as { field: string }).field, e.message)
-          : e;
+        throw e instanceof RunConfigError ? invalidArgument(e.field, e.reason) : e;
       }
     })();
     const runId =

@@ -4,7 +4,8 @@ import { LearnerHost } from '../../shared/run/local.js';
 import { commonFlags, startServiceProcess } from '../process.js';
 import { learnerService } from './service.js';
 
-const FLAGS = defineFlags({
+/** This service's flags (each also an RMT_* environment variable). */
+export const FLAGS = defineFlags({
   ...commonFlags(50053, 9453),
   backend: {
     type: 'enum',

@@ -3,10 +3,11 @@ import { createBackend } from '../../shared/kernels/index.js';
 import { PulledPolicy } from '../../shared/rpc/adapters/pulled-policy.js';
 import { learnerClient } from '../../shared/rpc/client.js';
 import { RolloutWorker } from '../../shared/run/rollout-worker.js';
-import { commonFlags, defaultWorkerId, startServiceProcess } from '../process.js';
+import { commonFlags, defaultWorkerId, peerClientOptions, startServiceProcess } from '../process.js';
 import { rolloutService } from './service.js';
 
-const FLAGS = defineFlags({
+/** This service's flags (each also an RMT_* environment variable). */
+export const FLAGS = defineFlags({
   ...commonFlags(50052, 9452),
   backend: {
     type: 'enum',
@@ -23,7 +24,7 @@ export async function main(argv: string[]): Promise<void> {
   const f = parseServiceFlagsOrExit(FLAGS, 'rmt serve rollout [flags]', argv);
   const backend = await createBackend(f.backend);
   const id = f.workerId ?? defaultWorkerId();
-  const policy = new PulledPolicy(learnerClient(f.learner), backend);
+  const policy = new PulledPolicy(learnerClient(f.learner, peerClientOptions(f)), backend);
   let timer: NodeJS.Timeout | undefined;
   let worker: RolloutWorker | undefined;
   const p = await startServiceProcess(

@@ -4,7 +4,8 @@ import { Scorer } from '../../shared/run/scorer.js';
 import { commonFlags, startServiceProcess } from '../process.js';
 import { scorerService } from './service.js';
 
-const FLAGS = defineFlags({
+/** This service's flags (each also an RMT_* environment variable). */
+export const FLAGS = defineFlags({
   ...commonFlags(50051, 9451),
   backend: {
     type: 'enum',

@@ -12,6 +12,10 @@ export interface CreateBusOptions extends BusOptions {
   name?: string;
   /** JetStream stream limits (NATS only). */
   stream?: StreamSettings;
+  /** NATS credentials file (NATS only). */
+  credsFile?: string;
+  /** TLS to the NATS server (NATS only). */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
   /** Retention of the in-process log (embedded mode only). */
   retention?: InProcessBusOptions['retention'];
 }
@@ -36,6 +40,8 @@ export async function createBus(url: string | undefined, opts: CreateBusOptions 
     servers,
     name: opts.name ?? 'rmt',
     stream: opts.stream,
+    credsFile: opts.credsFile,
+    tls: opts.tls,
     logger: opts.logger,
     redelivery: opts.redelivery,
   });

@@ -8,10 +8,12 @@
 // max_ack_pending 1 such a message blocks a durable for a whole ack_wait after a re-subscribe. Here
 // unsubscribe drains the inbox, so every message the server handed out is handled and acknowledged.
 
+import { readFileSync } from 'node:fs';
 import {
   AckPolicy,
   connect,
   createInbox,
+  credsAuthenticator,
   DeliverPolicy,
   DiscardPolicy,
   Events,
@@ -65,6 +67,10 @@ export interface NatsBusOptions extends BusOptions {
   stream?: StreamSettings;
   /** How long to wait for the first connection; default 5000 ms. */
   connectTimeoutMs?: number;
+  /** A NATS credentials file (user JWT + nkey seed), e.g. mounted from a Kubernetes Secret. */
+  credsFile?: string;
+  /** TLS to the server: `caFile` to verify it, `certFile`/`keyFile` for a client certificate. */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
 }
 
 const DEFAULT_STREAM = { maxAgeS: 7 * 24 * 3600, maxBytes: 1024 ** 3, replicas: 1 };
@@ -120,6 +126,8 @@ export class NatsBus implements EventBus {
         servers,
         name: opts.name,
         timeout: opts.connectTimeoutMs ?? 5000,
+        authenticator: opts.credsFile ? credsAuthenticator(readFileSync(opts.credsFile)) : undefined,
+        tls: opts.tls,
         // Once connected, outages are ridden out: the client reconnects forever and resubscribes.
         maxReconnectAttempts: -1,
         reconnectTimeWait: 1000,

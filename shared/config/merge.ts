@@ -7,9 +7,10 @@ export class RunConfigError extends Error {
   constructor(
     readonly source: string,
     readonly field: string,
-    message: string,
+    /** What is wrong with the field, without source and field (for callers that name them). */
+    readonly reason: string,
   ) {
-    super(`${source}: ${field}: ${message}`);
+    super(`${source}: ${field}: ${reason}`);
     this.name = 'RunConfigError';
   }
 }

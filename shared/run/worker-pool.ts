@@ -26,11 +26,18 @@ export class NoWorkersError extends Error {}
  */
 export class WorkerPool {
   private readonly benched = new Map<string, number>();
+  private queued = 0;
+  private running = 0;
 
   constructor(
     private readonly endpoints: () => RolloutEndpoint[],
     private readonly o: WorkerPoolOptions,
   ) {}
+
+  /** Jobs waiting for a worker and jobs being generated now (what an autoscaler watches). */
+  load(): { queued: number; running: number } {
+    return { queued: this.queued, running: this.running };
+  }
 
   alive(): RolloutEndpoint[] {
     const now = Date.now();
@@ -43,10 +50,14 @@ export class WorkerPool {
     const queue = jobs.map((_, i) => i);
     const busy = new Map<string, Promise<void>>();
     let failure: Error | undefined;
-    const waitStart = Date.now();
+    // Since when no worker has been available (reset whenever one is).
+    let waitStart = Date.now();
     while ((queue.length > 0 || busy.size > 0) && !failure) {
       signal?.throwIfAborted();
+      this.queued = queue.length;
+      this.running = busy.size;
       const idle = this.alive().filter((e) => !busy.has(e.id));
+      if (busy.size > 0 || idle.length > 0) waitStart = Date.now();
       if (busy.size === 0 && idle.length === 0) {
         if (Date.now() - waitStart > this.o.workerWaitMs) {
           throw new NoWorkersError(`no rollout worker alive after ${this.o.workerWaitMs / 1000} s`);
@@ -86,6 +97,8 @@ export class WorkerPool {
       // Wake on the first job to finish, or soon, to pick up workers that joined meanwhile.
       await Promise.race([...busy.values(), sleep(queue.length > 0 ? 100 : 1000)]);
     }
+    this.queued = 0;
+    this.running = 0;
     if (failure) throw failure;
     return results as JobResult[];
   }
@@ -98,12 +111,15 @@ export class WorkerPool {
     minVersion: number,
   ): Promise<EvalResult> {
     let last: Error | undefined;
-    for (let a = 0; a < this.o.maxAttempts; a++) {
+    const deadline = Date.now() + this.o.workerWaitMs;
+    for (let a = 0; a < this.o.maxAttempts; ) {
       const [e] = this.alive();
       if (!e) {
+        if (Date.now() > deadline) break;
         await sleep(200);
         continue;
       }
+      a++;
       try {
         return await e.evaluate(run, positions, mode, budget, minVersion);
       } catch (err) {

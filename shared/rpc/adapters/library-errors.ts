@@ -11,7 +11,7 @@ import type { RunRef as PbRunRef } from '../gen/rmt/v1/common.js';
  */
 export function statusOf(e: unknown, configField = 'run.config_json'): unknown {
   if (e instanceof RpcError || isServiceError(e)) return e;
-  if (e instanceof RunConfigError) return invalidArgument(`${configField}: ${e.field}`, e.message);
+  if (e instanceof RunConfigError) return invalidArgument(`${configField}: ${e.field}`, e.reason);
   if (e instanceof SyntaxError) return invalidArgument(configField, `not JSON: ${e.message}`);
   if (e instanceof LearnerError) {
     return e.kind === 'precondition'
