@@ -14,6 +14,7 @@ export interface RolloutSettings {
   /** B_t: stated in the prompt when `stateBudget`, and the length reward's budget. */
   budget: number;
   stateBudget: boolean;
+  /** Most response tokens; a response cut here is `finish_reason = length`. */
   hardCap: number;
   rewardKind: RewardKind;
   /** Sequences generated together; a job never holds more than floor(maxBatch / G) positions. */

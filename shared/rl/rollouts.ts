@@ -1,4 +1,4 @@
-import type { RewardConfig, RewardKind } from '../config/rmt-defaults.js';
+import type { RewardConfig } from '../config/rmt-defaults.js';
 import type { Tokenizer } from '../data/tokenizer.js';
 import type { Decoder } from '../model/decoder.js';
 import { generate } from '../model/generate.js';
@@ -6,6 +6,7 @@ import type { Rng } from '../util/rng.js';
 import type { KeyPosition } from './key-positions.js';
 import type { ParsedResponse, PromptFormat } from './prompt-format.js';
 import { type RolloutReward, rolloutReward } from './rewards.js';
+import type { RolloutSettings } from './rollout-job.js';
 
 /** One sampled response to a key position, parsed and scored. */
 export interface Rollout {
@@ -20,18 +21,9 @@ export interface Rollout {
   budget: number;
 }
 
-export interface RolloutOptions {
-  G: number;
-  temperature: number;
-  /** The budget of this step: stated in the prompt when `stateBudget`, and the length reward's B_t. */
-  budget: number;
-  stateBudget: boolean;
-  /** Most response tokens; a response cut here is `finish_reason = length`. */
-  hardCap: number;
-  rewardKind: RewardKind;
+/** A job's settings (shared/rl/rollout-job.ts) plus the run's reward parameters. */
+export interface RolloutOptions extends RolloutSettings {
   reward: RewardConfig;
-  /** Sequences generated together (memory and cache size); groups are never split across calls. */
-  maxBatch: number;
 }
 
 /**
