@@ -19,6 +19,8 @@
 import gpujs from 'gpu.js';
 import type { AdamWHyper, AttentionShape, Backend, Buf, MatmulShape } from '../backend.js';
 import { WasmMatmul } from '../wasm/matmul.js';
+import { WasmOps } from '../wasm/ops.js';
+import { embeddingBackwardF32, gatherRowsF32, scatterRowsF32 } from '../wasm/rows.js';
 import { setupWebgpu } from '../webgpu-setup.js';
 import { asF32, buildCsr, buildInverse, ropeTables } from './host.js';
 import * as K from './kernels.js';
@@ -33,6 +35,13 @@ export interface GpujsOptions {
    * loads; default true, also off with RMT_WASM_MATMUL=0. gpu.js's matmul is the fallback.
    */
   wasmMatmul?: boolean;
+  /**
+   * cpu/webasm: run the other heavy ops (attention, crossEntropy, rmsnorm, rope, swiglu, adamw,
+   * sumSquares, add) on the WebAssembly SIMD ops (asm/ops.ts via shared/kernels/wasm/ops.ts, all cores)
+   * and the row copies (embedding, gatherRows, scatterRows) on typed-array copies; default true, also
+   * off with RMT_WASM_KERNELS=0. gpu.js's kernels are the fallback.
+   */
+  wasmKernels?: boolean;
 }
 
 /** gpu.js's pipeline handle on webgpu (`WebGPUBufferResult`). */
@@ -129,6 +138,7 @@ export class GpujsBackend implements Backend {
   private readonly inFlight = new Set<Promise<unknown>>();
   private disposed = false;
   private wasmMatmul: WasmMatmul | null = null;
+  private wasmOps: WasmOps | null = null;
 
   private constructor(
     readonly name: GpujsMode,
@@ -148,7 +158,22 @@ export class GpujsBackend implements Backend {
     if (mode !== 'webgpu' && options.wasmMatmul !== false && process.env.RMT_WASM_MATMUL !== '0') {
       backend.wasmMatmul = WasmMatmul.get();
     }
+    if (mode !== 'webgpu' && options.wasmKernels !== false && process.env.RMT_WASM_KERNELS !== '0') {
+      backend.wasmOps = WasmOps.get();
+    }
     return backend;
+  }
+
+  /** The wasm ops where they are routed (cpu/webasm), after the disposed check. */
+  private ops(): WasmOps | null {
+    if (!this.wasmOps) return null;
+    if (this.disposed) throw new Error(`${this.name} backend used after dispose()`);
+    return this.wasmOps;
+  }
+
+  /** A cpu/webasm tensor's array (only called where the wasm ops are routed). */
+  private async f32(x: Buf): Promise<Float32Array> {
+    return (await this.dev(x)) as Float32Array;
   }
 
   private get onDevice(): boolean {
@@ -386,6 +411,8 @@ export class GpujsBackend implements Backend {
   }
 
   async add(a: Buf, b: Buf): Promise<Buf> {
+    const W = this.ops();
+    if (W) return this.wrap(W.add(await this.f32(a), await this.f32(b)));
     const A = await this.dev(a);
     return this.wrap(await this.run('add', K.add, devLength(A), {}, [A, await this.dev(b)]));
   }
@@ -400,17 +427,24 @@ export class GpujsBackend implements Backend {
   }
 
   async embedding(table: Buf, ids: Int32Array, dim: number): Promise<Buf> {
+    if (this.ops()) return this.wrap(gatherRowsF32(await this.f32(table), ids, dim, 'embedding'));
     const args = [await this.dev(table), asF32(ids)];
     return this.wrap(await this.run('gatherRows', K.gatherRows, ids.length * dim, { dim }, args));
   }
 
   async embeddingBackward(dOut: Buf, ids: Int32Array, vocab: number, dim: number): Promise<Buf> {
+    if (this.ops()) return this.wrap(embeddingBackwardF32(await this.f32(dOut), ids, vocab, dim));
     const { offsets, rowList } = buildCsr(ids, vocab);
     const args = [await this.dev(dOut), offsets, rowList];
     return this.wrap(await this.run('embeddingBackward', K.embeddingBackward, vocab * dim, { dim }, args));
   }
 
   async rmsnorm(x: Buf, w: Buf, rows: number, dim: number, eps: number): Promise<{ y: Buf; rstd: Buf }> {
+    const W = this.ops();
+    if (W) {
+      const r = W.rmsnorm(await this.f32(x), await this.f32(w), rows, dim, eps);
+      return { y: this.wrap(r.y), rstd: this.wrap(r.rstd) };
+    }
     const X = await this.dev(x);
     const rstd = await this.run('rmsnormRstd', K.rmsnormRstd, rows, { dim }, [X, Float32Array.of(eps)]);
     const y = await this.run('rmsnormApply', K.rmsnormApply, rows * dim, { dim }, [
@@ -429,6 +463,17 @@ export class GpujsBackend implements Backend {
     rows: number,
     dim: number,
   ): Promise<{ dx: Buf; dw: Buf }> {
+    const ops = this.ops();
+    if (ops) {
+      const [DY, X, Wt, RS] = [
+        await this.f32(dy),
+        await this.f32(x),
+        await this.f32(w),
+        await this.f32(rstd),
+      ];
+      const r = ops.rmsnormBackward(DY, X, Wt, RS, rows, dim);
+      return { dx: this.wrap(r.dx), dw: this.wrap(r.dw) };
+    }
     const [DY, X, W, RS] = [await this.dev(dy), await this.dev(x), await this.dev(w), await this.dev(rstd)];
     const dot = await this.run('rmsnormDot', K.rmsnormDot, rows, { dim }, [DY, X, W]);
     const dx = await this.run('rmsnormDx', K.rmsnormDx, rows * dim, { dim }, [DY, X, W, RS, dot]);
@@ -467,6 +512,12 @@ export class GpujsBackend implements Backend {
     }
     const X = await this.dev(x);
     const table = await this.ropeTable(maxPos + 1, headDim, theta);
+    const W = this.ops();
+    if (W) {
+      const cos = table.cos as Float32Array;
+      const sin = table.sin as Float32Array;
+      return this.wrap(W.rope(X as Float32Array, positions, heads, headDim, cos, sin, inverse ? -1 : 1));
+    }
     const c = { rowLen: heads * headDim, hd: headDim, half: headDim / 2 };
     const args = [X, asF32(positions), table.cos, table.sin, Float32Array.of(inverse ? -1 : 1)];
     return this.wrap(await this.run('rope', K.rope, positions.length * heads * headDim, c, args));
@@ -485,6 +536,11 @@ export class GpujsBackend implements Backend {
   }
 
   async attention(q: Buf, k: Buf, v: Buf, s: AttentionShape): Promise<{ out: Buf; probs: Buf }> {
+    const W = this.ops();
+    if (W) {
+      const r = W.attention(await this.f32(q), await this.f32(k), await this.f32(v), s);
+      return { out: this.wrap(r.out), probs: this.wrap(r.probs) };
+    }
     const c = this.attnConstants(s);
     const { batch, tq, tk, heads, headDim } = s;
     const nProbs = batch * heads * tq * tk;
@@ -508,6 +564,12 @@ export class GpujsBackend implements Backend {
     probs: Buf,
     s: AttentionShape,
   ): Promise<{ dq: Buf; dk: Buf; dv: Buf }> {
+    const W = this.ops();
+    if (W) {
+      const [DO, Q, Kd, V, P] = await Promise.all([dOut, q, k, v, probs].map((b) => this.f32(b)));
+      const r = W.attentionBackward(DO, Q, Kd, V, P, s);
+      return { dq: this.wrap(r.dq), dk: this.wrap(r.dk), dv: this.wrap(r.dv) };
+    }
     const c = this.attnConstants(s);
     const { batch, tq, tk, heads, kvHeads, headDim } = s;
     const nProbs = batch * heads * tq * tk;
@@ -526,11 +588,18 @@ export class GpujsBackend implements Backend {
   }
 
   async swiglu(gate: Buf, up: Buf): Promise<Buf> {
+    const W = this.ops();
+    if (W) return this.wrap(W.swiglu(await this.f32(gate), await this.f32(up)));
     const G = await this.dev(gate);
     return this.wrap(await this.run('swiglu', K.swiglu, devLength(G), {}, [G, await this.dev(up)]));
   }
 
   async swigluBackward(dh: Buf, gate: Buf, up: Buf): Promise<{ dGate: Buf; dUp: Buf }> {
+    const W = this.ops();
+    if (W) {
+      const r = W.swigluBackward(await this.f32(dh), await this.f32(gate), await this.f32(up));
+      return { dGate: this.wrap(r.dGate), dUp: this.wrap(r.dUp) };
+    }
     const [DH, G, U] = [await this.dev(dh), await this.dev(gate), await this.dev(up)];
     const n = devLength(G);
     const dGate = await this.run('swigluDGate', K.swigluDGate, n, {}, [DH, G, U]);
@@ -545,6 +614,11 @@ export class GpujsBackend implements Backend {
     rows: number,
     vocab: number,
   ): Promise<{ nll: Buf; dlogits: Buf }> {
+    const W = this.ops();
+    if (W) {
+      const r = W.crossEntropy(await this.f32(logits), targets, weights, rows, vocab);
+      return { nll: this.wrap(r.nll), dlogits: this.wrap(r.dlogits) };
+    }
     const L = await this.dev(logits);
     const T = asF32(targets);
     const chunk = Math.min(CE_CHUNK, vocab);
@@ -559,6 +633,8 @@ export class GpujsBackend implements Backend {
   }
 
   async sumSquares(x: Buf): Promise<number> {
+    const W = this.ops();
+    if (W) return W.sumSquares(await this.f32(x));
     const X = await this.dev(x);
     const n = devLength(X);
     const parts = Math.ceil(n / SUMSQ_CHUNK);
@@ -584,6 +660,11 @@ export class GpujsBackend implements Backend {
       h.eps,
     );
     const [P, G, M, V] = [await this.dev(p), await this.dev(g), await this.dev(m), await this.dev(v)];
+    const W = this.ops();
+    if (W) {
+      const r = W.adamw(P as Float32Array, G as Float32Array, M as Float32Array, V as Float32Array, hp);
+      return { p: this.wrap(r.p), m: this.wrap(r.m), v: this.wrap(r.v) };
+    }
     const n = devLength(P);
     const nm = await this.run('adamwM', K.adamwM, n, {}, [G, M, hp]);
     const nv = await this.run('adamwV', K.adamwV, n, {}, [G, V, hp]);
@@ -592,6 +673,7 @@ export class GpujsBackend implements Backend {
   }
 
   async scatterRows(dst: Buf, src: Buf, index: Int32Array, rowDim: number): Promise<Buf> {
+    if (this.ops()) return this.wrap(scatterRowsF32(await this.f32(dst), await this.f32(src), index, rowDim));
     const D = await this.dev(dst);
     const n = devLength(D);
     const inverse = buildInverse(index, n / rowDim);
@@ -600,6 +682,7 @@ export class GpujsBackend implements Backend {
   }
 
   async gatherRows(x: Buf, index: Int32Array, rowDim: number): Promise<Buf> {
+    if (this.ops()) return this.wrap(gatherRowsF32(await this.f32(x), index, rowDim));
     const args = [await this.dev(x), asF32(index)];
     return this.wrap(
       await this.run('gatherRows', K.gatherRows, index.length * rowDim, { dim: rowDim }, args),

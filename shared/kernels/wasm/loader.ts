@@ -48,8 +48,15 @@ export interface MatmulExports {
   ): void;
 }
 
-export function wasmPath(variant: WasmVariant): string {
-  return fileURLToPath(new URL(`../../../asm/build/matmul-${variant}.wasm`, import.meta.url));
+/** Exports of asm/ops.ts: runs units [lo, hi) of the op whose parameter block is at `args`. */
+export interface OpsExports {
+  chunk(args: number, lo: number, hi: number): void;
+}
+
+export type WasmModuleName = 'matmul' | 'ops';
+
+export function wasmPath(variant: WasmVariant, name: WasmModuleName = 'matmul'): string {
+  return fileURLToPath(new URL(`../../../asm/build/${name}-${variant}.wasm`, import.meta.url));
 }
 
 /** A tiny module using f32x4.relaxed_madd: validates only where relaxed SIMD is on. */
@@ -67,16 +74,28 @@ export function relaxedSimdSupported(): boolean {
   }
 }
 
-let cached: LoadedModule | string | undefined;
+const cached = new Map<WasmModuleName, LoadedModule | string>();
 
-/** The compiled module, or a sentence saying why there is none. Compiled once per process. */
+/** The compiled matmul module, or a sentence saying why there is none. Compiled once per process. */
 export function loadMatmulModule(): LoadedModule | string {
-  if (cached !== undefined) return cached;
-  cached = load();
-  return cached;
+  return loadWasmModule('matmul');
 }
 
-function load(): LoadedModule | string {
+/** The compiled ops module (asm/ops.ts), or a sentence saying why there is none. */
+export function loadOpsModule(): LoadedModule | string {
+  return loadWasmModule('ops');
+}
+
+function loadWasmModule(name: WasmModuleName): LoadedModule | string {
+  let m = cached.get(name);
+  if (m === undefined) {
+    m = load(name);
+    cached.set(name, m);
+  }
+  return m;
+}
+
+function load(name: WasmModuleName): LoadedModule | string {
   if (typeof WebAssembly === 'undefined') return 'WebAssembly is not available';
   if (typeof SharedArrayBuffer === 'undefined') return 'SharedArrayBuffer is not available';
   const forced = process.env.RMT_WASM_VARIANT;
@@ -85,7 +104,7 @@ function load(): LoadedModule | string {
   }
   const variant: WasmVariant =
     forced === 'simd' || forced === 'relaxed' ? forced : relaxedSimdSupported() ? 'relaxed' : 'simd';
-  const path = wasmPath(variant);
+  const path = wasmPath(variant, name);
   if (!existsSync(path)) return `${path} is missing: run \`npm run build:wasm\``;
   try {
     const module = new WebAssembly.Module(readFileSync(path));

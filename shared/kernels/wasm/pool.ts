@@ -1,5 +1,5 @@
 /**
- * Worker threads that run the wasm matmul over the caller's shared WebAssembly.Memory, scheduled by
+ * Worker threads that run the wasm matmul (or the wasm ops, asm/ops.ts) over the caller's shared WebAssembly.Memory, scheduled by
  * chunks claimed from a shared counter.
  *
  * A job is cut into chunks (row or column blocks of C). The main thread publishes the job in a small
@@ -27,6 +27,8 @@ const PARAMS = 8;
 export const JOB_PARAMS = 15;
 export const JOB_GEMM = 0;
 export const JOB_DOT = 1;
+/** An op of asm/ops.ts: `chunk(job[6], lo, hi)` over units [lo, hi) (job[10] units, byRows). */
+export const JOB_OP = 2;
 /** Chunks per job are capped so the index fits the counter's low 16 bits. */
 export const MAX_CHUNKS = 0xffff;
 const CTRL_INTS = PARAMS + JOB_PARAMS;
@@ -35,13 +37,7 @@ const CTRL_INTS = PARAMS + JOB_PARAMS;
  * Claims and runs chunks of the current job until none is left (shared by the workers, as source
  * text, and the main thread). `p` is the job's parameters, `slot` the participant (its work area).
  */
-function runChunks(
-  ctrl: Int32Array,
-  tag: number,
-  p: ArrayLike<number>,
-  slot: number,
-  ex: { gemm: (...a: number[]) => void; gemmDot: (...a: number[]) => void },
-): void {
+function runChunks(ctrl: Int32Array, tag: number, p: ArrayLike<number>, slot: number, ex: PoolExports): void {
   const nChunks = p[12];
   for (;;) {
     const c = Atomics.load(ctrl, 1);
@@ -56,8 +52,25 @@ function runChunks(
     const j0 = p[9] ? 0 : lo;
     const j1 = p[9] ? p[4] : hi;
     try {
-      if (p[0] === 1) ex.gemmDot(p[3], p[4], p[5], p[6], p[7], p[8], i0, i1, j0, j1);
-      else ex.gemm(p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], i0, i1, j0, j1, p[13] + slot * p[14]);
+      if (p[0] === 2) (ex.chunk as (...a: number[]) => void)(p[6], lo, hi);
+      else if (p[0] === 1)
+        (ex.gemmDot as (...a: number[]) => void)(p[3], p[4], p[5], p[6], p[7], p[8], i0, i1, j0, j1);
+      else
+        (ex.gemm as (...a: number[]) => void)(
+          p[1],
+          p[2],
+          p[3],
+          p[4],
+          p[5],
+          p[6],
+          p[7],
+          p[8],
+          i0,
+          i1,
+          j0,
+          j1,
+          p[13] + slot * p[14],
+        );
     } catch {
       Atomics.store(ctrl, 3, 1);
     }
@@ -92,6 +105,13 @@ for (;;) {
   runChunks(ctrl, s & 0x7fff, p, slot, ex);
 }
 `;
+
+/** The entries a job may call: the matmul module's (gemm, gemmDot) or the ops module's (chunk). */
+export interface PoolExports {
+  gemm?: (...a: number[]) => void;
+  gemmDot?: (...a: number[]) => void;
+  chunk?: (...a: number[]) => void;
+}
 
 export interface PoolOptions {
   /** Atomics.load polls before a worker sleeps on Atomics.wait after a job (and before the main thread does). */
@@ -142,10 +162,7 @@ export class WorkerPool {
    * Runs one job (JOB_PARAMS values) on the main thread and the workers; returns when every chunk is
    * done. `ex` is the main thread's instance of the module.
    */
-  run(
-    job: ArrayLike<number>,
-    ex: { gemm: (...a: number[]) => void; gemmDot: (...a: number[]) => void },
-  ): void {
+  run(job: ArrayLike<number>, ex: PoolExports): void {
     this.start();
     const c = this.ctrl;
     const p = this.params;

@@ -1,0 +1,274 @@
+/**
+ * Per-op profile of one learner step and one KV-cache generation of the bench models (bench/models.ts,
+ * the shapes of bench/model.ts), on a chosen backend. Every method of the kernel interface
+ * (shared/kernels/backend.ts) is wrapped: the time from the call to its settled promise is charged to
+ * the op; calls made while another timed call is in progress are not counted twice. `(host)` is the
+ * rest of the wall time: the model's own JavaScript, the loss bookkeeping, AdamW's loop, sampling.
+ *
+ * Usage: npx tsx bench/profile-step.ts [--backend webasm] [--models tiny,small] [--steps 3]
+ *   [--gens 1] [--json FILE]
+ *
+ * Each case runs one untimed warm-up first (kernel compilation, memory growth); the tables show
+ * milliseconds per step (per generation), the share of the wall time, and calls per step. Ops are
+ * awaited one after another by the model, so their times add up. Matmuls are also split by shape.
+ */
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import type { Backend, MatmulShape } from '../shared/kernels/backend.js';
+import { BACKEND_CHOICES, type BackendChoice, createBackend } from '../shared/kernels/index.js';
+import { AdamW } from '../shared/model/adamw.js';
+import { nextTokenTargets, padBatch } from '../shared/model/batch.js';
+import type { ModelConfig } from '../shared/model/config.js';
+import { Decoder } from '../shared/model/decoder.js';
+import { generate } from '../shared/model/generate.js';
+import { initParams } from '../shared/model/init.js';
+import { lossAndGrad } from '../shared/model/loss.js';
+import { paramSpecs } from '../shared/model/params.js';
+import { uploadParams } from '../shared/model/weights.js';
+import { Rng } from '../shared/util/rng.js';
+import { BENCH_MODELS } from './models.js';
+
+/** As bench/model.ts SHAPES (not imported: that module runs its benchmark on import). */
+const SHAPES = { batch: 8, seq: 64, genBatch: 8, prompt: 32, newTokens: 64 };
+const OPTIMIZER = { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, max_grad_norm: 1.0 };
+
+/** Methods of `Backend` that are not timed (synchronous bookkeeping). */
+const UNTIMED = new Set(['length', 'free', 'dispose', 'name', 'precision']);
+
+interface OpStat {
+  ms: number;
+  calls: number;
+}
+
+/** Wraps a backend so that every async method is timed into `stats`. */
+class Profiler {
+  readonly stats = new Map<string, OpStat>();
+  private depth = 0;
+  splitMatmul = true;
+
+  wrap(be: Backend): Backend {
+    return new Proxy(be, {
+      get: (target, prop, receiver) => {
+        const v = Reflect.get(target, prop, receiver);
+        if (typeof v !== 'function' || typeof prop !== 'string') return v;
+        if (UNTIMED.has(prop)) return v.bind(target);
+        return (...args: unknown[]) => this.time(prop, args, () => v.apply(target, args));
+      },
+    });
+  }
+
+  private key(op: string, args: unknown[]): string {
+    if (op === 'matmul' && this.splitMatmul) {
+      const s = args[2] as MatmulShape;
+      return `matmul ${s.m}x${s.k}x${s.n}${s.transA ? ' tA' : ''}${s.transB ? ' tB' : ''}`;
+    }
+    return op;
+  }
+
+  private time(op: string, args: unknown[], call: () => unknown): unknown {
+    if (this.depth > 0) return call();
+    const t0 = performance.now();
+    this.depth++;
+    const done = () => {
+      this.depth--;
+      const k = this.key(op, args);
+      const s = this.stats.get(k) ?? { ms: 0, calls: 0 };
+      s.ms += performance.now() - t0;
+      s.calls++;
+      this.stats.set(k, s);
+    };
+    let r: unknown;
+    try {
+      r = call();
+    } catch (e) {
+      done();
+      throw e;
+    }
+    if (r instanceof Promise) return r.finally(done);
+    done();
+    return r;
+  }
+
+  reset(): void {
+    this.stats.clear();
+  }
+}
+
+interface Args {
+  backend: BackendChoice;
+  models: string[];
+  steps: number;
+  gens: number;
+  json: string | null;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { backend: 'webasm', models: ['tiny', 'small'], steps: 3, gens: 1, json: null };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '--backend':
+        a.backend = value() as BackendChoice;
+        if (!BACKEND_CHOICES.includes(a.backend)) throw new Error(`--backend: one of ${BACKEND_CHOICES}`);
+        break;
+      case '--models':
+        a.models = value().split(',');
+        for (const m of a.models) if (!BENCH_MODELS[m]) throw new Error(`--models: unknown model ${m}`);
+        break;
+      case '--steps':
+        a.steps = Math.max(1, Number(value()) | 0);
+        break;
+      case '--gens':
+        a.gens = Math.max(1, Number(value()) | 0);
+        break;
+      case '--json':
+        a.json = value();
+        break;
+      default:
+        throw new Error(
+          `unknown argument ${flag}; usage: bench/profile-step.ts [--backend B] [--models tiny,small] [--steps N] [--gens N] [--json FILE]`,
+        );
+    }
+  }
+  return a;
+}
+
+const randomIds = (rng: Rng, n: number, vocab: number) => Array.from({ length: n }, () => rng.int(vocab));
+
+interface Profile {
+  case: string;
+  wall_ms: number;
+  ops: { op: string; ms: number; calls: number }[];
+}
+
+/** Runs `fn` once untimed, then `reps` times under the profiler; returns per-repetition averages. */
+async function profile(
+  name: string,
+  prof: Profiler,
+  reps: number,
+  fn: () => Promise<void>,
+): Promise<Profile> {
+  await fn();
+  prof.reset();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await fn();
+  const wall = (performance.now() - t0) / reps;
+  const ops = [...prof.stats.entries()].map(([op, s]) => ({ op, ms: s.ms / reps, calls: s.calls / reps }));
+  const opSum = ops.reduce((x, o) => x + o.ms, 0);
+  ops.push({ op: '(host)', ms: Math.max(0, wall - opSum), calls: 0 });
+  ops.sort((x, y) => y.ms - x.ms);
+  return { case: name, wall_ms: wall, ops };
+}
+
+function printProfile(p: Profile): void {
+  console.log(`\n## ${p.case}: ${p.wall_ms.toFixed(1)} ms`);
+  const rows = [
+    ['op', 'ms', '%', 'calls'],
+    ...p.ops.map((o) => [
+      o.op,
+      o.ms.toFixed(2),
+      ((100 * o.ms) / p.wall_ms).toFixed(1),
+      o.calls ? String(o.calls) : '',
+    ]),
+  ];
+  const widths = rows[0].map((_, j) => Math.max(...rows.map((r) => r[j].length)));
+  for (const r of rows)
+    console.log(r.map((s, j) => (j === 0 ? s.padEnd(widths[j]) : s.padStart(widths[j]))).join('  '));
+}
+
+/** Adds up the matmul rows of a profile into one (for the summary next to the other ops). */
+function merged(p: Profile): Profile {
+  const ops = new Map<string, { op: string; ms: number; calls: number }>();
+  for (const o of p.ops) {
+    const k = o.op.startsWith('matmul') ? 'matmul (all shapes)' : o.op;
+    const e = ops.get(k) ?? { op: k, ms: 0, calls: 0 };
+    e.ms += o.ms;
+    e.calls += o.calls;
+    ops.set(k, e);
+  }
+  return {
+    case: `${p.case} (matmuls merged)`,
+    wall_ms: p.wall_ms,
+    ops: [...ops.values()].sort((x, y) => y.ms - x.ms),
+  };
+}
+
+async function learnerStep(be: Backend, c: ModelConfig): Promise<() => Promise<void>> {
+  const model = new Decoder(c, be, uploadParams(be, initParams(c, 1234)));
+  const specs = paramSpecs(c);
+  const opt = new AdamW(be, specs, {
+    beta1: OPTIMIZER.beta1,
+    beta2: OPTIMIZER.beta2,
+    eps: OPTIMIZER.eps,
+    weightDecay: OPTIMIZER.weight_decay,
+    maxGradNorm: OPTIMIZER.max_grad_norm,
+  });
+  const rng = new Rng(7);
+  const seqs = Array.from({ length: SHAPES.batch }, () => randomIds(rng, SHAPES.seq, c.vocab_size));
+  const batch = padBatch(seqs, 0);
+  const targets = nextTokenTargets(batch);
+  const last = specs[specs.length - 1].name;
+  return async () => {
+    const r = await lossAndGrad(model, batch, targets);
+    await opt.update(model.params, r.grads, OPTIMIZER.lr);
+    await be.read(model.params.get(last)!);
+  };
+}
+
+function generation(be: Backend, c: ModelConfig): () => Promise<void> {
+  const model = new Decoder(c, be, uploadParams(be, initParams(c, 1234)));
+  const rng = new Rng(11);
+  const prompts = Array.from({ length: SHAPES.genBatch }, () => randomIds(rng, SHAPES.prompt, c.vocab_size));
+  return async () => {
+    await generate(model, prompts, {
+      maxNewTokens: SHAPES.newTokens,
+      stopTokens: [],
+      temperature: 0,
+      topK: 0,
+      topP: 1,
+      rng: new Rng(1),
+    });
+  };
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2));
+  const raw = await createBackend(a.backend);
+  const prof = new Profiler();
+  const be = prof.wrap(raw);
+  const load = os.loadavg()[0];
+  console.log(
+    `backend ${raw.name}; RMT_WASM_KERNELS=${process.env.RMT_WASM_KERNELS ?? '(unset)'}; load average ${load.toFixed(2)} on ${os.cpus().length} cores`,
+  );
+  const out: Profile[] = [];
+  for (const name of a.models) {
+    const c = BENCH_MODELS[name];
+    const step = await profile(`${name} learner step`, prof, a.steps, await learnerStep(be, c));
+    const gen = await profile(`${name} generation`, prof, a.gens, generation(be, c));
+    for (const p of [step, gen]) {
+      printProfile(merged(p));
+      printProfile(p);
+      out.push(p);
+    }
+  }
+  console.log(`\nload average at the end ${os.loadavg()[0].toFixed(2)}`);
+  if (a.json)
+    writeFileSync(
+      a.json,
+      `${JSON.stringify({ backend: raw.name, load: [load, os.loadavg()[0]], profiles: out }, null, 2)}\n`,
+    );
+  await raw.dispose();
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+    process.exit(1);
+  },
+);
