@@ -64,16 +64,23 @@ function at(base: usize, i: i32): usize {
 // ---------------------------------------------------------------------------------------------
 // math
 
-/** e^x per lane; exactly 0 below -87.33 (and for -inf), x clamped above at 88.37. */
+/**
+ * e^x per lane; exactly 0 below -87.33 (and for -inf), x clamped above at 88.37; NaN stays NaN.
+ * pmin/pmax (one minps/maxps) instead of min/max, and 2^n from the bits of x*log2(e) + 1.5*2^23 + 127
+ * (the rounding to an integer happens in the add), which avoids V8's long lowerings of f32x4.min/max
+ * and i32x4.trunc_sat.
+ */
 // @ts-expect-error: decorator
 @inline
 function expv(x: v128): v128 {
   const lo = f32x4.splat(-87.33654);
   const under = f32x4.lt(x, lo);
-  const xc = f32x4.max(f32x4.min(x, f32x4.splat(88.37626)), lo);
-  const n = f32x4.nearest(f32x4.mul(xc, f32x4.splat(1.44269504089)));
-  let r = f32x4.sub(xc, f32x4.mul(n, f32x4.splat(0.693359375)));
-  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
+  const xc = f32x4.pmax(f32x4.pmin(x, f32x4.splat(88.37626)), lo);
+  const magic = f32x4.splat(12583039.0); // 1.5 * 2^23 + 127
+  const t = f32x4.add(f32x4.mul(xc, f32x4.splat(1.44269504089)), magic);
+  const nr = f32x4.sub(t, magic); // round(x * log2 e)
+  let r = f32x4.sub(xc, f32x4.mul(nr, f32x4.splat(0.693359375)));
+  r = f32x4.sub(r, f32x4.mul(nr, f32x4.splat(-2.12194440e-4)));
   let p = f32x4.splat(1.0 / 720.0);
   p = madd(p, r, f32x4.splat(1.0 / 120.0));
   p = madd(p, r, f32x4.splat(1.0 / 24.0));
@@ -81,7 +88,7 @@ function expv(x: v128): v128 {
   p = madd(p, r, f32x4.splat(0.5));
   p = madd(p, r, f32x4.splat(1.0));
   p = madd(p, r, f32x4.splat(1.0));
-  const scale = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  const scale = i32x4.shl(t, 23);
   return v128.bitselect(f32x4.splat(0), f32x4.mul(p, scale), under);
 }
 
@@ -104,6 +111,8 @@ function hmax(v: v128): f32 {
 }
 
 /** Dot product of n floats at x and y. */
+// @ts-expect-error: decorator
+@inline
 function dot(x: usize, y: usize, n: i32): f32 {
   let acc0 = f32x4.splat(0);
   let acc1 = f32x4.splat(0);
@@ -123,6 +132,8 @@ function dot(x: usize, y: usize, n: i32): f32 {
 }
 
 /** y[0:n] += a * x[0:n]. */
+// @ts-expect-error: decorator
+@inline
 function axpy(a: f32, x: usize, y: usize, n: i32): void {
   const av = f32x4.splat(a);
   let d = 0;
@@ -583,7 +594,7 @@ function crossEntropy(a: usize, lo: i32, hi: i32): void {
     }
     let mv = f32x4.splat(<f32>(-Infinity));
     let c = 0;
-    for (; c + 4 <= V; c += 4) mv = f32x4.max(mv, v128.load(at(l, c)));
+    for (; c + 4 <= V; c += 4) mv = f32x4.pmax(mv, v128.load(at(l, c)));
     let mx = hmax(mv);
     for (; c < V; c++) mx = max(mx, load<f32>(at(l, c)));
     const MX = f32x4.splat(mx);
