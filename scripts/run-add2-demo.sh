@@ -9,10 +9,11 @@ out=docs/results/add2-demo
 mkdir -p "$out"
 rmt() { node bin/rmt.js "$@" 2>/dev/null; }
 [ -f runs/add2-base/summary.json ] || rmt pretrain --config configs/experiments/add2-base.yaml >/dev/null
-# The demo (tier mix held constant), a replicate with another seed, and, for comparison, the same
-# run with CAS's moving tier mix (about 12-16 min each on 2 cores).
+# The demo (tier mix held constant), a replicate with another seed, the demo at lr 3e-4 and, for
+# comparison, the same run with CAS's moving tier mix (about 12-16 min each on 2 cores).
 [ -f runs/add2-demo/summary.json ] || rmt train --config configs/experiments/add2-rmt-demo.yaml >/dev/null
 [ -f runs/add2-demo-seed2/summary.json ] || rmt train --config configs/experiments/add2-rmt-demo-seed2.yaml >/dev/null
+[ -f runs/add2-demo-lr3e-4/summary.json ] || rmt train --config configs/experiments/add2-rmt-demo-lr3e-4.yaml >/dev/null
 [ -f runs/add2-demo-cas/summary.json ] || rmt train --config configs/experiments/add2-rmt-demo-cas.yaml >/dev/null
 # The base on the same held-out answer digits under the prompt the demo ends with (budget 16); the
 # demo's own final evaluation is run/eval.json.
@@ -21,6 +22,7 @@ rmt() { node bin/rmt.js "$@" 2>/dev/null; }
     >"$out/base-ntr-budget16.json"
 npx tsx scripts/collect-run.ts runs/add2-demo "$out/run" >/dev/null
 npx tsx scripts/collect-run.ts runs/add2-demo-seed2 "$out/seed2-run" >/dev/null
+npx tsx scripts/collect-run.ts runs/add2-demo-lr3e-4 "$out/lr3e-4-run" >/dev/null
 npx tsx scripts/collect-run.ts runs/add2-demo-cas "$out/cas-run" >/dev/null
 # Windowed means (10 steps) of the schedule, the lengths and the scores; then the first and last
 # 20 steps as mean ± standard error over steps, and the least-squares slope of the score.
@@ -67,6 +69,10 @@ console.log(`Least-squares slope of \`critic/score/mean\` over steps: ${(100 * b
   echo "Replicate with seed 2 (\`configs/experiments/add2-rmt-demo-seed2.yaml\`):"
   echo
   table runs/add2-demo-seed2/metrics.jsonl
+  echo
+  echo "The demo at lr 3e-4 (\`configs/experiments/add2-rmt-demo-lr3e-4.yaml\`):"
+  echo
+  table runs/add2-demo-lr3e-4/metrics.jsonl
   echo
   echo "Comparison (\`configs/experiments/add2-rmt-demo-cas.yaml\`, CAS tier mix moving easy -> hard, lr 3e-4):"
   echo
