@@ -1,0 +1,509 @@
+/**
+ * `npm run bench:paper -- [--setting smoke|full|<yaml>] [--out DIR] [--results DIR] [--quiet]`:
+ * the paper's table from nothing (issue 5). Stages, each skipped when its output exists:
+ *
+ *   1. tokenizer + pre-training of the base (once);
+ *   2. per seed: the base's NTP and NTR evaluations; each trained row (ntp, rpt, rmt, the ablations)
+ *      from the base, with its own final evaluation (`eval.json`: ntr under the method's prompt at
+ *      t = T, ntp for the NTP run);
+ *   3. per seed and start (base, rpt, rmt): the post-training check, the same GRPO run on held-out
+ *      disjoint math word problems, evaluated before (the start checkpoint) and after;
+ *   4. the table over seeds (paper-table.json / .md) with the targets, and the plots.
+ *
+ * Everything a stage runs comes from the settings file (configs/paper/*.yaml) and the configs it
+ * names. Ctrl-C stops after the current training step with a checkpoint; running the same command
+ * again resumes there. See docs/paper-table.md.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { cpus, platform, release, totalmem } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { METHOD_TABLE } from '../shared/config/rmt-defaults.js';
+import type { TrainConfig } from '../shared/config/train-config.js';
+import { createBackend } from '../shared/kernels/index.js';
+import { loadCheckpoint } from '../shared/model/checkpoint.js';
+import { Decoder } from '../shared/model/decoder.js';
+import { uploadParams } from '../shared/model/weights.js';
+import { loadRunContext } from '../shared/run/run-context.js';
+import { Scorer } from '../shared/run/scorer.js';
+import { type EvalResult, evaluatePositions } from '../shared/train/evaluate.js';
+import { pretrain } from '../shared/train/pretrain.js';
+import { evalBudget, evalSubset, train } from '../shared/train/rmt-train.js';
+import {
+  buildPost,
+  buildRows,
+  markdown,
+  type PostTrainingResult,
+  type ReportMeta,
+  type RowSource,
+  SCHEMA,
+  seedEval,
+  targets,
+  writePlots,
+} from './paper/report.js';
+import {
+  Derived,
+  layout,
+  loadSettings,
+  type PaperSettings,
+  REPO,
+  type Start,
+  settingsPath,
+} from './paper/settings.js';
+
+const USAGE = `usage: npm run bench:paper -- [options]
+
+Runs the paper benchmark (base pre-training, every method from the base over several seeds, their
+evaluation, the post-training check) and writes paper-table.json, paper-table.md and plots. A stage
+whose output exists is skipped, so an interrupted run resumes where it stopped.
+
+options:
+  --setting <name|yaml>  smoke | full (configs/paper/<name>.yaml) or a settings file (default: full)
+  --out <dir>            where the runs go (default: runs/paper-<name>)
+  --results <dir>        where the table and plots go (default: the setting's results_dir, else <out>/results)
+  --quiet                only the benchmark's own progress lines, not the library's
+  -h, --help             this text
+`;
+
+interface LedgerEntry {
+  kind: string;
+  /** Seconds spent in the stage over every invocation (an interrupted stage adds its part). */
+  wall_s: number;
+  done: boolean;
+  /** Kernel backend the stage trained on (training stages). */
+  backend?: string;
+}
+
+type Ledger = Record<string, LedgerEntry>;
+
+interface Stage {
+  id: string;
+  kind: 'pretrain' | 'train' | 'eval' | 'post-train' | 'post-eval';
+  label: string;
+  /** The stage's output exists (and was made with this config). */
+  done(): boolean;
+  /** Runs the stage; returns the backend it trained on, if it trained. */
+  run(): Promise<string | undefined>;
+}
+
+class UsageError extends Error {}
+
+const readJson = <T>(path: string): T => JSON.parse(readFileSync(path, 'utf8')) as T;
+
+/**
+ * A stage folder made with another config is not silently reused: the caller decides. `field`
+ * names where the config sits in the file (the evaluation files keep it under `config`).
+ */
+function checkSameConfig(file: string, cfg: unknown, what: string, field?: 'config'): void {
+  if (!existsSync(file)) return;
+  const stored = readJson<Record<string, unknown>>(file);
+  if (JSON.stringify(field ? stored[field] : stored) !== JSON.stringify(cfg)) {
+    throw new Error(
+      `${what}: ${file} was made with a different config than the settings now give; ` +
+        'delete it (or use another --out) to run that stage again',
+    );
+  }
+}
+
+function writeJsonAtomic(path: string, value: unknown): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(`${path}.tmp`, `${JSON.stringify(value, null, 2)}\n`);
+  renameSync(`${path}.tmp`, path);
+}
+
+/** A finished training run: summary at the last step, final weights and final evaluation. */
+function trainDone(cfg: TrainConfig): boolean {
+  const out = cfg.run.out_dir;
+  if (!existsSync(join(out, 'summary.json')) || !existsSync(join(out, 'eval.json'))) return false;
+  if (!existsSync(join(out, 'final', 'model.safetensors'))) return false;
+  return readJson<{ steps: number }>(join(out, 'summary.json')).steps === cfg.train.steps;
+}
+
+interface EvalFile {
+  checkpoint: string;
+  mode: 'ntp' | 'ntr';
+  budget: number | null;
+  wall_s: number;
+  config: TrainConfig;
+  result: EvalResult;
+}
+
+/** `rmt eval` in-process: the config's held-out positions (proxy-scored, cached in its out_dir). */
+async function evaluate(
+  cfg: TrainConfig,
+  checkpoint: string,
+  log: (l: string) => void,
+): Promise<Omit<EvalFile, 'config' | 'wall_s'>> {
+  const mode = METHOD_TABLE[cfg.method].reasoning === 'no' ? 'ntp' : 'ntr';
+  const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
+  try {
+    const run = await loadRunContext('eval', cfg);
+    const heldOut = await new Scorer(backend).keyPositions(run, 'held_out', { log });
+    const ck = loadCheckpoint(checkpoint);
+    const model = new Decoder(ck.config, backend, uploadParams(backend, ck.params));
+    const budget = evalBudget(cfg);
+    const result = await evaluatePositions(
+      model,
+      run.tokenizer,
+      run.format,
+      evalSubset(heldOut, cfg.eval.positions),
+      {
+        mode,
+        eval_splits: cfg.curriculum.eval_splits,
+        budget,
+        hardCap: cfg.budget.hard_cap,
+        batch: cfg.train.generation_batch,
+      },
+    );
+    for (const b of model.params.values()) backend.free(b);
+    return { checkpoint, mode, budget, result };
+  } finally {
+    await backend.dispose();
+  }
+}
+
+function machine(backends: string[]): Record<string, unknown> {
+  return {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: cpus().length,
+    memory_gib: Math.round(totalmem() / 2 ** 30),
+    os: `${platform()} ${release()}`,
+    node: process.version,
+    backend: [...new Set(backends)].join(', ') || 'unknown',
+  };
+}
+
+function git(...args: string[]): string {
+  try {
+    return execFileSync('git', args, {
+      cwd: REPO,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+const clock = (s: number) => {
+  const m = Math.floor(s / 60);
+  return m >= 60
+    ? `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`
+    : `${m}m${String(Math.floor(s % 60)).padStart(2, '0')}s`;
+};
+
+/** Runs (or resumes) the benchmark of a settings file into `out`; returns the table's JSON path. */
+export async function runPaperBenchmark(opts: {
+  settingsFile: string;
+  out?: string;
+  results?: string;
+  quiet?: boolean;
+  signal?: AbortSignal;
+  say?: (line: string) => void;
+  /** Called after each training step of a stage (pre-training and RL runs). */
+  onStep?: (stage: string, step: number) => void;
+}): Promise<{ json: string; md: string; ran: number; skipped: number; stopped: boolean }> {
+  const settingsFile = opts.settingsFile;
+  const s: PaperSettings = loadSettings(settingsFile);
+  const out = resolve(opts.out ?? join(REPO, 'runs', `paper-${s.name}`));
+  const resultsDir = resolve(
+    opts.results ?? (s.results_dir ? join(REPO, s.results_dir) : join(out, 'results')),
+  );
+  const say = opts.say ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const log = opts.quiet ? () => {} : (l: string) => process.stderr.write(`${l}\n`);
+  const derived = new Derived(s, out, relative(REPO, settingsFile) || settingsFile);
+  derived.checkAll();
+  const L = layout(out);
+  mkdirSync(out, { recursive: true });
+  writeJsonAtomic(join(out, 'settings.json'), s);
+  const ledgerPath = join(out, 'stages.json');
+  const ledger: Ledger = existsSync(ledgerPath) ? readJson<Ledger>(ledgerPath) : {};
+  const signal = opts.signal;
+
+  const stages: Stage[] = [];
+  const pre = derived.pretrain();
+  stages.push({
+    id: 'pretrain',
+    kind: 'pretrain',
+    label: `tokenizer + base pre-training (${pre.train.steps} steps)`,
+    done: () => {
+      checkSameConfig(join(pre.run.out_dir, 'config.resolved.json'), pre, 'base');
+      return (
+        existsSync(join(L.baseFinal, 'model.safetensors')) &&
+        existsSync(join(pre.run.out_dir, 'summary.json')) &&
+        readJson<{ steps: number }>(join(pre.run.out_dir, 'summary.json')).steps === pre.train.steps
+      );
+    },
+    run: async () =>
+      (await pretrain(pre, { log, signal, onStep: (n) => opts.onStep?.('pretrain', n) })).backend,
+  });
+  const evalStage = (
+    id: string,
+    kind: Stage['kind'],
+    label: string,
+    file: string,
+    cfg: TrainConfig,
+    checkpoint: string,
+  ): Stage => ({
+    id,
+    kind,
+    label,
+    done: () => {
+      checkSameConfig(file, cfg, label, 'config');
+      return existsSync(file);
+    },
+    run: async () => {
+      const t0 = performance.now();
+      const e = await evaluate(cfg, checkpoint, log);
+      writeJsonAtomic(file, {
+        ...e,
+        wall_s: (performance.now() - t0) / 1000,
+        config: cfg,
+      } satisfies EvalFile);
+      return undefined;
+    },
+  });
+  const trainStage = (id: string, kind: Stage['kind'], label: string, cfg: TrainConfig): Stage => ({
+    id,
+    kind,
+    label: `${label} (${cfg.train.steps} steps)`,
+    done: () => {
+      checkSameConfig(join(cfg.run.out_dir, 'config.resolved.json'), cfg, label);
+      return trainDone(cfg);
+    },
+    run: async () => (await train(cfg, { log, signal, onStep: (n) => opts.onStep?.(id, n) })).backend,
+  });
+  for (const seed of s.seeds) {
+    const ev = L.evals(seed);
+    for (const mode of ['ntp', 'ntr'] as const) {
+      stages.push(
+        evalStage(
+          `seed-${seed}/eval/base-${mode}`,
+          'eval',
+          `seed ${seed}: eval base ${mode.toUpperCase()}`,
+          join(ev, `base-${mode}.json`),
+          derived.baseRows(seed, mode),
+          L.baseFinal,
+        ),
+      );
+    }
+    for (const m of s.methods.rows) {
+      stages.push(
+        trainStage(`seed-${seed}/${m}`, 'train', `seed ${seed}: train ${m}`, derived.method(seed, m)),
+      );
+    }
+    for (const start of s.post_training?.starts ?? []) {
+      stages.push(
+        evalStage(
+          `seed-${seed}/post-${start}/before`,
+          'post-eval',
+          `seed ${seed}: post-training from ${start}, eval before`,
+          join(ev, `post-${start}-before.json`),
+          derived.post(seed, start),
+          L.startCheckpoint(seed, start),
+        ),
+      );
+      stages.push(
+        trainStage(
+          `seed-${seed}/post-${start}`,
+          'post-train',
+          `seed ${seed}: post-training from ${start}`,
+          derived.post(seed, start),
+        ),
+      );
+    }
+  }
+
+  const t0 = performance.now();
+  let ran = 0;
+  let skipped = 0;
+  let stopped = false;
+  const todo = stages.filter((st) => {
+    const d = st.done();
+    if (d) {
+      skipped++;
+      ledger[st.id] = { ...ledger[st.id], kind: st.kind, wall_s: ledger[st.id]?.wall_s ?? 0, done: true };
+    }
+    return !d;
+  });
+  say(
+    `[paper ${s.name}] ${stages.length} stages: ${skipped} done earlier, ${todo.length} to run; out ${relative(process.cwd(), out) || '.'}`,
+  );
+  for (const [i, st] of todo.entries()) {
+    if (signal?.aborted) {
+      stopped = true;
+      break;
+    }
+    say(`[paper ${s.name} ${i + 1}/${todo.length} ${clock((performance.now() - t0) / 1000)}] ${st.label}`);
+    const ts = performance.now();
+    let backend: string | undefined;
+    try {
+      backend = await st.run();
+    } catch (err) {
+      // Stopped before its first step (e.g. while scoring positions): nothing to keep, rerun it.
+      if (!signal?.aborted) throw err;
+    } finally {
+      const dt = (performance.now() - ts) / 1000;
+      ledger[st.id] = {
+        kind: st.kind,
+        wall_s: (ledger[st.id]?.wall_s ?? 0) + dt,
+        done: false,
+        ...((backend ?? ledger[st.id]?.backend) ? { backend: backend ?? ledger[st.id]?.backend } : {}),
+      };
+      writeJsonAtomic(ledgerPath, ledger);
+    }
+    if (!st.done()) {
+      // A training job stopped by the signal leaves a checkpoint and no final output.
+      stopped = true;
+      break;
+    }
+    ledger[st.id].done = true;
+    writeJsonAtomic(ledgerPath, ledger);
+    ran++;
+    say(`  done in ${((performance.now() - ts) / 1000).toFixed(1)} s`);
+  }
+  writeJsonAtomic(ledgerPath, ledger);
+  const json = join(resultsDir, 'paper-table.json');
+  const md = join(resultsDir, 'paper-table.md');
+  if (stopped) {
+    say(`[paper ${s.name}] stopped; run the same command again to resume`);
+    return { json, md, ran, skipped, stopped };
+  }
+
+  // The table.
+  const evalOf = (file: string) => readJson<EvalFile>(file).result;
+  const trainedEval = (seed: number, m: string) => readJson<EvalResult>(join(L.seed(seed), m, 'eval.json'));
+  const post: PostTrainingResult[] = (s.post_training?.starts ?? []).map((start: Start) =>
+    buildPost(
+      start,
+      start === 'base' ? 'base/final' : `seed-{seed}/${start}/final`,
+      s.seeds.map((seed) => ({
+        seed,
+        before: seedEval(seed, evalOf(join(L.evals(seed), `post-${start}-before.json`))),
+        after: seedEval(seed, readJson<EvalResult>(join(L.post(seed, start), 'eval.json'))),
+      })),
+    ),
+  );
+  const hasBasePost = s.post_training?.starts.includes('base') ?? false;
+  const sources: RowSource[] = [
+    ...(['ntp', 'ntr'] as const).map((mode) => ({
+      id: mode,
+      method: mode,
+      model: 'base',
+      mode,
+      evals: s.seeds.map((seed) => seedEval(seed, evalOf(join(L.evals(seed), `base-${mode}.json`)))),
+      postStart: hasBasePost ? ('base' as Start) : null,
+    })),
+    ...s.methods.rows.map((m) => ({
+      id: m === 'ntp' ? 'ntp-trained' : m,
+      method: m,
+      model: m,
+      mode: (METHOD_TABLE[m].reasoning === 'no' ? 'ntp' : 'ntr') as 'ntp' | 'ntr',
+      evals: s.seeds.map((seed) => seedEval(seed, trainedEval(seed, m))),
+      postStart: s.post_training?.starts.includes(m) ? m : null,
+    })),
+  ];
+  const rows = buildRows(sources, post);
+  const tgts = targets(s, rows, post);
+  const plotDir = join(resultsDir, 'paper');
+  const totalSteps = Object.fromEntries(
+    s.methods.rows.map((m) => [m, derived.method(s.seeds[0], m).train.steps]),
+  );
+  const plots = writePlots(
+    s,
+    out,
+    plotDir,
+    totalSteps,
+    rows.filter((r) => r.model === 'base'),
+  );
+  const backends = Object.values(ledger).flatMap((e) => (e.backend ? [e.backend] : []));
+  const byKind: Record<string, number> = {};
+  for (const st of stages) byKind[st.kind] = (byKind[st.kind] ?? 0) + (ledger[st.id]?.wall_s ?? 0);
+  const meta: ReportMeta = {
+    generated_at: new Date().toISOString(),
+    commit: git('rev-parse', 'HEAD'),
+    machine: machine(backends),
+    wall_s: Object.values(byKind).reduce((a, b) => a + b, 0),
+    wall_s_by_kind: byKind,
+    settings_file: relative(REPO, settingsFile) || settingsFile,
+    out_dir: relative(REPO, out) || out,
+  };
+  const table = {
+    schema: SCHEMA,
+    setting: s.name,
+    description: s.description.trim(),
+    ...meta,
+    units: {
+      accuracy: 'fraction of held-out positions predicted exactly (0-1)',
+      reasoning_length: 'tokens between <think> and </think>, mean per position',
+    },
+    ci95: '95% Student-t interval over seeds: mean ± t(0.975, n-1) * s / sqrt(n) (null with one seed)',
+    seeds: s.seeds,
+    rows,
+    post_training: post,
+    targets: tgts,
+    plots: Object.fromEntries(Object.entries(plots).map(([k, f]) => [k, `paper/${f}`])),
+    stages: ledger,
+    settings: s,
+    configs: {
+      base: s.base.config,
+      methods: Object.fromEntries(s.methods.rows.map((m) => [m, s.methods.config.replaceAll('{method}', m)])),
+      base_rows: s.base_rows.config,
+      post_training: s.post_training?.config ?? null,
+    },
+  };
+  writeJsonAtomic(json, table);
+  writeFileSync(md, markdown(s, meta, rows, post, tgts, plots, 'paper'));
+  say(
+    `[paper ${s.name}] ${ran} stages run, ${skipped} skipped; table ${relative(process.cwd(), md)}; targets: ${tgts
+      .map((t) => `${t.id} ${t.met === null ? 'n/a' : t.met ? 'met' : 'NOT met'}`)
+      .join(', ')}`,
+  );
+  return { json, md, ran, skipped, stopped };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      setting: { type: 'string', default: 'full' },
+      out: { type: 'string' },
+      results: { type: 'string' },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const file = settingsPath(values.setting);
+  if (!existsSync(file)) throw new UsageError(`no settings file ${file}`);
+  const stop = new AbortController();
+  process.once('SIGINT', () => {
+    process.stderr.write('\nstopping after this step (Ctrl-C again to abort without a checkpoint)\n');
+    stop.abort();
+    process.once('SIGINT', () => process.exit(130));
+  });
+  const r = await runPaperBenchmark({
+    settingsFile: file,
+    out: values.out,
+    results: values.results,
+    quiet: values.quiet,
+    signal: stop.signal,
+  });
+  return r.stopped ? 130 : 0;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: Error) => {
+      process.stderr.write(`bench:paper: ${err.message}\n`);
+      if (err instanceof UsageError) process.stderr.write(USAGE);
+      else if (process.env.RMT_DEBUG) process.stderr.write(`${err.stack}\n`);
+      process.exit(err instanceof UsageError ? 2 : 1);
+    },
+  );
+}

@@ -1,0 +1,424 @@
+/**
+ * The paper table from the benchmark's finished stages: rows aggregated over seeds (mean and 95%
+ * t-interval), the post-training check, the issue's targets with met / not met, the plots, and
+ * paper-table.json / paper-table.md.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { EvalResult } from '../../shared/train/evaluate.js';
+import { readMetrics } from '../../shared/train/metrics-log.js';
+import { lineChartSvg, type Series } from '../../shared/util/plot.js';
+import { layout, type PaperSettings, type Start, type TrainedMethod } from './settings.js';
+import { type MeanCi, meanCi } from './stats.js';
+
+export const SCHEMA = 'rmt-paper-table/1';
+
+/** One seed's evaluation of a row (accuracies are fractions in [0, 1]; null: empty split). */
+export interface SeedEval {
+  seed: number;
+  easy: number | null;
+  medium: number | null;
+  hard: number | null;
+  avg: number | null;
+  reasoning_length: number;
+  no_answer_rate: number;
+  positions: number;
+  split_sizes: { easy: number; medium: number; hard: number };
+}
+
+export interface Row {
+  /** Unique within the table: `ntp` and `ntr` are the base model, `ntp-trained` the NTP run. */
+  id: string;
+  /** The spec's name of the method (section 6). */
+  method: string;
+  /** The checkpoint evaluated: `base` or the trained method. */
+  model: string;
+  /** `ntp`: argmax next token; `ntr`: next-token reasoning (greedy). */
+  mode: 'ntp' | 'ntr';
+  easy: MeanCi;
+  medium: MeanCi;
+  hard: MeanCi;
+  avg: MeanCi;
+  /** Mean reasoning tokens per position, mean over seeds (0 for ntp). */
+  reasoning_length: number | null;
+  reasoning_length_ci95: number | null;
+  /** Which post-training run belongs to this row's checkpoint (null: none). */
+  post_training_start: Start | null;
+  /** Average accuracy on the post-training held-out positions before / after the same GRPO run. */
+  before: MeanCi | null;
+  after: MeanCi | null;
+  seeds: SeedEval[];
+}
+
+export interface PostTrainingResult {
+  start: Start;
+  checkpoint: string;
+  before: Record<'easy' | 'medium' | 'hard' | 'avg', MeanCi> & { reasoning_length: MeanCi };
+  after: Record<'easy' | 'medium' | 'hard' | 'avg', MeanCi> & { reasoning_length: MeanCi };
+  seeds: { seed: number; before: SeedEval; after: SeedEval }[];
+}
+
+export interface Target {
+  id: string;
+  description: string;
+  threshold: number;
+  /** The measured ratio (or the ablation's gap to RMT); null when a row is missing or undefined. */
+  value: number | null;
+  met: boolean | null;
+}
+
+export const seedEval = (seed: number, e: EvalResult): SeedEval => {
+  const f = (x: number) => (Number.isFinite(x) ? x : null);
+  return {
+    seed,
+    easy: f(e.easy.mean),
+    medium: f(e.medium.mean),
+    hard: f(e.hard.mean),
+    avg: f(e.avg),
+    reasoning_length: e.reasoning_length,
+    no_answer_rate: e.no_answer_rate,
+    positions: e.positions,
+    split_sizes: { easy: e.easy.n, medium: e.medium.n, hard: e.hard.n },
+  };
+};
+
+const aggregate = (evals: SeedEval[]) => ({
+  easy: meanCi(evals.map((e) => e.easy)),
+  medium: meanCi(evals.map((e) => e.medium)),
+  hard: meanCi(evals.map((e) => e.hard)),
+  avg: meanCi(evals.map((e) => e.avg)),
+  reasoning_length: meanCi(evals.map((e) => e.reasoning_length)),
+});
+
+/** Where a row's per-seed evaluation and its post-training come from. */
+export interface RowSource {
+  id: string;
+  method: string;
+  model: string;
+  mode: 'ntp' | 'ntr';
+  evals: SeedEval[];
+  postStart: Start | null;
+}
+
+export function buildRows(sources: RowSource[], post: PostTrainingResult[]): Row[] {
+  return sources.map((s) => {
+    const a = aggregate(s.evals);
+    const p = post.find((x) => x.start === s.postStart) ?? null;
+    return {
+      id: s.id,
+      method: s.method,
+      model: s.model,
+      mode: s.mode,
+      easy: a.easy,
+      medium: a.medium,
+      hard: a.hard,
+      avg: a.avg,
+      reasoning_length: a.reasoning_length.mean,
+      reasoning_length_ci95: a.reasoning_length.ci95,
+      post_training_start: p ? p.start : null,
+      before: p ? p.before.avg : null,
+      after: p ? p.after.avg : null,
+      seeds: s.evals,
+    };
+  });
+}
+
+export function buildPost(
+  start: Start,
+  checkpoint: string,
+  seeds: { seed: number; before: SeedEval; after: SeedEval }[],
+): PostTrainingResult {
+  return {
+    start,
+    checkpoint,
+    before: aggregate(seeds.map((s) => s.before)),
+    after: aggregate(seeds.map((s) => s.after)),
+    seeds,
+  };
+}
+
+const ratio = (a: number | null | undefined, b: number | null | undefined) =>
+  a === null || a === undefined || b === null || b === undefined || b === 0 ? null : a / b;
+
+export function targets(s: PaperSettings, rows: Row[], post: PostTrainingResult[]): Target[] {
+  const row = (id: string) => rows.find((r) => r.id === id);
+  const out: Target[] = [];
+  const rmt = row('rmt');
+  const rpt = row('rpt');
+  const acc = ratio(rmt?.avg.mean, rpt?.avg.mean);
+  out.push({
+    id: 'rmt_over_rpt_avg',
+    description: 'RMT average accuracy / RPT average accuracy >= threshold',
+    threshold: s.targets.rmt_over_rpt_avg,
+    value: acc,
+    met: acc === null ? null : acc >= s.targets.rmt_over_rpt_avg,
+  });
+  const len = ratio(rmt?.reasoning_length, rpt?.reasoning_length);
+  out.push({
+    id: 'rmt_over_rpt_reasoning_length',
+    description: 'RMT mean reasoning length / RPT mean reasoning length <= threshold',
+    threshold: s.targets.rmt_over_rpt_reasoning_length,
+    value: len,
+    met: len === null ? null : len <= s.targets.rmt_over_rpt_reasoning_length,
+  });
+  for (const id of ['rmt-no-dtb', 'rmt-no-cas', 'rmt-no-ntp']) {
+    const r = row(id);
+    if (!r) continue;
+    const gap =
+      rmt?.avg.mean === null || rmt === undefined || r.avg.mean === null ? null : rmt.avg.mean - r.avg.mean;
+    out.push({
+      id: `${id}_below_rmt`,
+      description: `${id} average accuracy below RMT's (value: RMT minus ${id}, > 0 meets it)`,
+      threshold: 0,
+      value: gap,
+      met: gap === null ? null : gap > 0,
+    });
+  }
+  const after = (start: Start) => post.find((p) => p.start === start)?.after.avg.mean;
+  const pt = ratio(after('rmt'), after('base'));
+  out.push({
+    id: 'post_training_rmt_over_base',
+    description:
+      'after the same post-training: accuracy from the RMT start / from the base start >= threshold',
+    threshold: s.targets.post_training_rmt_over_base,
+    value: pt,
+    met: pt === null ? null : pt >= s.targets.post_training_rmt_over_base,
+  });
+  return out;
+}
+
+/** The mean over seeds of a metric at each step (steps where at least one seed logged it). */
+function stepMeans(runs: Record<string, number>[][], key: string): [number, number][] {
+  const by = new Map<number, number[]>();
+  for (const rows of runs) {
+    for (const r of rows) {
+      const v = r[key];
+      if (typeof v !== 'number' || !Number.isFinite(v)) continue;
+      const list = by.get(r.step) ?? [];
+      list.push(v);
+      by.set(r.step, list);
+    }
+  }
+  return [...by.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([step, vs]) => [step, vs.reduce((a, b) => a + b, 0) / vs.length]);
+}
+
+/**
+ * The plots: accuracy and reasoning length against step for the plotted rows (mean over seeds;
+ * evaluations every `eval.every` steps plus the final one), and the budget and tier mix against
+ * step. Returns the files written, relative to `dir`'s parent.
+ */
+export function writePlots(
+  s: PaperSettings,
+  out: string,
+  dir: string,
+  totalSteps: Record<string, number>,
+  baseRows: Row[],
+): Record<string, string> {
+  mkdirSync(dir, { recursive: true });
+  const L = layout(out);
+  const metrics = (m: TrainedMethod) =>
+    s.seeds.map((seed) => {
+      const run = L.run(seed, m);
+      const rows = existsSync(join(run, 'metrics.jsonl')) ? readMetrics(join(run, 'metrics.jsonl')) : [];
+      // The final evaluation is in eval.json, not in metrics.jsonl: add it at step T.
+      if (existsSync(join(run, 'eval.json'))) {
+        const e = JSON.parse(readFileSync(join(run, 'eval.json'), 'utf8')) as EvalResult;
+        rows.push({
+          step: totalSteps[m],
+          'eval/avg': e.avg,
+          'eval/hard': e.hard.mean,
+          'eval/reasoning_length': e.reasoning_length,
+        });
+      }
+      return rows;
+    });
+  const byMethod = Object.fromEntries(s.methods.rows.map((m) => [m, metrics(m)]));
+  const files: Record<string, string> = {};
+  const write = (name: string, svg: string) => {
+    writeFileSync(join(dir, name), svg);
+    files[name.replace(/\.svg$/, '')] = name;
+  };
+  const baseLines: Series[] = baseRows
+    .filter((r) => r.avg.mean !== null)
+    .map((r) => ({ name: `base ${r.mode.toUpperCase()} (avg)`, points: [], y: r.avg.mean as number }));
+  write(
+    'accuracy.svg',
+    lineChartSvg({
+      title: `held-out next-token accuracy (mean over ${s.seeds.length} seeds)`,
+      xLabel: 'step',
+      yLabel: 'accuracy (0-1)',
+      series: [
+        ...s.plots.methods.flatMap((m) => [
+          { name: `${m} avg`, points: stepMeans(byMethod[m], 'eval/avg') },
+          { name: `${m} hard`, points: stepMeans(byMethod[m], 'eval/hard') },
+        ]),
+        ...baseLines,
+      ],
+    }),
+  );
+  write(
+    'reasoning-length.svg',
+    lineChartSvg({
+      title: `reasoning length (mean over ${s.seeds.length} seeds)`,
+      xLabel: 'step',
+      yLabel: 'tokens',
+      series: s.plots.methods.flatMap((m) => [
+        { name: `${m} rollouts`, points: stepMeans(byMethod[m], 'response_length/reasoning_mean') },
+        { name: `${m} eval`, points: stepMeans(byMethod[m], 'eval/reasoning_length') },
+      ]),
+    }),
+  );
+  write(
+    'budget.svg',
+    lineChartSvg({
+      title: 'reasoning budget B_t stated / enforced',
+      xLabel: 'step',
+      yLabel: 'tokens',
+      series: s.plots.methods.map((m) => ({
+        name: `${m} budget/current`,
+        points: stepMeans(byMethod[m], 'budget/current'),
+      })),
+    }),
+  );
+  const cas = s.plots.methods.filter((m) => stepMeans(byMethod[m], 'curriculum/p_easy').length > 0);
+  write(
+    'tier-mix.svg',
+    lineChartSvg({
+      title: 'curriculum tier mix p_t (CAS)',
+      xLabel: 'step',
+      yLabel: 'probability',
+      series: cas.flatMap((m) =>
+        (['easy', 'medium', 'hard'] as const).map((tier) => ({
+          name: `${m} p_${tier}`,
+          points: stepMeans(byMethod[m], `curriculum/p_${tier}`),
+        })),
+      ),
+    }),
+  );
+  return files;
+}
+
+const pct = (x: number | null) => (x === null ? 'n/a' : (100 * x).toFixed(1));
+const cell = (m: MeanCi | null) =>
+  m === null || m.mean === null ? 'n/a' : m.ci95 === null ? pct(m.mean) : `${pct(m.mean)} ± ${pct(m.ci95)}`;
+
+export interface ReportMeta {
+  generated_at: string;
+  commit: string;
+  machine: Record<string, unknown>;
+  wall_s: number;
+  wall_s_by_kind: Record<string, number>;
+  settings_file: string;
+  out_dir: string;
+}
+
+export function markdown(
+  s: PaperSettings,
+  meta: ReportMeta,
+  rows: Row[],
+  post: PostTrainingResult[],
+  tgts: Target[],
+  plots: Record<string, string>,
+  plotDir: string,
+): string {
+  const m = meta.machine;
+  const hours = (x: number) =>
+    x >= 3600 ? `${(x / 3600).toFixed(2)} h` : x >= 120 ? `${(x / 60).toFixed(1)} min` : `${x.toFixed(1)} s`;
+  const lines: string[] = [
+    `# Paper table: setting \`${s.name}\``,
+    '',
+    s.description.trim(),
+    '',
+    `Made by \`npm run bench:paper -- --setting ${s.name}\` (settings \`${meta.settings_file}\`) at commit ` +
+      `\`${meta.commit}\`, ${meta.generated_at}, on ${m.cpu} (${m.cores} cores, ${m.memory_gib} GiB, ` +
+      `${m.os}, Node ${m.node}, backend ${m.backend}). Wall time of all stages: ${hours(meta.wall_s)} ` +
+      `(${Object.entries(meta.wall_s_by_kind)
+        .map(([k, v]) => `${k} ${hours(v)}`)
+        .join(', ')}).`,
+    '',
+    `Next-token accuracy (%) on held-out positions split by the base model's entropy into RPT's nested ` +
+      `easy / medium / hard sets, their average, and the mean reasoning length (tokens), each as the mean ` +
+      `over ${s.seeds.length} seeds (${s.seeds.join(', ')}) ± the half-width of the 95% Student-t interval ` +
+      `over seeds (t(0.975, n-1)·s/√n). Post-training: average accuracy on held-out word-problem answer ` +
+      `digits before → after the same GRPO run from the row's checkpoint.`,
+    '',
+    '| row | method | model, mode | easy | medium | hard | average | reasoning tokens | post-training before → after |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    const len =
+      r.reasoning_length === null
+        ? 'n/a'
+        : `${r.reasoning_length.toFixed(1)}${r.reasoning_length_ci95 === null ? '' : ` ± ${r.reasoning_length_ci95.toFixed(1)}`}`;
+    const pt =
+      r.before && r.after ? `${cell(r.before)} → ${cell(r.after)} (from ${r.post_training_start})` : '-';
+    lines.push(
+      `| ${r.id} | ${r.method} | ${r.model}, ${r.mode} | ${cell(r.easy)} | ${cell(r.medium)} | ${cell(r.hard)} | ` +
+        `**${cell(r.avg)}** | ${len} | ${pt} |`,
+    );
+  }
+  lines.push('', '## Targets', '', '| target | threshold | measured | met |', '|---|---|---|---|');
+  for (const t of tgts) {
+    const v = t.value === null ? 'n/a' : t.value.toFixed(3);
+    const met = t.met === null ? 'not measurable' : t.met ? 'met' : '**not met**';
+    lines.push(`| ${t.description} | ${t.threshold} | ${v} | ${met} |`);
+  }
+  const missed = tgts.filter((t) => t.met !== true);
+  lines.push(
+    '',
+    missed.length === 0
+      ? 'Every target is met (on the means; see the intervals above for how clearly).'
+      : `Not met in this run (${missed.length} of ${tgts.length}): ${missed.map((t) => `\`${t.id}\``).join(', ')}.`,
+  );
+  if (post.length > 0) {
+    lines.push(
+      '',
+      '## Post-training check',
+      '',
+      '| start | before: easy | medium | hard | average | after: easy | medium | hard | average |',
+      '|---|---|---|---|---|---|---|---|---|',
+    );
+    for (const p of post) {
+      const b = p.before;
+      const a = p.after;
+      lines.push(
+        `| ${p.start} | ${cell(b.easy)} | ${cell(b.medium)} | ${cell(b.hard)} | **${cell(b.avg)}** | ` +
+          `${cell(a.easy)} | ${cell(a.medium)} | ${cell(a.hard)} | **${cell(a.avg)}** |`,
+      );
+    }
+  }
+  lines.push(
+    '',
+    '## Per seed (average accuracy, %)',
+    '',
+    `| row | ${s.seeds.map((x) => `seed ${x}`).join(' | ')} |`,
+  );
+  lines.push(`|---|${s.seeds.map(() => '---').join('|')}|`);
+  for (const r of rows) {
+    lines.push(
+      `| ${r.id} | ${s.seeds.map((x) => pct(r.seeds.find((e) => e.seed === x)?.avg ?? null)).join(' | ')} |`,
+    );
+  }
+  const positions = rows[0]?.seeds.map(
+    (e) =>
+      `${e.positions} (seed ${e.seed}: ${e.split_sizes.easy}/${e.split_sizes.medium}/${e.split_sizes.hard} easy/medium/hard)`,
+  );
+  if (positions?.length) lines.push('', `Held-out positions per evaluation: ${positions.join('; ')}.`);
+  lines.push('', '## Plots', '');
+  const captions: Record<string, string> = {
+    accuracy: 'held-out accuracy against step (average and hard split)',
+    'reasoning-length': 'reasoning length against step (training rollouts and evaluations)',
+    budget: 'budget B_t against step',
+    'tier-mix': 'curriculum tier mix p_t against step',
+  };
+  for (const [k, f] of Object.entries(plots)) lines.push(`- [${captions[k] ?? k}](${plotDir}/${f})`);
+  lines.push(
+    '',
+    `Every run's resolved config is \`config.resolved.json\` in its folder under \`${meta.out_dir}\`; the ` +
+      'settings and the configs they derive from are in paper-table.json.',
+    '',
+  );
+  return lines.join('\n');
+}
