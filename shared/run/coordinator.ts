@@ -168,8 +168,19 @@ export class RunCoordinator {
     try {
       return await this.loop();
     } catch (err) {
-      const stopped = this.o.signal?.aborted === true;
-      this.update({ state: stopped ? 'stopped' : 'failed', error: stopped ? '' : (err as Error).message });
+      if (this.o.signal?.aborted === true) {
+        // Stopped before the first step (while scoring): nothing to checkpoint, nothing failed.
+        this.update({ state: 'stopped' });
+        return {
+          method: this.cfg.method,
+          run_id: this.runId,
+          out_dir: this.cfg.run.out_dir,
+          steps: this.view.step,
+          wall_s: (performance.now() - this.t0) / 1000,
+          final_checkpoint: '',
+        };
+      }
+      this.update({ state: 'failed', error: (err as Error).message });
       throw err;
     }
   }
