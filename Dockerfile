@@ -4,10 +4,12 @@
 #
 #   docker build -t rmt:0.1.0 .
 #   docker run --rm rmt:0.1.0 scorer --help          # = node bin/rmt.js serve scorer --help
+#   docker run --rm --entrypoint node rmt:0.1.0 bin/rmt.js submit --help   # what rmt-start-run runs
 #
 # Settings come from flags or RMT_* environment variables (Kubernetes: the manifests in k8s/); no
-# run config, model, credential or TLS file is copied in. Checked by test/k8s.test.ts (there is no
-# container engine on the development machines). See docs/kubernetes.md.
+# run config, model, NATS credential or TLS file is copied in (Kubernetes mounts them from Secrets).
+# Checked by test/k8s.test.ts (there is no container engine on the development machines). See
+# docs/kubernetes.md.
 
 # --- build: the generated sources that `npm ci` makes through `prepare` --------------------------
 FROM node:20-bookworm-slim AS build
@@ -47,7 +49,6 @@ COPY bin/ bin/
 COPY scripts/ scripts/
 COPY services/ services/
 COPY shared/ shared/
-COPY k8s/start-run.ts k8s/
 # The `node` user of the base image; files stay owned by root, so the code is read-only to it.
 USER 1000:1000
 EXPOSE 50051 50052 50053 50054 9451 9452 9453 9454

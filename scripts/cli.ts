@@ -13,6 +13,7 @@ import { evaluatePositions } from '../shared/train/evaluate.js';
 import { pretrain } from '../shared/train/pretrain.js';
 import { evalBudget, evalSubset, train } from '../shared/train/rmt-train.js';
 import { status } from './status.js';
+import { submit } from './submit.js';
 import { up } from './up.js';
 
 /** The front door for every rmt job. Each verb takes `--config <yaml>`; `--help` lists them. */
@@ -30,6 +31,9 @@ commands:
                              learner, N rollout workers and the coordinator as separate processes
   status [--coordinator host:port] [--watch]
                              a run's progress and the rollout workers, from a coordinator
+  submit --config <yaml> [--coordinator host:port] [--no-watch]
+                             start a run on a coordinator (or follow the active one) and print
+                             its status until it ends (flags and RMT_* env: rmt submit --help)
   serve <scorer|rollout|learner|coordinator> [flags]
                              one service process (flags and RMT_* env: rmt serve <name> --help)
   eval --config <yaml> --checkpoint <dir> --mode <ntp|ntr> [--method M]
@@ -56,6 +60,7 @@ async function main(argv: string[]): Promise<number | 'serving'> {
   }
   if (argv[0] === 'up') return up(argv.slice(1));
   if (argv[0] === 'status') return status(argv.slice(1));
+  if (argv[0] === 'submit') return submit(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

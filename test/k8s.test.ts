@@ -1,24 +1,37 @@
-// The Kubernetes deployment (docs/kubernetes.md): renders k8s/base and every overlay, validates every
-// object against the Kubernetes API types offline, and checks the manifests against the services
-// (flags, env vars, ports, addresses, paths), the Dockerfile against the sources, and the guide's
-// commands against the manifests. No cluster, no container engine, no network.
+// The Kubernetes deployment (docs/kubernetes.md): renders k8s/base, every overlay and every overlay
+// with the optional components, validates every object against the Kubernetes API types offline, and
+// checks the manifests against the services (flags, env vars, ports, addresses, paths, credentials),
+// the NATS configuration against nats-server (and the credentials against a running one, where it
+// is installed), the Dockerfile against the sources, and the guide's commands against the manifests.
+// No cluster, no container engine, no network.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire, isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
-import { delimiter, join, posix, relative, resolve } from 'node:path';
+import { dirname, join, posix, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import ts from 'typescript';
-import { parse, parseAllDocuments } from 'yaml';
-import { START_RUN_FLAGS, startRun } from '../k8s/start-run.js';
-import {
-  envName,
-  type FlagSchema,
-  type FlagSpec,
-  parseServiceFlags,
-} from '../shared/config/service-flags.js';
+import { parse, parseAllDocuments, stringify } from 'yaml';
+import { DEFAULT_USERS, NATS_AUTH_FLAGS, NATS_TLS_DIR, natsAuth } from '../k8s/tools/nats-auth.js';
+import { SUBMIT_FLAGS, submit } from '../scripts/submit.js';
+import { FLAGS as COORDINATOR_FLAGS } from '../services/coordinator/main.js';
+import { FLAGS as LEARNER_FLAGS } from '../services/learner/main.js';
+import { FLAGS as ROLLOUT_FLAGS } from '../services/rollout/main.js';
+import { FLAGS as SCORER_FLAGS } from '../services/scorer/main.js';
+import { createBus } from '../shared/bus/index.js';
+import { envName, type FlagSchema, parseServiceFlags } from '../shared/config/service-flags.js';
 import { parseTrainConfig } from '../shared/config/train-config.js';
 import { failedPrecondition, handleServerStream, handleUnary } from '../shared/rpc/errors.js';
 import {
@@ -29,6 +42,7 @@ import {
 } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 import { bindService, startServer } from '../shared/rpc/server.js';
 import { type K8sObject, keyOf, kustomize } from './helpers/kustomize.js';
+import { findNatsServer, startNatsServer } from './helpers/nats-server.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const at = (p: string) => join(root, p);
@@ -36,14 +50,28 @@ const read = (p: string) => readFileSync(at(p), 'utf8');
 
 const SERVICES = ['scorer', 'rollout', 'learner', 'coordinator'] as const;
 type Service = (typeof SERVICES)[number];
-const TARGETS = ['base', 'cpu', 'gpu', 'dev'] as const;
+const OVERLAYS = ['cpu', 'gpu', 'dev'] as const;
+type Overlay = (typeof OVERLAYS)[number];
+// The optional components (k8s/components), each rendered on an overlay the way a user adds it: in
+// `components:` of the overlay's kustomization.yaml (a copy of the overlay in a temporary folder).
+const VARIANTS = {
+  'cpu+tls': { overlay: 'cpu', components: ['tls'] },
+  'gpu+queue-autoscaling': { overlay: 'gpu', components: ['queue-autoscaling'] },
+  'dev+tls+queue-autoscaling': { overlay: 'dev', components: ['tls', 'queue-autoscaling'] },
+} as const satisfies Record<string, { overlay: Overlay; components: readonly string[] }>;
+type Variant = keyof typeof VARIANTS;
+const TARGETS = ['base', ...OVERLAYS, ...(Object.keys(VARIANTS) as Variant[])] as const;
 type Target = (typeof TARGETS)[number];
-const DIRS: Record<Target, string> = {
+const DIRS: Record<'base' | Overlay, string> = {
   base: 'k8s/base',
   cpu: 'k8s/overlays/cpu',
   gpu: 'k8s/overlays/gpu',
   dev: 'k8s/overlays/dev',
 };
+const isVariant = (t: Target): t is Variant => t in VARIANTS;
+/** The overlay a target is (or is built on). */
+const overlayOf = (t: Target): 'base' | Overlay => (isVariant(t) ? VARIANTS[t].overlay : t);
+const componentsOf = (t: Target): readonly string[] => (isVariant(t) ? VARIANTS[t].components : []);
 const EXTRA_FILES = ['k8s/tools/models-loader.yaml', 'k8s/monitoring/podmonitor.yaml'];
 const NAMESPACE = 'rmt';
 const POD = { name: 'pod-name-0', ip: '10.1.2.3' };
@@ -53,11 +81,40 @@ const POD = { name: 'pod-name-0', ip: '10.1.2.3' };
 // biome-ignore lint/suspicious/noExplicitAny: manifests are untyped YAML; the API types check them.
 type Any = any;
 
+// The variants' kustomizations: copies of their overlays with `components:` added and the paths out
+// of the overlay made relative to the copy.
+let variantRoot: string | undefined;
+// Temporary folders of the file (the variants, the test certificates), removed at its end.
+const tempDirs: string[] = [];
+test.after.always(() => {
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+});
+function dirOf(t: Target): string {
+  if (!isVariant(t)) return at(DIRS[t]);
+  if (!variantRoot) {
+    variantRoot = mkdtempSync(join(tmpdir(), 'rmt-k8s-'));
+    tempDirs.push(variantRoot);
+  }
+  const dir = join(variantRoot, t);
+  if (existsSync(dir)) return dir;
+  const from = at(DIRS[VARIANTS[t].overlay]);
+  cpSync(from, dir, { recursive: true });
+  const k = parse(readFileSync(join(dir, 'kustomization.yaml'), 'utf8')) as Any;
+  const out = (p: string) => relative(dir, resolve(from, p));
+  k.resources = (k.resources as string[]).map((r) => (existsSync(join(dir, r)) ? r : out(r)));
+  k.components = [
+    ...(k.components ?? []).map(out),
+    ...VARIANTS[t].components.map((c) => relative(dir, at(`k8s/components/${c}`))),
+  ];
+  writeFileSync(join(dir, 'kustomization.yaml'), stringify(k));
+  return dir;
+}
+
 const renders = new Map<Target, K8sObject[]>();
 function render(t: Target): K8sObject[] {
   let r = renders.get(t);
   if (!r) {
-    r = kustomize(at(DIRS[t]));
+    r = kustomize(dirOf(t));
     renders.set(t, r);
   }
   return structuredClone(r);
@@ -193,83 +250,30 @@ const RUNTIME_ENV = (() => {
   return found;
 })();
 
-// --- the services' flags, from their --help -----------------------------------------------------
+// --- the services' flags ------------------------------------------------------------------------
 
-class HelpExit extends Error {}
-
-/** A service's flag schema, rebuilt from its `--help` (main() prints it and exits; both caught). */
-async function helpOf(service: Service): Promise<string> {
-  const mod = (await import(`../services/${service}/main.ts`)) as { main(argv: string[]): Promise<void> };
-  let text = '';
-  const write = process.stdout.write;
-  const exit = process.exit;
-  process.stdout.write = ((s: string) => {
-    text += s;
-    return true;
-  }) as typeof process.stdout.write;
-  process.exit = ((code?: number) => {
-    throw new HelpExit(String(code));
-  }) as typeof process.exit;
-  try {
-    await mod.main(['--help']);
-  } catch (e) {
-    if (!(e instanceof HelpExit)) throw e;
-  } finally {
-    process.stdout.write = write;
-    process.exit = exit;
-  }
-  return text;
-}
-
-function schemaFromHelp(text: string): FlagSchema {
-  const lines = text.split('\n');
-  const h = lines.findIndex((l) => /^\s*FLAG\s+ENV\s+DEFAULT\s+DESCRIPTION/.test(l));
-  if (h < 0) throw new Error(`no flag table in:\n${text}`);
-  const cols = ['FLAG', 'ENV', 'DEFAULT', 'DESCRIPTION'].map((c) => lines[h].indexOf(c));
-  const schema: Record<string, FlagSpec> = {};
-  for (const l of lines.slice(h + 1)) {
-    if (!l.trim() || l.trim().startsWith('-h, --help')) continue;
-    const [flag, env, def, doc] = [0, 1, 2, 3].map((i) => l.slice(cols[i], cols[i + 1]).trim());
-    const dflt =
-      def === '-' || def === '(required)' ? undefined : def.startsWith('"') ? JSON.parse(def) : def;
-    const required = def === '(required)';
-    let m = /^--([a-z0-9-]+), --no-/.exec(flag);
-    if (m) {
-      schema[m[1]] = { type: 'bool', env, doc, default: dflt === 'true' };
-      continue;
-    }
-    m = /^--([a-z0-9-]+) <([^>]+)>$/.exec(flag);
-    if (!m) throw new Error(`help row ${JSON.stringify(l)}`);
-    const [, name, type] = m;
-    if (type === 'string') schema[name] = { type, env, doc, default: dflt, required };
-    else if (type === 'int' || type === 'number') {
-      const range = /\((?:an integer|a number)(?: in \[([^,]+), ([^\]]+)\]| >= (\S+)| <= (\S+))\)$/.exec(doc);
-      const num = (s: string | undefined) => (s === undefined ? undefined : Number(s));
-      schema[name] = {
-        type,
-        env,
-        doc,
-        default: num(dflt),
-        required,
-        min: num(range?.[1] ?? range?.[3]),
-        max: num(range?.[2] ?? range?.[4]),
-      };
-    } else schema[name] = { type: 'enum', choices: type.split('|'), env, doc, default: dflt, required };
-  }
-  return schema;
-}
-
-let schemas: Promise<Record<Service, FlagSchema>> | undefined;
-function serviceSchemas(): Promise<Record<Service, FlagSchema>> {
-  schemas ??= (async () => {
-    const out = {} as Record<Service, FlagSchema>;
-    for (const s of SERVICES) out[s] = schemaFromHelp(await helpOf(s));
-    return out;
-  })();
-  return schemas;
-}
+const SCHEMAS: Record<Service, FlagSchema> = {
+  scorer: SCORER_FLAGS,
+  rollout: ROLLOUT_FLAGS,
+  learner: LEARNER_FLAGS,
+  coordinator: COORDINATOR_FLAGS,
+};
 
 const envNamesOf = (schema: FlagSchema) => new Set(Object.entries(schema).map(([n, s]) => envName(n, s)));
+
+// Flags whose value is a file the process reads (camelCase, as parsed).
+const FILE_FLAGS = [
+  'tlsCert',
+  'tlsKey',
+  'tlsCa',
+  'peerTlsCa',
+  'peerTlsCert',
+  'peerTlsKey',
+  'busCreds',
+  'busTlsCa',
+  'busTlsCert',
+  'busTlsKey',
+] as const;
 
 /** A Service address host:port -> the workloads behind it and the container port it leads to. */
 function resolveAddress(objs: K8sObject[], address: string): { svc: Any; pods: Any[]; port: number } {
@@ -313,8 +317,8 @@ interface Effective {
   flags: Record<string, Any>;
 }
 
-async function effective(t: ExecutionContext, target: Target, objs: K8sObject[]): Promise<Effective[]> {
-  const sch = await serviceSchemas();
+function effective(t: ExecutionContext, target: Target, objs: K8sObject[]): Effective[] {
+  const sch = SCHEMAS;
   const out: Effective[] = [];
   for (const { w, c, service } of rmtContainers(objs)) {
     const where = `${target}: ${w.metadata.name}/${c.name}`;
@@ -360,7 +364,7 @@ test('k8s/base and every overlay render', (t) => {
   'test/helpers/kustomize.ts renders what `kubectl kustomize` renders (needs kubectl: install it from the Kubernetes apt repository or as a release binary)',
   (t) => {
     for (const target of TARGETS) {
-      const out = execFileSync('kubectl', ['kustomize', at(DIRS[target])], { encoding: 'utf8' });
+      const out = execFileSync('kubectl', ['kustomize', dirOf(target)], { encoding: 'utf8' });
       const theirs = new Map(
         parseAllDocuments(out).map((d) => {
           const o = d.toJS() as K8sObject;
@@ -441,7 +445,7 @@ test('every object validates against the Kubernetes 1.27 API types (kubernetes-m
 test('rmt containers: flags and RMT_* variables the services accept, probes on the ports they listen on, addresses that lead to the right pods', async (t) => {
   for (const target of TARGETS) {
     const objs = render(target);
-    const eff = await effective(t, target, objs);
+    const eff = effective(t, target, objs);
     t.deepEqual([...new Set(eff.map((e) => e.service))].sort(), [...SERVICES].sort(), target);
     const grpcPort = (s: Service) => eff.find((e) => e.service === s)!.flags.port as number;
     for (const { w, c, service, flags } of eff) {
@@ -526,17 +530,81 @@ test('rmt containers: flags and RMT_* variables the services accept, probes on t
         );
       }
     }
-    // The run starter's flags and its coordinator address.
+    // Files the flags name (credentials, certificates, keys) are keys of the Secrets and ConfigMaps
+    // mounted there, and no service reads one from an optional Secret: without it the service would
+    // crash at start instead of the pod waiting for the Secret.
+    for (const { w, c, flags } of eff) {
+      checkFiles(t, objs, w, c, flags, `${target}: ${w.metadata.name}/${c.name}`);
+    }
+    // The bus: one replica count of the RMT stream for every service, one replica per NATS server.
+    const sts = find(objs, 'StatefulSet', 'rmt-nats');
+    const replicas = [...new Set(eff.map((e) => e.flags.busReplicas as number))];
+    t.is(replicas.length, 1, `${target}: the services disagree on RMT_BUS_REPLICAS: ${replicas.join(', ')}`);
+    t.is(
+      replicas[0],
+      sts.spec.replicas,
+      `${target}: RMT_BUS_REPLICAS ${replicas[0]} for ${sts.spec.replicas} NATS servers`,
+    );
+    // The bus credentials reach every service: its own user's creds file, from Secret rmt-bus-creds
+    // as k8s/tools/nats-auth.ts writes it (the live check is in the NATS authentication test).
+    for (const { w, c, service, flags } of eff) {
+      const where = `${target}: ${w.metadata.name}/${c.name}`;
+      if (!/^(nats|tls):\/\//.test(flags.bus)) continue;
+      t.truthy(flags.busCreds, `${where}: connects to NATS without credentials (RMT_BUS_CREDS)`);
+      const src = fileSource(w, c, flags.busCreds ?? '');
+      t.is(
+        src?.secret,
+        'rmt-bus-creds',
+        `${where}: --bus-creds ${flags.busCreds} is not from Secret rmt-bus-creds`,
+      );
+      t.is(src?.key, `${service}.creds`, `${where}: --bus-creds should be the ${service} user's own`);
+      t.true(
+        (DEFAULT_USERS as readonly string[]).includes(service),
+        `${where}: k8s/tools/nats-auth.ts writes no ${service}.creds`,
+      );
+    }
+    t.is(
+      new Set(eff.map((e) => e.flags.busTlsCa !== undefined)).size,
+      1,
+      `${target}: some services reach NATS over TLS, others do not`,
+    );
+    // TLS between the services: whoever calls a service that serves TLS verifies it, and whoever
+    // verifies calls only services that serve TLS (one --peer-tls-ca per process).
+    const flagsOf = (s: Service) => eff.find((e) => e.service === s)!.flags;
+    const calls: [Service, Service][] = [
+      ['coordinator', 'scorer'],
+      ['coordinator', 'learner'],
+      ['coordinator', 'rollout'],
+      ['rollout', 'learner'],
+    ];
+    for (const [from, to] of calls) {
+      t.is(
+        flagsOf(from).peerTlsCa !== undefined,
+        flagsOf(to).tlsCert !== undefined,
+        `${target}: ${from} -> ${to}: ${flagsOf(to).tlsCert ? 'TLS' : 'plaintext'} server, ${flagsOf(from).peerTlsCa ? 'TLS' : 'plaintext'} client`,
+      );
+      if (flagsOf(to).tlsCa)
+        t.truthy(flagsOf(from).peerTlsCert, `${target}: ${to} wants client certificates from ${from}`);
+    }
+    // The run starter (`rmt submit`): its flags, its coordinator address, TLS as the coordinator serves it.
     const job = find(objs, 'CronJob', 'rmt-start-run');
     const jc = podSpec(job).containers[0];
-    t.deepEqual(jc.command, ['node', '--import', 'tsx', 'k8s/start-run.ts']);
+    t.deepEqual(jc.command, ['node', 'bin/rmt.js', 'submit'], `${target}: rmt-start-run runs \`rmt submit\``);
     const { env, names } = containerEnv(objs, jc);
-    const known = envNamesOf(START_RUN_FLAGS);
+    const known = envNamesOf(SUBMIT_FLAGS);
     for (const n of names) if (n.startsWith('RMT_')) t.true(known.has(n), `${target}: rmt-start-run: ${n}`);
-    const f = parseServiceFlags(START_RUN_FLAGS, jc.args, env);
+    const f = parseServiceFlags(SUBMIT_FLAGS, jc.args, env);
     const r = leadsTo(t, objs, f.coordinator, `${target}: rmt-start-run`);
     t.deepEqual(r.pods.map(component), ['coordinator'], `${target}: rmt-start-run --coordinator`);
     t.is(r.port, grpcPort('coordinator'));
+    checkFiles(t, objs, job, jc, f, `${target}: rmt-start-run`);
+    const coordinator = flagsOf('coordinator');
+    t.is(
+      f.tlsCa !== undefined,
+      coordinator.tlsCert !== undefined,
+      `${target}: rmt-start-run ${f.tlsCa ? 'speaks' : 'does not speak'} TLS, the coordinator ${coordinator.tlsCert ? 'serves TLS' : 'is plaintext'}`,
+    );
+    if (coordinator.tlsCa) t.truthy(f.tlsCert, `${target}: the coordinator wants a client certificate`);
     // Every Service leads to container ports of the pods it selects.
     for (const svc of byKind(objs, 'Service')) {
       for (const p of svc.spec.ports) {
@@ -565,13 +633,60 @@ function mountFor(w: Any, c: Any, path: string): { m: Any; v: Any } | undefined 
   return { m, v };
 }
 
+/** The Secret or ConfigMap key behind a file a container reads, through its volume mounts. */
+function fileSource(
+  w: Any,
+  c: Any,
+  path: string,
+): { secret?: string; configMap?: string; key: string; optional: boolean } | undefined {
+  const hit = mountFor(w, c, path);
+  const src = hit?.v?.secret ?? hit?.v?.configMap;
+  if (!src) return undefined;
+  const rel = posix.relative(hit!.m.mountPath, path);
+  let key = rel;
+  if (src.items) {
+    const item = src.items.find((i: Any) => i.path === rel);
+    if (!item) return undefined;
+    key = item.key;
+  } else if (rel.includes('/')) return undefined;
+  const optional = src.optional === true;
+  return hit!.v.secret ? { secret: src.secretName, key, optional } : { configMap: src.name, key, optional };
+}
+
+/** The file flags of a container: each on a Secret or ConfigMap key, none from an optional Secret. */
+function checkFiles(
+  t: ExecutionContext,
+  objs: K8sObject[],
+  w: Any,
+  c: Any,
+  flags: Record<string, Any>,
+  where: string,
+) {
+  for (const ff of FILE_FLAGS) {
+    const path = flags[ff];
+    if (path === undefined) continue;
+    const flag = `--${ff.replace(/[A-Z]/g, (m) => `-${m.toLowerCase()}`)}`;
+    const src = fileSource(w, c, path);
+    if (!src) {
+      t.fail(`${where}: ${flag} ${path} is on no Secret or ConfigMap key`);
+      continue;
+    }
+    if (src.configMap)
+      t.truthy(
+        find(objs, 'ConfigMap', src.configMap)?.data?.[src.key],
+        `${where}: ${flag}: no key ${src.key}`,
+      );
+    t.false(src.optional, `${where}: ${flag} reads ${path} from an optional Secret (${src.secret})`);
+  }
+}
+
 test('volumes and paths: init_from on the read-only models volume, out_dir on a claim of each service that writes it', async (t) => {
   for (const target of TARGETS) {
     const objs = render(target);
     const cm = find(objs, 'ConfigMap', 'rmt-run');
     t.truthy(cm?.data?.['run.yaml'], `${target}: ConfigMap rmt-run has no run.yaml`);
     const cfg = parseTrainConfig(parse(cm.data['run.yaml']), `${target}: rmt-run`);
-    const eff = await effective(t, target, objs);
+    const eff = effective(t, target, objs);
     const of = (s: Service) => eff.find((e) => e.service === s)!;
     // model.init_from: read by the scorer, the learner and the workers.
     for (const s of ['scorer', 'learner', 'rollout'] as const) {
@@ -613,11 +728,24 @@ test('volumes and paths: init_from on the read-only models volume, out_dir on a 
             find(objs, 'ConfigMap', v.configMap.name),
             `${target}: ${w.metadata.name}: ConfigMap ${v.configMap.name}`,
           );
+        // A Secret may come from outside the manifests (credentials never go into the repository):
+        // then it is optional, or the guide creates it.
         if (v.secret)
           t.true(
-            v.secret.optional === true || !!find(objs, 'Secret', v.secret.secretName),
-            `${target}: Secret ${v.secret.secretName}`,
+            v.secret.optional === true ||
+              !!find(objs, 'Secret', v.secret.secretName) ||
+              guideSecrets().has(v.secret.secretName),
+            `${target}: ${w.metadata.name}: Secret ${v.secret.secretName} is not optional, not in the manifests and not created by docs/kubernetes.md`,
           );
+        // ...with the keys the pod mounts.
+        for (const item of v.secret?.items ?? []) {
+          const guide = guideSecrets().get(v.secret.secretName);
+          if (guide)
+            t.true(
+              guide.has(item.key),
+              `${target}: ${w.metadata.name}: docs/kubernetes.md creates Secret ${v.secret.secretName} without key ${item.key}`,
+            );
+        }
       }
       for (const c of podSpec(w).containers) {
         for (const m of c.volumeMounts ?? []) {
@@ -645,7 +773,7 @@ test('volumes and paths: init_from on the read-only models volume, out_dir on a 
     }
     // The models volume is mounted on many nodes at once (any worker anywhere), except in dev.
     const modes = find(objs, 'PersistentVolumeClaim', 'rmt-models').spec.accessModes;
-    if (target === 'dev') t.deepEqual(modes, ['ReadWriteOnce']);
+    if (overlayOf(target) === 'dev') t.deepEqual(modes, ['ReadWriteOnce']);
     else
       t.true(
         modes.includes('ReadWriteMany') || modes.includes('ReadOnlyMany'),
@@ -654,7 +782,7 @@ test('volumes and paths: init_from on the read-only models volume, out_dir on a 
     // The run starter reads the config where the ConfigMap is mounted.
     const job = find(objs, 'CronJob', 'rmt-start-run');
     const jc = podSpec(job).containers[0];
-    const f = parseServiceFlags(START_RUN_FLAGS, jc.args, containerEnv(objs, jc).env);
+    const f = parseServiceFlags(SUBMIT_FLAGS, jc.args, containerEnv(objs, jc).env);
     const hit = mountFor(job, jc, f.config);
     t.is(hit?.v.configMap?.name, 'rmt-run', `${target}: --config ${f.config} is not in ConfigMap rmt-run`);
     t.is(relative(hit!.m.mountPath, f.config), 'run.yaml');
@@ -727,10 +855,25 @@ test('rollout workers: an autoscaler that owns their count, disruption budgets t
     t.is(component(d), 'rollout', target);
     t.is(d.spec.replicas, undefined, `${target}: rmt-rollout sets replicas, which every apply would reset`);
     t.true(h.spec.minReplicas >= 1 && h.spec.minReplicas <= h.spec.maxReplicas, target);
+    // CPU by default; the queue (an external metric of k8s/monitoring/prometheus-adapter.yaml) only
+    // with k8s/components/queue-autoscaling.
+    const external = adapterExternalMetrics();
+    t.deepEqual(
+      h.spec.metrics.map((m: Any) => m.type),
+      componentsOf(target).includes('queue-autoscaling') ? ['External'] : ['Resource'],
+      target,
+    );
     for (const m of h.spec.metrics) {
-      t.is(m.type, 'Resource', `${target}: custom metrics need an adapter (docs/kubernetes.md)`);
-      for (const c of podSpec(d).containers)
-        t.truthy(c.resources?.requests?.[m.resource.name], `${target}: utilization needs requests`);
+      if (m.type === 'Resource') {
+        for (const c of podSpec(d).containers)
+          t.truthy(c.resources?.requests?.[m.resource.name], `${target}: utilization needs requests`);
+      } else if (m.type === 'External') {
+        t.true(
+          external.has(m.external.metric.name),
+          `${target}: prometheus-adapter.yaml serves no external metric ${m.external.metric.name}`,
+        );
+        t.is(m.external.target.type, 'AverageValue', `${target}: a queue length is shared by the workers`);
+      } else t.fail(`${target}: metric type ${m.type}`);
     }
     const pdbs = byKind(objs, 'PodDisruptionBudget');
     t.deepEqual(pdbs.map((p) => p.metadata.name).sort(), ['rmt-nats', 'rmt-rollout'], target);
@@ -793,7 +936,7 @@ test('network policies: only the services that must talk can', async (t) => {
       }
     }
     // What must be allowed: every connection the manifests configure, derived from them.
-    const eff = await effective(t, target, objs);
+    const eff = effective(t, target, objs);
     const port = (s: Service) => eff.find((e) => e.service === s)!.flags.port as number;
     const needed = new Set<string>([
       `coordinator -> scorer:${port('scorer')}`,
@@ -817,8 +960,9 @@ test('network policies: only the services that must talk can', async (t) => {
 
 // --- overlays -----------------------------------------------------------------------------------
 
-test('overlays: GPUs only for the learner and workers on gpu, none on cpu, one replica of everything on dev', async (t) => {
-  for (const target of ['cpu', 'gpu', 'dev'] as const) {
+test('overlays: GPUs only for the learner and workers on gpu, none on cpu, one replica of everything on dev', (t) => {
+  for (const target of TARGETS.filter((x) => x !== 'base')) {
+    const overlay = overlayOf(target);
     const objs = render(target);
     const images = new Set<string>();
     for (const w of workloads(objs)) {
@@ -830,7 +974,7 @@ test('overlays: GPUs only for the learner and workers on gpu, none on cpu, one r
         );
         t.false(c.image.endsWith(':latest'), `${target}: ${c.image}`);
         const gpus = c.resources?.limits?.['nvidia.com/gpu'];
-        const onGpu = target === 'gpu' && ['learner', 'rollout'].includes(component(w));
+        const onGpu = overlay === 'gpu' && ['learner', 'rollout'].includes(component(w));
         t.is(
           gpus !== undefined,
           onGpu,
@@ -841,9 +985,9 @@ test('overlays: GPUs only for the learner and workers on gpu, none on cpu, one r
     for (const { c } of rmtContainers(objs)) images.add(c.image);
     images.add(podSpec(find(objs, 'CronJob', 'rmt-start-run')).containers[0].image);
     t.is(images.size, 1, `${target}: the services and rmt-start-run run one image: ${[...images]}`);
-    for (const { w, service, flags } of await effective(t, target, objs)) {
+    for (const { w, service, flags } of effective(t, target, objs)) {
       if (!('backend' in flags)) continue;
-      const onGpu = target === 'gpu' && service !== 'scorer';
+      const onGpu = overlay === 'gpu' && service !== 'scorer';
       t.is(flags.backend === 'webgpu', onGpu, `${target}: ${service} --backend ${flags.backend}`);
       if (onGpu) {
         const spec = podSpec(w);
@@ -860,7 +1004,7 @@ test('overlays: GPUs only for the learner and workers on gpu, none on cpu, one r
         );
       }
     }
-    if (target === 'dev') {
+    if (overlay === 'dev') {
       for (const w of byKind(objs, 'Deployment').concat(byKind(objs, 'StatefulSet'))) {
         if (w.metadata.name === 'rmt-rollout') continue;
         t.is(w.spec.replicas, 1, `dev: ${w.metadata.name}`);
@@ -873,23 +1017,89 @@ test('overlays: GPUs only for the learner and workers on gpu, none on cpu, one r
 
 // --- NATS ---------------------------------------------------------------------------------------
 
-function natsServerBinary(): string | null {
-  const dirs = (process.env.PATH ?? '').split(delimiter).concat(['/usr/sbin', '/usr/local/sbin']);
-  if (process.env.NATS_SERVER_BIN) return process.env.NATS_SERVER_BIN;
-  for (const d of dirs) if (d && existsSync(join(d, 'nats-server'))) return join(d, 'nats-server');
-  return null;
+/** The NATS container, its config file path and the configuration text (from its ConfigMap). */
+function natsConfig(objs: K8sObject[]): { sts: Any; c: Any; cfgPath: string; conf: string } {
+  const sts = find(objs, 'StatefulSet', 'rmt-nats');
+  const c = podSpec(sts).containers[0];
+  const cfgPath: string = c.command[c.command.indexOf('--config') + 1];
+  const src = fileSource(sts, c, cfgPath);
+  const conf: string = find(objs, 'ConfigMap', src?.configMap ?? '')?.data?.[src?.key ?? ''];
+  return { sts, c, cfgPath, conf };
 }
 
-test('NATS: the configuration matches the StatefulSet (ports, routes, store, pid file) and nats-server accepts it', (t) => {
-  const bin = natsServerBinary();
+/** Absolute paths of the files nats.conf includes (include paths are relative to it). */
+const includesOf = (conf: string, cfgPath: string) =>
+  [...conf.matchAll(/^\s*include\s+"?([^"\s]+)"?/gm)].map((m) => posix.resolve(posix.dirname(cfgPath), m[1]));
+
+// A throwaway CA and one certificate for rmt-nats, rmt-coordinator, localhost and 127.0.0.1 (what the
+// guide's certificate names, plus the loopback the tests connect to); null without openssl.
+let certs: { dir: string; files: Record<'ca.crt' | 'tls.crt' | 'tls.key', string> } | null | undefined;
+function testCerts(): typeof certs {
+  if (certs !== undefined) return certs;
+  const dir = mkdtempSync(join(tmpdir(), 'rmt-k8s-certs-'));
+  tempDirs.push(dir);
+  const ssl = (...args: string[]) => spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  writeFileSync(
+    join(dir, 'san.ext'),
+    'subjectAltName=DNS:rmt-nats,DNS:rmt-coordinator,DNS:localhost,IP:127.0.0.1\n',
+  );
+  const steps = [
+    ['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=rmt test CA', '-days', '2'],
+    ['req', ...ec, '-keyout', 'tls.key', '-out', 'tls.csr', '-subj', '/CN=rmt'],
+    ['x509', '-req', '-in', 'tls.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial'],
+  ];
+  steps[2].push('-out', 'tls.crt', '-days', '2', '-extfile', 'san.ext');
+  for (const a of steps) {
+    const r = ssl(...a);
+    if (r.error || r.status !== 0) {
+      certs = null;
+      return certs;
+    }
+  }
+  const files = Object.fromEntries(
+    (['ca.crt', 'tls.crt', 'tls.key'] as const).map((f) => [f, readFileSync(join(dir, f), 'utf8')]),
+  ) as Record<'ca.crt' | 'tls.crt' | 'tls.key', string>;
+  certs = { dir, files };
+  return certs;
+}
+
+/** Does the target's configuration put NATS behind TLS (the services verify it)? */
+const busTls = (t: ExecutionContext, target: Target, objs: K8sObject[]) =>
+  effective(t, target, objs).some((e) => e.flags.busTlsCa !== undefined);
+
+/**
+ * The files of a NATS pod under `root`, at their mount paths: nats.conf from its ConfigMap, and what
+ * the guide's Secrets hold (auth.conf of `auth`, the test certificates). JetStream's store and the
+ * pid file are left to the command line (temporary folders).
+ */
+function natsPodFiles(
+  objs: K8sObject[],
+  root: string,
+  auth: string,
+  tlsFiles?: Record<string, string>,
+): string {
+  const { sts, c, cfgPath, conf } = natsConfig(objs);
+  const put = (p: string, text: string) => {
+    mkdirSync(dirname(join(root, p)), { recursive: true });
+    writeFileSync(join(root, p), text);
+  };
+  put(cfgPath, conf.replace(/^\s*store_dir:.*$/m, ''));
+  for (const inc of includesOf(conf, cfgPath)) put(inc, auth);
+  if (tlsFiles) {
+    for (const [name, text] of Object.entries(tlsFiles)) {
+      const path = posix.join(NATS_TLS_DIR, name);
+      if (fileSource(sts, c, path)?.secret === 'rmt-tls') put(path, text);
+    }
+  }
+  return join(root, cfgPath);
+}
+
+test('NATS: the configuration matches the StatefulSet (ports, routes, store, pid file, the auth and TLS Secrets) and nats-server accepts it', (t) => {
+  const bin = findNatsServer();
   for (const target of TARGETS) {
     const objs = render(target);
-    const sts = find(objs, 'StatefulSet', 'rmt-nats');
-    const c = podSpec(sts).containers[0];
-    const cfgPath = c.command[c.command.indexOf('--config') + 1];
-    const hit = mountFor(sts, c, cfgPath);
-    const cm = find(objs, 'ConfigMap', hit?.v.configMap?.name);
-    const conf: string = cm?.data?.[posix.basename(cfgPath)];
+    const { sts, c, cfgPath, conf } = natsConfig(objs);
     t.truthy(conf, `${target}: ${cfgPath} is not from a ConfigMap`);
     const num = (re: RegExp) => Number(re.exec(conf)?.[1]);
     const ports = new Map<string, number>(c.ports.map((p: Any) => [p.name, p.containerPort]));
@@ -932,17 +1142,47 @@ test('NATS: the configuration matches the StatefulSet (ports, routes, store, pid
       podSpec(sts).terminationGracePeriodSeconds > ldm,
       `${target}: grace period shorter than lame duck mode`,
     );
+    // Authentication: nats.conf includes auth.conf of Secret rmt-nats-auth, which is not optional (a
+    // server without it would take anyone); the TLS block of `nats-auth.ts --tls` reads Secret rmt-tls
+    // where the StatefulSet mounts it.
+    const includes = includesOf(conf, cfgPath);
+    t.is(includes.length, 1, `${target}: nats.conf should include the auth configuration`);
+    for (const inc of includes) {
+      const src = fileSource(sts, c, inc);
+      t.deepEqual(
+        [src?.secret, src?.key, src?.optional],
+        ['rmt-nats-auth', 'auth.conf', false],
+        `${target}: include ${inc} is not auth.conf of Secret rmt-nats-auth`,
+      );
+    }
+    t.true(/^\s*jetstream\s*\{/m.test(conf), `${target}: no JetStream`);
+    const tlsSrc = fileSource(sts, c, posix.join(NATS_TLS_DIR, 'tls.crt'));
+    t.is(
+      tlsSrc?.secret,
+      'rmt-tls',
+      `${target}: the TLS block of nats-auth.ts reads ${NATS_TLS_DIR}, not Secret rmt-tls`,
+    );
+    if (busTls(t, target, objs))
+      t.false(
+        tlsSrc?.optional,
+        `${target}: the services expect TLS, but NATS may start without its certificate`,
+      );
     if (bin) {
-      const dir = mkdtempSync(join(tmpdir(), 'rmt-nats-conf-'));
-      try {
-        writeFileSync(join(dir, 'nats.conf'), conf);
-        const r = spawnSync(bin, ['-t', '-c', join(dir, 'nats.conf')], {
-          encoding: 'utf8',
-          env: { ...process.env, SERVER_NAME: 'rmt-nats-0' },
-        });
-        t.is(r.status, 0, `${target}: nats-server -t: ${r.stdout}${r.stderr}`);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
+      const variants: { tls: boolean }[] = [{ tls: false }];
+      if (busTls(t, target, objs) && testCerts()) variants.push({ tls: true });
+      for (const { tls } of variants) {
+        const root = mkdtempSync(join(tmpdir(), 'rmt-nats-conf-'));
+        try {
+          const auth = natsAuth(DEFAULT_USERS, { tls, tlsDir: join(root, NATS_TLS_DIR) }).authConf;
+          const path = natsPodFiles(objs, root, auth, tls ? testCerts()!.files : undefined);
+          const r = spawnSync(bin, ['-t', '-c', path], {
+            encoding: 'utf8',
+            env: { ...process.env, SERVER_NAME: 'rmt-nats-0' },
+          });
+          t.is(r.status, 0, `${target}${tls ? ' (TLS)' : ''}: nats-server -t: ${r.stdout}${r.stderr}`);
+        } finally {
+          rmSync(root, { recursive: true, force: true });
+        }
       }
     }
   }
@@ -950,6 +1190,129 @@ test('NATS: the configuration matches the StatefulSet (ports, routes, store, pid
     t.log(
       'nats-server not installed (apt-get install nats-server): configuration not run through nats-server -t',
     );
+});
+
+/** The Secrets the guide creates: name -> key -> the file the key is made from (its basename). */
+function guideSecrets(): Map<string, Map<string, string>> {
+  const out = new Map<string, Map<string, string>>();
+  for (const cmd of guideCommands()) {
+    const m = /\bcreate secret generic ([a-z0-9-]+)(.*)$/.exec(cmd);
+    if (!m) continue;
+    const keys = new Map<string, string>();
+    for (const f of m[2].matchAll(/--from-file=(?:([\w.-]+)=)?"?([^"\s]+)"?/g)) {
+      keys.set(f[1] ?? posix.basename(f[2]), posix.basename(f[2]));
+    }
+    out.set(m[1], keys);
+  }
+  return out;
+}
+
+test("NATS authentication: every service reaches a nats-server with the credentials its pod mounts from the Secrets the guide creates; without them, or with another operator's, it is refused", async (t) => {
+  const secrets = guideSecrets();
+  for (const name of ['rmt-nats-auth', 'rmt-bus-creds'])
+    t.true(secrets.has(name), `docs/kubernetes.md creates no Secret ${name}`);
+  const written = new Set(['auth.conf', ...DEFAULT_USERS.map((u) => `${u}.creds`)]);
+  for (const name of ['rmt-nats-auth', 'rmt-bus-creds']) {
+    for (const [key, file] of secrets.get(name) ?? []) {
+      t.true(
+        written.has(file),
+        `docs/kubernetes.md: Secret ${name} key ${key}: nats-auth.ts writes no ${file}`,
+      );
+    }
+  }
+  if (!findNatsServer()) {
+    t.log('nats-server not installed (apt-get install nats-server): credentials not tried on a server');
+    return;
+  }
+  // One server: the overlays whose NATS is one pod (its configuration as rendered); the three-server
+  // configuration is checked by nats-server -t above.
+  for (const target of TARGETS.filter((x) => overlayOf(x) === 'dev')) {
+    const objs = render(target);
+    const eff = effective(t, target, objs);
+    const tls = busTls(t, target, objs);
+    if (tls && !testCerts()) {
+      t.log(`${target}: no openssl for test certificates: not tried`);
+      continue;
+    }
+    const root = mkdtempSync(join(tmpdir(), 'rmt-nats-auth-'));
+    const auth = natsAuth(DEFAULT_USERS, { tls, tlsDir: join(root, 'nats', NATS_TLS_DIR) });
+    // What `kubectl create secret` would hold, from the files nats-auth.ts writes (and the certificates).
+    const files: Record<string, string> = { 'auth.conf': auth.authConf, ...(tls ? testCerts()!.files : {}) };
+    for (const [u, text] of Object.entries(auth.creds)) files[`${u}.creds`] = text;
+    const secretData = new Map<string, Map<string, string>>();
+    for (const [name, keys] of secrets)
+      secretData.set(name, new Map([...keys].map(([k, f]) => [k, files[f]])));
+    if (tls) secretData.set('rmt-tls', new Map(Object.entries(testCerts()!.files)));
+    const conf = natsPodFiles(
+      objs,
+      join(root, 'nats'),
+      secretData.get('rmt-nats-auth')?.get('auth.conf') ?? '',
+      tls ? testCerts()!.files : undefined,
+    );
+    const serverName = process.env.SERVER_NAME;
+    process.env.SERVER_NAME = 'rmt-nats-0';
+    const server = await startNatsServer({
+      args: ['-c', conf, '-P', join(root, 'nats.pid'), '-m', '-1'],
+    }).finally(() => {
+      if (serverName === undefined) delete process.env.SERVER_NAME;
+      else process.env.SERVER_NAME = serverName;
+    });
+    try {
+      /** A file the pod reads, as its Secret puts it there (written under root/<pod>). */
+      const podFile = (w: Any, c: Any, path: string | undefined) => {
+        if (path === undefined) return undefined;
+        const src = fileSource(w, c, path);
+        const text = src?.secret ? secretData.get(src.secret)?.get(src.key) : undefined;
+        if (text === undefined) return join(root, 'missing', path);
+        const p = join(root, w.metadata.name, path);
+        mkdirSync(dirname(p), { recursive: true });
+        writeFileSync(p, text);
+        return p;
+      };
+      const url = (bus: string) => bus.replace(/\/\/[^,]+$/, `//127.0.0.1:${server.port}`);
+      const connect = async (
+        bus: string,
+        credsFile: string | undefined,
+        caFile: string | undefined,
+        replicas: number,
+      ) => {
+        const b = await createBus(url(bus), {
+          name: 'k8s-test',
+          credsFile,
+          tls: caFile ? { caFile } : undefined,
+          stream: { replicas },
+        });
+        await b.close();
+      };
+      for (const { w, c, service, flags } of eff) {
+        const where = `${target}: ${service}`;
+        const creds = podFile(w, c, flags.busCreds);
+        const ca = podFile(w, c, flags.busTlsCa);
+        await t.notThrowsAsync(connect(flags.bus, creds, ca, flags.busReplicas), `${where}: its credentials`);
+      }
+      const { flags, w, c } = eff[0];
+      const ca = podFile(w, c, flags.busTlsCa);
+      const refused = /AUTHORIZATION|Authorization|authentication/;
+      await t.throwsAsync(
+        connect(flags.bus, undefined, ca, 1),
+        { message: refused },
+        `${target}: no credentials`,
+      );
+      const stranger = join(root, 'stranger.creds');
+      writeFileSync(stranger, natsAuth(['rollout']).creds.rollout);
+      await t.throwsAsync(
+        connect(flags.bus, stranger, ca, 1),
+        { message: refused },
+        `${target}: another operator's user`,
+      );
+      const cli = join(root, 'cli.creds');
+      writeFileSync(cli, auth.creds.cli);
+      await t.notThrowsAsync(connect(flags.bus, cli, ca, 1), `${target}: the cli user of the guide`);
+    } finally {
+      await server.stop();
+      rmSync(root, { recursive: true, force: true });
+    }
+  }
 });
 
 // --- extras -------------------------------------------------------------------------------------
@@ -971,6 +1334,45 @@ test('k8s/tools and k8s/monitoring fit the base: the models claim, the pods and 
     const names = podSpec(w).containers.flatMap((c: Any) => (c.ports ?? []).map((p: Any) => p.name));
     t.true(names.includes(monitor.spec.podMetricsEndpoints[0].port), w.metadata.name);
   }
+});
+
+/** External metrics that k8s/monitoring/prometheus-adapter.yaml serves -> the series they read. */
+function adapterExternalMetrics(): Map<string, string[]> {
+  const values = parse(read('k8s/monitoring/prometheus-adapter.yaml')) as Any;
+  const out = new Map<string, string[]>();
+  for (const r of values.rules?.external ?? []) {
+    const series = /^([a-zA-Z_:][\w:]*)/.exec(r.seriesQuery)?.[1] ?? '';
+    const name = r.name?.as ?? series;
+    const read = [series];
+    for (const m of String(r.metricsQuery).matchAll(/__name__=~"([^"]+)"/g)) read.push(...m[1].split('|'));
+    for (const m of String(r.metricsQuery).matchAll(/\b(rmt_[a-z_]+)\b/g)) read.push(m[1]);
+    out.set(name, [...new Set(read)]);
+  }
+  return out;
+}
+
+test('k8s/monitoring/prometheus-adapter.yaml: the external metrics read gauges the coordinator exports, per namespace', (t) => {
+  const values = parse(read('k8s/monitoring/prometheus-adapter.yaml')) as Any;
+  const metrics = adapterExternalMetrics();
+  t.true(metrics.size > 0);
+  const coordinator = read('services/coordinator/main.ts');
+  for (const [name, series] of metrics) {
+    for (const s of series) {
+      t.true(s.startsWith('rmt_'), `${name}: ${s}`);
+      t.regex(
+        coordinator,
+        new RegExp(`gauge\\(\\{\\s*name: '${s.slice('rmt_'.length)}'`),
+        `${name} reads ${s}, which is no gauge of the coordinator`,
+      );
+    }
+  }
+  for (const r of values.rules.external) {
+    t.is(r.resources?.overrides?.namespace?.resource, 'namespace', 'the HPA asks for its own namespace');
+    t.true(String(r.metricsQuery).includes('<<.LabelMatchers>>'), 'metricsQuery must keep the namespace');
+  }
+  // What the queue-autoscaling component asks for is served.
+  const hpa = find(render('gpu+queue-autoscaling'), 'HorizontalPodAutoscaler', 'rmt-rollout');
+  for (const m of hpa.spec.metrics) t.true(metrics.has(m.external?.metric.name), JSON.stringify(m));
 });
 
 // --- the image ----------------------------------------------------------------------------------
@@ -1061,7 +1463,7 @@ function dockerignore(text: string): (path: string) => boolean {
   };
 }
 
-test('Dockerfile: multi-stage on node:20, npm ci --omit=dev, non-root, the serve entrypoint, the GPU libraries, nothing secret', async (t) => {
+test('Dockerfile: multi-stage on node:20, npm ci --omit=dev, non-root, the serve entrypoint, the GPU libraries, nothing secret', (t) => {
   const stages = parseDockerfile(read('Dockerfile'));
   t.true(stages.length >= 2, 'a build stage and a runtime stage');
   const names = new Set(stages.map((s) => s.name).filter(Boolean));
@@ -1106,10 +1508,9 @@ test('Dockerfile: multi-stage on node:20, npm ci --omit=dev, non-root, the serve
     t.regex(apt, new RegExp(`\\b${d.replace(/\+/g, '\\+')}\\b`), `final stage: apt package ${d}`);
   // The services' default ports are exposed.
   const exposed = new Set(ops('EXPOSE').flatMap((i) => i.args.split(/\s+/).map(Number)));
-  const sch = await serviceSchemas();
   for (const s of SERVICES) {
     for (const f of ['port', 'metrics-port']) {
-      const d = (sch[s][f] as { default?: number }).default!;
+      const d = (SCHEMAS[s][f] as { default?: number }).default!;
       t.true(exposed.has(d), `EXPOSE ${d} (${s} --${f})`);
     }
   }
@@ -1135,7 +1536,10 @@ test('Dockerfile: multi-stage on node:20, npm ci --omit=dev, non-root, the serve
         /^(configs|runs|docs|test|bench|\.git)(\/|$)|\.(pem|key|crt|creds|jwt|safetensors)$|(^|\/)\.env/,
         `COPY ${src}`,
       );
-      if (p.startsWith('k8s')) t.is(p, 'k8s/start-run.ts', `COPY ${src}: only the run starter from k8s/`);
+      t.false(
+        p.startsWith('k8s'),
+        `COPY ${src}: nothing of k8s/ belongs in the image (\`rmt submit\` is in scripts/)`,
+      );
     }
   }
   // .dockerignore keeps secrets and run data out of the context, and lets in what is copied.
@@ -1146,6 +1550,8 @@ test('Dockerfile: multi-stage on node:20, npm ci --omit=dev, non-root, the serve
     'runs/base/final/model.safetensors',
     'configs/rmt.yaml',
     'tls.key',
+    'nats-auth/scorer.creds',
+    'rmt-nats-auth/auth.conf',
     'k8s/base/config/run.yaml',
     'a/.env',
   ]) {
@@ -1177,7 +1583,7 @@ test('the image holds every file the services import, and every package they imp
   const roots = [
     'bin/rmt.js',
     'scripts/cli.ts',
-    'k8s/start-run.ts',
+    'scripts/submit.ts',
     ...SERVICES.map((s) => `services/${s}/main.ts`),
   ];
   const seen = new Set<string>();
@@ -1232,11 +1638,12 @@ test('the image holds every file the services import, and every package they imp
   );
 });
 
-// --- the run starter ----------------------------------------------------------------------------
+// --- rmt submit ---------------------------------------------------------------------------------
 
-test('k8s/start-run.ts sends the run config, follows the run, and follows an active run instead of starting another', async (t) => {
+/** A stand-in coordinator: StartRun once (then FAILED_PRECONDITION), WatchRun running then `outcome`. */
+async function standInCoordinator(opts: { tls?: { cert: string; key: string } } = {}) {
   const started: StartRunRequest[] = [];
-  let outcome = RunState.RUN_STATE_DONE;
+  const state = { outcome: RunState.RUN_STATE_DONE };
   const status = (p: Partial<RunStatus>) =>
     RunStatus.fromPartial({
       runId: 'rmt-1',
@@ -1249,6 +1656,7 @@ test('k8s/start-run.ts sends the run config, follows the run, and follows an act
     host: '127.0.0.1',
     port: 0,
     reflection: false,
+    tls: opts.tls,
     services: [
       bindService(CoordinatorServiceService, {
         startRun: handleUnary(async (req) => {
@@ -1260,9 +1668,9 @@ test('k8s/start-run.ts sends the run config, follows the run, and follows an act
         watchRun: handleServerStream(async function* () {
           yield status({ state: RunState.RUN_STATE_RUNNING, step: 1, metrics: { 'critic/score/mean': 0.5 } });
           yield status({
-            state: outcome,
+            state: state.outcome,
             step: 2,
-            error: outcome === RunState.RUN_STATE_FAILED ? 'boom' : '',
+            error: state.outcome === RunState.RUN_STATE_FAILED ? 'boom' : '',
           });
         }),
         stopRun: handleUnary(async () => status({ state: RunState.RUN_STATE_STOPPED })),
@@ -1270,12 +1678,17 @@ test('k8s/start-run.ts sends the run config, follows the run, and follows an act
       }),
     ],
   });
+  return { server, started, state };
+}
+
+test('rmt submit sends the run config, follows the run, and follows an active run instead of starting another', async (t) => {
+  const { server, started, state } = await standInCoordinator();
   try {
     const config = at('k8s/base/config/run.yaml');
     const out: string[] = [];
     const err: string[] = [];
     const run = (argv: string[], env: Record<string, string> = {}) =>
-      startRun(
+      submit(
         argv,
         { RMT_COORDINATOR: server.address, ...env },
         (l) => out.push(l),
@@ -1291,7 +1704,7 @@ test('k8s/start-run.ts sends the run config, follows the run, and follows an act
     );
     t.is(lines[1].score, 0.5);
     out.length = 0;
-    outcome = RunState.RUN_STATE_FAILED;
+    state.outcome = RunState.RUN_STATE_FAILED;
     t.is(await run([], { RMT_CONFIG: config }), 1, 'a failed run exits 1');
     t.regex(err.join('\n'), /still active.*; following the active run/);
     t.deepEqual(
@@ -1305,7 +1718,7 @@ test('k8s/start-run.ts sends the run config, follows the run, and follows an act
     await server.shutdown(0);
   }
   t.is(
-    await startRun(
+    await submit(
       ['--config', at('k8s/base/config/run.yaml'), '--coordinator', '127.0.0.1:1', '--wait-s', '0.2'],
       {},
       () => {},
@@ -1313,6 +1726,30 @@ test('k8s/start-run.ts sends the run config, follows the run, and follows an act
     ),
     3,
   );
+});
+
+test('rmt submit speaks TLS to a coordinator that serves it (--tls-ca), as k8s/components/tls sets it up', async (t) => {
+  const c = testCerts();
+  if (!c) {
+    t.log('openssl not installed: no test certificates');
+    t.pass();
+    return;
+  }
+  const { server, started } = await standInCoordinator({
+    tls: { cert: join(c.dir, 'tls.crt'), key: join(c.dir, 'tls.key') },
+  });
+  try {
+    const config = at('k8s/base/config/run.yaml');
+    const port = server.address.split(':').at(-1);
+    const quiet = () => {};
+    // As after a port-forward: the certificate names localhost.
+    const argv = ['--config', config, '--coordinator', `localhost:${port}`, '--wait-s', '5'];
+    t.is(await submit(argv, { RMT_TLS_CA: join(c.dir, 'ca.crt') }, quiet, quiet), 0);
+    t.is(started.length, 1);
+    t.is(await submit([...argv.slice(0, -1), '1'], {}, quiet, quiet), 3, 'plaintext to a TLS coordinator');
+  } finally {
+    await server.shutdown(0);
+  }
 });
 
 // --- the guide ----------------------------------------------------------------------------------
@@ -1335,14 +1772,40 @@ const KIND_ALIASES: Record<string, string> = {
   job: 'Job',
 };
 
-test('docs/kubernetes.md: the commands name files, objects, ports, labels and paths the manifests have', async (t) => {
+/** The commands of the guide's sh blocks, one per line, `\\`-continued lines joined. */
+function guideCommands(): string[] {
   const doc = read('docs/kubernetes.md');
   const blocks = [...doc.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]);
-  const cmds = blocks
+  return blocks
     .join('\n')
+    .replace(/\\\n\s*/g, ' ')
     .split('\n')
     .filter((l) => l.trim() !== '');
-  const objs = [...render('cpu'), ...extras()];
+}
+
+test('docs/kubernetes.md: the commands name files, objects, ports, labels, flags and paths the manifests and tools have', (t) => {
+  const doc = read('docs/kubernetes.md');
+  const cmds = guideCommands();
+  // The components the guide applies are rendered with the overlay.
+  const objs = [...render('cpu+tls'), ...extras()];
+  // `rmt submit` and nats-auth.ts: flags they have.
+  for (const cmd of cmds) {
+    const submitAt = /\b(?:rmt|bin\/rmt\.js) submit\b/.exec(cmd)?.index;
+    const authAt = /k8s\/tools\/nats-auth\.ts\b/.exec(cmd)?.index;
+    const at0 = submitAt ?? authAt;
+    if (at0 === undefined) continue;
+    const tool = submitAt !== undefined ? SUBMIT_FLAGS : NATS_AUTH_FLAGS;
+    for (const m of cmd.slice(at0).matchAll(/\s--(?:no-)?([a-z][a-z0-9-]*)/g))
+      t.true(m[1] in tool || m[1] === 'help', `${cmd}: no flag --${m[1]}`);
+    for (const m of cmd.matchAll(/(?:^|\s)(k8s\/\S+\.ts)/g))
+      t.true(existsSync(at(m[1])), `${cmd}: no ${m[1]}`);
+  }
+  // Components named in the guide exist.
+  for (const m of doc.matchAll(/components\/([a-z0-9-]+)/g))
+    t.true(
+      existsSync(at(`k8s/components/${m[1]}/kustomization.yaml`)),
+      `docs/kubernetes.md: no component ${m[1]}`,
+    );
   const jobs = new Set(
     cmds.flatMap((c) => [...c.matchAll(/create job ([a-z0-9-]+) --from=/g)].map((m) => m[1])),
   );
@@ -1428,14 +1891,46 @@ test('docs/kubernetes.md: the commands name files, objects, ports, labels and pa
     }
   }
   t.true(checked > 15, `only ${checked} commands checked`);
-  // The metrics the guide says to watch exist.
+  // The Secrets the guide creates hold the keys the pods read (files named by flags; volume items
+  // are checked with the volumes), in every overlay and component.
+  const secrets = guideSecrets();
+  for (const target of TARGETS) {
+    const tobjs = render(target);
+    const readers: { w: Any; c: Any; flags: Record<string, Any> }[] = effective(t, target, tobjs);
+    const job = find(tobjs, 'CronJob', 'rmt-start-run');
+    const jc = podSpec(job).containers[0];
+    readers.push({
+      w: job,
+      c: jc,
+      flags: parseServiceFlags(SUBMIT_FLAGS, jc.args, containerEnv(tobjs, jc).env),
+    });
+    if (busTls(t, target, tobjs)) {
+      // NATS reads the certificate of auth.conf's tls block (nats-auth.ts --tls).
+      const { sts, c } = natsConfig(tobjs);
+      const f = ['tls.crt', 'tls.key', 'ca.crt'].map((n) => posix.join(NATS_TLS_DIR, n));
+      readers.push({ w: sts, c, flags: { tlsCert: f[0], tlsKey: f[1], tlsCa: f[2] } });
+    }
+    for (const { w, c, flags } of readers) {
+      for (const ff of FILE_FLAGS) {
+        const src = flags[ff] === undefined ? undefined : fileSource(w, c, flags[ff]);
+        if (src?.secret && secrets.has(src.secret))
+          t.true(
+            secrets.get(src.secret)!.has(src.key),
+            `${target}: ${w.metadata.name} reads key ${src.key} of Secret ${src.secret}, which the guide creates without it`,
+          );
+      }
+    }
+  }
+  // The metrics the guide names exist: gauges and counters of the services, or the external metrics
+  // of k8s/monitoring/prometheus-adapter.yaml.
   const sources = SERVICES.map((s) => read(`services/${s}/main.ts`)).join('\n');
-  const watching = doc.slice(
-    doc.indexOf('## Watching a run'),
-    doc.indexOf('\n## ', doc.indexOf('## Watching a run') + 5),
-  );
-  for (const m of watching.matchAll(/`(?:rate\()?rmt_([a-z_]+?)(?:_total)?(?:\[5m\]\))?`/g)) {
+  const external = adapterExternalMetrics();
+  let named = 0;
+  for (const m of doc.matchAll(/`(?:rate\()?rmt_([a-z_]+?)(?:_total)?(?:\[5m\]\))?`/g)) {
+    named++;
+    if (external.has(`rmt_${m[1]}`)) continue;
     const name = m[1].replace(/_total$/, '');
     t.regex(sources, new RegExp(`name: '${name}(_total)?'`), `docs/kubernetes.md names metric rmt_${m[1]}`);
   }
+  t.true(named > 10, `only ${named} metrics named`);
 });

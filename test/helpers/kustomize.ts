@@ -3,10 +3,12 @@
 // here with a message instead of rendering differently from `kubectl kustomize`. test/k8s.test.ts
 // compares its output with `kubectl kustomize` wherever kubectl is installed.
 //
-// Supported: resources (files and directories), configMapGenerator (files, literals, envs; behavior
-// create/replace/merge; only with disableNameSuffixHash), generatorOptions.disableNameSuffixHash,
-// patches (strategic merge or JSON 6902, from path or inline, with an optional target), namespace,
-// labels (metadata only), images, replicas.
+// Supported: resources (files and directories), components (kind: Component, applied after the
+// kustomization's resources and generators, before its transformers, as kustomize 5.1 and later do),
+// configMapGenerator (files, literals, envs; behavior create/replace/merge; only with
+// disableNameSuffixHash), generatorOptions.disableNameSuffixHash, patches (strategic merge or JSON
+// 6902, from path or inline, with an optional target), namespace, labels (metadata only), images,
+// replicas.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve, sep } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
@@ -31,6 +33,7 @@ const FIELDS = new Set([
   'apiVersion',
   'kind',
   'resources',
+  'components',
   'configMapGenerator',
   'generatorOptions',
   'patches',
@@ -109,19 +112,39 @@ function parseObjects(path: string): K8sObject[] {
   return out;
 }
 
+const COMPONENT = 'kustomize.config.k8s.io/v1alpha1';
+
 /** Renders the kustomization in `dir`: the objects `kubectl kustomize dir` prints (order aside). */
 export function kustomize(dirIn: string): K8sObject[] {
   const dir = resolve(dirIn);
   const k = readKustomization(dir);
+  if (k.kind === 'Component') fail(dir, 'a Component is applied through components:, not built alone');
+  return accumulate(dir, k, []);
+}
+
+/**
+ * One kustomization (or Component) on top of `objects` (empty, or what the kustomization that lists
+ * the Component has accumulated): resources, generators, components, then patches and the other
+ * transformers, which see everything accumulated so far.
+ */
+function accumulate(dir: string, k: JsonObject, objectsIn: K8sObject[]): K8sObject[] {
   for (const f of Object.keys(k)) {
     if (!FIELDS.has(f)) fail(dir, `kustomization field "${f}" is not supported by test/helpers/kustomize.ts`);
   }
-  let objects: K8sObject[] = [];
+  let objects = objectsIn;
   for (const r of (k.resources ?? []) as string[]) {
     const p = within(dir, r, false);
     objects.push(...(statSync(p).isDirectory() ? kustomize(p) : parseObjects(p)));
   }
   objects = generateConfigMaps(dir, k, objects);
+  for (const c of (k.components ?? []) as string[]) {
+    const cdir = within(dir, c, false);
+    const ck = readKustomization(cdir);
+    if (ck.kind !== 'Component' || ck.apiVersion !== COMPONENT) {
+      fail(cdir, `listed in components: of ${dir}, but not a Component (${COMPONENT})`);
+    }
+    objects = accumulate(cdir, ck, objects);
+  }
   for (const o of objects) {
     if (UNSUPPORTED_KINDS.has(o.kind)) fail(dir, `${o.kind} ${o.metadata.name}: kind not supported here`);
   }

@@ -1,21 +1,24 @@
-// Starts a training run on a running coordinator and follows it to the end: what the `rmt-start-run`
-// CronJob template in k8s/base runs (`kubectl create job --from=cronjob/rmt-start-run`), with the run
-// config from the `rmt-run` ConfigMap. The same config again resumes from the newest checkpoint in
-// run.out_dir. Shipped in the image (see Dockerfile); from a checkout:
+// `rmt submit`: starts a training run on a running coordinator and follows it to the end. What the
+// `rmt-start-run` CronJob template in k8s/base runs (`kubectl create job --from=cronjob/rmt-start-run`),
+// with the run config from the `rmt-run` ConfigMap; from a checkout:
 //
-//   node --import tsx k8s/start-run.ts --coordinator 127.0.0.1:50054 --config configs/rmt.yaml
+//   rmt submit --coordinator 127.0.0.1:50054 --config configs/rmt.yaml
 //
-// Prints one JSON line per status change; exits 0 when the run is done or stopped (a stopped run has
-// a checkpoint to resume from), 1 when it failed, 2 on a usage error, 3 when the coordinator cannot
-// be reached.
+// The same config again resumes from the newest checkpoint in run.out_dir. Prints one JSON line per
+// status change; exits 0 when the run is done or stopped (a stopped run has a checkpoint to resume
+// from), 1 when it failed, 2 on a usage error, 3 when the coordinator cannot be reached.
 import { readFileSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import { defineFlags, parseServiceFlagsOrExit } from '../shared/config/service-flags.js';
-import { type CoordinatorClient, coordinatorClient, waitForReady } from '../shared/rpc/client.js';
+import {
+  type ClientOptions,
+  type CoordinatorClient,
+  coordinatorClient,
+  waitForReady,
+} from '../shared/rpc/client.js';
 import { isServiceError, Status } from '../shared/rpc/errors.js';
 import { RunState, type RunStatus } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 
-export const START_RUN_FLAGS = defineFlags({
+export const SUBMIT_FLAGS = defineFlags({
   coordinator: { type: 'string', default: '127.0.0.1:50054', doc: 'coordinator address (host:port)' },
   config: { type: 'string', required: true, doc: 'run config file (YAML or JSON), sent as it is' },
   method: { type: 'string', doc: "override the config's method" },
@@ -29,9 +32,18 @@ export const START_RUN_FLAGS = defineFlags({
     min: 0,
     doc: 'how long to wait for the coordinator to accept connections',
   },
+  'tls-ca': {
+    type: 'string',
+    doc: 'PEM CA to verify the coordinator: call it over TLS (plaintext when unset)',
+  },
+  'tls-cert': {
+    type: 'string',
+    doc: 'PEM client certificate, for a coordinator that wants one (mutual TLS)',
+  },
+  'tls-key': { type: 'string', doc: 'PEM private key of --tls-cert' },
 });
 
-const USAGE = 'node --import tsx k8s/start-run.ts --config <yaml> [flags]';
+export const SUBMIT_USAGE = 'usage: rmt submit --config <yaml> [--coordinator host:port] [flags]';
 const TERMINAL = new Set([RunState.RUN_STATE_DONE, RunState.RUN_STATE_STOPPED, RunState.RUN_STATE_FAILED]);
 
 function line(s: RunStatus): string {
@@ -63,16 +75,26 @@ async function follow(client: CoordinatorClient, runId: string, print: (l: strin
   return last.state === RunState.RUN_STATE_FAILED ? 1 : 0;
 }
 
-/** The whole command; returns the exit code. `print` gets stdout lines, `warn` stderr lines. */
-export async function startRun(
+/**
+ * The whole command; returns the exit code. `env` supplies the RMT_* variables of the flags, `print`
+ * gets stdout lines, `warn` stderr lines.
+ */
+export async function submit(
   argv: readonly string[],
   env: Record<string, string | undefined> = process.env,
   print: (l: string) => void = (l) => process.stdout.write(`${l}\n`),
   warn: (l: string) => void = (l) => process.stderr.write(`${l}\n`),
 ): Promise<number> {
-  const f = parseServiceFlagsOrExit(START_RUN_FLAGS, USAGE, argv, env);
+  const f = parseServiceFlagsOrExit(SUBMIT_FLAGS, SUBMIT_USAGE, argv, env);
+  if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) {
+    warn('error: --tls-cert and --tls-key go together (RMT_TLS_CERT, RMT_TLS_KEY)');
+    return 2;
+  }
+  // TLS with --tls-ca (or a client certificate alone: the system's roots verify the coordinator).
+  const opts: ClientOptions =
+    f.tlsCa || f.tlsCert ? { tls: { ca: f.tlsCa, cert: f.tlsCert, key: f.tlsKey } } : {};
   const config = readFileSync(f.config, 'utf8');
-  const client = coordinatorClient(f.coordinator);
+  const client = coordinatorClient(f.coordinator, opts);
   try {
     try {
       await waitForReady(client, f.waitS * 1000);
@@ -99,14 +121,4 @@ export async function startRun(
   } finally {
     client.close();
   }
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  startRun(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (e: Error) => {
-      process.stderr.write(`error: ${e.message}\n`);
-      process.exit(1);
-    },
-  );
 }
