@@ -37,6 +37,10 @@ export const commonFlags = (port: number, metricsPort: number) =>
     },
     'peer-tls-cert': { type: 'string', doc: 'PEM client certificate for outgoing gRPC (mutual TLS)' },
     'peer-tls-key': { type: 'string', doc: 'PEM private key of --peer-tls-cert' },
+    'peer-tls-server-name': {
+      type: 'string',
+      doc: 'name to verify in the certificates of the services called (when it is not their address, e.g. pod IPs)',
+    },
     'bus-creds': { type: 'string', doc: 'NATS credentials file (user JWT and nkey seed)' },
     'bus-tls-ca': { type: 'string', doc: 'PEM CA to verify the NATS server (TLS to the bus)' },
     'bus-tls-cert': { type: 'string', doc: 'PEM client certificate for the NATS server' },
@@ -72,6 +76,7 @@ export interface CommonSettings {
   peerTlsCa?: string;
   peerTlsCert?: string;
   peerTlsKey?: string;
+  peerTlsServerName?: string;
   busCreds?: string;
   busTlsCa?: string;
   busTlsCert?: string;
@@ -84,7 +89,9 @@ export function peerClientOptions(s: CommonSettings): ClientOptions {
   if ((s.peerTlsCert === undefined) !== (s.peerTlsKey === undefined)) {
     throw new Error('--peer-tls-cert and --peer-tls-key go together (RMT_PEER_TLS_CERT, RMT_PEER_TLS_KEY)');
   }
-  return s.peerTlsCa ? { tls: { ca: s.peerTlsCa, cert: s.peerTlsCert, key: s.peerTlsKey } } : {};
+  return s.peerTlsCa
+    ? { tls: { ca: s.peerTlsCa, cert: s.peerTlsCert, key: s.peerTlsKey, serverName: s.peerTlsServerName } }
+    : {};
 }
 
 /**

@@ -134,6 +134,11 @@ export class NatsBus implements EventBus {
       });
     } catch (err) {
       const e = err as { code?: string; message?: string };
+      if (e.code === 'AUTHORIZATION_VIOLATION' || /authoriz|authentic/i.test(e.message ?? '')) {
+        throw new Error(`${where} refused the connection's credentials (${e.message}); check --bus-creds`, {
+          cause: err,
+        });
+      }
       throw new Error(
         `${where} could not be reached (${e.code ?? e.message}); is nats-server running there?`,
         {
