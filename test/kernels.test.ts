@@ -15,6 +15,7 @@ import { availableBackends, createBackend, setupWebgpu } from '../shared/kernels
 import { ReferenceBackend } from '../shared/kernels/reference.js';
 import { Rng } from '../shared/util/rng.js';
 import { ints, normals, seedOf } from './helpers/random.js';
+import { relErr } from './helpers/rel-err.js';
 
 const TOLERANCE = 1e-4;
 const GPUJS_BACKENDS: BackendName[] = ['cpu', 'webasm', 'webgpu'];
@@ -45,18 +46,6 @@ function backend(name: BackendName): Promise<Backend> {
 test.after.always(async () => {
   for (const b of instances.values()) await (await b).dispose();
 });
-
-function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let maxDiff = 0;
-  let maxRef = 1;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    // NaN must fail
-    if (!(d <= maxDiff)) maxDiff = Number.isNaN(d) ? Number.POSITIVE_INFINITY : d;
-    maxRef = Math.max(maxRef, Math.abs(want[i]));
-  }
-  return maxDiff / maxRef;
-}
 
 const opTest = test.macro({
   async exec(t: ExecutionContext, name: BackendName, c: Case) {

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import type { AttentionShape } from '../shared/kernels/backend.js';
-import { GpujsBackend } from '../shared/kernels/gpujs/backend.js';
+import { adamwHyperVector, GpujsBackend } from '../shared/kernels/gpujs/backend.js';
 import { ropeTables } from '../shared/kernels/gpujs/host.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
 import { relaxedSimdSupported } from '../shared/kernels/wasm/loader.js';
@@ -22,21 +22,11 @@ import { WasmOps } from '../shared/kernels/wasm/ops.js';
 import { embeddingBackwardF32, gatherRowsF32, scatterRowsF32 } from '../shared/kernels/wasm/rows.js';
 import { Rng } from '../shared/util/rng.js';
 import { ints, normals, seedOf } from './helpers/random.js';
+import { relErr } from './helpers/rel-err.js';
 
 const TOLERANCE = 1e-4;
 const reference = new ReferenceBackend();
 const ops = WasmOps.get();
-
-function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let maxDiff = 0;
-  let maxRef = 1;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    if (!(d <= maxDiff)) maxDiff = Number.isNaN(d) ? Number.POSITIVE_INFINITY : d;
-    maxRef = Math.max(maxRef, Math.abs(want[i]));
-  }
-  return maxDiff / maxRef;
-}
 
 const f32 = (x: ArrayLike<number>) => Float32Array.from(x);
 const R = (x: ArrayLike<number>) => reference.upload(x);
@@ -124,20 +114,9 @@ for (const n of [5, 4099, 50_003]) {
       v: await read(r.v),
       ss: await reference.sumSquares(R(g)),
     };
-    const hp = [
-      h.beta1,
-      1 - h.beta1,
-      h.beta2,
-      1 - h.beta2,
-      h.gradScale,
-      1 - h.lr * h.weightDecay,
-      h.lr,
-      1 - h.beta1 ** h.step,
-      1 - h.beta2 ** h.step,
-      h.eps,
-    ];
+    const hp = adamwHyperVector(h);
     await check(t, want, (w) => {
-      const o = w.adamw(f32(p), f32(g), f32(m), f32(v), Float32Array.from(hp));
+      const o = w.adamw(f32(p), f32(g), f32(m), f32(v), hp);
       // sum of squares is compared relative to its own size
       return { p: o.p, m: o.m, v: o.v, ss: w.sumSquares(f32(g)) };
     });

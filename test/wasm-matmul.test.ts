@@ -16,21 +16,11 @@ import { relaxedSimdSupported } from '../shared/kernels/wasm/loader.js';
 import { DOT_MAX_ROWS, PARALLEL_MIN_FLOPS, WasmMatmul } from '../shared/kernels/wasm/matmul.js';
 import { Rng } from '../shared/util/rng.js';
 import { normals, seedOf } from './helpers/random.js';
+import { relErr } from './helpers/rel-err.js';
 
 const TOLERANCE = 1e-4;
 const reference = new ReferenceBackend();
 const mm = WasmMatmul.get();
-
-function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let maxDiff = 0;
-  let maxRef = 1;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    if (!(d <= maxDiff)) maxDiff = Number.isNaN(d) ? Number.POSITIVE_INFINITY : d;
-    maxRef = Math.max(maxRef, Math.abs(want[i]));
-  }
-  return maxDiff / maxRef;
-}
 
 const LAYOUTS: [boolean, boolean][] = [
   [false, false],

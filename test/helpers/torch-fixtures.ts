@@ -83,13 +83,5 @@ export function loadTorchFixture(name: string): TorchFixture {
   };
 }
 
-/** max |a - b| / max(1, max |b|); infinite when the lengths differ. */
-export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let diff = 0;
-  let scale = 1;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return a.length === b.length ? diff / scale : Number.POSITIVE_INFINITY;
-}
+/** The same error measure as the kernel tests (shared with scripts/gpu/check-webgpu.ts). */
+export { relErr } from './rel-err.js';

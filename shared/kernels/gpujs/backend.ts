@@ -647,18 +647,7 @@ export class GpujsBackend implements Backend {
   }
 
   async adamw(p: Buf, g: Buf, m: Buf, v: Buf, h: AdamWHyper): Promise<{ p: Buf; m: Buf; v: Buf }> {
-    const hp = Float32Array.of(
-      h.beta1,
-      1 - h.beta1,
-      h.beta2,
-      1 - h.beta2,
-      h.gradScale,
-      1 - h.lr * h.weightDecay,
-      h.lr,
-      1 - h.beta1 ** h.step,
-      1 - h.beta2 ** h.step,
-      h.eps,
-    );
+    const hp = adamwHyperVector(h);
     const [P, G, M, V] = [await this.dev(p), await this.dev(g), await this.dev(m), await this.dev(v)];
     const W = this.ops();
     if (W) {
@@ -731,4 +720,23 @@ function detachOutput(k: KernelRun): void {
   buf._refs--;
   inner.outputBuffer = null;
   inner.bindGroupDirty = true;
+}
+
+/**
+ * AdamW's hyperparameters in the order the adamw kernels (gpu.js and WebAssembly) read them:
+ * beta1, 1-beta1, beta2, 1-beta2, gradScale, 1-lr*wd, lr, 1-beta1^t, 1-beta2^t, eps.
+ */
+export function adamwHyperVector(h: AdamWHyper): Float32Array {
+  return Float32Array.of(
+    h.beta1,
+    1 - h.beta1,
+    h.beta2,
+    1 - h.beta2,
+    h.gradScale,
+    1 - h.lr * h.weightDecay,
+    h.lr,
+    1 - h.beta1 ** h.step,
+    1 - h.beta2 ** h.step,
+    h.eps,
+  );
 }
