@@ -25,25 +25,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend } from '../shared/kernels/backend.js';
 import { BACKEND_CHOICES, type BackendChoice, createBackend, setupWebgpu } from '../shared/kernels/index.js';
-import { AdamW } from '../shared/model/adamw.js';
-import { nextTokenTargets, padBatch } from '../shared/model/batch.js';
 import type { ModelConfig } from '../shared/model/config.js';
-import { Decoder } from '../shared/model/decoder.js';
-import { generate } from '../shared/model/generate.js';
-import { initParams } from '../shared/model/init.js';
-import { lossAndGrad } from '../shared/model/loss.js';
 import { paramSpecs } from '../shared/model/params.js';
-import { uploadParams } from '../shared/model/weights.js';
-import { Rng } from '../shared/util/rng.js';
-import { BENCH_MODELS } from './models.js';
+import { BENCH_MODELS, generationCase, learnerCase, OPTIMIZER, SHAPES } from './models.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-
-/** Shapes of the cases: the pretrain-tiny batch (8 x 64) and G = 8 generations of 32 + 64 tokens. */
-export const SHAPES = { batch: 8, seq: 64, genBatch: 8, prompt: 32, newTokens: 64 };
-
-/** AdamW as configs/pretrain-tiny.yaml trains (constant lr here). */
-const OPTIMIZER = { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, max_grad_norm: 1.0 };
 
 interface Args {
   backend: BackendChoice;
@@ -177,10 +163,6 @@ async function timed(fn: () => Promise<void>, warmup: number, repeats: number, m
   return times;
 }
 
-function randomIds(rng: Rng, n: number, vocab: number): number[] {
-  return Array.from({ length: n }, () => rng.int(vocab));
-}
-
 interface TrainResult {
   tokens_per_step: number;
   step_seconds: number[];
@@ -195,29 +177,15 @@ interface GenResult {
 }
 
 async function rmtTrain(be: Backend, c: ModelConfig, a: Args): Promise<TrainResult> {
-  const model = new Decoder(c, be, uploadParams(be, initParams(c, 1234)));
-  const specs = paramSpecs(c);
-  const opt = new AdamW(be, specs, {
-    beta1: OPTIMIZER.beta1,
-    beta2: OPTIMIZER.beta2,
-    eps: OPTIMIZER.eps,
-    weightDecay: OPTIMIZER.weight_decay,
-    maxGradNorm: OPTIMIZER.max_grad_norm,
-  });
-  const rng = new Rng(7);
-  const seqs = Array.from({ length: SHAPES.batch }, () => randomIds(rng, SHAPES.seq, c.vocab_size));
-  const batch = padBatch(seqs, 0);
-  const targets = nextTokenTargets(batch);
-  const last = specs[specs.length - 1].name;
+  const learner = learnerCase(be, c);
   const losses: number[] = [];
-  const step = async () => {
-    const r = await lossAndGrad(model, batch, targets);
-    await opt.update(model.params, r.grads, OPTIMIZER.lr);
-    await be.read(model.params.get(last)!); // waits for the queued updates on a GPU
-    losses.push(r.loss);
-  };
-  const times = await timed(step, a.warmup, a.repeats, a.maxSeconds);
-  for (const b of [...model.params.values(), ...opt.m.values(), ...opt.v.values()]) be.free(b);
+  const times = await timed(
+    async () => void losses.push(await learner.run()),
+    a.warmup,
+    a.repeats,
+    a.maxSeconds,
+  );
+  learner.free();
   const tokens = SHAPES.batch * SHAPES.seq;
   return {
     tokens_per_step: tokens,
@@ -229,22 +197,9 @@ async function rmtTrain(be: Backend, c: ModelConfig, a: Args): Promise<TrainResu
 }
 
 async function rmtGenerate(be: Backend, c: ModelConfig, a: Args): Promise<GenResult> {
-  const model = new Decoder(c, be, uploadParams(be, initParams(c, 1234)));
-  const rng = new Rng(11);
-  const prompts = Array.from({ length: SHAPES.genBatch }, () => randomIds(rng, SHAPES.prompt, c.vocab_size));
-  const run = async () => {
-    const out = await generate(model, prompts, {
-      maxNewTokens: SHAPES.newTokens,
-      stopTokens: [],
-      temperature: 0,
-      topK: 0,
-      topP: 1,
-      rng: new Rng(1),
-    });
-    if (out.some((g) => g.tokens.length !== SHAPES.newTokens)) throw new Error('generation stopped early');
-  };
-  const times = await timed(run, a.genWarmup, a.genRepeats, a.maxSeconds);
-  for (const b of model.params.values()) be.free(b);
+  const gen = generationCase(be, c);
+  const times = await timed(gen.run, a.genWarmup, a.genRepeats, a.maxSeconds);
+  gen.free();
   const tokens = SHAPES.genBatch * SHAPES.newTokens;
   return { tokens_per_generation: tokens, generation_seconds: times, tokens_per_s: tokens / median(times) };
 }

@@ -16,21 +16,7 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import type { Backend, MatmulShape } from '../shared/kernels/backend.js';
 import { BACKEND_CHOICES, type BackendChoice, createBackend } from '../shared/kernels/index.js';
-import { AdamW } from '../shared/model/adamw.js';
-import { nextTokenTargets, padBatch } from '../shared/model/batch.js';
-import type { ModelConfig } from '../shared/model/config.js';
-import { Decoder } from '../shared/model/decoder.js';
-import { generate } from '../shared/model/generate.js';
-import { initParams } from '../shared/model/init.js';
-import { lossAndGrad } from '../shared/model/loss.js';
-import { paramSpecs } from '../shared/model/params.js';
-import { uploadParams } from '../shared/model/weights.js';
-import { Rng } from '../shared/util/rng.js';
-import { BENCH_MODELS } from './models.js';
-
-/** As bench/model.ts SHAPES (not imported: that module runs its benchmark on import). */
-const SHAPES = { batch: 8, seq: 64, genBatch: 8, prompt: 32, newTokens: 64 };
-const OPTIMIZER = { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, max_grad_norm: 1.0 };
+import { BENCH_MODELS, generationCase, learnerCase } from './models.js';
 
 /** Methods of `Backend` that are not timed (synchronous bookkeeping). */
 const UNTIMED = new Set(['length', 'free', 'dispose', 'name', 'precision']);
@@ -138,8 +124,6 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-const randomIds = (rng: Rng, n: number, vocab: number) => Array.from({ length: n }, () => rng.int(vocab));
-
 interface Profile {
   case: string;
   wall_ms: number;
@@ -151,7 +135,7 @@ async function profile(
   name: string,
   prof: Profiler,
   reps: number,
-  fn: () => Promise<void>,
+  fn: () => Promise<unknown>,
 ): Promise<Profile> {
   await fn();
   prof.reset();
@@ -198,44 +182,6 @@ function merged(p: Profile): Profile {
   };
 }
 
-async function learnerStep(be: Backend, c: ModelConfig): Promise<() => Promise<void>> {
-  const model = new Decoder(c, be, uploadParams(be, initParams(c, 1234)));
-  const specs = paramSpecs(c);
-  const opt = new AdamW(be, specs, {
-    beta1: OPTIMIZER.beta1,
-    beta2: OPTIMIZER.beta2,
-    eps: OPTIMIZER.eps,
-    weightDecay: OPTIMIZER.weight_decay,
-    maxGradNorm: OPTIMIZER.max_grad_norm,
-  });
-  const rng = new Rng(7);
-  const seqs = Array.from({ length: SHAPES.batch }, () => randomIds(rng, SHAPES.seq, c.vocab_size));
-  const batch = padBatch(seqs, 0);
-  const targets = nextTokenTargets(batch);
-  const last = specs[specs.length - 1].name;
-  return async () => {
-    const r = await lossAndGrad(model, batch, targets);
-    await opt.update(model.params, r.grads, OPTIMIZER.lr);
-    await be.read(model.params.get(last)!);
-  };
-}
-
-function generation(be: Backend, c: ModelConfig): () => Promise<void> {
-  const model = new Decoder(c, be, uploadParams(be, initParams(c, 1234)));
-  const rng = new Rng(11);
-  const prompts = Array.from({ length: SHAPES.genBatch }, () => randomIds(rng, SHAPES.prompt, c.vocab_size));
-  return async () => {
-    await generate(model, prompts, {
-      maxNewTokens: SHAPES.newTokens,
-      stopTokens: [],
-      temperature: 0,
-      topK: 0,
-      topP: 1,
-      rng: new Rng(1),
-    });
-  };
-}
-
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
   const raw = await createBackend(a.backend);
@@ -248,8 +194,8 @@ async function main(): Promise<void> {
   const out: Profile[] = [];
   for (const name of a.models) {
     const c = BENCH_MODELS[name];
-    const step = await profile(`${name} learner step`, prof, a.steps, await learnerStep(be, c));
-    const gen = await profile(`${name} generation`, prof, a.gens, generation(be, c));
+    const step = await profile(`${name} learner step`, prof, a.steps, learnerCase(be, c).run);
+    const gen = await profile(`${name} generation`, prof, a.gens, generationCase(be, c).run);
     for (const p of [step, gen]) {
       printProfile(merged(p));
       printProfile(p);
