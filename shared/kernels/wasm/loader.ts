@@ -113,3 +113,48 @@ function load(name: WasmModuleName): LoadedModule | string {
     return `${path} does not compile here: ${(e as Error).message}`;
   }
 }
+
+/**
+ * The process-wide instance of a WebAssembly kernel module: built on first use, null (with the
+ * reason) where the module is missing or WebAssembly threads are unavailable, and rebuilt after
+ * `shutdown()` stops its workers.
+ */
+export class SharedInstance<T extends { close(): Promise<void> }> {
+  private instance: T | null | undefined;
+  private reason = '';
+
+  constructor(
+    private readonly what: string,
+    private readonly load: () => LoadedModule | string,
+    private readonly make: (loaded: LoadedModule) => T,
+  ) {}
+
+  get(): T | null {
+    if (this.instance !== undefined) return this.instance;
+    const loaded = this.load();
+    if (typeof loaded === 'string') {
+      this.reason = loaded;
+      this.instance = null;
+      return null;
+    }
+    try {
+      this.instance = this.make(loaded);
+    } catch (e) {
+      this.reason = `${this.what} unavailable: ${(e as Error).message}`;
+      this.instance = null;
+    }
+    return this.instance;
+  }
+
+  /** Why `get()` returned null ('' when it did not). */
+  unavailableReason(): string {
+    this.get();
+    return this.reason;
+  }
+
+  async shutdown(): Promise<void> {
+    const inst = this.instance;
+    this.instance = undefined;
+    if (inst) await inst.close();
+  }
+}

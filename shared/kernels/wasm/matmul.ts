@@ -17,7 +17,13 @@
  */
 import { availableParallelism } from 'node:os';
 import type { MatmulShape } from '../backend.js';
-import { type LoadedModule, loadMatmulModule, type MatmulExports, type WasmVariant } from './loader.js';
+import {
+  type LoadedModule,
+  loadMatmulModule,
+  type MatmulExports,
+  SharedInstance,
+  type WasmVariant,
+} from './loader.js';
 import { JOB_DOT, JOB_GEMM, JOB_PARAMS, MAX_CHUNKS, WorkerPool } from './pool.js';
 
 const PAGE = 65536;
@@ -42,9 +48,6 @@ export interface MatmulRunOptions {
 function align(x: number, to: number): number {
   return Math.ceil(x / to) * to;
 }
-
-let instance: WasmMatmul | null | undefined;
-let unavailableReason = '';
 
 export class WasmMatmul {
   /** Which build runs: plain SIMD, or relaxed SIMD with fused multiply-add. */
@@ -73,35 +76,30 @@ export class WasmMatmul {
         : null;
   }
 
+  private static readonly shared = new SharedInstance(
+    'wasm matmul',
+    loadMatmulModule,
+    (loaded) => new WasmMatmul(loaded, defaultThreads()),
+  );
+
   /** The shared instance, or null where the module is missing or WebAssembly threads are unavailable. */
   static get(): WasmMatmul | null {
-    if (instance !== undefined) return instance;
-    const loaded = loadMatmulModule();
-    if (typeof loaded === 'string') {
-      unavailableReason = loaded;
-      instance = null;
-      return null;
-    }
-    try {
-      instance = new WasmMatmul(loaded, defaultThreads());
-    } catch (e) {
-      unavailableReason = `wasm matmul unavailable: ${(e as Error).message}`;
-      instance = null;
-    }
-    return instance;
+    return WasmMatmul.shared.get();
   }
 
   /** Why `get()` returned null ('' when it did not). */
   static unavailableReason(): string {
-    WasmMatmul.get();
-    return unavailableReason;
+    return WasmMatmul.shared.unavailableReason();
   }
 
   /** Stops the shared instance's workers; the next `get()` builds a new instance. */
-  static async shutdown(): Promise<void> {
-    const inst = instance;
-    instance = undefined;
-    if (inst) await inst.pool?.close();
+  static shutdown(): Promise<void> {
+    return WasmMatmul.shared.shutdown();
+  }
+
+  /** Stops this instance's workers (through `shutdown()`). */
+  async close(): Promise<void> {
+    await this.pool?.close();
   }
 
   /** Bytes of memory needed for a call of this shape with P participants. */

@@ -18,7 +18,13 @@
  */
 import { availableParallelism } from 'node:os';
 import type { AttentionShape } from '../backend.js';
-import { type LoadedModule, loadOpsModule, type OpsExports, type WasmVariant } from './loader.js';
+import {
+  type LoadedModule,
+  loadOpsModule,
+  type OpsExports,
+  SharedInstance,
+  type WasmVariant,
+} from './loader.js';
 import { JOB_OP, JOB_PARAMS, MAX_CHUNKS, WorkerPool } from './pool.js';
 
 const PAGE = 65536;
@@ -59,9 +65,6 @@ function align(x: number, to: number): number {
 
 type Input = Float32Array | Int32Array | Uint8Array;
 
-let instance: WasmOps | null | undefined;
-let unavailableReason = '';
-
 export class WasmOps {
   readonly variant: WasmVariant;
   private readonly memory: WebAssembly.Memory;
@@ -91,35 +94,30 @@ export class WasmOps {
         : null;
   }
 
+  private static readonly shared = new SharedInstance(
+    'wasm ops',
+    loadOpsModule,
+    (loaded) => new WasmOps(loaded, defaultThreads()),
+  );
+
   /** The shared instance, or null where the module is missing or WebAssembly threads are unavailable. */
   static get(): WasmOps | null {
-    if (instance !== undefined) return instance;
-    const loaded = loadOpsModule();
-    if (typeof loaded === 'string') {
-      unavailableReason = loaded;
-      instance = null;
-      return null;
-    }
-    try {
-      instance = new WasmOps(loaded, defaultThreads());
-    } catch (e) {
-      unavailableReason = `wasm ops unavailable: ${(e as Error).message}`;
-      instance = null;
-    }
-    return instance;
+    return WasmOps.shared.get();
   }
 
   /** Why `get()` returned null ('' when it did not). */
   static unavailableReason(): string {
-    WasmOps.get();
-    return unavailableReason;
+    return WasmOps.shared.unavailableReason();
   }
 
   /** Stops the shared instance's workers; the next `get()` builds a new instance. */
-  static async shutdown(): Promise<void> {
-    const inst = instance;
-    instance = undefined;
-    if (inst) await inst.pool?.close();
+  static shutdown(): Promise<void> {
+    return WasmOps.shared.shutdown();
+  }
+
+  /** Stops this instance's workers (through `shutdown()`). */
+  async close(): Promise<void> {
+    await this.pool?.close();
   }
 
   /** Current size of the shared memory in bytes (for leak checks). */
