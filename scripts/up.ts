@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -181,7 +181,6 @@ function natsServerBinary(): string {
 }
 
 async function waitForPort(port: number, ms: number): Promise<void> {
-  const { connect } = await import('node:net');
   const end = Date.now() + ms;
   for (;;) {
     const ok = await new Promise<boolean>((r) => {
