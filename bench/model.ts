@@ -17,6 +17,7 @@
  * Usage: npm run bench:model -- [--backend auto|webgpu|webasm|cpu|reference] [--machine cpu|gpu]
  *   [--torch-device cpu|cuda] [--python EXE] [--threads 2] [--models tiny,small] [--warmup 2]
  *   [--repeats 10] [--gen-repeats 3] [--max-seconds 60] [--out bench/results] [--no-torch] [--quick]
+ *   [--webgpu-variants off,pool,pool+batch,pool+batch+staged,batch-256,batch-16]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -24,10 +25,25 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend } from '../shared/kernels/backend.js';
+import { GpujsBackend } from '../shared/kernels/gpujs/backend.js';
+import type { DeviceBatchingOptions } from '../shared/kernels/gpujs/device-batching.js';
 import { BACKEND_CHOICES, type BackendChoice, createBackend, setupWebgpu } from '../shared/kernels/index.js';
 import type { ModelConfig } from '../shared/model/config.js';
 import { paramSpecs } from '../shared/model/params.js';
 import { BENCH_MODELS, generationCase, learnerCase, OPTIMIZER, SHAPES } from './models.js';
+
+/**
+ * The webgpu host-cost settings `--webgpu-variants` compares (shared/kernels/gpujs/device-batching.ts),
+ * each run in the same process against the same PyTorch numbers.
+ */
+const WEBGPU_VARIANTS: Record<string, Partial<DeviceBatchingOptions>> = {
+  off: { bufferPool: false, batchSubmits: false },
+  pool: { bufferPool: true, batchSubmits: false },
+  'pool+batch': { bufferPool: true, batchSubmits: true, stageWrites: false },
+  'pool+batch+staged': { bufferPool: true, batchSubmits: true, stageWrites: true },
+  'batch-256': { bufferPool: true, batchSubmits: true, stageWrites: true, maxBatch: 256 },
+  'batch-16': { bufferPool: true, batchSubmits: true, stageWrites: true, maxBatch: 16 },
+};
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -45,6 +61,8 @@ interface Args {
   maxSeconds: number;
   out: string;
   torch: boolean;
+  /** webgpu: device-batching settings also measured, by name (WEBGPU_VARIANTS). */
+  variants: string[];
 }
 
 function parseArgs(argv: string[]): Args {
@@ -62,6 +80,7 @@ function parseArgs(argv: string[]): Args {
     maxSeconds: 60,
     out: join(ROOT, 'bench', 'results'),
     torch: true,
+    variants: [],
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -119,6 +138,13 @@ function parseArgs(argv: string[]): Args {
         break;
       case '--no-torch':
         a.torch = false;
+        break;
+      case '--webgpu-variants':
+        a.variants = value().split(',');
+        for (const v of a.variants) {
+          if (!WEBGPU_VARIANTS[v])
+            throw new Error(`--webgpu-variants: one of ${Object.keys(WEBGPU_VARIANTS).join(', ')}`);
+        }
         break;
       case '--quick':
         a.warmup = 1;
@@ -308,6 +334,38 @@ function table(cases: Case[], rmtLabel: string, baseLabel: string): string {
     .join('\n');
 }
 
+interface VariantCell {
+  learner_step: number;
+  learner_step_ratio: number | null;
+  generation: number;
+  generation_ratio: number | null;
+}
+
+/** The `--webgpu-variants` rows: tokens/s and ratio to the same PyTorch numbers, per setting. */
+function variantTable(variants: Record<string, Record<string, VariantCell>>): string[] {
+  const names = Object.keys(variants);
+  if (names.length === 0) return [''];
+  const models = Object.keys(variants[names[0]]).filter((k) => k !== 'settings');
+  const cell = (x: number, r: number | null) => `${fmt(x)}${r === null ? '' : ` (${fmt(r, 3)})`}`;
+  return [
+    '',
+    'Device-batching settings (`--webgpu-variants`, shared/kernels/gpujs/device-batching.ts), same process, tokens/s (ratio to PyTorch):',
+    '',
+    `| setting | ${models.map((m) => `${m} learner step | ${m} generation`).join(' | ')} |`,
+    `|---|${models.map(() => '---:|---:').join('|')}|`,
+    ...names.map(
+      (v) =>
+        `| ${v} | ${models
+          .map((m) => {
+            const c = variants[v][m];
+            return `${cell(c.learner_step, c.learner_step_ratio)} | ${cell(c.generation, c.generation_ratio)}`;
+          })
+          .join(' | ')} |`,
+    ),
+    '',
+  ];
+}
+
 function markdown(
   report: Record<string, unknown>,
   cases: Case[],
@@ -331,7 +389,7 @@ function markdown(
     ...cases.map(
       (c) => `| ${c.name} | ${fmt(c.rmt)} | ${fmt(c.baseline)} | ${fmt(c.ratio, 3)} | ${c.unit} |`,
     ),
-    '',
+    ...variantTable(report.webgpu_variants as Record<string, Record<string, VariantCell>>),
     '| model | layers | hidden | intermediate | heads / kv | head_dim | vocab | params |',
     '|---|---:|---:|---:|---|---:|---:|---:|',
     ...Object.entries(report.models as Record<string, { config: ModelConfig; params: number }>).map(
@@ -364,6 +422,37 @@ async function main(): Promise<void> {
     const gen = await rmtGenerate(be, c, a);
     console.log(`rmt: ${name} generate ${gen.tokens_per_s.toFixed(0)} tok/s`);
     rmt[name] = { train, generate: gen };
+  }
+
+  // the same cases under other device-batching settings, on the same device, after the main run
+  const variants: Record<string, Record<string, unknown>> = {};
+  if (be.name === 'webgpu') {
+    for (const v of a.variants) {
+      const vb = await GpujsBackend.create('webgpu', { deviceBatching: WEBGPU_VARIANTS[v] });
+      const row: Record<string, unknown> = { settings: WEBGPU_VARIANTS[v] };
+      for (const name of a.models) {
+        const c = BENCH_MODELS[name];
+        const before = vb.deviceBatchingStats();
+        const train = await rmtTrain(vb, c, a);
+        const after = vb.deviceBatchingStats();
+        const gen = await rmtGenerate(vb, c, a);
+        const t = torch?.results[name];
+        row[name] = {
+          learner_step: train.tokens_per_s,
+          learner_step_ratio: t?.train ? train.tokens_per_s / t.train.tokens_per_s : null,
+          generation: gen.tokens_per_s,
+          generation_ratio: t?.generate ? gen.tokens_per_s / t.generate.tokens_per_s : null,
+          // over the warmup and timed learner steps
+          submits: before && after ? after.submits - before.submits : null,
+          command_buffers: before && after ? after.commandBuffers - before.commandBuffers : null,
+        };
+        console.log(
+          `rmt [${v}]: ${name} train ${train.tokens_per_s.toFixed(0)} tok/s, generate ${gen.tokens_per_s.toFixed(0)} tok/s`,
+        );
+      }
+      variants[v] = row;
+      await vb.dispose();
+    }
   }
 
   const cases: Case[] = [];
@@ -448,6 +537,8 @@ async function main(): Promise<void> {
       ]),
     ),
     cases,
+    device_batching: be instanceof GpujsBackend ? (be.deviceBatchingSettings() ?? null) : null,
+    webgpu_variants: variants,
   };
   console.log('');
   console.log(table(cases, rmtLabel, baseLabel));

@@ -30,8 +30,10 @@ export class AdamW {
   /** Applies one update in place on `params`; frees the gradients. Returns the pre-clip norm. */
   async update(params: Params, grads: Params, lr: number): Promise<{ gradNorm: number; clipCoef: number }> {
     const be = this.backend;
+    // all at once: on a GPU each is a read-back, and their round trips overlap; summed in spec order
+    const squares = await Promise.all(this.specs.map((s) => be.sumSquares(grad(grads, s.name))));
     let sq = 0;
-    for (const s of this.specs) sq += await be.sumSquares(grad(grads, s.name));
+    for (const x of squares) sq += x;
     const gradNorm = Math.sqrt(sq);
     const clipCoef = this.cfg.maxGradNorm > 0 ? Math.min(1, this.cfg.maxGradNorm / (gradNorm + 1e-6)) : 1;
     this.step++;

@@ -22,6 +22,12 @@ import { WasmMatmul } from '../wasm/matmul.js';
 import { WasmOps } from '../wasm/ops.js';
 import { embeddingBackwardF32, gatherRowsF32, scatterRowsF32 } from '../wasm/rows.js';
 import { setupWebgpu } from '../webgpu-setup.js';
+import {
+  type BatchableDevice,
+  DeviceBatching,
+  type DeviceBatchingOptions,
+  type DeviceBatchingStats,
+} from './device-batching.js';
 import { asF32, buildCsr, buildInverse, ropeTables } from './host.js';
 import * as K from './kernels.js';
 
@@ -42,6 +48,11 @@ export interface GpujsOptions {
    * off with RMT_WASM_KERNELS=0. gpu.js's kernels are the fallback.
    */
   wasmKernels?: boolean;
+  /**
+   * webgpu: the buffer pool and submit batching around gpu.js's device (`device-batching.ts`); both
+   * on by default, off with RMT_WEBGPU_POOL=0 / RMT_WEBGPU_BATCH=0.
+   */
+  deviceBatching?: Partial<DeviceBatchingOptions>;
 }
 
 /** gpu.js's pipeline handle on webgpu (`WebGPUBufferResult`). */
@@ -94,7 +105,7 @@ const MAP_READ = 0x0001;
 const COPY_DST = 0x0008;
 interface GpujsModule {
   GPU: (new (settings: { mode: string }) => GpuInstance) & { isWebAssemblySupported: boolean };
-  WebGPUContext: { acquire(): Promise<{ device: GpuDevice }>; destroy(): Promise<void> };
+  WebGPUContext: { acquire(): Promise<{ device: GpuDevice & BatchableDevice }>; destroy(): Promise<void> };
 }
 const { GPU, WebGPUContext } = gpujs as unknown as GpujsModule;
 
@@ -139,6 +150,7 @@ export class GpujsBackend implements Backend {
   private disposed = false;
   private wasmMatmul: WasmMatmul | null = null;
   private wasmOps: WasmOps | null = null;
+  private batching: DeviceBatching | null = null;
 
   private constructor(
     readonly name: GpujsMode,
@@ -147,14 +159,22 @@ export class GpujsBackend implements Backend {
   ) {}
 
   static async create(mode: GpujsMode, options: GpujsOptions = {}): Promise<GpujsBackend> {
+    let batching: DeviceBatching | null = null;
     if (mode === 'webgpu') {
       const setup = await setupWebgpu();
       if (!setup.ok) throw new Error(`webgpu unavailable: ${setup.reason}`);
+      const { device } = await WebGPUContext.acquire();
+      batching = DeviceBatching.install(device, {
+        ...options.deviceBatching,
+        ...(process.env.RMT_WEBGPU_POOL === '0' ? { bufferPool: false } : {}),
+        ...(process.env.RMT_WEBGPU_BATCH === '0' ? { batchSubmits: false } : {}),
+      });
       liveWebgpuBackends++;
     } else if (mode === 'webasm' && !GPU.isWebAssemblySupported) {
       throw new Error('webasm unavailable: WebAssembly not supported');
     }
     const backend = new GpujsBackend(mode, new GPU({ mode }), options.kernelCacheLimit ?? KERNEL_CACHE_LIMIT);
+    backend.batching = batching;
     if (mode !== 'webgpu' && options.wasmMatmul !== false && process.env.RMT_WASM_MATMUL !== '0') {
       backend.wasmMatmul = WasmMatmul.get();
     }
@@ -162,6 +182,16 @@ export class GpujsBackend implements Backend {
       backend.wasmOps = WasmOps.get();
     }
     return backend;
+  }
+
+  /** The webgpu buffer pool and submit batching settings (null on cpu/webasm). */
+  deviceBatchingSettings(): Readonly<DeviceBatchingOptions> | null {
+    return this.batching ? { ...this.batching.settings } : null;
+  }
+
+  /** Counters of the webgpu buffer pool and submit batching (null on cpu/webasm). */
+  deviceBatchingStats(): DeviceBatchingStats | null {
+    return this.batching?.stats() ?? null;
   }
 
   /** The wasm ops where they are routed (cpu/webasm), after the disposed check. */
@@ -348,7 +378,11 @@ export class GpujsBackend implements Backend {
     for (const { run } of this.kernels.values()) run.destroy(true);
     this.kernels.clear();
     await this.gpu.destroy();
-    if (this.onDevice && --liveWebgpuBackends === 0) await WebGPUContext.destroy();
+    if (this.onDevice && --liveWebgpuBackends === 0) {
+      this.batching?.flush();
+      this.batching?.trim();
+      await WebGPUContext.destroy();
+    }
   }
 
   // -------------------------------------------------------------------------------------------------
