@@ -6,7 +6,12 @@
  * rest of the wall time: the model's own JavaScript, the loss bookkeeping, AdamW's loop, sampling.
  *
  * Usage: npx tsx bench/profile-step.ts [--backend webasm] [--models tiny,small] [--steps 3]
- *   [--gens 1] [--json FILE]
+ *   [--gens 1] [--sync] [--json FILE]
+ *
+ * On webgpu a kernel call returns once it is queued, so an op's time is its host cost, and the GPU's
+ * time shows up in the next read. `--sync` waits for the device after every op instead (and charges
+ * the wait to the op), which shows where device time goes but serialises host and device. The
+ * profile also times the primitives: a read-back of one float, and one queued elementwise kernel.
  *
  * Each case runs one untimed warm-up first (kernel compilation, memory growth); the tables show
  * milliseconds per step (per generation), the share of the wall time, and calls per step. Ops are
@@ -31,6 +36,8 @@ class Profiler {
   readonly stats = new Map<string, OpStat>();
   private depth = 0;
   splitMatmul = true;
+  /** Waits for the device after each op (webgpu's `sync`), when set. */
+  sync: (() => Promise<void>) | null = null;
 
   wrap(be: Backend): Backend {
     return new Proxy(be, {
@@ -70,7 +77,17 @@ class Profiler {
       done();
       throw e;
     }
-    if (r instanceof Promise) return r.finally(done);
+    if (r instanceof Promise) {
+      const sync = this.sync;
+      if (sync)
+        return r
+          .then(async (v) => {
+            await sync();
+            return v;
+          })
+          .finally(done);
+      return r.finally(done);
+    }
     done();
     return r;
   }
@@ -85,11 +102,19 @@ interface Args {
   models: string[];
   steps: number;
   gens: number;
+  sync: boolean;
   json: string | null;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { backend: 'webasm', models: ['tiny', 'small'], steps: 3, gens: 1, json: null };
+  const a: Args = {
+    backend: 'webasm',
+    models: ['tiny', 'small'],
+    steps: 3,
+    gens: 1,
+    sync: false,
+    json: null,
+  };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = (): string => {
@@ -112,12 +137,15 @@ function parseArgs(argv: string[]): Args {
       case '--gens':
         a.gens = Math.max(1, Number(value()) | 0);
         break;
+      case '--sync':
+        a.sync = true;
+        break;
       case '--json':
         a.json = value();
         break;
       default:
         throw new Error(
-          `unknown argument ${flag}; usage: bench/profile-step.ts [--backend B] [--models tiny,small] [--steps N] [--gens N] [--json FILE]`,
+          `unknown argument ${flag}; usage: bench/profile-step.ts [--backend B] [--models tiny,small] [--steps N] [--gens N] [--sync] [--json FILE]`,
         );
     }
   }
@@ -182,6 +210,38 @@ function merged(p: Profile): Profile {
   };
 }
 
+/** The costs everything else is made of: a read-back's round trip and one small kernel call. */
+async function timePrimitives(be: Backend): Promise<{ read_ms: number; enqueue_ms: number; add_ms: number }> {
+  const one = be.upload([1]);
+  const reads: number[] = [];
+  for (let i = 0; i < 33; i++) {
+    const t0 = performance.now();
+    await be.read(one);
+    if (i >= 3) reads.push(performance.now() - t0);
+  }
+  reads.sort((x, y) => x - y);
+  be.free(one);
+  const x = be.upload(new Float32Array(1024).fill(1));
+  const chain = async (n: number) => {
+    let y = await be.add(x, x);
+    for (let i = 0; i < n; i++) {
+      const z = await be.add(y, x);
+      be.free(y);
+      y = z;
+    }
+    return y;
+  };
+  be.free(await chain(20)); // compile
+  const t0 = performance.now();
+  const y = await chain(500);
+  const enqueue = (performance.now() - t0) / 500;
+  await be.read(y);
+  const total = (performance.now() - t0) / 500;
+  be.free(y);
+  be.free(x);
+  return { read_ms: reads[reads.length >> 1], enqueue_ms: enqueue, add_ms: total };
+}
+
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
   const raw = await createBackend(a.backend);
@@ -190,6 +250,12 @@ async function main(): Promise<void> {
   const load = os.loadavg()[0];
   console.log(
     `backend ${raw.name}; RMT_WASM_KERNELS=${process.env.RMT_WASM_KERNELS ?? '(unset)'}; load average ${load.toFixed(2)} on ${os.cpus().length} cores`,
+  );
+  const syncable = raw as Backend & { sync?: () => Promise<void> };
+  if (a.sync && syncable.sync) prof.sync = syncable.sync.bind(raw);
+  const primitives = await timePrimitives(raw);
+  console.log(
+    `primitives: read-back of 1 float ${primitives.read_ms.toFixed(3)} ms (median of 30); one queued add of 1024 floats ${primitives.enqueue_ms.toFixed(4)} ms host (mean of 500), ${primitives.add_ms.toFixed(4)} ms with the device's work`,
   );
   const out: Profile[] = [];
   for (const name of a.models) {
@@ -206,7 +272,7 @@ async function main(): Promise<void> {
   if (a.json)
     writeFileSync(
       a.json,
-      `${JSON.stringify({ backend: raw.name, load: [load, os.loadavg()[0]], profiles: out }, null, 2)}\n`,
+      `${JSON.stringify({ backend: raw.name, sync: a.sync, load: [load, os.loadavg()[0]], primitives, profiles: out }, null, 2)}\n`,
     );
   await raw.dispose();
 }

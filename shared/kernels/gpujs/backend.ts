@@ -184,6 +184,13 @@ export class GpujsBackend implements Backend {
     return backend;
   }
 
+  /** webgpu: resolves when every queued kernel has run on the device (for profiling); else at once. */
+  async sync(): Promise<void> {
+    if (!this.onDevice) return;
+    const { device } = await WebGPUContext.acquire();
+    await device.queue.onSubmittedWorkDone();
+  }
+
   /** The webgpu buffer pool and submit batching settings (null on cpu/webasm). */
   deviceBatchingSettings(): Readonly<DeviceBatchingOptions> | null {
     return this.batching ? { ...this.batching.settings } : null;

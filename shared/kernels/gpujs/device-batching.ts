@@ -131,10 +131,7 @@ export class DeviceBatching {
   private readonly realSubmit: (commands: object[]) => void;
   private readonly realWriteBuffer: (buffer: Buffer, ...rest: unknown[]) => void;
 
-  private constructor(
-    device: BatchableDevice,
-    options: DeviceBatchingOptions,
-  ) {
+  private constructor(device: BatchableDevice, options: DeviceBatchingOptions) {
     this.options = { ...options };
     const queue = device.queue;
     this.realSubmit = queue.submit.bind(queue);
