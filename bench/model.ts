@@ -17,7 +17,7 @@
  * Usage: npm run bench:model -- [--backend auto|webgpu|webasm|cpu|reference] [--machine cpu|gpu]
  *   [--torch-device cpu|cuda] [--python EXE] [--threads 2] [--models tiny,small] [--warmup 2]
  *   [--repeats 10] [--gen-repeats 3] [--max-seconds 60] [--out bench/results] [--no-torch] [--quick]
- *   [--webgpu-variants off,pool,pool+batch,pool+batch+staged,batch-256,batch-16]
+ *   [--webgpu-variants off,pool,pool+batch,pool+batch+staged,wgsl-optimizer,all,all-batch-256,all-batch-16]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -25,24 +25,31 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend } from '../shared/kernels/backend.js';
-import { GpujsBackend } from '../shared/kernels/gpujs/backend.js';
-import type { DeviceBatchingOptions } from '../shared/kernels/gpujs/device-batching.js';
+import { GpujsBackend, type GpujsOptions } from '../shared/kernels/gpujs/backend.js';
 import { BACKEND_CHOICES, type BackendChoice, createBackend, setupWebgpu } from '../shared/kernels/index.js';
 import type { ModelConfig } from '../shared/model/config.js';
 import { paramSpecs } from '../shared/model/params.js';
 import { BENCH_MODELS, generationCase, learnerCase, OPTIMIZER, SHAPES } from './models.js';
 
 /**
- * The webgpu host-cost settings `--webgpu-variants` compares (shared/kernels/gpujs/device-batching.ts),
- * each run in the same process against the same PyTorch numbers.
+ * The webgpu host-cost settings `--webgpu-variants` compares (shared/kernels/gpujs/device-batching.ts
+ * and wgsl-optimizer.ts), each run in the same process against the same PyTorch numbers.
  */
-const WEBGPU_VARIANTS: Record<string, Partial<DeviceBatchingOptions>> = {
-  off: { bufferPool: false, batchSubmits: false },
-  pool: { bufferPool: true, batchSubmits: false },
-  'pool+batch': { bufferPool: true, batchSubmits: true, stageWrites: false },
-  'pool+batch+staged': { bufferPool: true, batchSubmits: true, stageWrites: true },
-  'batch-256': { bufferPool: true, batchSubmits: true, stageWrites: true, maxBatch: 256 },
-  'batch-16': { bufferPool: true, batchSubmits: true, stageWrites: true, maxBatch: 16 },
+const WEBGPU_VARIANTS: Record<string, GpujsOptions> = {
+  off: { deviceBatching: { bufferPool: false, batchSubmits: false }, wgslOptimizer: false },
+  pool: { deviceBatching: { bufferPool: true, batchSubmits: false }, wgslOptimizer: false },
+  'pool+batch': {
+    deviceBatching: { bufferPool: true, batchSubmits: true, stageWrites: false },
+    wgslOptimizer: false,
+  },
+  'pool+batch+staged': {
+    deviceBatching: { bufferPool: true, batchSubmits: true, stageWrites: true },
+    wgslOptimizer: false,
+  },
+  'wgsl-optimizer': { deviceBatching: { bufferPool: false, batchSubmits: false }, wgslOptimizer: true },
+  all: { deviceBatching: { bufferPool: true, batchSubmits: true, stageWrites: true }, wgslOptimizer: true },
+  'all-batch-256': { deviceBatching: { maxBatch: 256 }, wgslOptimizer: true },
+  'all-batch-16': { deviceBatching: { maxBatch: 16 }, wgslOptimizer: true },
 };
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -349,7 +356,7 @@ function variantTable(variants: Record<string, Record<string, VariantCell>>): st
   const cell = (x: number, r: number | null) => `${fmt(x)}${r === null ? '' : ` (${fmt(r, 3)})`}`;
   return [
     '',
-    'Device-batching settings (`--webgpu-variants`, shared/kernels/gpujs/device-batching.ts), same process, tokens/s (ratio to PyTorch):',
+    'Host-cost settings (`--webgpu-variants`: shared/kernels/gpujs/device-batching.ts and wgsl-optimizer.ts), same process, tokens/s (ratio to PyTorch):',
     '',
     `| setting | ${models.map((m) => `${m} learner step | ${m} generation`).join(' | ')} |`,
     `|---|${models.map(() => '---:|---:').join('|')}|`,
@@ -428,7 +435,7 @@ async function main(): Promise<void> {
   const variants: Record<string, Record<string, unknown>> = {};
   if (be.name === 'webgpu') {
     for (const v of a.variants) {
-      const vb = await GpujsBackend.create('webgpu', { deviceBatching: WEBGPU_VARIANTS[v] });
+      const vb = await GpujsBackend.create('webgpu', WEBGPU_VARIANTS[v]);
       const row: Record<string, unknown> = { settings: WEBGPU_VARIANTS[v] };
       for (const name of a.models) {
         const c = BENCH_MODELS[name];
@@ -538,6 +545,7 @@ async function main(): Promise<void> {
     ),
     cases,
     device_batching: be instanceof GpujsBackend ? (be.deviceBatchingSettings() ?? null) : null,
+    wgsl_optimizer: be instanceof GpujsBackend ? be.adamwInPlace !== undefined : null,
     webgpu_variants: variants,
   };
   console.log('');

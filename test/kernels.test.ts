@@ -9,7 +9,7 @@
  * tests are skipped with the reason printed.
  */
 import test, { type ExecutionContext } from 'ava';
-import type { AttentionShape, Backend, BackendName, MatmulShape } from '../shared/kernels/backend.js';
+import type { AttentionShape, Backend, BackendName, Buf, MatmulShape } from '../shared/kernels/backend.js';
 import { GpujsBackend } from '../shared/kernels/gpujs/backend.js';
 import { availableBackends, createBackend, setupWebgpu } from '../shared/kernels/index.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
@@ -322,6 +322,49 @@ const cases: Case[] = [
       const h = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3, gradScale: 0.37 };
       const r = await be.adamw(p, g, m, v, h);
       return readAll(be, { p: r.p, m: r.m, v: r.v });
+    },
+  },
+  {
+    // the one-pass version where the backend has it (webgpu's WGSL), else one call each
+    name: 'sumSquaresMany n=1,255,256,257,10007',
+    async run(be, rng) {
+      const xs = [1, 255, 256, 257, 10007].map((n) => be.upload(normals(rng, n)));
+      const ss = be.sumSquaresMany
+        ? await be.sumSquaresMany(xs)
+        : await Promise.all(xs.map((x) => be.sumSquares(x)));
+      return Object.fromEntries(ss.map((x, i) => [`ss${i}`, x]));
+    },
+  },
+  {
+    name: 'adamwInPlace n=1,1001,4099, weight decay on and off',
+    async run(be, rng) {
+      const items = [1, 1001, 4099].map((n, i) => ({
+        p: be.upload(normals(rng, n)),
+        g: be.upload(normals(rng, n)),
+        m: be.upload(normals(rng, n, 0.1)),
+        v: be.upload(normals(rng, n, 0.1).map((x) => x * x)),
+        h: {
+          lr: 1e-3,
+          beta1: 0.9,
+          beta2: 0.95,
+          eps: 1e-8,
+          weightDecay: i === 1 ? 0 : 0.1,
+          step: 7,
+          gradScale: 0.37,
+        },
+      }));
+      const out: Record<string, Buf> = {};
+      if (be.adamwInPlace) {
+        await be.adamwInPlace(items);
+        for (const [i, it] of items.entries())
+          Object.assign(out, { [`p${i}`]: it.p, [`m${i}`]: it.m, [`v${i}`]: it.v });
+      } else {
+        for (const [i, it] of items.entries()) {
+          const r = await be.adamw(it.p, it.g, it.m, it.v, it.h);
+          Object.assign(out, { [`p${i}`]: r.p, [`m${i}`]: r.m, [`v${i}`]: r.v });
+        }
+      }
+      return readAll(be, out);
     },
   },
   {

@@ -139,6 +139,17 @@ export interface Backend {
   /** One AdamW update with decoupled weight decay; returns the new parameter and moments. */
   adamw(p: Buf, g: Buf, m: Buf, v: Buf, h: AdamWHyper): Promise<{ p: Buf; m: Buf; v: Buf }>;
 
+  /**
+   * Optional, where a call per tensor is what costs (a GPU): `sumSquares` of every buffer in one pass
+   * and one read-back, the same numbers as one call each.
+   */
+  sumSquaresMany?(xs: Buf[]): Promise<number[]>;
+  /**
+   * Optional, with `sumSquaresMany`: `adamw` on every item in one pass, in place: afterwards each p, m
+   * and v Buf holds its new value (the numbers `adamw` returns); g is left as it was.
+   */
+  adamwInPlace?(items: { p: Buf; g: Buf; m: Buf; v: Buf; h: AdamWHyper }[]): Promise<void>;
+
   /** dst[rows, rowDim] with dst[index[i], :] replaced by src[i, :] (KV-cache writes). */
   scatterRows(dst: Buf, src: Buf, index: Int32Array, rowDim: number): Promise<Buf>;
   /** out[i, :] = x[index[i], :] (picking the last position of each sequence, cache reorders). */

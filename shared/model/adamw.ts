@@ -30,27 +30,45 @@ export class AdamW {
   /** Applies one update in place on `params`; frees the gradients. Returns the pre-clip norm. */
   async update(params: Params, grads: Params, lr: number): Promise<{ gradNorm: number; clipCoef: number }> {
     const be = this.backend;
-    // all at once: on a GPU each is a read-back, and their round trips overlap; summed in spec order
-    const squares = await Promise.all(this.specs.map((s) => be.sumSquares(grad(grads, s.name))));
+    const gs = this.specs.map((s) => grad(grads, s.name));
+    // all at once: on a GPU each is a read-back (one pass where the backend has sumSquaresMany);
+    // summed in spec order either way
+    const squares = be.sumSquaresMany
+      ? await be.sumSquaresMany(gs)
+      : await Promise.all(gs.map((g) => be.sumSquares(g)));
     let sq = 0;
     for (const x of squares) sq += x;
     const gradNorm = Math.sqrt(sq);
     const clipCoef = this.cfg.maxGradNorm > 0 ? Math.min(1, this.cfg.maxGradNorm / (gradNorm + 1e-6)) : 1;
     this.step++;
+    const hyper = (s: ParamSpec) => ({
+      lr,
+      beta1: this.cfg.beta1,
+      beta2: this.cfg.beta2,
+      eps: this.cfg.eps,
+      weightDecay: s.decay ? this.cfg.weightDecay : 0,
+      step: this.step,
+      gradScale: clipCoef,
+    });
+    if (be.adamwInPlace) {
+      const items = this.specs.map((s, i) => {
+        const p = params.get(s.name)!;
+        const m = this.m.get(s.name) ?? be.zeros(be.length(p));
+        const v = this.v.get(s.name) ?? be.zeros(be.length(p));
+        this.m.set(s.name, m);
+        this.v.set(s.name, v);
+        return { p, g: gs[i], m, v, h: hyper(s) };
+      });
+      await be.adamwInPlace(items);
+      for (const g of gs) be.free(g);
+      return { gradNorm, clipCoef };
+    }
     for (const s of this.specs) {
       const p = params.get(s.name)!;
       const g = grad(grads, s.name);
       const m = this.m.get(s.name) ?? be.zeros(be.length(p));
       const v = this.v.get(s.name) ?? be.zeros(be.length(p));
-      const out = await be.adamw(p, g, m, v, {
-        lr,
-        beta1: this.cfg.beta1,
-        beta2: this.cfg.beta2,
-        eps: this.cfg.eps,
-        weightDecay: s.decay ? this.cfg.weightDecay : 0,
-        step: this.step,
-        gradScale: clipCoef,
-      });
+      const out = await be.adamw(p, g, m, v, hyper(s));
       for (const old of [p, g, m, v]) be.free(old);
       params.set(s.name, out.p);
       this.m.set(s.name, out.m);

@@ -22,6 +22,7 @@ import { WasmMatmul } from '../wasm/matmul.js';
 import { WasmOps } from '../wasm/ops.js';
 import { embeddingBackwardF32, gatherRowsF32, scatterRowsF32 } from '../wasm/rows.js';
 import { setupWebgpu } from '../webgpu-setup.js';
+import { adamwHyperVector } from './adamw-hyper.js';
 import {
   type BatchableDevice,
   DeviceBatching,
@@ -30,6 +31,9 @@ import {
 } from './device-batching.js';
 import { asF32, buildCsr, buildInverse, ropeTables } from './host.js';
 import * as K from './kernels.js';
+import { WgslOptimizer } from './wgsl-optimizer.js';
+
+export { adamwHyperVector } from './adamw-hyper.js';
 
 export type GpujsMode = 'cpu' | 'webasm' | 'webgpu';
 
@@ -53,6 +57,12 @@ export interface GpujsOptions {
    * on by default, off with RMT_WEBGPU_POOL=0 / RMT_WEBGPU_BATCH=0.
    */
   deviceBatching?: Partial<DeviceBatchingOptions>;
+  /**
+   * webgpu: clipping's sums of squares and AdamW as one WGSL pass each over all tensors
+   * (`wgsl-optimizer.ts`, `sumSquaresMany` / `adamwInPlace`); default true, also off with
+   * RMT_WEBGPU_WGSL_OPTIMIZER=0.
+   */
+  wgslOptimizer?: boolean;
 }
 
 /** gpu.js's pipeline handle on webgpu (`WebGPUBufferResult`). */
@@ -151,6 +161,10 @@ export class GpujsBackend implements Backend {
   private wasmMatmul: WasmMatmul | null = null;
   private wasmOps: WasmOps | null = null;
   private batching: DeviceBatching | null = null;
+  private optimizer: WgslOptimizer | null = null;
+  /** webgpu only (see Backend): the optimizer's passes in WGSL, one pass for all tensors. */
+  sumSquaresMany?: (xs: Buf[]) => Promise<number[]>;
+  adamwInPlace?: (items: { p: Buf; g: Buf; m: Buf; v: Buf; h: AdamWHyper }[]) => Promise<void>;
 
   private constructor(
     readonly name: GpujsMode,
@@ -175,6 +189,16 @@ export class GpujsBackend implements Backend {
     }
     const backend = new GpujsBackend(mode, new GPU({ mode }), options.kernelCacheLimit ?? KERNEL_CACHE_LIMIT);
     backend.batching = batching;
+    if (
+      mode === 'webgpu' &&
+      options.wgslOptimizer !== false &&
+      process.env.RMT_WEBGPU_WGSL_OPTIMIZER !== '0'
+    ) {
+      const { device } = await WebGPUContext.acquire();
+      backend.optimizer = new WgslOptimizer(device as never);
+      backend.sumSquaresMany = (xs) => backend.sumSquaresManyOnDevice(xs);
+      backend.adamwInPlace = (items) => backend.adamwInPlaceOnDevice(items);
+    }
     if (mode !== 'webgpu' && options.wasmMatmul !== false && process.env.RMT_WASM_MATMUL !== '0') {
       backend.wasmMatmul = WasmMatmul.get();
     }
@@ -702,6 +726,34 @@ export class GpujsBackend implements Backend {
     return { p: this.wrap(np), m: this.wrap(nm), v: this.wrap(nv) };
   }
 
+  private async tensor(x: Buf): Promise<{ buffer: object; n: number }> {
+    const d = await this.dev(x);
+    if (d instanceof Float32Array || !d.buffer) throw new TypeError('not a device-resident webgpu tensor');
+    return { buffer: d.buffer, n: d.output[0] };
+  }
+
+  private async sumSquaresManyOnDevice(xs: Buf[]): Promise<number[]> {
+    if (this.disposed) throw new Error(`${this.name} backend used after dispose()`);
+    const ts = await Promise.all(xs.map((x) => this.tensor(x)));
+    return (this.optimizer as WgslOptimizer).sumSquares(ts);
+  }
+
+  private async adamwInPlaceOnDevice(
+    items: { p: Buf; g: Buf; m: Buf; v: Buf; h: AdamWHyper }[],
+  ): Promise<void> {
+    if (this.disposed) throw new Error(`${this.name} backend used after dispose()`);
+    const ts = await Promise.all(
+      items.map(async (it) => ({
+        p: await this.tensor(it.p),
+        g: await this.tensor(it.g),
+        m: await this.tensor(it.m),
+        v: await this.tensor(it.v),
+        h: it.h,
+      })),
+    );
+    (this.optimizer as WgslOptimizer).adamw(ts);
+  }
+
   async scatterRows(dst: Buf, src: Buf, index: Int32Array, rowDim: number): Promise<Buf> {
     if (this.ops()) return this.wrap(scatterRowsF32(await this.f32(dst), await this.f32(src), index, rowDim));
     const D = await this.dev(dst);
@@ -761,23 +813,4 @@ function detachOutput(k: KernelRun): void {
   buf._refs--;
   inner.outputBuffer = null;
   inner.bindGroupDirty = true;
-}
-
-/**
- * AdamW's hyperparameters in the order the adamw kernels (gpu.js and WebAssembly) read them:
- * beta1, 1-beta1, beta2, 1-beta2, gradScale, 1-lr*wd, lr, 1-beta1^t, 1-beta2^t, eps.
- */
-export function adamwHyperVector(h: AdamWHyper): Float32Array {
-  return Float32Array.of(
-    h.beta1,
-    1 - h.beta1,
-    h.beta2,
-    1 - h.beta2,
-    h.gradScale,
-    1 - h.lr * h.weightDecay,
-    h.lr,
-    1 - h.beta1 ** h.step,
-    1 - h.beta2 ** h.step,
-    h.eps,
-  );
 }
