@@ -54,6 +54,18 @@ function checkReasoning(
   style: ReasoningStyle,
   text: string,
 ): { columns: number | null; stated: number } {
+  if (style === 'verbose') {
+    const m = /^(\d+)([+*-])(\d+):(.*):(\d+)([+/-])(\d+)=(\d+);(\d+)$/.exec(text);
+    if (!m) throw new Error(`verbose style: ${text}`);
+    const sign = { add: '+', sub: '-', mul: '*' }[op];
+    if (Number(m[1]) !== a || m[2] !== sign || Number(m[3]) !== b) throw new Error(`${text}: restatement`);
+    const [x, inv, y, z] = [Number(m[5]), m[6], Number(m[7]), Number(m[8])];
+    const back = inv === '-' ? x - y : inv === '+' ? x + y : x / y;
+    const wantInv = { add: '-', sub: '+', mul: '/' }[op];
+    if (inv !== wantInv || x !== Number(m[9]) || back !== z || z !== (op === 'mul' ? b : a))
+      throw new Error(`${text}: check`);
+    return checkReasoning(op, a, b, 'full', `${m[4]};${m[9]}`);
+  }
   const semi = text.lastIndexOf(';');
   if (style === 'answer') {
     if (!/^\d+$/.test(text)) throw new Error(`answer style: ${text}`);
@@ -222,6 +234,27 @@ test('the reasoning layout tokenizes exactly as BareFormat prompt + response', (
     const parts = d.text.split('<|endoftext|>');
     const joined = parts.flatMap((s, i) => [...tok.encode(s), ...(i < parts.length - 1 ? [tok.eosId] : [])]);
     t.deepEqual(tok.encode(d.text), joined);
+  }
+});
+
+test('verbose reasoning: restated, the full columns, checked by the inverse operation, one token a character', (t) => {
+  t.is(columnReasoning('add', 48, 37, 'verbose'), '48+37:8+7=15,4+3+1=8:85-37=48;85');
+  t.is(columnReasoning('sub', 52, 37, 'verbose'), '52-37:12-7=5,5-1-3=1:15+37=52;15');
+  t.is(columnReasoning('mul', 7, 48, 'verbose'), '7*48:7*8=56,7*4+5=33:336/7=48;336');
+  const docs = generateMathDocuments({ documents: 150, reasoningStyles: { verbose: 1 } }, 5);
+  const examples = docs.flatMap((d) =>
+    d.problems.filter((p) => p.layout === 'reasoning').map((p) => ({ d, p })),
+  );
+  t.true(examples.length > 100);
+  for (const { d, p } of examples) {
+    const r = p.reasoning!;
+    t.is(r.style, 'verbose');
+    t.is(checkReasoning(p.op, p.a, p.b, 'verbose', r.reasoning).stated, p.answer);
+    const ids = tok.encode(d.text.slice(r.contextStart, p.end));
+    const prompt = bare.buildPrompt(tok.encode(d.text.slice(r.contextStart, r.thinkStart)), r.budget);
+    const parsed = bare.parseResponse(ids.slice(prompt.length));
+    t.is(parsed.reasoningIds.length, r.reasoning.length, r.reasoning);
+    t.true(r.reasoning.length > columnReasoning(p.op, p.a, p.b, 'full').length + 6);
   }
 });
 

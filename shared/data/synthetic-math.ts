@@ -21,9 +21,12 @@ import type { Tokenizer } from './tokenizer.js';
 export type MathOp = 'add' | 'sub' | 'mul';
 export const MATH_OPS: readonly MathOp[] = ['add', 'sub', 'mul'];
 
-/** `full`: the column procedure; `compact`: each column's carry and digit only; `answer`: the answer only. */
-export type ReasoningStyle = 'full' | 'compact' | 'answer';
-export const REASONING_STYLES: readonly ReasoningStyle[] = ['full', 'compact', 'answer'];
+/**
+ * `verbose`: the problem restated, the column procedure and a check by the inverse operation;
+ * `full`: the column procedure; `compact`: each column's carry and digit only; `answer`: the answer only.
+ */
+export type ReasoningStyle = 'verbose' | 'full' | 'compact' | 'answer';
+export const REASONING_STYLES: readonly ReasoningStyle[] = ['full', 'compact', 'answer', 'verbose'];
 
 export type MathSplit = 'train' | 'held_out';
 
@@ -104,7 +107,7 @@ const DEFAULTS: ResolvedMathCorpusOptions = {
     mul: { a: [2, 9], b: [10, 99] },
   },
   carryFraction: 0.5,
-  reasoningStyles: { full: 0.8, compact: 0.15, answer: 0.05 },
+  reasoningStyles: { full: 0.8, compact: 0.15, answer: 0.05, verbose: 0 },
   budgetRoundUpFraction: 0.3,
   budgetRoundTo: 8,
   budgetMarker: RMT_DEFAULTS.prompt.budget_marker,
@@ -332,6 +335,12 @@ export function carryIntoTop(op: MathOp, a: number, b: number): boolean {
  *   `7*8=56,7*4+5=33;336`.
  * - compact: each column's carry (borrow) out and digit as two digits, e.g. `15,08;85`.
  * - answer: the answer alone, e.g. `85`.
+ * - verbose: the problem restated before the full columns and the answer checked by the inverse
+ *   operation before it is stated, as a reasoning model that restates and verifies writes, e.g.
+ *   48 + 37: `48+37:8+7=15,4+3+1=8:85-37=48;85`; 52 - 37: `52-37:...:15+37=52;15`; 7 * 48:
+ *   `7*48:...:336/7=48;336`. Nothing in the restatement or the check is needed for the answer, so a
+ *   budget below its length can be met by dropping them (the shrinking budget's job).
+ *   (A restated operand is a run of digits between punctuation, one token per digit as well.)
  *
  * A missing digit of the shorter operand is written as 0.
  */
@@ -340,6 +349,14 @@ export function columnReasoning(op: MathOp, a: number, b: number, style: Reasoni
   if (op === 'sub' && answer < 0) throw new Error(`sub needs a >= b (got ${a} - ${b})`);
   if (op === 'mul' && !(a >= 0 && a <= 9)) throw new Error(`mul needs a one-digit multiplier (got ${a})`);
   if (style === 'answer') return String(answer);
+  if (style === 'verbose') {
+    const full = columnReasoning(op, a, b, 'full');
+    const columns = full.slice(0, full.lastIndexOf(';'));
+    const sign = op === 'add' ? '+' : op === 'sub' ? '-' : '*';
+    const check =
+      op === 'add' ? `${answer}-${b}=${a}` : op === 'sub' ? `${answer}+${b}=${a}` : `${answer}/${a}=${b}`;
+    return `${a}${sign}${b}:${columns}:${check};${answer}`;
+  }
   const da = digitsLsd(a);
   const db = digitsLsd(b);
   const steps: string[] = [];
