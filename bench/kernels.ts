@@ -20,6 +20,10 @@
  *
  * Options: --quick (fewer, shorter trials), --no-gpujs, --no-tuned, --no-wait, --rounds N, --min-time SECONDS,
  * --python PATH (default /usr/bin/python3), --out DIR.
+ *
+ * `--backend webgpu` runs the GPU mode instead (bench/kernels-gpu.ts: gpu.js's webgpu matmul against
+ * PyTorch CUDA, into kernels-gpu.{json,md}); `--backend webasm`, the default, is the mode above.
+ * The cases live in bench/kernel-cases.ts.
  */
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -32,58 +36,10 @@ import type { Backend, MatmulShape } from '../shared/kernels/backend.js';
 import { GpujsBackend } from '../shared/kernels/gpujs/backend.js';
 import { WasmMatmul } from '../shared/kernels/wasm/matmul.js';
 import { Rng } from '../shared/util/rng.js';
+import { CASES, flopsOf, layoutOf, shapeOf } from './kernel-cases.js';
+import { benchGpuKernels, GPU_USAGE } from './kernels-gpu.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-
-interface Case {
-  name: string;
-  shape: MatmulShape;
-}
-
-const N = 512;
-const H = 64;
-const I = 176;
-const KV = 32;
-const V = 2259;
-const G = 8;
-
-function nt(name: string, m: number, k: number, n: number): Case {
-  return { name, shape: { m, k, n, transB: true } };
-}
-function nn(name: string, m: number, k: number, n: number): Case {
-  return { name, shape: { m, k, n } };
-}
-function tn(name: string, m: number, k: number, n: number): Case {
-  return { name, shape: { m, k, n, transA: true } };
-}
-
-const CASES: Case[] = [
-  nt('fwd q/o x@W^T', N, H, H),
-  nt('fwd k/v x@W^T', N, H, KV),
-  nt('fwd gate/up x@W^T', N, H, I),
-  nt('fwd down x@W^T', N, I, H),
-  nt('fwd lm_head x@W^T', N, H, V),
-  nn('bwd dx q/o dy@W', N, H, H),
-  nn('bwd dx k/v dy@W', N, KV, H),
-  nn('bwd dx gate/up dy@W', N, I, H),
-  nn('bwd dx down dy@W', N, H, I),
-  nn('bwd dx lm_head dy@W', N, V, H),
-  tn('bwd dW q/o dy^T@x', H, N, H),
-  tn('bwd dW k/v dy^T@x', KV, N, H),
-  tn('bwd dW gate/up dy^T@x', I, N, H),
-  tn('bwd dW down dy^T@x', H, N, I),
-  tn('bwd dW lm_head dy^T@x', V, N, H),
-  nt('decode q/o x@W^T', G, H, H),
-  nt('decode k/v x@W^T', G, H, KV),
-  nt('decode gate/up x@W^T', G, H, I),
-  nt('decode down x@W^T', G, I, H),
-  nt('decode lm_head x@W^T', G, H, V),
-  nn('square 1024^3', 1024, 1024, 1024),
-];
-
-const flopsOf = (s: MatmulShape) => 2 * s.m * s.k * s.n;
-const layoutOf = (s: MatmulShape) => `${s.transA ? 'T' : 'N'}${s.transB ? 'T' : 'N'}`;
-const shapeOf = (s: MatmulShape) => `${s.m}x${s.k}x${s.n} ${layoutOf(s)}`;
 
 // ---------------------------------------------------------------------------------------------------
 // PyTorch child
@@ -246,9 +202,14 @@ async function waitQuiet(maxMs: number): Promise<{ busy: number | null; waitedMs
 
 const fmt = (x: number | null, d = 1) => (x === null || !Number.isFinite(x) ? '-' : x.toFixed(d));
 
-async function main(): Promise<void> {
+const CPU_USAGE =
+  'usage: bench/kernels.ts [--backend webasm] [--quick] [--no-gpujs] [--no-tuned] [--no-wait] [--rounds N] [--min-time SECONDS] [--python PATH] [--out DIR]';
+
+async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
+    args: argv,
     options: {
+      backend: { type: 'string', default: 'webasm' },
       quick: { type: 'boolean', default: false },
       'no-gpujs': { type: 'boolean', default: false },
       'no-tuned': { type: 'boolean', default: false },
@@ -486,8 +447,25 @@ function markdown(
   return lines.join('\n');
 }
 
-main().then(
-  () => process.exit(0),
+/** Which mode: only --backend (and --help) is read here; each mode parses the rest strictly. */
+async function dispatch(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { backend: { type: 'string', default: 'webasm' }, help: { type: 'boolean', default: false } },
+    strict: false,
+    allowPositionals: true,
+  });
+  if (values.help) {
+    console.log(`${CPU_USAGE}\n${GPU_USAGE}`);
+    return;
+  }
+  if (values.backend === 'webgpu') return benchGpuKernels(argv);
+  if (values.backend === 'webasm') return main(argv);
+  throw new Error(`unknown --backend ${String(values.backend)}; expected webasm or webgpu`);
+}
+
+dispatch(process.argv.slice(2)).then(
+  () => process.exit(0), // Dawn keeps the process alive otherwise
   (e) => {
     console.error(`bench:kernels: ${(e as Error).message}`);
     process.exit(1);
