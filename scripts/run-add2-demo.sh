@@ -24,43 +24,8 @@ npx tsx scripts/collect-run.ts runs/add2-demo "$out/run" >/dev/null
 npx tsx scripts/collect-run.ts runs/add2-demo-seed2 "$out/seed2-run" >/dev/null
 npx tsx scripts/collect-run.ts runs/add2-demo-lr3e-4 "$out/lr3e-4-run" >/dev/null
 npx tsx scripts/collect-run.ts runs/add2-demo-cas "$out/cas-run" >/dev/null
-# Windowed means (10 steps) of the schedule, the lengths and the scores; then the first and last
-# 20 steps as mean ± standard error over steps, and the least-squares slope of the score.
-table() {
-  node -e '
-const fs = require("fs");
-const rows = fs.readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse);
-const keys = ["budget/current", "response_length/mean", "response_length/reasoning_mean",
-  "critic/score/mean", "critic/rewards/mean"];
-const stat = (xs) => {
-  const m = xs.reduce((s, x) => s + x, 0) / xs.length;
-  const sd = Math.sqrt(xs.reduce((s, x) => s + (x - m) ** 2, 0) / Math.max(1, xs.length - 1));
-  return { m, se: sd / Math.sqrt(xs.length) };
-};
-const digits = (k) => (k.startsWith("critic") ? 3 : 1);
-const line = (label, win, f) => `| ${label} | ${keys.map((k) => f(k, stat(win.map((r) => r[k])))).join(" | ")} |`;
-console.log(`| steps | ${keys.map((k) => "`" + k + "`").join(" | ")} |`);
-console.log(`|---|${keys.map(() => "---").join("|")}|`);
-for (let i = 0; i < rows.length; i += 10) {
-  const win = rows.slice(i, i + 10);
-  console.log(line(`${win[0].step}-${win[win.length - 1].step}`, win, (k, s) => s.m.toFixed(digits(k))));
-}
-const n = Math.min(20, Math.floor(rows.length / 2));
-const pm = (k, s) => `${s.m.toFixed(digits(k))} ± ${s.se.toFixed(digits(k))}`;
-console.log(line(`**first ${n}** (mean ± s.e.)`, rows.slice(0, n), pm));
-console.log(line(`**last ${n}** (mean ± s.e.)`, rows.slice(-n), pm));
-const xs = rows.map((r) => r.step);
-const ys = rows.map((r) => r["critic/score/mean"]);
-const mx = stat(xs).m;
-const my = stat(ys).m;
-const sxx = xs.reduce((s, x) => s + (x - mx) ** 2, 0);
-const b = xs.reduce((s, x, i) => s + (x - mx) * (ys[i] - my), 0) / sxx;
-const res = ys.reduce((s, y, i) => s + (y - my - b * (xs[i] - mx)) ** 2, 0);
-const se = Math.sqrt(res / (xs.length - 2) / sxx);
-console.log();
-console.log(`Least-squares slope of \`critic/score/mean\` over steps: ${(100 * b).toFixed(3)} ± ${(100 * se).toFixed(3)} (s.e.) per 100 steps.`);
-' "$1"
-}
+# Windowed means (10 steps), the first and last 20 steps and the score's slope: scripts/window-table.ts
+table() { npx tsx scripts/window-table.ts "$1"; }
 {
   echo "Demo run (\`configs/experiments/add2-rmt-demo.yaml\`, tier mix held constant):"
   echo

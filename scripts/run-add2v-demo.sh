@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Issue 4's demo with a base that writes more than it needs: `rmt train --method rmt` from the
+# two-digit-addition base whose reasoning is mostly verbose (configs/experiments/add2v-base.yaml),
+# with a budget shrinking from 40 to a floor of 16 (configs/experiments/add2v-rmt-demo.yaml), and a
+# replicate with seed 2. Writes docs/results/add2v-demo/. A stage whose output exists is not run
+# again (delete runs/add2v-* to start over).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=docs/results/add2v-demo
+mkdir -p "$out"
+rmt() { node bin/rmt.js "$@" 2>/dev/null; }
+[ -f runs/add2v-base/summary.json ] || rmt pretrain --config configs/experiments/add2v-base.yaml >/dev/null
+[ -f runs/add2v-demo/summary.json ] || rmt train --config configs/experiments/add2v-rmt-demo.yaml >/dev/null
+[ -f runs/add2v-demo-seed2/summary.json ] ||
+  rmt train --config configs/experiments/add2v-rmt-demo-seed2.yaml >/dev/null
+# The base on the demo's held-out answer digits under the prompt the demo ends with (budget 16).
+[ -f "$out/base-ntr-budget16.json" ] ||
+  rmt eval --config configs/experiments/add2v-rmt-demo.yaml --checkpoint runs/add2v-base/final --mode ntr \
+    >"$out/base-ntr-budget16.json"
+npx tsx scripts/collect-run.ts runs/add2v-base "$out/base-run" >/dev/null
+npx tsx scripts/collect-run.ts runs/add2v-demo "$out/run" >/dev/null
+npx tsx scripts/collect-run.ts runs/add2v-demo-seed2 "$out/seed2-run" >/dev/null
+{
+  echo "Demo run (\`configs/experiments/add2v-rmt-demo.yaml\`, seed 1234):"
+  echo
+  npx tsx scripts/window-table.ts runs/add2v-demo/metrics.jsonl
+  echo
+  echo "Replicate, seed 2 (\`configs/experiments/add2v-rmt-demo-seed2.yaml\`):"
+  echo
+  npx tsx scripts/window-table.ts runs/add2v-demo-seed2/metrics.jsonl
+} >"$out/table.md"
+cat "$out/table.md"
