@@ -73,6 +73,8 @@ test('dynamic sampling drops zero-variance groups and reports replacements', asy
   for (const r of steps) {
     t.is(r.frac_reward_zero_std, 1);
     t.is(r['dynamic_sampling/replaced'], 0);
+    // the score of the drawn positions, before any replacement
+    t.is(r['critic/score/drawn_mean'], 0);
     t.true(r['actor/ntp_loss'] > 0);
   }
 });

@@ -299,6 +299,10 @@ export class RunCoordinator {
           cfg.grpo.G,
         );
         if (cfg.grpo.dynamic_sampling) {
+          // The score of what the curriculum drew, before replacement: critic/score/mean is then over
+          // the trained batch, which keeps only groups with mixed rewards, so it is not comparable
+          // from step to step.
+          row['critic/score/drawn_mean'] = rolloutMetrics(groups, cfg.budget.hard_cap)['critic/score/mean'];
           // DAPO: zero-variance groups are replaced by groups at freshly drawn positions.
           const ds = await dynamicSampling(
             groups,
