@@ -7,13 +7,16 @@
  */
 import { readFileSync } from 'node:fs';
 
-const KEYS = [
+const BASE_KEYS = [
   'budget/current',
   'response_length/mean',
   'response_length/reasoning_mean',
   'critic/score/mean',
   'critic/rewards/mean',
+  'frac_reward_zero_std',
 ];
+/** With dynamic sampling the score of the drawn positions (critic/score/mean is over kept groups). */
+const DRAWN = 'critic/score/drawn_mean';
 
 function stat(xs: number[]): { m: number; se: number } {
   const m = xs.reduce((s, x) => s + x, 0) / xs.length;
@@ -22,7 +25,9 @@ function stat(xs: number[]): { m: number; se: number } {
 }
 
 export function windowTable(rows: Record<string, number>[]): string {
-  const digits = (k: string) => (k.startsWith('critic') ? 3 : 1);
+  const drawn = rows.some((r) => r[DRAWN] !== undefined);
+  const KEYS = drawn ? [...BASE_KEYS.slice(0, 3), DRAWN, ...BASE_KEYS.slice(3)] : BASE_KEYS;
+  const digits = (k: string) => (k.startsWith('critic') || k.startsWith('frac') ? 3 : 1);
   const line = (
     label: string,
     win: Record<string, number>[],
@@ -41,19 +46,24 @@ export function windowTable(rows: Record<string, number>[]): string {
     `${s.m.toFixed(digits(k))} ± ${s.se.toFixed(digits(k))}`;
   out.push(line(`**first ${n}** (mean ± s.e.)`, rows.slice(0, n), pm));
   out.push(line(`**last ${n}** (mean ± s.e.)`, rows.slice(-n), pm));
+  for (const key of drawn ? [DRAWN, 'critic/score/mean'] : ['critic/score/mean']) {
+    out.push('');
+    out.push(slope(rows, key));
+  }
+  return out.join('\n');
+}
+
+/** The least-squares slope of `key` over steps, with its standard error, per 100 steps. */
+function slope(rows: Record<string, number>[], key: string): string {
   const xs = rows.map((r) => r.step);
-  const ys = rows.map((r) => r['critic/score/mean']);
+  const ys = rows.map((r) => r[key]);
   const mx = stat(xs).m;
   const my = stat(ys).m;
   const sxx = xs.reduce((s, x) => s + (x - mx) ** 2, 0);
   const b = xs.reduce((s, x, i) => s + (x - mx) * (ys[i] - my), 0) / sxx;
   const res = ys.reduce((s, y, i) => s + (y - my - b * (xs[i] - mx)) ** 2, 0);
   const se = Math.sqrt(res / (xs.length - 2) / sxx);
-  out.push('');
-  out.push(
-    `Least-squares slope of \`critic/score/mean\` over steps: ${(100 * b).toFixed(3)} ± ${(100 * se).toFixed(3)} (s.e.) per 100 steps.`,
-  );
-  return out.join('\n');
+  return `Least-squares slope of \`${key}\` over steps: ${(100 * b).toFixed(3)} ± ${(100 * se).toFixed(3)} (s.e.) per 100 steps.`;
 }
 
 if (process.argv[1]?.endsWith('window-table.ts')) {
