@@ -24,6 +24,16 @@ for (const method of ['ntp', 'rpt', 'rmt', 'rmt-no-dtb', 'rmt-no-cas', 'rmt-no-n
     t.is(summary.steps, T);
     t.true(existsSync(join(summary.final_checkpoint, 'model.safetensors')));
     t.true(existsSync(join(cfg.run.out_dir, 'eval.json')));
+    // what the model answered and what was right, counted: they account for every position
+    const ev = JSON.parse(readFileSync(join(cfg.run.out_dir, 'eval.json'), 'utf8'));
+    for (const key of ['top_predictions', 'top_targets']) {
+      const counts = (ev[key] as [string, number][]).map(([, n]) => n);
+      t.true(
+        counts.length >= 1 && counts.length <= 5 && counts.every((n, i) => i === 0 || n <= counts[i - 1]),
+        key,
+      );
+      t.true(counts.reduce((a, b) => a + b, 0) <= ev.positions, key);
+    }
     const rows = readFileSync(join(cfg.run.out_dir, 'metrics.jsonl'), 'utf8')
       .trim()
       .split('\n')

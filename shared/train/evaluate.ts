@@ -36,6 +36,18 @@ export interface EvalResult {
   /** Share of ntr rollouts without an answer (cut by the cap or never closing `</think>`). */
   no_answer_rate: number;
   positions: number;
+  /**
+   * The most frequent predictions and true next tokens, [text, count], most frequent first (5 each):
+   * a model that answers the same token everywhere shows here, with the accuracy that buys it.
+   */
+  top_predictions?: [string, number][];
+  top_targets?: [string, number][];
+}
+
+function top(texts: string[], k = 5): [string, number][] {
+  const counts = new Map<string, number>();
+  for (const t of texts) counts.set(t, (counts.get(t) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, k);
 }
 
 export interface EvalOptions {
@@ -55,6 +67,7 @@ export async function evaluatePositions(
   o: EvalOptions,
 ): Promise<EvalResult> {
   const correct: boolean[] = [];
+  const predicted: string[] = [];
   let reasoning = 0;
   let unanswered = 0;
   if (o.mode === 'ntp') {
@@ -67,6 +80,7 @@ export async function evaluatePositions(
         )
       ).entries()) {
         correct.push(pred === chunk[j].target);
+        predicted.push(tokenizer.decode([pred]));
       }
     }
   } else {
@@ -91,6 +105,9 @@ export async function evaluatePositions(
       const ok =
         r.parsed.finishReason === 'stop' && matchReward(r.parsed.predictionIds, positions[i].target) === 1;
       correct.push(ok);
+      predicted.push(
+        r.parsed.finishReason === 'stop' ? tokenizer.decode(r.parsed.predictionIds) : '(no answer)',
+      );
       reasoning += r.parsed.reasoningIds.length;
       if (r.parsed.finishReason !== 'stop') unanswered++;
     }
@@ -113,6 +130,8 @@ export async function evaluatePositions(
     reasoning_length: o.mode === 'ntr' ? reasoning / Math.max(1, positions.length) : 0,
     no_answer_rate: o.mode === 'ntr' ? unanswered / Math.max(1, positions.length) : 0,
     positions: positions.length,
+    top_predictions: top(predicted),
+    top_targets: top(positions.map((p) => tokenizer.decode([p.target]))),
   };
 }
 
