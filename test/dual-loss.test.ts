@@ -1,5 +1,6 @@
 import test from 'ava';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
+import { AdamW } from '../shared/model/adamw.js';
 import { padBatch } from '../shared/model/batch.js';
 import { lossOnly } from '../shared/model/loss.js';
 import { paramSpecs } from '../shared/model/params.js';
@@ -121,4 +122,64 @@ test('dual loss gradient = finite differences of L_RL + lambda * L_NTP', async (
       `${s.name}[${i}] ${g[i]} vs ${numeric}`,
     );
   }
+});
+
+test('GRPO steps with AdamW make the rewarded answer the likely one (the loop learns, in the right direction)', async (t) => {
+  // One prompt, G = 8 one-token responses sampled from the model, reward 1 for token 5 only: the
+  // learner's gradient and AdamW must move probability onto token 5 within a few dozen steps.
+  const be = new ReferenceBackend();
+  const model = makeDecoder(be, config, randomParams(config, 5));
+  const specs = paramSpecs(config);
+  const opt = new AdamW(be, specs, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 });
+  const prompt = [3, 9, 14, 2];
+  const WANT = 5;
+  const probs = async () => {
+    const tape = await model.forward(padBatch([prompt], 0));
+    const logits = await be.read(await model.logits(tape));
+    model.releaseTape(tape);
+    const V = config.vocab_size;
+    const row = Array.from(logits.slice((prompt.length - 1) * V, prompt.length * V));
+    const m = Math.max(...row);
+    const e = row.map((x) => Math.exp(x - m));
+    const z = e.reduce((a, b) => a + b, 0);
+    return e.map((x) => x / z);
+  };
+  const sampler = new Rng(11);
+  const before = (await probs())[WANT];
+  for (let step = 0; step < 40; step++) {
+    const p = await probs();
+    const group: Rollout[] = Array.from({ length: 8 }, () => {
+      let u = sampler.next();
+      let tok = 0;
+      while (tok < p.length - 1 && u >= p[tok]) u -= p[tok++];
+      const reward = tok === WANT ? 1 : 0;
+      return {
+        positionId: 0,
+        promptIds: prompt,
+        responseIds: [tok],
+        logprobs: [],
+        parsed: {
+          reasoningIds: [],
+          predictionIds: [tok],
+          predictionBytes: new Uint8Array(),
+          finishReason: 'stop',
+        },
+        reward: { reward, rMatch: reward, rLen: 0 },
+        budget: 1,
+      };
+    });
+    const { grads } = await dualLossAndGrad(model, [group], [], {
+      clip: { eps_low: 0.2, eps_high: 0.2, beta: 0 },
+      adv_eps: 1e-6,
+      G: 8,
+      lambda: 0,
+      useNtp: false,
+      microBatch: 8,
+      padId: 0,
+    });
+    await opt.update(model.params, grads, 0.05);
+  }
+  const after = (await probs())[WANT];
+  t.log(`p(token ${WANT}): ${before.toFixed(3)} -> ${after.toFixed(3)}`);
+  t.true(after > 0.5 && after > 4 * before, `p(token ${WANT}): ${before.toFixed(3)} -> ${after.toFixed(3)}`);
 });
