@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { parse } from 'yaml';
+import { Derived, loadSettings } from '../scripts/paper/settings.js';
 import { runPaperBenchmark } from '../scripts/paper-table.js';
 import { readMetrics } from '../shared/train/metrics-log.js';
 
@@ -151,4 +152,21 @@ test.serial('smoke: a second invocation trains nothing', async (t) => {
   t.regex(stderr, / 0 to run/);
   t.deepEqual(summaries(out), before, 'no summary.json rewritten');
   t.true(wall < 60, `finished in ${wall.toFixed(1)} s`);
+});
+
+test('every committed setting parses and derives a valid config for every stage', (t) => {
+  const dir = join(repo, 'configs', 'paper');
+  const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+  t.true(files.includes('full.yaml') && files.includes('smoke.yaml'));
+  for (const f of files) {
+    const s = loadSettings(join(dir, f));
+    const d = new Derived(s, join(root, `derive-${s.name}`), `configs/paper/${f}`);
+    t.notThrows(() => d.pretrain(), f);
+    for (const seed of s.seeds) {
+      for (const m of s.methods.rows) t.notThrows(() => d.method(seed, m), `${f} ${m}`);
+      if (s.post_training)
+        for (const start of s.post_training.starts)
+          t.notThrows(() => d.post(seed, start), `${f} post ${start}`);
+    }
+  }
 });
