@@ -29,8 +29,9 @@ commands:
   up --config <yaml> [--rollout-workers N] [--method M] [--steps N]
                              the same training job on a local cluster: nats-server, the scorer,
                              learner, N rollout workers and the coordinator as separate processes
-  status [--coordinator host:port] [--watch]
+  status [--coordinator host:port] [--watch] [--tls-ca PEM]
                              a run's progress and the rollout workers, from a coordinator
+                             (flags and RMT_* env: rmt status --help)
   submit --config <yaml> [--coordinator host:port] [--no-watch]
                              start a run on a coordinator (or follow the active one) and print
                              its status until it ends (flags and RMT_* env: rmt submit --help)

@@ -9,14 +9,10 @@
 // from), 1 when it failed, 2 on a usage error, 3 when the coordinator cannot be reached.
 import { readFileSync } from 'node:fs';
 import { defineFlags, parseServiceFlagsOrExit } from '../shared/config/service-flags.js';
-import {
-  type ClientOptions,
-  type CoordinatorClient,
-  coordinatorClient,
-  waitForReady,
-} from '../shared/rpc/client.js';
+import { type CoordinatorClient, coordinatorClient, waitForReady } from '../shared/rpc/client.js';
 import { isServiceError, Status } from '../shared/rpc/errors.js';
 import { RunState, type RunStatus } from '../shared/rpc/gen/rmt/v1/coordinator.js';
+import { CLIENT_TLS_FLAGS, clientTlsOptions } from './client-tls.js';
 
 export const SUBMIT_FLAGS = defineFlags({
   coordinator: { type: 'string', default: '127.0.0.1:50054', doc: 'coordinator address (host:port)' },
@@ -32,15 +28,7 @@ export const SUBMIT_FLAGS = defineFlags({
     min: 0,
     doc: 'how long to wait for the coordinator to accept connections',
   },
-  'tls-ca': {
-    type: 'string',
-    doc: 'PEM CA to verify the coordinator: call it over TLS (plaintext when unset)',
-  },
-  'tls-cert': {
-    type: 'string',
-    doc: 'PEM client certificate, for a coordinator that wants one (mutual TLS)',
-  },
-  'tls-key': { type: 'string', doc: 'PEM private key of --tls-cert' },
+  ...CLIENT_TLS_FLAGS,
 });
 
 export const SUBMIT_USAGE = 'usage: rmt submit --config <yaml> [--coordinator host:port] [flags]';
@@ -86,13 +74,11 @@ export async function submit(
   warn: (l: string) => void = (l) => process.stderr.write(`${l}\n`),
 ): Promise<number> {
   const f = parseServiceFlagsOrExit(SUBMIT_FLAGS, SUBMIT_USAGE, argv, env);
-  if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) {
-    warn('error: --tls-cert and --tls-key go together (RMT_TLS_CERT, RMT_TLS_KEY)');
+  const opts = clientTlsOptions(f);
+  if (typeof opts === 'string') {
+    warn(`error: ${opts}`);
     return 2;
   }
-  // TLS with --tls-ca (or a client certificate alone: the system's roots verify the coordinator).
-  const opts: ClientOptions =
-    f.tlsCa || f.tlsCert ? { tls: { ca: f.tlsCa, cert: f.tlsCert, key: f.tlsKey } } : {};
   const config = readFileSync(f.config, 'utf8');
   const client = coordinatorClient(f.coordinator, opts);
   try {

@@ -1,0 +1,38 @@
+// The TLS flags of the CLI commands that call a coordinator (`rmt submit`, `rmt status`), and the
+// gRPC client options they make. Plaintext unless --tls-ca or a client certificate is given.
+import type { ClientOptions } from '../shared/rpc/client.js';
+
+export const CLIENT_TLS_FLAGS = {
+  'tls-ca': {
+    type: 'string',
+    doc: 'PEM CA to verify the coordinator: call it over TLS (plaintext when unset)',
+  },
+  'tls-cert': {
+    type: 'string',
+    doc: 'PEM client certificate, for a coordinator that wants one (mutual TLS)',
+  },
+  'tls-key': { type: 'string', doc: 'PEM private key of --tls-cert' },
+  'tls-server-name': {
+    type: 'string',
+    doc: "name to verify in the coordinator's certificate when it differs from the address's host",
+  },
+} as const;
+
+export interface ClientTlsFlags {
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsServerName?: string;
+}
+
+/** The client options for the flags, or an error message for a flag combination that cannot work. */
+export function clientTlsOptions(f: ClientTlsFlags): ClientOptions | string {
+  if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) {
+    return '--tls-cert and --tls-key go together (RMT_TLS_CERT, RMT_TLS_KEY)';
+  }
+  // A client certificate alone also means TLS: the system's roots verify the coordinator.
+  if (!f.tlsCa && !f.tlsCert) {
+    return f.tlsServerName ? '--tls-server-name needs TLS (--tls-ca or --tls-cert)' : {};
+  }
+  return { tls: { ca: f.tlsCa, cert: f.tlsCert, key: f.tlsKey, serverName: f.tlsServerName } };
+}
