@@ -6,7 +6,7 @@
  * is under test is the transport and the CLI's TLS flags, not the coordinator (test/services.test.ts
  * runs the real one).
  */
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -147,6 +147,43 @@ tlsTest('mutual TLS: the server refuses a client without a certificate from its 
   ]);
   t.is(withCert.code, 0, withCert.err.join('\n'));
   t.regex(withCert.out[0], /^tls-run running/);
+});
+
+/** examples/python/rmt_client.py with `args`: exit code and output (the Python client over TLS). */
+function runPython(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const python = process.env.RMT_PYTHON ?? '/usr/bin/python3';
+  return new Promise((resolve) => {
+    execFile(
+      python,
+      ['examples/python/rmt_client.py', ...args],
+      { timeout: 60_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+tlsTest('the Python client speaks TLS and mutual TLS with the same flags', async (t) => {
+  for (const mutual of [false, true]) {
+    const server = await serve(mutual);
+    try {
+      const base = ['--status', '--coordinator', server.address, '--timeout', '10', '--tls-ca', f('ca.crt')];
+      const cert = ['--tls-cert', f('client.crt'), '--tls-key', f('client.key')];
+      const ok = await runPython(
+        mutual ? [...base, ...cert] : [...base, '--tls-server-name', 'rmt-coordinator'],
+      );
+      t.is(ok.code, 0, ok.stderr);
+      t.regex(ok.stdout, /^tls-run step 3\/10 running B=24/);
+      if (mutual) {
+        const refused = await runPython([...base.slice(0, 3), '--timeout', '3', '--tls-ca', f('ca.crt')]);
+        t.is(refused.code, 2, refused.stderr);
+        t.regex(refused.stderr, /UNAVAILABLE/); // the handshake fails, not the arguments
+      }
+    } finally {
+      await server.shutdown(0);
+    }
+  }
 });
 
 test('rmt status refuses TLS flags that cannot work together', async (t) => {

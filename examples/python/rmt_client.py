@@ -10,6 +10,10 @@ python3-grpc-tools and python3-protobuf; use /usr/bin/python3, which sees them.
     /usr/bin/python3 examples/python/rmt_client.py --status     # GetRunStatus of the active run
     /usr/bin/python3 examples/python/rmt_client.py --workers    # the rollout workers it sees
 
+Over TLS: --tls-ca ca.crt (and --tls-cert / --tls-key for a coordinator that wants a client
+certificate, --tls-server-name when its certificate names another host than the address), the flags
+of `rmt submit` and `rmt status`.
+
 A run prints one status line per step on stderr and, when it ends, a JSON summary with the last
 step's metrics on stdout (`| jq .metrics`). Exit status: 0 when the run is DONE, 1 when it ended
 otherwise (stopped, failed), 2 on a gRPC error. Ctrl-C asks the coordinator to stop the run after
@@ -76,6 +80,17 @@ def run(pb, stub, a):
     return 0 if last.state == pb.RUN_STATE_DONE else 1
 
 
+def open_channel(a):
+    # TLS when a CA or a client certificate is given (a certificate alone: the system's roots verify
+    # the coordinator), as rmt submit / rmt status do.
+    if not (a.tls_ca or a.tls_cert):
+        return grpc.insecure_channel(a.coordinator)
+    read = lambda path: Path(path).read_bytes() if path else None  # noqa: E731
+    creds = grpc.ssl_channel_credentials(read(a.tls_ca), read(a.tls_key), read(a.tls_cert))
+    options = [("grpc.ssl_target_name_override", a.tls_server_name)] if a.tls_server_name else []
+    return grpc.secure_channel(a.coordinator, creds, options=options)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--coordinator", default="127.0.0.1:50054", help="host:port of the coordinator")
@@ -87,13 +102,21 @@ def main():
     p.add_argument("--status", action="store_true", help="only print the run's status")
     p.add_argument("--workers", action="store_true", help="only list the rollout workers")
     p.add_argument("--timeout", type=float, default=30, help="seconds to connect and for unary calls")
+    p.add_argument("--tls-ca", help="PEM CA to verify the coordinator: call it over TLS")
+    p.add_argument("--tls-cert", help="PEM client certificate (mutual TLS), with --tls-key")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    p.add_argument("--tls-server-name", help="name to verify in the coordinator's certificate")
     a = p.parse_args()
     if not (a.config or a.status or a.workers):
         p.error("one of --config, --status, --workers is required")
+    if (a.tls_cert is None) != (a.tls_key is None):
+        p.error("--tls-cert and --tls-key go together")
+    if a.tls_server_name and not (a.tls_ca or a.tls_cert):
+        p.error("--tls-server-name needs TLS (--tls-ca or --tls-cert)")
 
     with tempfile.TemporaryDirectory(prefix="rmt-stubs-") as gen:
         pb, pb_grpc = load_stubs(gen)
-        with grpc.insecure_channel(a.coordinator) as channel:
+        with open_channel(a) as channel:
             try:
                 grpc.channel_ready_future(channel).result(timeout=a.timeout)
             except grpc.FutureTimeoutError:
