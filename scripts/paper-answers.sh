@@ -25,7 +25,8 @@ const [seed, m, mode] = process.argv.slice(1);
 const d = JSON.parse(require("fs").readFileSync(0, "utf8"));
 const r = d.result ?? d;
 const fmt = (xs) => xs.map(([t, n]) => `\`${t}\` ${n}`).join(", ");
-console.log(`| ${seed} | ${m} | ${mode} | ${(100 * r.avg).toFixed(1)} | ${r.reasoning_length.toFixed(1)} | ${fmt(r.top_predictions)} | ${fmt(r.top_targets)} |`);
+const row = m === "ntp" ? "ntp-trained" : m;
+console.log(`| ${seed} | ${row} | ${mode} | ${(100 * r.avg).toFixed(1)} | ${r.reasoning_length.toFixed(1)} | ${fmt(r.top_predictions)} | ${fmt(r.top_targets)} |`);
 ' "$seed" "$m" "$mode" <<<"$json")")
   done
 done
@@ -34,7 +35,8 @@ done
   echo
   echo "Written by \`bash scripts/paper-answers.sh $run $out\` on $(date -u +%Y-%m-%dT%H:%MZ)."
   echo "Each trained row's final checkpoint is evaluated again with its own config (greedy, the"
-  echo "held-out answer digits of its seed); \`base\` is the base model under the RMT row's prompt."
+  echo "held-out answer digits of its seed); \`ntp-trained\` is the NTP run (argmax), \`base\` the base model"
+  echo "reasoning under the RMT row's prompt (budget B_T stated)."
   echo "Predictions and targets are the five most frequent, with counts out of the positions evaluated."
   echo
   echo "| seed | row | mode | accuracy % | reasoning tokens | predictions | targets |"
