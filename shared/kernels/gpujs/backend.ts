@@ -173,31 +173,27 @@ export class GpujsBackend implements Backend {
   ) {}
 
   static async create(mode: GpujsMode, options: GpujsOptions = {}): Promise<GpujsBackend> {
-    let batching: DeviceBatching | null = null;
+    let device: (GpuDevice & BatchableDevice) | null = null;
     if (mode === 'webgpu') {
       const setup = await setupWebgpu();
       if (!setup.ok) throw new Error(`webgpu unavailable: ${setup.reason}`);
-      const { device } = await WebGPUContext.acquire();
-      batching = DeviceBatching.install(device, {
-        ...options.deviceBatching,
-        ...(process.env.RMT_WEBGPU_POOL === '0' ? { bufferPool: false } : {}),
-        ...(process.env.RMT_WEBGPU_BATCH === '0' ? { batchSubmits: false } : {}),
-      });
+      device = (await WebGPUContext.acquire()).device;
       liveWebgpuBackends++;
     } else if (mode === 'webasm' && !GPU.isWebAssemblySupported) {
       throw new Error('webasm unavailable: WebAssembly not supported');
     }
     const backend = new GpujsBackend(mode, new GPU({ mode }), options.kernelCacheLimit ?? KERNEL_CACHE_LIMIT);
-    backend.batching = batching;
-    if (
-      mode === 'webgpu' &&
-      options.wgslOptimizer !== false &&
-      process.env.RMT_WEBGPU_WGSL_OPTIMIZER !== '0'
-    ) {
-      const { device } = await WebGPUContext.acquire();
-      backend.optimizer = new WgslOptimizer(device as never);
-      backend.sumSquaresMany = (xs) => backend.sumSquaresManyOnDevice(xs);
-      backend.adamwInPlace = (items) => backend.adamwInPlaceOnDevice(items);
+    if (device) {
+      backend.batching = DeviceBatching.install(device, {
+        ...options.deviceBatching,
+        ...(process.env.RMT_WEBGPU_POOL === '0' ? { bufferPool: false } : {}),
+        ...(process.env.RMT_WEBGPU_BATCH === '0' ? { batchSubmits: false } : {}),
+      });
+      if (options.wgslOptimizer !== false && process.env.RMT_WEBGPU_WGSL_OPTIMIZER !== '0') {
+        backend.optimizer = new WgslOptimizer(device as never);
+        backend.sumSquaresMany = (xs) => backend.sumSquaresManyOnDevice(xs);
+        backend.adamwInPlace = (items) => backend.adamwInPlaceOnDevice(items);
+      }
     }
     if (mode !== 'webgpu' && options.wasmMatmul !== false && process.env.RMT_WASM_MATMUL !== '0') {
       backend.wasmMatmul = WasmMatmul.get();

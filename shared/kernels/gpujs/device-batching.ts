@@ -114,7 +114,8 @@ export class DeviceBatching {
   private readonly commandBuffers = new WeakMap<object, Set<Buffer>>();
   private readonly free = new Map<string, Buffer[]>();
   private readonly isFree = new WeakSet<Buffer>();
-  private readonly wrapped = new WeakSet<Buffer>();
+  /** Dawn's own destroy of every buffer made through the wrapper (the buffer's `destroy` is ours). */
+  private readonly destroyers = new WeakMap<Buffer, () => void>();
   private flushScheduled = false;
   private readonly counts = {
     commandBuffers: 0,
@@ -314,11 +315,9 @@ export class DeviceBatching {
   }
 
   private wrapBuffer(b: Buffer, poolable: boolean): void {
-    if (this.wrapped.has(b)) return;
-    this.wrapped.add(b);
-    const realDestroy = b.destroy.bind(b);
+    if (this.destroyers.has(b)) return;
+    this.destroyers.set(b, b.destroy.bind(b));
     const realMap = b.mapAsync.bind(b);
-    Object.defineProperty(b, '__realDestroy', { value: realDestroy });
     b.destroy = () => {
       if (this.isFree.has(b)) return; // destroying twice is legal and must not pool it twice
       const cap = this.options.poolBytes;
@@ -344,7 +343,7 @@ export class DeviceBatching {
 
   private realDestroy(b: Buffer): void {
     if (this.heldBuffers.has(b)) this.flush();
-    (b as unknown as { __realDestroy: () => void }).__realDestroy();
+    this.destroyers.get(b)?.();
   }
 }
 
