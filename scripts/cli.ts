@@ -4,14 +4,9 @@ import { parseArgs } from 'node:util';
 import { loadPretrainConfig } from '../shared/config/pretrain-config.js';
 import { loadTrainConfig } from '../shared/config/train-config.js';
 import { createBackend } from '../shared/kernels/index.js';
-import { loadCheckpoint } from '../shared/model/checkpoint.js';
-import { Decoder } from '../shared/model/decoder.js';
-import { uploadParams } from '../shared/model/weights.js';
-import { loadRunContext } from '../shared/run/run-context.js';
-import { Scorer } from '../shared/run/scorer.js';
-import { evaluatePositions } from '../shared/train/evaluate.js';
+import { evaluateCheckpoint } from '../shared/train/evaluate-checkpoint.js';
 import { pretrain } from '../shared/train/pretrain.js';
-import { evalBudget, evalSubset, train } from '../shared/train/rmt-train.js';
+import { train } from '../shared/train/rmt-train.js';
 import { status } from './status.js';
 import { submit } from './submit.js';
 import { up } from './up.js';
@@ -114,24 +109,8 @@ async function main(argv: string[]): Promise<number | 'serving'> {
       if (values.out) cfg.run.out_dir = values.out;
       if (values.backend) cfg.run.backend = values.backend;
       const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
-      const run = await loadRunContext('eval', cfg);
-      const heldOut = await new Scorer(backend).keyPositions(run, 'held_out', {
-        log: (l) => process.stderr.write(`${l}\n`),
-      });
-      const ck = loadCheckpoint(values.checkpoint);
-      const model = new Decoder(ck.config, backend, uploadParams(backend, ck.params));
-      const result = await evaluatePositions(
-        model,
-        run.tokenizer,
-        run.format,
-        evalSubset(heldOut, cfg.eval.positions),
-        {
-          mode,
-          eval_splits: cfg.curriculum.eval_splits,
-          budget: evalBudget(cfg),
-          hardCap: cfg.budget.hard_cap,
-          batch: cfg.train.generation_batch,
-        },
+      const { result } = await evaluateCheckpoint(backend, cfg, values.checkpoint, mode, (l) =>
+        process.stderr.write(`${l}\n`),
       );
       writeFileSync(join(values.checkpoint, `eval-${mode}.json`), `${JSON.stringify(result, null, 2)}\n`);
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

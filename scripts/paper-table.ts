@@ -22,14 +22,10 @@ import { parseArgs } from 'node:util';
 import { METHOD_TABLE } from '../shared/config/rmt-defaults.js';
 import type { TrainConfig } from '../shared/config/train-config.js';
 import { createBackend } from '../shared/kernels/index.js';
-import { loadCheckpoint } from '../shared/model/checkpoint.js';
-import { Decoder } from '../shared/model/decoder.js';
-import { uploadParams } from '../shared/model/weights.js';
-import { loadRunContext } from '../shared/run/run-context.js';
-import { Scorer } from '../shared/run/scorer.js';
-import { type EvalResult, evaluatePositions } from '../shared/train/evaluate.js';
+import type { EvalResult } from '../shared/train/evaluate.js';
+import { evaluateCheckpoint } from '../shared/train/evaluate-checkpoint.js';
 import { pretrain } from '../shared/train/pretrain.js';
-import { evalBudget, evalSubset, train } from '../shared/train/rmt-train.js';
+import { train } from '../shared/train/rmt-train.js';
 import {
   buildPost,
   buildRows,
@@ -138,25 +134,7 @@ async function evaluate(
   const mode = METHOD_TABLE[cfg.method].reasoning === 'no' ? 'ntp' : 'ntr';
   const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
   try {
-    const run = await loadRunContext('eval', cfg);
-    const heldOut = await new Scorer(backend).keyPositions(run, 'held_out', { log });
-    const ck = loadCheckpoint(checkpoint);
-    const model = new Decoder(ck.config, backend, uploadParams(backend, ck.params));
-    const budget = evalBudget(cfg);
-    const result = await evaluatePositions(
-      model,
-      run.tokenizer,
-      run.format,
-      evalSubset(heldOut, cfg.eval.positions),
-      {
-        mode,
-        eval_splits: cfg.curriculum.eval_splits,
-        budget,
-        hardCap: cfg.budget.hard_cap,
-        batch: cfg.train.generation_batch,
-      },
-    );
-    for (const b of model.params.values()) backend.free(b);
+    const { budget, result } = await evaluateCheckpoint(backend, cfg, checkpoint, mode, log);
     return { checkpoint, mode, budget, result };
   } finally {
     await backend.dispose();

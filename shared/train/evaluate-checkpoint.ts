@@ -1,0 +1,47 @@
+import type { TrainConfig } from '../config/train-config.js';
+import type { Backend } from '../kernels/backend.js';
+import { loadCheckpoint } from '../model/checkpoint.js';
+import { Decoder } from '../model/decoder.js';
+import { uploadParams } from '../model/weights.js';
+import { evalBudget, evalSubset } from '../run/coordinator.js';
+import { loadRunContext } from '../run/run-context.js';
+import { Scorer } from '../run/scorer.js';
+import { type EvalMode, type EvalResult, evaluatePositions } from './evaluate.js';
+
+/**
+ * A checkpoint's accuracy on a run config's held-out key positions (proxy-scored, cached in the
+ * config's out_dir), under the prompt of the config's method at its final budget: what `rmt eval`
+ * and the paper benchmark report. The checkpoint's weights are freed afterwards; the backend is the
+ * caller's.
+ */
+export async function evaluateCheckpoint(
+  backend: Backend,
+  cfg: TrainConfig,
+  checkpoint: string,
+  mode: EvalMode,
+  log: (line: string) => void,
+): Promise<{ budget: number | null; result: EvalResult }> {
+  const run = await loadRunContext('eval', cfg);
+  const heldOut = await new Scorer(backend).keyPositions(run, 'held_out', { log });
+  const ck = loadCheckpoint(checkpoint);
+  const model = new Decoder(ck.config, backend, uploadParams(backend, ck.params));
+  const budget = evalBudget(cfg);
+  try {
+    const result = await evaluatePositions(
+      model,
+      run.tokenizer,
+      run.format,
+      evalSubset(heldOut, cfg.eval.positions),
+      {
+        mode,
+        eval_splits: cfg.curriculum.eval_splits,
+        budget,
+        hardCap: cfg.budget.hard_cap,
+        batch: cfg.train.generation_batch,
+      },
+    );
+    return { budget, result };
+  } finally {
+    for (const b of model.params.values()) backend.free(b);
+  }
+}
