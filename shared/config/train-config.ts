@@ -59,6 +59,13 @@ export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
      * with the dynamic budget, no budget for the others); a number: that budget for every method.
      */
     budget: number | null;
+    /**
+     * What `ntp` evaluation takes the argmax over. `text` (default): every token but `<think>` and
+     * `</think>`, which are the reasoning layout and never the next token of held-out text; a base
+     * pre-trained on that layout puts mass on `<think>` where it would rather reason, and an argmax
+     * over them counts that as a wrong answer. `vocab`: the whole vocabulary.
+     */
+    ntp_over: 'text' | 'vocab';
   };
   checkpoint: { every: number; keep: number };
   /** How the coordinator drives rollout workers and the learner (embedded or as services). */
@@ -117,7 +124,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
     micro_batch: 16,
     generation_batch: 64,
   },
-  eval: { every: 0, positions: 200, budget: null },
+  eval: { every: 0, positions: 200, budget: null, ntp_over: 'text' },
   checkpoint: { every: 50, keep: 2 },
   distributed: { max_staleness: 0, job_timeout_s: 600, observation_timeout_s: 30, worker_wait_s: 120 },
 };
@@ -156,6 +163,9 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
       'data.positions',
       `must be "all" or "answers", got "${c.data.positions}"`,
     );
+  }
+  if (c.eval.ntp_over !== 'text' && c.eval.ntp_over !== 'vocab') {
+    throw new RunConfigError(source, 'eval.ntp_over', `must be "text" or "vocab", got "${c.eval.ntp_over}"`);
   }
   if (c.train.generation_batch < c.grpo.G) {
     throw new RunConfigError(

@@ -2,7 +2,7 @@ import type { EventBus } from '../bus/bus.js';
 import type { KeyPosition } from '../rl/key-positions.js';
 import type { RolloutJob } from '../rl/rollout-job.js';
 import { generateRollouts, type Rollout } from '../rl/rollouts.js';
-import { type EvalMode, type EvalResult, evaluatePositions } from '../train/evaluate.js';
+import { type EvalMode, type EvalResult, evaluatePositions, ntpExcluded } from '../train/evaluate.js';
 import { Rng } from '../util/rng.js';
 import type { PolicySource } from './policy.js';
 import type { RunContext } from './run-context.js';
@@ -100,6 +100,7 @@ export class RolloutWorker {
         budget,
         hardCap: ctx.cfg.budget.hard_cap,
         batch: ctx.cfg.train.generation_batch,
+        ntpExclude: ntpExcluded(ctx.cfg.eval.ntp_over, ctx.tokenizer),
       });
     });
   }

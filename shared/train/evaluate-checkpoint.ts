@@ -6,7 +6,7 @@ import { uploadParams } from '../model/weights.js';
 import { evalBudget, evalSubset } from '../run/coordinator.js';
 import { loadRunContext } from '../run/run-context.js';
 import { Scorer } from '../run/scorer.js';
-import { type EvalMode, type EvalResult, evaluatePositions } from './evaluate.js';
+import { type EvalMode, type EvalResult, evaluatePositions, ntpExcluded } from './evaluate.js';
 
 /**
  * A checkpoint's accuracy on a run config's held-out key positions (proxy-scored, cached in the
@@ -38,6 +38,7 @@ export async function evaluateCheckpoint(
         budget,
         hardCap: cfg.budget.hard_cap,
         batch: cfg.train.generation_batch,
+        ntpExclude: ntpExcluded(cfg.eval.ntp_over, run.tokenizer),
       },
     );
     return { budget, result };

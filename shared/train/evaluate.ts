@@ -57,6 +57,16 @@ export interface EvalOptions {
   budget: number | null;
   hardCap: number;
   batch: number;
+  /** ntp: tokens the argmax leaves out (the reasoning layout's, see `eval.ntp_over`). */
+  ntpExclude?: readonly number[];
+}
+
+/** The tokens `ntp` evaluation leaves out of its argmax under `eval.ntp_over`. */
+export function ntpExcluded(
+  over: 'text' | 'vocab',
+  tokenizer: Pick<Tokenizer, 'thinkId' | 'endThinkId'>,
+): number[] {
+  return over === 'text' ? [tokenizer.thinkId, tokenizer.endThinkId] : [];
 }
 
 export async function evaluatePositions(
@@ -77,6 +87,7 @@ export async function evaluatePositions(
         await argmaxNext(
           model,
           chunk.map((p) => p.context),
+          o.ntpExclude ?? [],
         )
       ).entries()) {
         correct.push(pred === chunk[j].target);
@@ -136,7 +147,11 @@ export async function evaluatePositions(
 }
 
 /** The most likely next token after each context (left-padded batch, last row of each). */
-async function argmaxNext(model: Decoder, contexts: number[][]): Promise<number[]> {
+async function argmaxNext(
+  model: Decoder,
+  contexts: number[][],
+  exclude: readonly number[],
+): Promise<number[]> {
   const be = model.backend;
   const V = model.config.vocab_size;
   const batch = padBatch(contexts, 0, 'left');
@@ -147,8 +162,11 @@ async function argmaxNext(model: Decoder, contexts: number[][]): Promise<number[
   be.free(logitsBuf);
   return contexts.map((_, b) => {
     const row = (b * batch.seqLen + batch.seqLen - 1) * V;
-    let best = 0;
-    for (let v = 1; v < V; v++) if (logits[row + v] > logits[row + best]) best = v;
+    let best = -1;
+    for (let v = 0; v < V; v++) {
+      if (exclude.includes(v)) continue;
+      if (best < 0 || logits[row + v] > logits[row + best]) best = v;
+    }
     return best;
   });
 }
