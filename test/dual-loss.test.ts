@@ -1,9 +1,11 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
 import { AdamW } from '../shared/model/adamw.js';
-import { padBatch } from '../shared/model/batch.js';
+import { padBatch, type TokenBatch } from '../shared/model/batch.js';
+import type { Decoder } from '../shared/model/decoder.js';
 import { lossOnly } from '../shared/model/loss.js';
 import { paramSpecs } from '../shared/model/params.js';
+import { logSoftmax } from '../shared/model/sampling.js';
 import { dualLossAndGrad, responseBatch } from '../shared/rl/dual-loss.js';
 import { groupAdvantages } from '../shared/rl/grpo.js';
 import type { KeyPosition } from '../shared/rl/key-positions.js';
@@ -13,15 +15,16 @@ import { makeDecoder, randomParams, TINY_CONFIGS } from './helpers/tiny-models.j
 
 /**
  * The learner's gradient against central finite differences of the objective it stands for, in
- * float64: L(theta) = -(1/N) sum_tokens rho_i A_i + lambda * mean NTP nll over non-key tokens, with
- * rho = exp(logp(theta) - logp(theta_0)) (one update per batch, so the clip is inactive at theta_0).
+ * float64: L(theta) = -(1/N) sum_tokens rho_i A_i [+ beta (1/N) sum_tokens k3(logp_i, logp_ref_i)]
+ * + lambda * mean NTP nll over non-key tokens, with rho = exp(logp(theta) - logp(theta_0)) (one update
+ * per batch, so the clip is inactive at theta_0). logp (and logp_ref) are log-probs of
+ * softmax(logits / T) at the sampling temperature T, computed here from the models' logits in float64
+ * (logSoftmax of shared/model/sampling.ts, the sampler's definition); the NTP term is at temperature 1.
  * Tolerance 1e-6 relative (h = 1e-5).
  */
 const config = TINY_CONFIGS['qwen3-gqa'];
-const rng = new Rng(17);
-const seq = (n: number) => Array.from({ length: n }, () => 1 + rng.int(config.vocab_size - 1));
 
-function fakeGroups(): Rollout[][] {
+function fakeGroups(seq: (n: number) => number[]): Rollout[][] {
   return [0, 1].map((p) => {
     const prompt = seq(4 + p);
     return [0.0, 1.0, 0.2].map((reward, g) => ({
@@ -41,88 +44,122 @@ function fakeGroups(): Rollout[][] {
   });
 }
 
-test('dual loss gradient = finite differences of L_RL + lambda * L_NTP', async (t) => {
-  const be = new ReferenceBackend();
-  const host = randomParams(config, 3);
-  const groups = fakeGroups();
-  const positions: KeyPosition[] = [0, 1].map((id) => ({
-    id,
-    context: seq(5),
-    target: 3,
-    continuation: seq(3),
-    entropy: 1,
-  }));
-  const lambda = 0.3;
-  const opts = {
-    clip: { eps_low: 0.2, eps_high: 0.2, beta: 0 },
-    adv_eps: 1e-6,
-    G: 3,
-    lambda,
-    useNtp: true,
-    microBatch: 4,
-    padId: 0,
-  };
-  const model = makeDecoder(be, config, host);
-  const { grads, metrics } = await dualLossAndGrad(model, groups, positions, opts);
-  t.true(metrics['actor/ntp_loss'] > 0);
-  t.is(metrics.rl_tokens, 2 * (2 + 3 + 4));
-
-  const rollouts = groups.flat();
-  const adv = groups.flatMap((g) =>
-    groupAdvantages(
-      g.map((r) => r.reward.reward),
-      3,
-    ),
+/** Log-probs of each response token under softmax(logits / temperature), from the model's logits. */
+async function responseLogProbs(
+  m: Decoder,
+  batch: TokenBatch,
+  targets: Int32Array,
+  rows: readonly { row: number }[],
+  temperature: number,
+): Promise<number[]> {
+  const tape = await m.forward(batch);
+  const logits = await m.backend.read(await m.logits(tape));
+  m.releaseTape(tape);
+  const V = config.vocab_size;
+  return rows.map(
+    ({ row }) => logSoftmax(logits.subarray(row * V, (row + 1) * V), temperature)[targets[row]],
   );
-  const { batch, targets, rows } = responseBatch(rollouts, 0);
-  const logp = async (m: ReturnType<typeof makeDecoder>) => {
-    const { nll } = await lossOnly(m, batch, { targets, weights: new Float64Array(targets.length) });
-    return rows.map((r) => -nll[r.row]);
-  };
-  const old = await logp(model);
-  const windows = positions.map((p) => [...p.context, ...p.continuation]);
-  const ntpBatch = padBatch(windows, 0);
-  const objective = async () => {
-    const m = makeDecoder(be, config, host);
-    const lp = await logp(m);
-    let rl = 0;
-    lp.forEach((x, i) => {
-      rl -= Math.exp(x - old[i]) * adv[rows[i].seq];
-    });
-    rl /= lp.length;
-    // NTP on every next token except the key position's (row context_len - 1).
-    const n = ntpBatch.batch * ntpBatch.seqLen;
-    const tg = new Int32Array(n).fill(-1);
-    const w = new Float64Array(n);
-    let count = 0;
-    for (let s = 0; s < ntpBatch.batch; s++) {
-      for (let i = 0; i + 1 < ntpBatch.seqLen; i++) {
-        if (i === positions[s].context.length - 1) continue;
-        tg[s * ntpBatch.seqLen + i] = ntpBatch.ids[s * ntpBatch.seqLen + i + 1];
-        count++;
-      }
-    }
-    for (let i = 0; i < n; i++) if (tg[i] >= 0) w[i] = 1 / count;
-    return rl + lambda * (await lossOnly(m, ntpBatch, { targets: tg, weights: w })).loss;
-  };
-  const h = 1e-5;
-  for (const s of paramSpecs(config).filter((_, i) => i % 3 === 0)) {
-    const g = (await be.read(grads.get(s.name)!)) as Float64Array;
-    const p = host.get(s.name)!;
-    const i = rng.int(p.length);
-    const orig = p[i];
-    p[i] = orig + h;
-    const up = await objective();
-    p[i] = orig - h;
-    const down = await objective();
-    p[i] = orig;
-    const numeric = (up - down) / (2 * h);
-    t.true(
-      Math.abs(g[i] - numeric) <= 1e-6 * Math.max(1, Math.abs(numeric)),
-      `${s.name}[${i}] ${g[i]} vs ${numeric}`,
+}
+
+const dualLossFiniteDifferences = test.macro(
+  async (t: ExecutionContext, temperature: number, beta: number) => {
+    const rng = new Rng(17);
+    const seq = (n: number) => Array.from({ length: n }, () => 1 + rng.int(config.vocab_size - 1));
+    const be = new ReferenceBackend();
+    const host = randomParams(config, 3);
+    const groups = fakeGroups(seq);
+    const positions: KeyPosition[] = [0, 1].map((id) => ({
+      id,
+      context: seq(5),
+      target: 3,
+      continuation: seq(3),
+      entropy: 1,
+    }));
+    const lambda = 0.3;
+    const opts = {
+      clip: { eps_low: 0.2, eps_high: 0.2, beta },
+      adv_eps: 1e-6,
+      G: 3,
+      lambda,
+      useNtp: true,
+      temperature,
+      microBatch: 4,
+      padId: 0,
+    };
+    const model = makeDecoder(be, config, host);
+    const reference = beta !== 0 ? makeDecoder(be, config, randomParams(config, 4)) : undefined;
+    const { grads, metrics } = await dualLossAndGrad(model, groups, positions, opts, reference);
+    t.true(metrics['actor/ntp_loss'] > 0);
+    t.is(metrics.rl_tokens, 2 * (2 + 3 + 4));
+    if (beta !== 0) t.true(metrics['actor/kl_loss'] > 0);
+
+    const rollouts = groups.flat();
+    const adv = groups.flatMap((g) =>
+      groupAdvantages(
+        g.map((r) => r.reward.reward),
+        3,
+      ),
     );
-  }
-});
+    const { batch, targets, rows } = responseBatch(rollouts, 0);
+    const logp = (m: Decoder) => responseLogProbs(m, batch, targets, rows, temperature);
+    const old = await logp(model);
+    const refLogp = reference ? await logp(reference) : [];
+    const windows = positions.map((p) => [...p.context, ...p.continuation]);
+    const ntpBatch = padBatch(windows, 0);
+    const objective = async () => {
+      const m = makeDecoder(be, config, host);
+      const lp = await logp(m);
+      let rl = 0;
+      lp.forEach((x, i) => {
+        rl -= Math.exp(x - old[i]) * adv[rows[i].seq];
+        if (beta !== 0) {
+          const d = refLogp[i] - x;
+          rl += beta * (Math.exp(d) - d - 1);
+        }
+      });
+      rl /= lp.length;
+      // NTP on every next token except the key position's (row context_len - 1), at temperature 1.
+      const n = ntpBatch.batch * ntpBatch.seqLen;
+      const tg = new Int32Array(n).fill(-1);
+      const w = new Float64Array(n);
+      let count = 0;
+      for (let s = 0; s < ntpBatch.batch; s++) {
+        for (let i = 0; i + 1 < ntpBatch.seqLen; i++) {
+          if (i === positions[s].context.length - 1) continue;
+          tg[s * ntpBatch.seqLen + i] = ntpBatch.ids[s * ntpBatch.seqLen + i + 1];
+          count++;
+        }
+      }
+      for (let i = 0; i < n; i++) if (tg[i] >= 0) w[i] = 1 / count;
+      return rl + lambda * (await lossOnly(m, ntpBatch, { targets: tg, weights: w })).loss;
+    };
+    const h = 1e-5;
+    for (const s of paramSpecs(config).filter((_, i) => i % 3 === 0)) {
+      const g = (await be.read(grads.get(s.name)!)) as Float64Array;
+      const p = host.get(s.name)!;
+      const i = rng.int(p.length);
+      const orig = p[i];
+      p[i] = orig + h;
+      const up = await objective();
+      p[i] = orig - h;
+      const down = await objective();
+      p[i] = orig;
+      const numeric = (up - down) / (2 * h);
+      t.true(
+        Math.abs(g[i] - numeric) <= 1e-6 * Math.max(1, Math.abs(numeric)),
+        `${s.name}[${i}] ${g[i]} vs ${numeric}`,
+      );
+    }
+  },
+);
+
+test('dual loss gradient = finite differences of L_RL + lambda * L_NTP', dualLossFiniteDifferences, 1, 0);
+test(
+  'dual loss gradient at temperature 0.8, with a k3 KL to a reference = finite differences of L_RL(T) + lambda * L_NTP',
+  dualLossFiniteDifferences,
+  0.8,
+  0.05,
+);
 
 test('GRPO steps with AdamW make the rewarded answer the likely one (the loop learns, in the right direction)', async (t) => {
   // One prompt, G = 8 one-token responses sampled from the model, reward 1 for token 5 only: the
@@ -174,6 +211,7 @@ test('GRPO steps with AdamW make the rewarded answer the likely one (the loop le
       G: 8,
       lambda: 0,
       useNtp: false,
+      temperature: 1, // the responses above are drawn from softmax(logits) itself
       microBatch: 8,
       padId: 0,
     });

@@ -394,6 +394,96 @@ for (const name of GPUJS_BACKENDS) {
 }
 
 /**
+ * crossEntropy at temperature T = 0.7 against the formula evaluated here in float64 (not through the
+ * ReferenceBackend): nll[r] = logsumexp(z/T) - z[target]/T and dlogits = w[r] (softmax(z/T) -
+ * onehot(target)) / T, the gradient with respect to the unscaled logits z. Fresh seeded inputs with an
+ * ignored row; vocab 1000 spans several of gpu.js's logit chunks. Every backend: the float64
+ * reference (relErr <= 1e-12), and the float32 ones at TOLERANCE (relErr <= 1e-4, as every float32
+ * kernel above); cpu and webasm both on the wasm ops (their default) and on gpu.js's kernels
+ * (wasmKernels: false).
+ */
+const CE_TEMPERATURE = 0.7;
+
+function crossEntropyF64(
+  z: Float64Array,
+  targets: Int32Array,
+  weights: Float64Array,
+  rows: number,
+  vocab: number,
+  T: number,
+): { nll: Float64Array; dlogits: Float64Array } {
+  const nll = new Float64Array(rows);
+  const dlogits = new Float64Array(rows * vocab);
+  for (let r = 0; r < rows; r++) {
+    if (targets[r] < 0) continue;
+    const row = Array.from(z.subarray(r * vocab, (r + 1) * vocab), (x) => x / T);
+    const max = Math.max(...row);
+    const lse = max + Math.log(row.reduce((s, x) => s + Math.exp(x - max), 0));
+    nll[r] = lse - row[targets[r]];
+    for (let c = 0; c < vocab; c++) {
+      const p = Math.exp(row[c] - lse);
+      dlogits[r * vocab + c] = (weights[r] * (p - (c === targets[r] ? 1 : 0))) / T;
+    }
+  }
+  return { nll, dlogits };
+}
+
+type CeVariant = BackendName | 'cpu (gpu.js kernels)' | 'webasm (gpu.js kernels)';
+
+const crossEntropyAtTemperature = test.macro({
+  async exec(t: ExecutionContext, variant: CeVariant, rows: number, vocab: number) {
+    const rng = new Rng(seedOf(`crossEntropy temperature rows=${rows} vocab=${vocab}`));
+    const logits = normals(rng, rows * vocab, 3);
+    const targets = ints(rng, rows, 0, vocab);
+    targets[rows > 2 ? 2 : 0] = -1;
+    const weights = Float64Array.from({ length: rows }, () => 0.05 + rng.next());
+    const want = crossEntropyF64(logits, targets, weights, rows, vocab, CE_TEMPERATURE);
+    const gpujsKernels = variant.endsWith('(gpu.js kernels)');
+    const be = gpujsKernels
+      ? await GpujsBackend.create(variant.split(' ')[0] as 'cpu' | 'webasm', { wasmKernels: false })
+      : variant === 'reference'
+        ? reference
+        : await backend(variant as BackendName);
+    try {
+      const got = await be.crossEntropy(be.upload(logits), targets, weights, rows, vocab, CE_TEMPERATURE);
+      const tol = be.precision === 'f64' ? 1e-12 : TOLERANCE;
+      for (const key of ['nll', 'dlogits'] as const) {
+        const g = await be.read(got[key]);
+        t.is(g instanceof Float64Array, be.precision === 'f64', `${key}: the backend's precision`);
+        const err = relErr(g, want[key]);
+        t.true(err <= tol, `${key}: relErr ${err.toExponential(2)} > ${tol}`);
+        t.log(`${key} relErr ${err.toExponential(1)}`);
+      }
+      // the temperature matters: the T = 1 result is not the T = 0.7 one
+      const plain = await be.crossEntropy(be.upload(logits), targets, weights, rows, vocab);
+      t.true(relErr(await be.read(plain.nll), want.nll) > 1e-2, 'T = 1 differs from T = 0.7');
+      await t.throwsAsync(() => be.crossEntropy(be.upload(logits), targets, weights, rows, vocab, 0), {
+        instanceOf: RangeError,
+      });
+    } finally {
+      if (gpujsKernels) await be.dispose();
+    }
+  },
+  title: (_ = '', variant: CeVariant, rows: number, vocab: number) =>
+    `${variant}: crossEntropy rows=${rows} vocab=${vocab} at temperature ${CE_TEMPERATURE} = float64 formula`,
+});
+
+for (const [rows, vocab] of [
+  [9, 53],
+  [5, 1000],
+]) {
+  test(crossEntropyAtTemperature, 'reference', rows, vocab);
+  for (const name of GPUJS_BACKENDS) {
+    const variants: CeVariant[] =
+      name === 'webgpu' ? [name] : [name, `${name} (gpu.js kernels)` as CeVariant];
+    for (const v of variants) {
+      if (available.includes(name)) test(crossEntropyAtTemperature, v, rows, vocab);
+      else test.skip(crossEntropyAtTemperature, v, rows, vocab);
+    }
+  }
+}
+
+/**
  * Flat indices past 2^24, where f32 stops holding integers: addBias decomposes each index into (row,
  * column) and gatherRows reads rows whose flat offset is past 2^24. x[r, c] = r and bias[c] = -c, so
  * y[r, c] = r - c exactly.

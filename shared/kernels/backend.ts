@@ -121,9 +121,11 @@ export interface Backend {
   swigluBackward(dh: Buf, gate: Buf, up: Buf): Promise<{ dGate: Buf; dUp: Buf }>;
 
   /**
-   * Per-row cross-entropy of logits[rows, vocab] against targets (negative target = ignored row).
-   * Returns nll[r] = logsumexp - logit[target] (0 for ignored rows), the row's entropy (for metrics)
-   * and dlogits = weights[r] * (softmax - onehot(target)), the gradient of sum_r weights[r] * nll[r].
+   * Per-row cross-entropy of the temperature-scaled logits z / T, z = logits[rows, vocab], against
+   * targets (negative target = ignored row). Returns nll[r] = logsumexp(z/T) - z[target]/T (0 for
+   * ignored rows) and dlogits = weights[r] * (softmax(z/T) - onehot(target)) / T, the gradient of
+   * sum_r weights[r] * nll[r] with respect to the unscaled logits z (zero rows where ignored).
+   * `temperature` T defaults to 1 (plain cross-entropy); it must be finite and > 0 (RangeError).
    */
   crossEntropy(
     logits: Buf,
@@ -131,6 +133,7 @@ export interface Backend {
     weights: Float64Array,
     rows: number,
     vocab: number,
+    temperature?: number,
   ): Promise<{ nll: Buf; dlogits: Buf }>;
 
   /** Sum of squares of x (global-norm clipping). */
@@ -157,4 +160,10 @@ export interface Backend {
 
   /** Releases kernels, workers and devices. */
   dispose(): Promise<void>;
+}
+
+/** The check every backend's crossEntropy makes of its temperature: finite and > 0. */
+export function checkTemperature(temperature: number): void {
+  if (!(temperature > 0 && Number.isFinite(temperature)))
+    throw new RangeError(`crossEntropy: temperature ${temperature} must be finite and > 0`);
 }

@@ -1,4 +1,11 @@
-import type { AdamWHyper, AttentionShape, Backend, Buf, MatmulShape } from './backend.js';
+import {
+  type AdamWHyper,
+  type AttentionShape,
+  type Backend,
+  type Buf,
+  checkTemperature,
+  type MatmulShape,
+} from './backend.js';
 
 /**
  * The float64 reference: plain loops written for clarity, not speed. Every fast kernel is tested
@@ -287,7 +294,10 @@ export class ReferenceBackend implements Backend {
     weights: Float64Array,
     rows: number,
     vocab: number,
+    temperature = 1,
   ): Promise<{ nll: Buf; dlogits: Buf }> {
+    checkTemperature(temperature);
+    const T = temperature;
     const L = f(logits);
     const nll = new Float64Array(rows);
     const d = new Float64Array(rows * vocab);
@@ -296,13 +306,15 @@ export class ReferenceBackend implements Backend {
       if (t < 0) continue;
       const base = r * vocab;
       let max = Number.NEGATIVE_INFINITY;
-      for (let c = 0; c < vocab; c++) max = Math.max(max, L[base + c]);
+      for (let c = 0; c < vocab; c++) max = Math.max(max, L[base + c] / T);
       let sum = 0;
-      for (let c = 0; c < vocab; c++) sum += Math.exp(L[base + c] - max);
+      for (let c = 0; c < vocab; c++) sum += Math.exp(L[base + c] / T - max);
       const lse = max + Math.log(sum);
-      nll[r] = lse - L[base + t];
-      for (let c = 0; c < vocab; c++) d[base + c] = weights[r] * Math.exp(L[base + c] - lse);
-      d[base + t] -= weights[r];
+      nll[r] = lse - L[base + t] / T;
+      // d/dz of nll(z/T) is (softmax(z/T) - onehot) / T
+      const w = weights[r] / T;
+      for (let c = 0; c < vocab; c++) d[base + c] = w * Math.exp(L[base + c] / T - lse);
+      d[base + t] -= w;
     }
     return { nll: buf(nll), dlogits: buf(d) };
   }

@@ -29,25 +29,27 @@ export async function lossAndGrad(model: Decoder, batch: TokenBatch, t: LossTarg
  * Forward and backward where the per-token weights depend on the tokens' own log-likelihoods (the
  * policy-gradient loss: its weight on a token is dL/dnll, a function of the new log-probability).
  * `weightsOf` receives nll for every row (0 where the target is ignored) and returns the weights;
- * the gradient is that of sum_r weights[r] * nll[r] with the weights held fixed.
+ * the gradient is that of sum_r weights[r] * nll[r] with the weights held fixed. The nll is that of
+ * softmax(logits / temperature) (default 1; see Backend.crossEntropy).
  */
 export async function lossAndGradWeightedBy(
   model: Decoder,
   batch: TokenBatch,
   targets: Int32Array,
   weightsOf: (nll: Float64Array) => Float64Array,
+  temperature = 1,
 ): Promise<LossResult> {
   const be = model.backend;
   const rows = batch.batch * batch.seqLen;
   const V = model.config.vocab_size;
   const tape = await model.forward(batch);
   const logits = await model.logits(tape);
-  const first = await be.crossEntropy(logits, targets, new Float64Array(rows), rows, V);
+  const first = await be.crossEntropy(logits, targets, new Float64Array(rows), rows, V, temperature);
   be.free(first.dlogits);
   const nll = Float64Array.from(await be.read(first.nll));
   be.free(first.nll);
   const weights = weightsOf(nll);
-  const second = await be.crossEntropy(logits, targets, weights, rows, V);
+  const second = await be.crossEntropy(logits, targets, weights, rows, V, temperature);
   be.free(second.nll);
   be.free(logits);
   const grads = await model.backward(tape, second.dlogits);
@@ -71,18 +73,29 @@ export async function accumulateGrads(model: Decoder, into: Params, more: Params
   return into;
 }
 
-/** The same loss without gradients (evaluation). */
+/**
+ * The same loss without gradients (evaluation); `temperature` scales the logits as in
+ * Backend.crossEntropy (default 1: plain next-token cross-entropy).
+ */
 export async function lossOnly(
   model: Decoder,
   batch: TokenBatch,
   t: LossTargets,
+  temperature = 1,
 ): Promise<{ loss: number; nll: Float64Array }> {
   const be = model.backend;
   const rows = batch.batch * batch.seqLen;
   const tape = await model.forward(batch);
   const logits: Buf = await model.logits(tape);
   model.releaseTape(tape);
-  const { nll, dlogits } = await be.crossEntropy(logits, t.targets, t.weights, rows, model.config.vocab_size);
+  const { nll, dlogits } = await be.crossEntropy(
+    logits,
+    t.targets,
+    t.weights,
+    rows,
+    model.config.vocab_size,
+    temperature,
+  );
   be.free(logits);
   be.free(dlogits);
   const nllHost = Float64Array.from(await be.read(nll));

@@ -14,7 +14,9 @@ import type { Rollout } from './rollouts.js';
  * L_RL is GRPO over every response token of the batch (token-mean), with group-normalised
  * advantages. The learner takes one update per batch of rollouts, so the policy that sampled them is
  * the policy being updated: pi_old is the learner's own forward pass (recomputed, as verl does),
- * the ratio starts at 1 and the clip only matters for callers that reuse a batch.
+ * the ratio starts at 1 and the clip only matters for callers that reuse a batch. Its log-probs (and
+ * the reference's, for the k3 KL) are those of softmax(logits / T) at the rollouts' sampling
+ * temperature T (`DualLossOptions.temperature`).
  *
  * L_NTP is the next-token cross-entropy on the same text windows the key positions come from, on
  * every token except the key position itself (m_pos = 1[pos not in C]), mean over those tokens.
@@ -29,6 +31,17 @@ export interface DualLossOptions {
   /** Weight of L_NTP; 0 (or useNtp false) drops the term. */
   lambda: number;
   useNtp: boolean;
+  /**
+   * Sampling temperature of the rollouts (grpo.temperature): L_RL's log-probs, and the reference
+   * model's for the k3 KL, are those of softmax(logits / temperature). Why: the rollouts were drawn
+   * from the temperature-scaled policy, so that is the policy whose log-probs the ratio and the
+   * gradient must use; at temperature 1 the learner would optimise a different (sharper or flatter)
+   * distribution than the one that sampled. verl and TRL divide the actor's (and the reference's)
+   * logits by the sampling temperature for the same reason. L_NTP stays at temperature 1 (it fits
+   * the data, not the sampler). A temperature <= 0 (greedy sampling) is taken as 1, as in the
+   * rollouts' own log-probs (shared/model/sampling.ts).
+   */
+  temperature: number;
   /** Sequences per forward/backward; the gradients add up to the whole batch's. */
   microBatch: number;
   padId: number;
@@ -62,6 +75,7 @@ export async function dualLossAndGrad(
     ),
   );
   const rlTokens = rollouts.reduce((n, r) => n + r.responseIds.length, 0);
+  const temperature = o.temperature > 0 ? o.temperature : 1;
   let pg = 0;
   let kl = 0;
   let clipped = 0;
@@ -74,13 +88,15 @@ export async function dualLossAndGrad(
     let refLogProbs: Float64Array | undefined;
     if (o.clip.beta !== 0) {
       if (!reference) throw new Error('beta > 0 needs a reference model');
-      const { nll } = await lossOnly(reference, batch, {
-        targets,
-        weights: new Float64Array(targets.length),
-      });
+      const { nll } = await lossOnly(
+        reference,
+        batch,
+        { targets, weights: new Float64Array(targets.length) },
+        temperature,
+      );
       refLogProbs = Float64Array.from(rows, (r) => -nll[r.row]);
     }
-    const r = await lossAndGradWeightedBy(model, batch, targets, (nll) => {
+    const weightsOf = (nll: Float64Array): Float64Array => {
       const logProbs = Float64Array.from(rows, (r) => -nll[r.row]);
       const pl = policyLoss(
         { logProbs, oldLogProbs: logProbs, advantages: tokenAdv, refLogProbs, tokenCount: rlTokens },
@@ -97,7 +113,8 @@ export async function dualLossAndGrad(
         w[r.row] = pl.dLossDNll[j];
       });
       return w;
-    });
+    };
+    const r = await lossAndGradWeightedBy(model, batch, targets, weightsOf, temperature);
     await accumulateGrads(model, grads, r.grads);
   }
 

@@ -144,6 +144,8 @@ export class Learner implements PolicySource {
         G: this.cfg.grpo.G,
         lambda: spec.reward === 'none' ? 1 : this.cfg.loss.lambda,
         useNtp: spec.ntp_loss || spec.reward === 'none',
+        // the rollouts' sampling temperature: L_RL is on the policy that sampled (see DualLossOptions)
+        temperature: this.cfg.grpo.temperature,
         microBatch: this.cfg.train.micro_batch,
         padId: this.padId,
       },

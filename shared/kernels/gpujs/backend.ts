@@ -17,7 +17,14 @@
  * Shapes with more than 2^24 elements are handled: index arithmetic stays in i32 (see kernels.ts).
  */
 import gpujs from 'gpu.js';
-import type { AdamWHyper, AttentionShape, Backend, Buf, MatmulShape } from '../backend.js';
+import {
+  type AdamWHyper,
+  type AttentionShape,
+  type Backend,
+  type Buf,
+  checkTemperature,
+  type MatmulShape,
+} from '../backend.js';
 import { WasmMatmul } from '../wasm/matmul.js';
 import { WasmOps } from '../wasm/ops.js';
 import { embeddingBackwardF32, gatherRowsF32, scatterRowsF32 } from '../wasm/rows.js';
@@ -674,22 +681,28 @@ export class GpujsBackend implements Backend {
     weights: Float64Array,
     rows: number,
     vocab: number,
+    temperature = 1,
   ): Promise<{ nll: Buf; dlogits: Buf }> {
+    checkTemperature(temperature);
     const W = this.ops();
     if (W) {
-      const r = W.crossEntropy(await this.f32(logits), targets, weights, rows, vocab);
+      const r = W.crossEntropy(await this.f32(logits), targets, weights, rows, vocab, temperature);
       return { nll: this.wrap(r.nll), dlogits: this.wrap(r.dlogits) };
     }
     const L = await this.dev(logits);
     const T = asF32(targets);
+    // the kernels scale each logit by 1/temperature as they read it; the gradient's 1/temperature
+    // rides on the weights
+    const invT = Float32Array.of(1 / temperature);
+    const w = asF32(temperature === 1 ? weights : weights.map((x) => x / temperature));
     const chunk = Math.min(CE_CHUNK, vocab);
     const nch = Math.ceil(vocab / chunk);
     const c = { vocab, chunk, nch };
-    const cMax = await this.run('ceChunkMax', K.ceChunkMax, rows * nch, c, [L, T]);
-    const cSum = await this.run('ceChunkSum', K.ceChunkSum, rows * nch, c, [L, T, cMax]);
-    const nll = await this.run('ceNll', K.ceNll, rows, c, [L, T, cMax, cSum]);
+    const cMax = await this.run('ceChunkMax', K.ceChunkMax, rows * nch, c, [L, T, invT]);
+    const cSum = await this.run('ceChunkSum', K.ceChunkSum, rows * nch, c, [L, T, invT, cMax]);
+    const nll = await this.run('ceNll', K.ceNll, rows, c, [L, T, invT, cMax, cSum]);
     this.release(cMax, cSum);
-    const dl = await this.run('ceGrad', K.ceGrad, rows * vocab, { vocab }, [L, T, asF32(weights), nll]);
+    const dl = await this.run('ceGrad', K.ceGrad, rows * vocab, { vocab }, [L, T, invT, w, nll]);
     return { nll: this.wrap(nll), dlogits: this.wrap(dl) };
   }
 

@@ -417,23 +417,23 @@ export const swigluDUp = function (this: KernelThis, dh: A, gate: A): number {
  * max, per-chunk sum of exp(l - chunk max), then a per-row combine.
  */
 
-/** Output [rows * nch]: the max of each chunk of a row (0 for ignored rows). */
-export const ceChunkMax = function (this: KernelThis, logits: A, targets: A): number {
+/** Output [rows * nch]: the max of logits / T over each chunk of a row (0 for ignored rows). */
+export const ceChunkMax = function (this: KernelThis, logits: A, targets: A, invT: A): number {
   const r = divFloor(this.thread.x, this.constants.nch);
   const ch = this.thread.x - (r | 0) * this.constants.nch;
   if (targets[r] < 0) return 0;
   let mx = -3.0e38;
   for (let q = 0; q < this.constants.chunk; q++) {
     if ((ch | 0) * this.constants.chunk + q < this.constants.vocab) {
-      const l = logits[(r | 0) * this.constants.vocab + (ch | 0) * this.constants.chunk + q];
+      const l = logits[(r | 0) * this.constants.vocab + (ch | 0) * this.constants.chunk + q] * invT[0];
       if (l > mx) mx = l;
     }
   }
   return mx;
 };
 
-/** Output [rows * nch]: sum over the chunk of exp(logit - chunk max). */
-export const ceChunkSum = function (this: KernelThis, logits: A, targets: A, chunkMax: A): number {
+/** Output [rows * nch]: sum over the chunk of exp(logit / T - chunk max). */
+export const ceChunkSum = function (this: KernelThis, logits: A, targets: A, invT: A, chunkMax: A): number {
   const r = divFloor(this.thread.x, this.constants.nch);
   const ch = this.thread.x - (r | 0) * this.constants.nch;
   if (targets[r] < 0) return 0;
@@ -441,14 +441,23 @@ export const ceChunkSum = function (this: KernelThis, logits: A, targets: A, chu
   let sum = 0;
   for (let q = 0; q < this.constants.chunk; q++) {
     if ((ch | 0) * this.constants.chunk + q < this.constants.vocab) {
-      sum += Math.exp(logits[(r | 0) * this.constants.vocab + (ch | 0) * this.constants.chunk + q] - mx);
+      sum += Math.exp(
+        logits[(r | 0) * this.constants.vocab + (ch | 0) * this.constants.chunk + q] * invT[0] - mx,
+      );
     }
   }
   return sum;
 };
 
-/** Output [rows]: logsumexp(logits[r, :]) - logits[r, target] (0 for a negative target). */
-export const ceNll = function (this: KernelThis, logits: A, targets: A, chunkMax: A, chunkSum: A): number {
+/** Output [rows]: logsumexp(logits[r, :] / T) - logits[r, target] / T (0 for a negative target). */
+export const ceNll = function (
+  this: KernelThis,
+  logits: A,
+  targets: A,
+  invT: A,
+  chunkMax: A,
+  chunkSum: A,
+): number {
   const t = targets[this.thread.x];
   if (t < 0) return 0;
   let mx = -3.0e38;
@@ -462,17 +471,27 @@ export const ceNll = function (this: KernelThis, logits: A, targets: A, chunkMax
       chunkSum[this.thread.x * this.constants.nch + ch] *
       Math.exp(chunkMax[this.thread.x * this.constants.nch + ch] - mx);
   }
-  return mx + Math.log(sum) - logits[this.thread.x * this.constants.vocab + (t | 0)];
+  return mx + Math.log(sum) - logits[this.thread.x * this.constants.vocab + (t | 0)] * invT[0];
 };
 
-/** dlogits = w[r] * (softmax - onehot); the row's logsumexp is recovered as nll + logit[target]. */
-export const ceGrad = function (this: KernelThis, logits: A, targets: A, weights: A, nll: A): number {
+/**
+ * dlogits = w[r] * (softmax(logits / T) - onehot), with w already divided by T on the host (the
+ * gradient with respect to the unscaled logits); the row's logsumexp is nll + logit[target] / T.
+ */
+export const ceGrad = function (
+  this: KernelThis,
+  logits: A,
+  targets: A,
+  invT: A,
+  weights: A,
+  nll: A,
+): number {
   const r = divFloor(this.thread.x, this.constants.vocab);
   const c = this.thread.x - (r | 0) * this.constants.vocab;
   const t = targets[r];
   if (t < 0) return 0;
-  const lse = nll[r] + logits[(r | 0) * this.constants.vocab + (t | 0)];
-  const p = weights[r] * Math.exp(logits[this.thread.x] - lse);
+  const lse = nll[r] + logits[(r | 0) * this.constants.vocab + (t | 0)] * invT[0];
+  const p = weights[r] * Math.exp(logits[this.thread.x] * invT[0] - lse);
   if (c === t) return p - weights[r];
   return p;
 };

@@ -17,7 +17,7 @@
  * build (loader.ts). The gpu.js backend routes to this unless RMT_WASM_KERNELS=0.
  */
 import { availableParallelism } from 'node:os';
-import type { AttentionShape } from '../backend.js';
+import { type AttentionShape, checkTemperature } from '../backend.js';
 import {
   type LoadedModule,
   loadOpsModule,
@@ -426,24 +426,38 @@ export class WasmOps {
     return { dq: this.take(pdq, nq), dk: this.take(pdk, nk), dv: this.take(pdv, nk) };
   }
 
-  /** Per-row cross-entropy (weights rounded to f32); see Backend.crossEntropy. */
+  /**
+   * Per-row cross-entropy at `temperature` (weights rounded to f32); see Backend.crossEntropy. The
+   * wasm kernel computes plain cross-entropy; a temperature T is applied on the way in: the logits are
+   * written to wasm memory as z / T and the weights as w / T, so the kernel's
+   * w/T * (softmax(z/T) - onehot) is the gradient with respect to z. T = 1 copies the inputs as they are.
+   */
   crossEntropy(
     logits: Float32Array,
     targets: Int32Array,
     weights: ArrayLike<number>,
     rows: number,
     vocab: number,
+    temperature = 1,
   ): { nll: Float32Array; dlogits: Float32Array } {
+    checkTemperature(temperature);
     const n = rows * vocab;
     for (let r = 0; r < rows; r++) {
       const t = targets[r];
       if (t >= vocab) throw new RangeError(`crossEntropy: target ${t} at row ${r} outside [0, ${vocab})`);
     }
     const [pl, pt, pw, pn, pd] = this.place([n * 4, rows * 4, rows * 4, rows * 4, n * 4]);
-    this.put(pl, logits, n);
+    const T = temperature;
+    if (T === 1) this.put(pl, logits, n);
+    else {
+      if (logits.length < n)
+        throw new RangeError(`wasm ops: input has ${logits.length} elements, needs ${n}`);
+      const lBase = pl >> 2;
+      for (let i = 0; i < n; i++) this.f32[lBase + i] = logits[i] / T;
+    }
     this.put(pt, targets, rows);
     const wBase = pw >> 2;
-    for (let r = 0; r < rows; r++) this.f32[wBase + r] = weights[r];
+    for (let r = 0; r < rows; r++) this.f32[wBase + r] = weights[r] / T;
     this.args([OP_CE, rows, vocab, pl, pt, pw, pn, pd]);
     this.exec(rows, 6 * n);
     return { nll: this.take(pn, rows), dlogits: this.take(pd, n) };
