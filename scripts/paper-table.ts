@@ -58,6 +58,8 @@ options:
   --setting <name|yaml>  smoke | full (configs/paper/<name>.yaml) or a settings file (default: full)
   --out <dir>            where the runs go (default: runs/paper-<name>)
   --results <dir>        where the table and plots go (default: the setting's results_dir, else <out>/results)
+  --seeds <list>         run only these seeds' stages (and the base), e.g. 2,3: start one invocation
+                         per core with disjoint lists; the table is written once every seed is done
   --quiet                only the benchmark's own progress lines, not the library's
   -h, --help             this text
 `;
@@ -176,6 +178,12 @@ export async function runPaperBenchmark(opts: {
   settingsFile: string;
   out?: string;
   results?: string;
+  /**
+   * Run only these seeds' stages (and the base pre-training). Several invocations with disjoint
+   * seeds can share one output folder, one per core; the one that finds every stage done writes the
+   * table.
+   */
+  seeds?: number[];
   quiet?: boolean;
   signal?: AbortSignal;
   say?: (line: string) => void;
@@ -196,7 +204,10 @@ export async function runPaperBenchmark(opts: {
   mkdirSync(out, { recursive: true });
   writeJsonAtomic(join(out, 'settings.json'), s);
   const ledgerPath = join(out, 'stages.json');
-  const ledger: Ledger = existsSync(ledgerPath) ? readJson<Ledger>(ledgerPath) : {};
+  let ledger: Ledger = existsSync(ledgerPath) ? readJson<Ledger>(ledgerPath) : {};
+  for (const seed of opts.seeds ?? []) {
+    if (!s.seeds.includes(seed)) throw new UsageError(`--seeds: ${seed} is not a seed of ${settingsFile}`);
+  }
   const signal = opts.signal;
 
   const stages: Stage[] = [];
@@ -293,11 +304,25 @@ export async function runPaperBenchmark(opts: {
     }
   }
 
+  // With --seeds, other invocations may be writing the ledger too: each write merges this
+  // invocation's stages into what is on disk instead of replacing it.
+  const mine = stages.filter(
+    (st) =>
+      !opts.seeds || st.id === 'pretrain' || opts.seeds.some((seed) => st.id.startsWith(`seed-${seed}/`)),
+  );
+  const saveLedger = () => {
+    if (opts.seeds && existsSync(ledgerPath)) {
+      const onDisk = readJson<Ledger>(ledgerPath);
+      for (const st of mine) if (ledger[st.id]) onDisk[st.id] = ledger[st.id];
+      ledger = onDisk;
+    }
+    writeJsonAtomic(ledgerPath, ledger);
+  };
   const t0 = performance.now();
   let ran = 0;
   let skipped = 0;
   let stopped = false;
-  const todo = stages.filter((st) => {
+  const todo = mine.filter((st) => {
     const d = st.done();
     if (d) {
       skipped++;
@@ -306,7 +331,7 @@ export async function runPaperBenchmark(opts: {
     return !d;
   });
   say(
-    `[paper ${s.name}] ${stages.length} stages: ${skipped} done earlier, ${todo.length} to run; out ${relative(process.cwd(), out) || '.'}`,
+    `[paper ${s.name}] ${mine.length} stages${opts.seeds ? ` (seeds ${opts.seeds.join(', ')} of ${stages.length})` : ''}: ${skipped} done earlier, ${todo.length} to run; out ${relative(process.cwd(), out) || '.'}`,
   );
   for (const [i, st] of todo.entries()) {
     if (signal?.aborted) {
@@ -329,7 +354,7 @@ export async function runPaperBenchmark(opts: {
         done: false,
         ...((backend ?? ledger[st.id]?.backend) ? { backend: backend ?? ledger[st.id]?.backend } : {}),
       };
-      writeJsonAtomic(ledgerPath, ledger);
+      saveLedger();
     }
     if (!st.done()) {
       // A training job stopped by the signal leaves a checkpoint and no final output.
@@ -337,15 +362,22 @@ export async function runPaperBenchmark(opts: {
       break;
     }
     ledger[st.id].done = true;
-    writeJsonAtomic(ledgerPath, ledger);
+    saveLedger();
     ran++;
     say(`  done in ${((performance.now() - ts) / 1000).toFixed(1)} s`);
   }
-  writeJsonAtomic(ledgerPath, ledger);
+  saveLedger();
   const json = join(resultsDir, 'paper-table.json');
   const md = join(resultsDir, 'paper-table.md');
   if (stopped) {
     say(`[paper ${s.name}] stopped; run the same command again to resume`);
+    return { json, md, ran, skipped, stopped };
+  }
+  const pending = stages.filter((st) => !st.done());
+  if (pending.length > 0) {
+    say(
+      `[paper ${s.name}] seeds ${opts.seeds?.join(', ')} done; ${pending.length} stages of other seeds are not (${pending[0].id}, ...): the invocation that finishes last writes the table`,
+    );
     return { json, md, ran, skipped, stopped };
   }
 
@@ -441,6 +473,14 @@ export async function runPaperBenchmark(opts: {
   return { json, md, ran, skipped, stopped };
 }
 
+function parseSeeds(list: string): number[] {
+  const seeds = list.split(',').map((x) => Number(x.trim()));
+  if (seeds.length === 0 || !seeds.every((x) => Number.isInteger(x))) {
+    throw new UsageError(`--seeds must be a comma-separated list of integers (got ${JSON.stringify(list)})`);
+  }
+  return seeds;
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -448,6 +488,7 @@ async function main(argv: string[]): Promise<number> {
       setting: { type: 'string', default: 'full' },
       out: { type: 'string' },
       results: { type: 'string' },
+      seeds: { type: 'string' },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
@@ -468,6 +509,7 @@ async function main(argv: string[]): Promise<number> {
     settingsFile: file,
     out: values.out,
     results: values.results,
+    seeds: values.seeds === undefined ? undefined : parseSeeds(values.seeds),
     quiet: values.quiet,
     signal: stop.signal,
   });

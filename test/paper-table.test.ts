@@ -70,77 +70,100 @@ test.serial('smoke: an interrupted run stops with a checkpoint', async (t) => {
   t.false(existsSync(r.json), 'no table before every stage is done');
 });
 
-test.serial('smoke: the command resumes to a complete table, plots and targets', async (t) => {
-  t.timeout(10 * 60_000);
-  const { stderr } = await command('--setting', 'smoke', '--out', out, '--quiet');
-  t.regex(stderr, /stages: [1-9]\d* done earlier/, 'the stages done before the stop are skipped');
-  // The interrupted run was resumed, not restarted: each step logged once.
-  const rmt = join(out, `seed-${settings.seeds[0]}`, 'rmt');
-  t.deepEqual(
-    readMetrics(join(rmt, 'metrics.jsonl')).map((r) => r.step),
-    Array.from({ length: steps }, (_, i) => i + 1),
-  );
-
-  const results = join(out, 'results');
-  const table = JSON.parse(readFileSync(join(results, 'paper-table.json'), 'utf8'));
-  t.is(table.schema, 'rmt-paper-table/1');
-  t.deepEqual(table.seeds, settings.seeds);
-  t.true(settings.seeds.length >= 3, 'the table is over at least 3 seeds');
-  const spec = ['ntp', 'ntr', 'rpt', 'rmt', 'rmt-no-dtb', 'rmt-no-cas', 'rmt-no-ntp'];
-  const methods = new Set(table.rows.map((r: { method: string }) => r.method));
-  for (const m of spec) t.true(methods.has(m), `a row for ${m}`);
-  t.deepEqual(
-    table.rows.map((r: { id: string }) => r.id),
-    ['ntp', 'ntr', 'ntp-trained', 'rpt', 'rmt', 'rmt-no-dtb', 'rmt-no-cas', 'rmt-no-ntp'],
-  );
-  const inUnit = (x: unknown) => typeof x === 'number' && x >= 0 && x <= 1;
-  for (const r of table.rows) {
-    for (const split of ['easy', 'medium', 'hard', 'avg']) {
-      const v = r[split];
-      t.true(inUnit(v.mean), `${r.id} ${split} mean ${v.mean}`);
-      t.true(typeof v.ci95 === 'number' && v.ci95 >= 0, `${r.id} ${split} ci95 ${v.ci95}`);
-      t.is(v.n, settings.seeds.length);
-    }
-    t.true(
-      typeof r.reasoning_length === 'number' && r.reasoning_length >= 0 && r.reasoning_length <= hardCap,
+test.serial(
+  'smoke: two invocations with disjoint --seeds resume to a complete table, plots and targets',
+  async (t) => {
+    t.timeout(10 * 60_000);
+    // One invocation per core, as on a developer machine: the first seed (whose RMT run was stopped)
+    // in one, the others in the second, sharing the output folder and its ledger.
+    const [first, rest] = await Promise.all([
+      command('--setting', 'smoke', '--out', out, '--quiet', '--seeds', String(settings.seeds[0])),
+      command('--setting', 'smoke', '--out', out, '--quiet', '--seeds', settings.seeds.slice(1).join(',')),
+    ]);
+    const stderr = first.stderr + rest.stderr;
+    t.regex(
+      first.stderr,
+      /stages \(seeds \d+ of \d+\): [1-9]\d* done earlier/,
+      'the stages done before the stop are skipped',
     );
-    if (r.mode === 'ntp') t.is(r.reasoning_length, 0);
-    t.is(r.seeds.length, settings.seeds.length);
-    const post = ['ntp', 'ntr', 'rpt', 'rmt'].includes(r.id);
-    for (const k of ['before', 'after']) {
-      if (post) t.true(inUnit(r[k]?.mean) && typeof r[k].ci95 === 'number', `${r.id} ${k}`);
-      else t.is(r[k], null, `${r.id} has no post-training`);
-    }
-  }
-  t.deepEqual(
-    table.post_training.map((p: { start: string }) => p.start),
-    ['base', 'rpt', 'rmt'],
-  );
-  const ids = table.targets.map((x: { id: string }) => x.id);
-  t.deepEqual(ids, [
-    'rmt_over_rpt_avg',
-    'rmt_over_rpt_reasoning_length',
-    'rmt-no-dtb_below_rmt',
-    'rmt-no-cas_below_rmt',
-    'rmt-no-ntp_below_rmt',
-    'post_training_rmt_over_base',
-  ]);
-  for (const x of table.targets) t.true(x.met === null || typeof x.met === 'boolean');
-  t.true(table.wall_s > 0);
-  t.true(typeof table.machine.cpu === 'string' && table.machine.cores > 0);
-  t.truthy(table.settings.methods);
+    t.regex(stderr, /table .*paper-table\.md/, 'the invocation that finished last wrote the table');
+    const ledger = JSON.parse(readFileSync(join(out, 'stages.json'), 'utf8')) as Record<
+      string,
+      { done: boolean }
+    >;
+    t.is(Object.keys(ledger).length, 1 + settings.seeds.length * (2 + settings.methods.rows.length + 6));
+    t.true(
+      Object.values(ledger).every((e) => e.done),
+      "both invocations' stages are in the ledger, done",
+    );
+    // The interrupted run was resumed, not restarted: each step logged once.
+    const rmt = join(out, `seed-${settings.seeds[0]}`, 'rmt');
+    t.deepEqual(
+      readMetrics(join(rmt, 'metrics.jsonl')).map((r) => r.step),
+      Array.from({ length: steps }, (_, i) => i + 1),
+    );
 
-  const md = readFileSync(join(results, 'paper-table.md'), 'utf8');
-  for (const r of table.rows) t.true(md.includes(`| ${r.id} |`), `row ${r.id} in the markdown`);
-  t.regex(md, /95% Student-t interval over seeds/);
-  t.regex(md, /## Targets/);
-  for (const f of Object.values(table.plots) as string[]) {
-    const svg = readFileSync(join(results, f), 'utf8');
-    t.true(svg.startsWith('<svg'), f);
-    t.true(md.includes(f), `${f} linked from the markdown`);
-  }
-  t.deepEqual(Object.keys(table.plots).sort(), ['accuracy', 'budget', 'reasoning-length', 'tier-mix']);
-});
+    const results = join(out, 'results');
+    const table = JSON.parse(readFileSync(join(results, 'paper-table.json'), 'utf8'));
+    t.is(table.schema, 'rmt-paper-table/1');
+    t.deepEqual(table.seeds, settings.seeds);
+    t.true(settings.seeds.length >= 3, 'the table is over at least 3 seeds');
+    const spec = ['ntp', 'ntr', 'rpt', 'rmt', 'rmt-no-dtb', 'rmt-no-cas', 'rmt-no-ntp'];
+    const methods = new Set(table.rows.map((r: { method: string }) => r.method));
+    for (const m of spec) t.true(methods.has(m), `a row for ${m}`);
+    t.deepEqual(
+      table.rows.map((r: { id: string }) => r.id),
+      ['ntp', 'ntr', 'ntp-trained', 'rpt', 'rmt', 'rmt-no-dtb', 'rmt-no-cas', 'rmt-no-ntp'],
+    );
+    const inUnit = (x: unknown) => typeof x === 'number' && x >= 0 && x <= 1;
+    for (const r of table.rows) {
+      for (const split of ['easy', 'medium', 'hard', 'avg']) {
+        const v = r[split];
+        t.true(inUnit(v.mean), `${r.id} ${split} mean ${v.mean}`);
+        t.true(typeof v.ci95 === 'number' && v.ci95 >= 0, `${r.id} ${split} ci95 ${v.ci95}`);
+        t.is(v.n, settings.seeds.length);
+      }
+      t.true(
+        typeof r.reasoning_length === 'number' && r.reasoning_length >= 0 && r.reasoning_length <= hardCap,
+      );
+      if (r.mode === 'ntp') t.is(r.reasoning_length, 0);
+      t.is(r.seeds.length, settings.seeds.length);
+      const post = ['ntp', 'ntr', 'rpt', 'rmt'].includes(r.id);
+      for (const k of ['before', 'after']) {
+        if (post) t.true(inUnit(r[k]?.mean) && typeof r[k].ci95 === 'number', `${r.id} ${k}`);
+        else t.is(r[k], null, `${r.id} has no post-training`);
+      }
+    }
+    t.deepEqual(
+      table.post_training.map((p: { start: string }) => p.start),
+      ['base', 'rpt', 'rmt'],
+    );
+    const ids = table.targets.map((x: { id: string }) => x.id);
+    t.deepEqual(ids, [
+      'rmt_over_rpt_avg',
+      'rmt_over_rpt_reasoning_length',
+      'rmt-no-dtb_below_rmt',
+      'rmt-no-cas_below_rmt',
+      'rmt-no-ntp_below_rmt',
+      'post_training_rmt_over_base',
+    ]);
+    for (const x of table.targets) t.true(x.met === null || typeof x.met === 'boolean');
+    t.true(table.wall_s > 0);
+    t.true(typeof table.machine.cpu === 'string' && table.machine.cores > 0);
+    t.truthy(table.settings.methods);
+
+    const md = readFileSync(join(results, 'paper-table.md'), 'utf8');
+    for (const r of table.rows) t.true(md.includes(`| ${r.id} |`), `row ${r.id} in the markdown`);
+    t.regex(md, /95% Student-t interval over seeds/);
+    t.regex(md, /## Targets/);
+    for (const f of Object.values(table.plots) as string[]) {
+      const svg = readFileSync(join(results, f), 'utf8');
+      t.true(svg.startsWith('<svg'), f);
+      t.true(md.includes(f), `${f} linked from the markdown`);
+    }
+    t.deepEqual(Object.keys(table.plots).sort(), ['accuracy', 'budget', 'reasoning-length', 'tier-mix']);
+  },
+);
 
 test.serial('smoke: a second invocation trains nothing', async (t) => {
   t.timeout(5 * 60_000);
