@@ -25,14 +25,21 @@ export interface ClientTlsFlags {
   tlsServerName?: string;
 }
 
-/** The client options for the flags, or an error message for a flag combination that cannot work. */
-export function clientTlsOptions(f: ClientTlsFlags): ClientOptions | string {
+/**
+ * The client options for the flags, or null after `warn` got the error for a flag combination that
+ * cannot work (the command then exits with 2).
+ */
+export function clientTlsOptions(f: ClientTlsFlags, warn: (line: string) => void): ClientOptions | null {
+  const error = (message: string) => {
+    warn(`error: ${message}`);
+    return null;
+  };
   if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) {
-    return '--tls-cert and --tls-key go together (RMT_TLS_CERT, RMT_TLS_KEY)';
+    return error('--tls-cert and --tls-key go together (RMT_TLS_CERT, RMT_TLS_KEY)');
   }
   // A client certificate alone also means TLS: the system's roots verify the coordinator.
   if (!f.tlsCa && !f.tlsCert) {
-    return f.tlsServerName ? '--tls-server-name needs TLS (--tls-ca or --tls-cert)' : {};
+    return f.tlsServerName ? error('--tls-server-name needs TLS (--tls-ca or --tls-cert)') : {};
   }
   return { tls: { ca: f.tlsCa, cert: f.tlsCert, key: f.tlsKey, serverName: f.tlsServerName } };
 }

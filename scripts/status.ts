@@ -46,11 +46,8 @@ export async function status(
   warn: (l: string) => void = (l) => process.stderr.write(`${l}\n`),
 ): Promise<number> {
   const values = parseServiceFlagsOrExit(STATUS_FLAGS, STATUS_USAGE, argv, env);
-  const opts = clientTlsOptions(values);
-  if (typeof opts === 'string') {
-    warn(`error: ${opts}`);
-    return 2;
-  }
+  const opts = clientTlsOptions(values, warn);
+  if (!opts) return 2;
   const client = coordinatorClient(values.coordinator, opts);
   const show = (s: RunStatus) => print(values.json ? JSON.stringify(s) : line(s));
   try {

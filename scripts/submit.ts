@@ -74,11 +74,8 @@ export async function submit(
   warn: (l: string) => void = (l) => process.stderr.write(`${l}\n`),
 ): Promise<number> {
   const f = parseServiceFlagsOrExit(SUBMIT_FLAGS, SUBMIT_USAGE, argv, env);
-  const opts = clientTlsOptions(f);
-  if (typeof opts === 'string') {
-    warn(`error: ${opts}`);
-    return 2;
-  }
+  const opts = clientTlsOptions(f, warn);
+  if (!opts) return 2;
   const config = readFileSync(f.config, 'utf8');
   const client = coordinatorClient(f.coordinator, opts);
   try {
