@@ -429,8 +429,8 @@ export class WasmOps {
   /**
    * Per-row cross-entropy at `temperature` (weights rounded to f32); see Backend.crossEntropy. The
    * wasm kernel computes plain cross-entropy; a temperature T is applied on the way in: the logits are
-   * written to wasm memory as z / T and the weights as w / T, so the kernel's
-   * w/T * (softmax(z/T) - onehot) is the gradient with respect to z. T = 1 copies the inputs as they are.
+   * scaled to z / T once copied to wasm memory and the weights written as w / T, so the kernel's
+   * w/T * (softmax(z/T) - onehot) is the gradient with respect to z.
    */
   crossEntropy(
     logits: Float32Array,
@@ -448,12 +448,10 @@ export class WasmOps {
     }
     const [pl, pt, pw, pn, pd] = this.place([n * 4, rows * 4, rows * 4, rows * 4, n * 4]);
     const T = temperature;
-    if (T === 1) this.put(pl, logits, n);
-    else {
-      if (logits.length < n)
-        throw new RangeError(`wasm ops: input has ${logits.length} elements, needs ${n}`);
+    this.put(pl, logits, n);
+    if (T !== 1) {
       const lBase = pl >> 2;
-      for (let i = 0; i < n; i++) this.f32[lBase + i] = logits[i] / T;
+      for (let i = 0; i < n; i++) this.f32[lBase + i] /= T;
     }
     this.put(pt, targets, rows);
     const wBase = pw >> 2;
