@@ -14,13 +14,10 @@ import { parseArgs } from 'node:util';
 import { METHOD_TABLE } from '../shared/config/rmt-defaults.js';
 import { loadTrainConfig } from '../shared/config/train-config.js';
 import { createBackend } from '../shared/kernels/index.js';
-import { loadCheckpoint } from '../shared/model/checkpoint.js';
-import { Decoder } from '../shared/model/decoder.js';
-import { uploadParams } from '../shared/model/weights.js';
 import { generateRollouts } from '../shared/rl/rollouts.js';
-import { evalBudget, evalSubset } from '../shared/run/coordinator.js';
-import { loadRunContext } from '../shared/run/run-context.js';
-import { Scorer } from '../shared/run/scorer.js';
+import { evalBudget } from '../shared/run/coordinator.js';
+import { MATCH_ONLY_REWARD } from '../shared/train/evaluate.js';
+import { checkpointOnHeldOut } from '../shared/train/evaluate-checkpoint.js';
 import { Rng } from '../shared/util/rng.js';
 
 const { values } = parseArgs({
@@ -55,11 +52,13 @@ const G = num('G', values.G, cfg.grpo.G);
 const temperature = num('temperature', values.temperature, cfg.grpo.temperature);
 const budget = num('budget', values.budget, evalBudget(cfg) ?? cfg.budget.hard_cap);
 const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
-const run = await loadRunContext('samples', cfg);
-const heldOut = await new Scorer(backend).keyPositions(run, 'held_out', { log: (l) => console.error(l) });
-const positions = evalSubset(heldOut, num('positions', values.positions, 200));
-const ck = loadCheckpoint(values.checkpoint);
-const model = new Decoder(ck.config, backend, uploadParams(backend, ck.params));
+const { run, positions, model, release } = await checkpointOnHeldOut(
+  backend,
+  cfg,
+  values.checkpoint,
+  num('positions', values.positions, 200),
+  (l) => console.error(l),
+);
 const groups = await generateRollouts(
   model,
   run.tokenizer,
@@ -72,7 +71,7 @@ const groups = await generateRollouts(
     stateBudget: METHOD_TABLE[cfg.method].budget === 'dtb',
     hardCap: cfg.budget.hard_cap,
     rewardKind: 'match',
-    reward: { r_max: 1, w: 0, length_reward_requires_answer: true },
+    reward: MATCH_ONLY_REWARD,
     maxBatch: cfg.train.generation_batch,
   },
   new Rng(num('seed', values.seed, 1)),
@@ -125,4 +124,4 @@ if (values.json) {
     )}\n`,
   );
 }
-for (const b of model.params.values()) backend.free(b);
+release();

@@ -3,16 +3,42 @@ import type { Backend } from '../kernels/backend.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { Decoder } from '../model/decoder.js';
 import { uploadParams } from '../model/weights.js';
+import type { KeyPosition } from '../rl/key-positions.js';
 import { evalBudget, evalSubset } from '../run/coordinator.js';
-import { loadRunContext } from '../run/run-context.js';
+import { loadRunContext, type RunContext } from '../run/run-context.js';
 import { Scorer } from '../run/scorer.js';
 import { type EvalMode, type EvalResult, evaluatePositions, ntpExcluded } from './evaluate.js';
 
 /**
- * A checkpoint's accuracy on a run config's held-out key positions (proxy-scored, cached in the
- * config's out_dir), under the prompt of the config's method at its final budget: what `rmt eval`
- * and the paper benchmark report. The checkpoint's weights are freed afterwards; the backend is the
- * caller's.
+ * A checkpoint on the backend with `count` of a run config's held-out key positions (proxy-scored,
+ * cached in the config's out_dir, spread evenly as evaluations pick them): what every held-out
+ * measurement of a checkpoint starts from. `release` frees the checkpoint's weights; the backend is
+ * the caller's.
+ */
+export async function checkpointOnHeldOut(
+  backend: Backend,
+  cfg: TrainConfig,
+  checkpoint: string,
+  count: number,
+  log: (line: string) => void,
+): Promise<{ run: RunContext; positions: KeyPosition[]; model: Decoder; release: () => void }> {
+  const run = await loadRunContext('eval', cfg);
+  const heldOut = await new Scorer(backend).keyPositions(run, 'held_out', { log });
+  const ck = loadCheckpoint(checkpoint);
+  const model = new Decoder(ck.config, backend, uploadParams(backend, ck.params));
+  return {
+    run,
+    positions: evalSubset(heldOut, count),
+    model,
+    release: () => {
+      for (const b of model.params.values()) backend.free(b);
+    },
+  };
+}
+
+/**
+ * A checkpoint's accuracy on a run config's held-out key positions under the prompt of the config's
+ * method at its final budget: what `rmt eval` and the paper benchmark report.
  */
 export async function evaluateCheckpoint(
   backend: Backend,
@@ -21,28 +47,25 @@ export async function evaluateCheckpoint(
   mode: EvalMode,
   log: (line: string) => void,
 ): Promise<{ budget: number | null; result: EvalResult }> {
-  const run = await loadRunContext('eval', cfg);
-  const heldOut = await new Scorer(backend).keyPositions(run, 'held_out', { log });
-  const ck = loadCheckpoint(checkpoint);
-  const model = new Decoder(ck.config, backend, uploadParams(backend, ck.params));
+  const { run, positions, model, release } = await checkpointOnHeldOut(
+    backend,
+    cfg,
+    checkpoint,
+    cfg.eval.positions,
+    log,
+  );
   const budget = evalBudget(cfg);
   try {
-    const result = await evaluatePositions(
-      model,
-      run.tokenizer,
-      run.format,
-      evalSubset(heldOut, cfg.eval.positions),
-      {
-        mode,
-        eval_splits: cfg.curriculum.eval_splits,
-        budget,
-        hardCap: cfg.budget.hard_cap,
-        batch: cfg.train.generation_batch,
-        ntpExclude: ntpExcluded(cfg.eval.ntp_over, run.tokenizer),
-      },
-    );
+    const result = await evaluatePositions(model, run.tokenizer, run.format, positions, {
+      mode,
+      eval_splits: cfg.curriculum.eval_splits,
+      budget,
+      hardCap: cfg.budget.hard_cap,
+      batch: cfg.train.generation_batch,
+      ntpExclude: ntpExcluded(cfg.eval.ntp_over, run.tokenizer),
+    });
     return { budget, result };
   } finally {
-    for (const b of model.params.values()) backend.free(b);
+    release();
   }
 }

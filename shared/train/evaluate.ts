@@ -61,6 +61,9 @@ export interface EvalOptions {
   ntpExclude?: readonly number[];
 }
 
+/** Evaluations score the prediction alone: the match reward, no length term. */
+export const MATCH_ONLY_REWARD = { r_max: 1, w: 0, length_reward_requires_answer: true } as const;
+
 /** The tokens `ntp` evaluation leaves out of its argmax under `eval.ntp_over`. */
 export function ntpExcluded(
   over: 'text' | 'vocab',
@@ -107,7 +110,7 @@ export async function evaluatePositions(
         stateBudget: o.budget !== null,
         hardCap: o.hardCap,
         rewardKind: 'match',
-        reward: { r_max: 1, w: 0, length_reward_requires_answer: true },
+        reward: MATCH_ONLY_REWARD,
         maxBatch: o.batch,
       },
       new Rng(0),
