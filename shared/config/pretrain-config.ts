@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
+import { parseReportTo, type ReportTarget } from '../obs/run-metrics.js';
 import { overlay, RunConfigError } from './merge.js';
 import type { OptimizerSettings } from './optimizer-config.js';
 
@@ -14,6 +15,8 @@ export interface PretrainConfig {
     seed: number;
     /** Kernel backend: auto | webgpu | webasm | cpu | reference. */
     backend: string;
+    /** Where per-step metrics go: `jsonl` (metrics.jsonl, always written) and `tensorboard`. */
+    report_to: ReportTarget[];
   };
   tokenizer: {
     /** An existing tokenizer folder (tokenizer.json); when null, one is derived from GPT-2's merges. */
@@ -53,7 +56,7 @@ export interface PretrainConfig {
 }
 
 export const PRETRAIN_DEFAULTS: PretrainConfig = {
-  run: { out_dir: 'runs/pretrain', seed: 1234, backend: 'auto' },
+  run: { out_dir: 'runs/pretrain', seed: 1234, backend: 'auto', report_to: ['jsonl'] },
   tokenizer: { dir: null, gpt2_merges: 2000 },
   model: {
     init_from: null,
@@ -106,6 +109,9 @@ export function parsePretrainConfig(raw: unknown, source: string): PretrainConfi
   positive('data.seq_len', c.data.seq_len);
   positive('eval.every', c.eval.every);
   positive('checkpoint.every', c.checkpoint.every);
+  c.run.report_to = parseReportTo(c.run.report_to, (m) => {
+    throw new RunConfigError(source, 'run.report_to', m);
+  });
   if (!(c.data.held_out_fraction > 0 && c.data.held_out_fraction < 1)) {
     throw new RunConfigError(
       source,

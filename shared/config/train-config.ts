@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
+import { parseReportTo, type ReportTarget } from '../obs/run-metrics.js';
 import { overlay, RunConfigError } from './merge.js';
 import type { OptimizerSettings } from './optimizer-config.js';
 import { METHOD_TABLE, type Method, RMT_DEFAULTS, type RmtDefaults } from './rmt-defaults.js';
@@ -11,7 +12,13 @@ import { METHOD_TABLE, type Method, RMT_DEFAULTS, type RmtDefaults } from './rmt
  */
 export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
   method: Method;
-  run: { out_dir: string; seed: number; backend: string };
+  run: {
+    out_dir: string;
+    seed: number;
+    backend: string;
+    /** Where per-step metrics go: `jsonl` (metrics.jsonl, always written) and `tensorboard`. */
+    report_to: ReportTarget[];
+  };
   model: {
     /** Checkpoint folder of the starting (pre-trained) model and its tokenizer; required. */
     init_from: string;
@@ -86,7 +93,7 @@ export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
 
 export const TRAIN_DEFAULTS: TrainConfig = {
   method: 'rmt',
-  run: { out_dir: 'runs/rmt', seed: 1234, backend: 'auto' },
+  run: { out_dir: 'runs/rmt', seed: 1234, backend: 'auto', report_to: ['jsonl'] },
   model: { init_from: '', proxy: null },
   data: {
     corpora: ['sotu', 'moby-dick', 'brown'],
@@ -164,6 +171,9 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
       `must be "all" or "answers", got "${c.data.positions}"`,
     );
   }
+  c.run.report_to = parseReportTo(c.run.report_to, (m) => {
+    throw new RunConfigError(source, 'run.report_to', m);
+  });
   if (c.eval.ntp_over !== 'text' && c.eval.ntp_over !== 'vocab') {
     throw new RunConfigError(source, 'eval.ntp_over', `must be "text" or "vocab", got "${c.eval.ntp_over}"`);
   }

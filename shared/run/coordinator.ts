@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { EventBus, Subscription } from '../bus/bus.js';
 import { METHOD_TABLE, type MethodSpec, type TierProbs } from '../config/rmt-defaults.js';
@@ -6,13 +6,13 @@ import type { TrainConfig } from '../config/train-config.js';
 import { DifficultyTable, type DifficultyTableJson } from '../curriculum/difficulty-table.js';
 import { CasSampler, filterByEntropy, type PositionSampler, UniformSampler } from '../curriculum/sampler.js';
 import { tierMix } from '../curriculum/schedule.js';
+import { RunMetrics } from '../obs/run-metrics.js';
 import { budgetSchedule } from '../rl/budget.js';
 import { dynamicSampling, fracRewardZeroStd } from '../rl/grpo.js';
 import type { KeyPosition } from '../rl/key-positions.js';
 import { planJobs, type RolloutSettings } from '../rl/rollout-job.js';
 import type { Rollout } from '../rl/rollouts.js';
 import type { EvalResult } from '../train/evaluate.js';
-import { truncateMetrics } from '../train/metrics-log.js';
 import { progress as progressBar } from '../util/progress.js';
 import { Rng, type RngState } from '../util/rng.js';
 import type { LearnerApi, ScorerApi } from './interfaces.js';
@@ -227,13 +227,12 @@ export class RunCoordinator {
       start.resumedFrom && saved ? DifficultyTable.fromJSON(saved) : new DifficultyTable(cfg.curriculum);
     for (const p of train) table.setEntropy(p.id, p.entropy);
     const rng = new Rng((start.extra?.rng as RngState | undefined) ?? cfg.run.seed);
-    const metricsPath = join(out, 'metrics.jsonl');
-    if (start.resumedFrom) {
-      log(`resuming from ${start.resumedFrom} at step ${step}`);
-      truncateMetrics(metricsPath, step);
-    } else if (existsSync(metricsPath)) {
-      rmSync(metricsPath);
-    }
+    if (start.resumedFrom) log(`resuming from ${start.resumedFrom} at step ${step}`);
+    const metrics = new RunMetrics(out, {
+      resumeStep: start.resumedFrom ? step : null,
+      reportTo: cfg.run.report_to,
+    });
+    const metricsPath = metrics.jsonlPath;
     const inbox = new ObservationInbox(runId, table, step);
     const sub: Subscription = await this.s.bus.subscribe('rmt.difficulty.observed', (m) => inbox.receive(m), {
       deliver: 'new',
@@ -346,7 +345,7 @@ export class RunCoordinator {
         lastEval = await evaluate(done);
         Object.assign(row, evalMetrics(lastEval));
       }
-      appendFileSync(metricsPath, `${JSON.stringify(row)}\n`);
+      metrics.append(row);
       // JSON has no NaN: an undefined metric (an empty eval split) is left out of the event.
       const finite = Object.fromEntries(Object.entries(row).filter(([, v]) => Number.isFinite(v)));
       await this.s.bus.publish('rmt.metrics.step', { run_id: runId, step: done, metrics: finite });
@@ -386,6 +385,7 @@ export class RunCoordinator {
     } finally {
       await pending?.catch(() => {});
       bar?.stop();
+      metrics.close();
       await sub.unsubscribe();
     }
     if (step === T) {

@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { adamwConfig, lrSchedule } from '../config/optimizer-config.js';
 import type { PretrainConfig } from '../config/pretrain-config.js';
@@ -29,10 +29,11 @@ import { lossAndGrad, lossOnly } from '../model/loss.js';
 import { learningRate } from '../model/lr-schedule.js';
 import { paramSpecs } from '../model/params.js';
 import { downloadParams, uploadParams } from '../model/weights.js';
+import { RunMetrics } from '../obs/run-metrics.js';
 import { lineChartSvg } from '../util/plot.js';
 import { progress } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
-import { readMetrics, truncateMetrics } from './metrics-log.js';
+import { readMetrics } from './metrics-log.js';
 
 /**
  * `rmt pretrain`: next-token prediction on the prose corpora, nanoGPT-style (random windows of a
@@ -124,7 +125,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
   let step = 0;
   let rng = new Rng(cfg.run.seed);
   let evals: EvalPoint[] = [];
-  const metricsPath = join(out, 'metrics.jsonl');
+  let resumeStep: number | null = null;
   if (resumeFrom && start?.training) {
     const t = start.training;
     step = t.step;
@@ -134,10 +135,9 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
     opt.v = uploadParams(backend, t.optimizer.v);
     evals = (t.extra?.evals as EvalPoint[]) ?? [];
     log(`resuming from ${resumeFrom} at step ${step}`);
-    truncateMetrics(metricsPath, step);
-  } else if (existsSync(metricsPath)) {
-    rmSync(metricsPath);
+    resumeStep = step;
   }
+  const metrics = new RunMetrics(out, { resumeStep, reportTo: cfg.run.report_to });
 
   const seqLen = cfg.data.seq_len;
   const B = cfg.train.batch_size;
@@ -186,10 +186,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
   if (step === 0) {
     const nll = await evaluate();
     evals.push({ step: 0, held_out_nll: nll });
-    appendFileSync(
-      metricsPath,
-      `${JSON.stringify({ step: 0, 'eval/held_out_nll': nll, 'eval/unigram_nll': unigram })}\n`,
-    );
+    metrics.append({ step: 0, 'eval/held_out_nll': nll, 'eval/unigram_nll': unigram });
     log(`step 0 held-out nll ${nll.toFixed(4)} (unigram ${unigram.toFixed(4)})`);
   }
   const bar = progress('pretrain', cfg.train.steps, step);
@@ -221,7 +218,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
       row['eval/held_out_nll'] = nll;
       row['eval/unigram_nll'] = unigram;
     }
-    appendFileSync(metricsPath, `${JSON.stringify(row)}\n`);
+    metrics.append(row);
     bar.update(step, {
       loss,
       lr,
@@ -236,6 +233,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
     }
   }
   bar.stop();
+  metrics.close();
   const wall = (performance.now() - t0) / 1000;
   const summary: PretrainSummary = {
     out_dir: cfg.run.out_dir,
@@ -261,7 +259,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
     });
   }
   writeFileSync(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
-  writeFileSync(join(out, 'loss.svg'), lossChart(metricsPath, unigram));
+  writeFileSync(join(out, 'loss.svg'), lossChart(metrics.jsonlPath, unigram));
   await backend.dispose();
   return summary;
 }
