@@ -1,6 +1,7 @@
 import test from 'ava';
 import { Counter, Gauge } from 'prom-client';
 import { ServiceMetrics, serveMetrics } from '../shared/obs/metrics.js';
+import { stepGauges, stepMetricName } from '../shared/obs/step-gauges.js';
 
 /** Value of the series `name` with exactly `labels` in exposition text; label order does not matter. */
 function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
@@ -140,4 +141,17 @@ test('listening on a taken port rejects', async (t) => {
   const first = await m.serve({ port: 0, host: '127.0.0.1' });
   t.teardown(() => first.close());
   await t.throwsAsync(() => m.serve({ port: first.port, host: '127.0.0.1' }), { code: 'EADDRINUSE' });
+});
+
+test('every metric of a step row is a gauge under a Prometheus-safe name; non-finite values are not set', async (t) => {
+  const m = new ServiceMetrics({ service: 'coordinator', defaultMetrics: false });
+  const set = stepGauges(m);
+  set({ step: 3, 'critic/score/mean': 0.25, 'curriculum/p_easy': 0.6, 'eval/avg': Number.NaN });
+  set({ step: 4, 'critic/score/mean': 0.5 });
+  const text = await m.metrics();
+  t.is(stepMetricName('timing_s/gen'), 'train_timing_s_gen');
+  t.is(sample(text, 'rmt_train_step', { service: 'coordinator' }), 4);
+  t.is(sample(text, 'rmt_train_critic_score_mean', { service: 'coordinator' }), 0.5);
+  t.is(sample(text, 'rmt_train_curriculum_p_easy', { service: 'coordinator' }), 0.6);
+  t.false(text.includes('rmt_train_eval_avg'));
 });

@@ -1,4 +1,5 @@
 import { defineFlags, parseServiceFlagsOrExit } from '../../shared/config/service-flags.js';
+import { stepGauges } from '../../shared/obs/step-gauges.js';
 import { RemoteLearner, RemoteScorer } from '../../shared/rpc/adapters/remote.js';
 import { WorkerRegistry } from '../../shared/rpc/adapters/worker-registry.js';
 import { learnerClient, scorerClient } from '../../shared/rpc/client.js';
@@ -32,6 +33,7 @@ export async function main(argv: string[]): Promise<void> {
     async ({ bus, log, metrics }) => {
       await registry.start(bus);
       const steps = metrics.gauge({ name: 'run_step', help: 'steps done in the active run' });
+      const everyMetric = stepGauges(metrics);
       const score = metrics.gauge({ name: 'run_score_mean', help: 'critic/score/mean of the last step' });
       const workers = metrics.gauge({
         name: 'rollout_workers_alive',
@@ -55,6 +57,7 @@ export async function main(argv: string[]): Promise<void> {
         log: (l) => log.info(l),
         onStep: (step, m) => {
           steps.set(step);
+          everyMetric(m);
           if (m['critic/score/mean'] !== undefined) score.set(m['critic/score/mean']);
         },
         services: (cfg) => {
