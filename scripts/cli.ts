@@ -1,128 +1,296 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadPretrainConfig } from '../shared/config/pretrain-config.js';
-import { loadTrainConfig } from '../shared/config/train-config.js';
+import { METHOD_TABLE } from '../shared/config/rmt-defaults.js';
+import { loadTrainConfig, type TrainConfig } from '../shared/config/train-config.js';
 import { createBackend } from '../shared/kernels/index.js';
+import { formatEvalResult } from '../shared/train/eval-table.js';
 import { evaluateCheckpoint } from '../shared/train/evaluate-checkpoint.js';
 import { pretrain } from '../shared/train/pretrain.js';
 import { train } from '../shared/train/rmt-train.js';
+import { didYouMean } from '../shared/util/did-you-mean.js';
 import { status } from './status.js';
 import { submit } from './submit.js';
 import { up } from './up.js';
 
-/** The front door for every rmt job. Each verb takes `--config <yaml>`; `--help` lists them. */
-const USAGE = `usage: rmt <command> [options]
+/** The front door for every rmt job: one verb each, `rmt <verb> --help` for its flags. */
 
-commands:
-  pretrain --config <yaml>   next-token pre-training of a small decoder (progress, held-out loss,
-                             checkpoints in run.out_dir; resumes from the newest checkpoint there)
-  train --config <yaml> [--method M]
-                             reinforcement mid-training from model.init_from; M is one of
-                             ntp | rpt | rmt | rmt-no-dtb | rmt-no-cas | rmt-no-ntp (default: the
-                             config's); metrics.jsonl, checkpoints, eval.json, plots in run.out_dir
-  up --config <yaml> [--rollout-workers N] [--method M] [--steps N]
-                             the same training job on a local cluster: nats-server, the scorer,
-                             learner, N rollout workers and the coordinator as separate processes
-  status [--coordinator host:port] [--watch] [--tls-ca PEM]
-                             a run's progress and the rollout workers, from a coordinator
-                             (flags and RMT_* env: rmt status --help)
-  submit --config <yaml> [--coordinator host:port] [--no-watch]
-                             start a run on a coordinator (or follow the active one) and print
-                             its status until it ends (flags and RMT_* env: rmt submit --help)
-  serve <scorer|rollout|learner|coordinator> [flags]
-                             one service process (flags and RMT_* env: rmt serve <name> --help)
-  eval --config <yaml> --checkpoint <dir> --mode <ntp|ntr> [--method M]
-                             next-token accuracy on held-out positions split easy / medium / hard by
-                             the proxy's entropy, their average, and mean reasoning length
+interface Flag {
+  type: 'string' | 'boolean';
+  multiple?: boolean;
+  short?: string;
+  arg?: string;
+  help: string;
+}
 
-options:
-  --config <yaml>            run configuration (see configs/); unset fields take the spec's defaults
-  --out <dir>                override run.out_dir
-  --steps <n>                override train.steps
-  --backend <name>           override run.backend (auto | webgpu | webasm | cpu | reference)
-  -h, --help                 this text
-`;
+interface Verb {
+  summary: string;
+  usage: string;
+  flags: Record<string, Flag>;
+  run(values: Record<string, string | boolean | string[] | undefined>): Promise<number>;
+}
 
-const SERVICES = ['scorer', 'rollout', 'learner', 'coordinator'] as const;
+const METHODS = Object.keys(METHOD_TABLE);
 
-async function main(argv: string[]): Promise<number | 'serving'> {
-  if (argv[0] === 'serve') {
-    const name = argv[1] as (typeof SERVICES)[number];
-    if (!SERVICES.includes(name)) throw new UsageError(`serve needs one of ${SERVICES.join(', ')}`);
-    const mod = (await import(`../services/${name}/main.ts`)) as { main(argv: string[]): Promise<void> };
-    await mod.main(argv.slice(2));
-    return 'serving';
-  }
-  if (argv[0] === 'up') return up(argv.slice(1));
-  if (argv[0] === 'status') return status(argv.slice(1));
-  if (argv[0] === 'submit') return submit(argv.slice(1));
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string' },
-      out: { type: 'string' },
-      steps: { type: 'string' },
-      backend: { type: 'string' },
-      method: { type: 'string' },
-      checkpoint: { type: 'string' },
-      mode: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  const [command] = positionals;
-  if (values.help || !command) {
-    process.stdout.write(USAGE);
-    return command || values.help ? 0 : 2;
-  }
-  switch (command) {
-    case 'pretrain': {
-      if (!values.config) throw new UsageError('pretrain needs --config <yaml>');
-      const cfg = loadPretrainConfig(values.config);
-      if (values.out) cfg.run.out_dir = values.out;
-      if (values.backend) cfg.run.backend = values.backend;
-      if (values.steps) cfg.train.steps = positiveInt('--steps', values.steps);
-      const summary = await pretrain(cfg, { signal: stopOnSigint() });
-      process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-      return 0;
-    }
-    case 'train': {
-      if (!values.config) throw new UsageError('train needs --config <yaml>');
-      const cfg = loadTrainConfig(values.config);
-      if (values.method) cfg.method = values.method as typeof cfg.method;
-      if (values.out) cfg.run.out_dir = values.out;
-      if (values.backend) cfg.run.backend = values.backend;
-      if (values.steps) cfg.train.steps = positiveInt('--steps', values.steps);
-      const summary = await train(cfg, { signal: stopOnSigint() });
-      process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-      return 0;
-    }
-    case 'eval': {
-      if (!values.config || !values.checkpoint)
-        throw new UsageError('eval needs --config <yaml> and --checkpoint <dir>');
-      const mode = values.mode ?? 'ntr';
-      if (mode !== 'ntp' && mode !== 'ntr') throw new UsageError(`--mode must be ntp or ntr, got "${mode}"`);
-      const cfg = loadTrainConfig(values.config);
-      // The method decides the prompt (whether and which budget is stated): `--method ntr` for a base model.
-      if (values.method) cfg.method = values.method as typeof cfg.method;
-      if (values.out) cfg.run.out_dir = values.out;
-      if (values.backend) cfg.run.backend = values.backend;
-      const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
-      const { result } = await evaluateCheckpoint(backend, cfg, values.checkpoint, mode, (l) =>
-        process.stderr.write(`${l}\n`),
-      );
-      writeFileSync(join(values.checkpoint, `eval-${mode}.json`), `${JSON.stringify(result, null, 2)}\n`);
-      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-      await backend.dispose();
-      return 0;
-    }
-    default:
-      throw new UsageError(`unknown command "${command}"`);
+const common: Record<string, Flag> = {
+  config: {
+    type: 'string',
+    arg: '<yaml>',
+    help: 'run configuration (configs/); unset fields take the defaults',
+  },
+  set: {
+    type: 'string',
+    multiple: true,
+    arg: '<section.key=value>',
+    help: 'override one config field, checked as the file is (repeatable), e.g. --set train.lr=3e-4',
+  },
+  out: { type: 'string', arg: '<dir>', help: 'override run.out_dir' },
+  backend: {
+    type: 'string',
+    arg: '<name>',
+    help: 'override run.backend (auto | webgpu | webasm | cpu | reference)',
+  },
+  help: { type: 'boolean', short: 'h', help: 'this text' },
+};
+const steps: Flag = { type: 'string', arg: '<n>', help: 'override train.steps' };
+const method: Flag = { type: 'string', arg: '<m>', help: `the method row: ${METHODS.join(' | ')}` };
+
+/** The CLI's shorthand flags are `--set` lines, so they are validated exactly like the file. */
+function overrides(v: Record<string, unknown>): string[] {
+  const sets = [...((v.set as string[] | undefined) ?? [])];
+  if (typeof v.out === 'string') sets.push(`run.out_dir=${JSON.stringify(v.out)}`);
+  if (typeof v.backend === 'string') sets.push(`run.backend=${JSON.stringify(v.backend)}`);
+  if (typeof v.steps === 'string') sets.push(`train.steps=${positiveInt('--steps', v.steps)}`);
+  if (typeof v.method === 'string') sets.push(`method=${JSON.stringify(v.method)}`);
+  return sets;
+}
+
+function needConfig(verb: string, v: Record<string, unknown>): string {
+  if (typeof v.config !== 'string') throw new UsageError(`${verb} needs --config <yaml>`, verb);
+  return v.config;
+}
+
+/** A first `rmt train` before `rmt pretrain` is the common case: say which field and what to run. */
+function checkInitFrom(cfg: TrainConfig): void {
+  const dir = cfg.model.init_from;
+  if (!existsSync(join(dir, 'config.json')) || !existsSync(join(dir, 'tokenizer.json'))) {
+    throw new Error(
+      `model.init_from: ${resolve(dir)} is not a checkpoint folder (config.json, model.safetensors, ` +
+        `tokenizer.json). Pre-train the default base first (rmt pretrain --config configs/base.yaml), ` +
+        `or set model.init_from to your own Hugging Face checkpoint folder (docs/own-model.md).`,
+    );
   }
 }
 
-class UsageError extends Error {}
+function resultsIn(files: string[]): string {
+  return `results in:\n${files.map((f) => `  ${f}`).join('\n')}\n`;
+}
+
+const VERBS: Record<string, Verb> = {
+  pretrain: {
+    summary: 'next-token pre-training of a decoder; resumes from the newest checkpoint in run.out_dir',
+    usage: 'rmt pretrain --config <yaml> [flags]',
+    flags: { ...common, steps },
+    async run(v) {
+      const cfg = loadPretrainConfig(needConfig('pretrain', v), overrides(v));
+      const summary = await pretrain(cfg, { signal: stopOnSigint() });
+      const out = resolve(cfg.run.out_dir);
+      process.stdout.write(
+        `pretrain: ${summary.steps} steps, held-out nll ${summary.initial_held_out_nll.toFixed(4)} -> ` +
+          `${summary.final_held_out_nll.toFixed(4)} (unigram ${summary.unigram_held_out_nll.toFixed(4)}), ` +
+          `${summary.tokens_per_s.toFixed(0)} tokens/s\n`,
+      );
+      const files = ['final', 'metrics.jsonl', 'loss.svg', 'summary.json'].map((f) => join(out, f));
+      process.stdout.write(resultsIn(files.filter((f) => existsSync(f))));
+      return 0;
+    },
+  },
+  train: {
+    summary: 'reinforcement mid-training from model.init_from (metrics, checkpoints, eval.json, plots)',
+    usage: 'rmt train --config <yaml> [--method M] [flags]',
+    flags: { ...common, steps, method },
+    async run(v) {
+      const cfg = loadTrainConfig(needConfig('train', v), overrides(v));
+      checkInitFrom(cfg);
+      const summary = await train(cfg, { signal: stopOnSigint() });
+      if (summary.eval)
+        process.stdout.write(formatEvalResult(summary.eval, `${cfg.method}: held-out accuracy`));
+      process.stdout.write(
+        `${summary.steps} steps in ${summary.wall_s.toFixed(0)} s; model: ${summary.final_checkpoint || '(not finished)'}\n`,
+      );
+      process.stdout.write(resultsIn(summary.files));
+      return 0;
+    },
+  },
+  eval: {
+    summary: 'next-token accuracy on held-out positions, split easy / medium / hard by proxy entropy',
+    usage: 'rmt eval --config <yaml> --checkpoint <dir> [--mode ntp|ntr] [--method M] [--json] [flags]',
+    flags: {
+      ...common,
+      checkpoint: { type: 'string', arg: '<dir>', help: 'the checkpoint folder to evaluate' },
+      mode: {
+        type: 'string',
+        arg: '<ntp|ntr>',
+        help: 'ntp: argmax, no reasoning; ntr (default): reason, then answer',
+      },
+      method,
+      json: { type: 'boolean', help: 'print the result as JSON instead of a table' },
+    },
+    async run(v) {
+      const config = needConfig('eval', v);
+      if (typeof v.checkpoint !== 'string') throw new UsageError('eval needs --checkpoint <dir>', 'eval');
+      const mode = (v.mode as string | undefined) ?? 'ntr';
+      if (mode !== 'ntp' && mode !== 'ntr') {
+        throw new UsageError(
+          `--mode must be ntp or ntr, got "${mode}"${didYouMean(mode, ['ntp', 'ntr'])}`,
+          'eval',
+        );
+      }
+      // The method decides the prompt (whether and which budget is stated): `--method ntr` for a base model.
+      const cfg = loadTrainConfig(config, overrides(v));
+      const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
+      try {
+        const { result } = await evaluateCheckpoint(backend, cfg, v.checkpoint, mode, (l) =>
+          process.stderr.write(`${l}\n`),
+        );
+        const out = resolve(cfg.run.out_dir);
+        mkdirSync(out, { recursive: true });
+        const file = join(out, `eval-${mode}-${basename(resolve(v.checkpoint))}.json`);
+        writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+        if (v.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        else {
+          process.stdout.write(formatEvalResult(result, `${v.checkpoint} (${mode}, method ${cfg.method})`));
+          process.stdout.write(resultsIn([file]));
+        }
+      } finally {
+        await backend.dispose();
+      }
+      return 0;
+    },
+  },
+};
+
+/** Verbs with parsers of their own (service flags and RMT_* environment variables). */
+const DELEGATED: Record<string, { summary: string; usage: string; run(argv: string[]): Promise<number> }> = {
+  up: {
+    summary: 'the training job on a local cluster: nats-server and the four services as processes',
+    usage: 'rmt up --config <yaml> [--rollout-workers N] [--method M] [--steps N]',
+    run: up,
+  },
+  status: {
+    summary: "a run's progress and the rollout workers, from a coordinator",
+    usage: 'rmt status [--coordinator host:port] [--watch] (rmt status --help)',
+    run: status,
+  },
+  submit: {
+    summary: 'start a run on a coordinator (or follow the active one) and print its status until it ends',
+    usage: 'rmt submit --config <yaml> [--coordinator host:port] [--no-watch] (rmt submit --help)',
+    run: submit,
+  },
+};
+
+const SERVICES = ['scorer', 'rollout', 'learner', 'coordinator'] as const;
+const SERVE_USAGE = `usage: rmt serve <${SERVICES.join('|')}> [flags]
+
+one service process; rmt serve <name> --help lists its flags and RMT_* environment variables
+`;
+
+function usage(): string {
+  const lines = [
+    ...Object.entries(VERBS).map(([name, v]) => [name, v.summary] as const),
+    ...Object.entries(DELEGATED).map(([name, v]) => [name, v.summary] as const),
+    ['serve', 'one gRPC service process (scorer | rollout | learner | coordinator)'] as const,
+  ];
+  return `usage: rmt <command> [flags]   (rmt <command> --help for its flags)
+
+commands:
+${lines.map(([n, s]) => `  ${n.padEnd(10)} ${s}`).join('\n')}
+`;
+}
+
+function verbUsage(verb: Verb): string {
+  const flags = Object.entries(verb.flags).map(([f, d]) => {
+    const left = `${d.short ? `-${d.short}, ` : ''}--${f}${d.arg ? ` ${d.arg}` : ''}`;
+    return `  ${left.padEnd(30)} ${d.help}`;
+  });
+  return `usage: ${verb.usage}\n\n${verb.summary}\n\nflags:\n${flags.join('\n')}\n`;
+}
+
+class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly verb?: string,
+  ) {
+    super(message);
+  }
+}
+
+async function main(argv: string[]): Promise<number | 'serving'> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === 'serve') {
+    const svc = rest[0];
+    if (svc === '-h' || svc === '--help') {
+      process.stdout.write(SERVE_USAGE);
+      return 0;
+    }
+    if (!SERVICES.includes(svc as (typeof SERVICES)[number])) {
+      throw new UsageError(
+        `serve needs one of ${SERVICES.join(', ')}${didYouMean(svc ?? '', SERVICES)}`,
+        'serve',
+      );
+    }
+    const mod = (await import(`../services/${svc}/main.ts`)) as { main(argv: string[]): Promise<void> };
+    await mod.main(rest.slice(1));
+    return 'serving';
+  }
+  if (name in DELEGATED) return DELEGATED[name].run(rest);
+  const verb = VERBS[name];
+  if (!verb) {
+    throw new UsageError(
+      `unknown command "${name}"${didYouMean(name, [...Object.keys(VERBS), ...Object.keys(DELEGATED), 'serve'])}`,
+    );
+  }
+  let values: Record<string, string | boolean | string[] | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: rest,
+      strict: true,
+      allowPositionals: false,
+      options: Object.fromEntries(
+        Object.entries(verb.flags).map(([f, d]) => [
+          f,
+          { type: d.type, ...(d.multiple ? { multiple: true } : {}), ...(d.short ? { short: d.short } : {}) },
+        ]),
+      ),
+    }) as { values: typeof values });
+  } catch (e) {
+    const msg = (e as Error).message;
+    const unknown = /Unknown option '(-{1,2})([^']+)'/.exec(msg);
+    if (unknown) {
+      throw new UsageError(
+        `rmt ${name}: unknown flag ${unknown[1]}${unknown[2]}${didYouMean(unknown[2], Object.keys(verb.flags)).replace('"', '"--')}`,
+        name,
+      );
+    }
+    throw new UsageError(`rmt ${name}: ${msg.split('. ')[0]}`, name);
+  }
+  if (values.help) {
+    process.stdout.write(verbUsage(verb));
+    return 0;
+  }
+  if (typeof values.method === 'string' && !METHODS.includes(values.method)) {
+    throw new UsageError(
+      `unknown method "${values.method}"${didYouMean(values.method, METHODS)}; one of ${METHODS.join(', ')}`,
+      name,
+    );
+  }
+  return verb.run(values);
+}
 
 /** Ctrl-C asks a training job to stop after its current step with a checkpoint; a second one exits. */
 function stopOnSigint(): AbortSignal {
@@ -137,7 +305,8 @@ function stopOnSigint(): AbortSignal {
 
 function positiveInt(flag: string, v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${flag} expects a positive integer, got "${v}"`);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new UsageError(`${flag} expects a positive integer, got "${v.slice(0, 40)}"`);
   return n;
 }
 
@@ -147,8 +316,16 @@ main(process.argv.slice(2)).then(
   },
   (err: Error) => {
     process.stderr.write(`rmt: ${err.message}\n`);
-    if (err instanceof UsageError) process.stderr.write(USAGE);
-    else if (process.env.RMT_DEBUG) process.stderr.write(`${err.stack}\n`);
+    if (err instanceof UsageError) {
+      const verb = err.verb ? VERBS[err.verb] : undefined;
+      process.stderr.write(
+        verb
+          ? `usage: ${verb.usage} (rmt ${err.verb} --help)\n`
+          : err.verb === 'serve'
+            ? SERVE_USAGE
+            : usage(),
+      );
+    } else if (process.env.RMT_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exit(err instanceof UsageError ? 2 : 1);
   },
 );

@@ -19,7 +19,7 @@ for seed_dir in "$run"/seed-*; do
     if [ "$m" = base ]; then cfg="$seed_dir/rmt/config.resolved.json"; ckpt="$run/base/final"; fi
     if [ "$m" = ntp ]; then mode=ntp; fi
     [ -f "$cfg" ] && [ -d "$ckpt" ] || continue
-    json=$(node bin/rmt.js eval --config "$cfg" --checkpoint "$ckpt" --mode "$mode" 2>/dev/null)
+    json=$(node bin/rmt.js eval --config "$cfg" --checkpoint "$ckpt" --mode "$mode" --json 2>/dev/null)
     lines+=("$(node -e '
 const [seed, m, mode] = process.argv.slice(1);
 const d = JSON.parse(require("fs").readFileSync(0, "utf8"));

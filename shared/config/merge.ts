@@ -1,3 +1,5 @@
+import { didYouMean } from '../util/did-you-mean.js';
+
 /**
  * Overlays a user's YAML onto the defaults. Every key must exist in the defaults (a misspelt key is
  * an error, not a silently ignored setting) and keep the default's type; a default of `null` marks an
@@ -46,7 +48,7 @@ export function overlay<T>(
         throw new RunConfigError(
           source,
           path ? `${path}.${key}` : key,
-          `unknown setting (known: ${Object.keys(defaults).join(', ')})`,
+          `unknown setting${didYouMean(key, Object.keys(defaults))} (known: ${Object.keys(defaults).join(', ')})`,
         );
       }
     }

@@ -3,6 +3,7 @@ import { parse } from 'yaml';
 import { parseReportTo, type ReportTarget } from '../obs/run-metrics.js';
 import { overlay, RunConfigError } from './merge.js';
 import type { OptimizerSettings } from './optimizer-config.js';
+import { applySets } from './set-overrides.js';
 
 /**
  * Everything `rmt pretrain` reads, with its default. A YAML file overrides any subset; nothing in
@@ -122,7 +123,8 @@ export function parsePretrainConfig(raw: unknown, source: string): PretrainConfi
   return c;
 }
 
-export function loadPretrainConfig(path: string): PretrainConfig {
+/** Reads a pre-training config; `sets` are `section.key=value` overrides (the CLI's `--set`). */
+export function loadPretrainConfig(path: string, sets: readonly string[] = []): PretrainConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -135,5 +137,5 @@ export function loadPretrainConfig(path: string): PretrainConfig {
   } catch (e) {
     throw new RunConfigError(path, '(yaml)', (e as Error).message);
   }
-  return parsePretrainConfig(raw, path);
+  return parsePretrainConfig(applySets(raw, sets, path), path);
 }

@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { parseReportTo, type ReportTarget } from '../obs/run-metrics.js';
+import { didYouMean } from '../util/did-you-mean.js';
 import { overlay, RunConfigError } from './merge.js';
 import type { OptimizerSettings } from './optimizer-config.js';
 import { METHOD_TABLE, type Method, RMT_DEFAULTS, type RmtDefaults } from './rmt-defaults.js';
+import { applySets } from './set-overrides.js';
 
 /**
  * Everything `rmt train` and `rmt eval` read. The algorithm's sections (budget, reward, prompt,
@@ -142,7 +144,7 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
     throw new RunConfigError(
       source,
       'method',
-      `unknown method "${c.method}" (one of ${Object.keys(METHOD_TABLE).join(', ')})`,
+      `unknown method "${c.method}"${didYouMean(String(c.method), Object.keys(METHOD_TABLE))} (one of ${Object.keys(METHOD_TABLE).join(', ')})`,
     );
   }
   for (const [field, v] of [
@@ -187,12 +189,13 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
   return c;
 }
 
-export function loadTrainConfig(path: string): TrainConfig {
+/** Reads a run config; `sets` are `section.key=value` overrides (the CLI's `--set`), checked alike. */
+export function loadTrainConfig(path: string, sets: readonly string[] = []): TrainConfig {
   let raw: unknown;
   try {
     raw = parse(readFileSync(path, 'utf8'));
   } catch (e) {
     throw new RunConfigError(path, '(file)', (e as Error).message);
   }
-  return parseTrainConfig(raw, path);
+  return parseTrainConfig(applySets(raw, sets, path), path);
 }

@@ -13,7 +13,7 @@ import type { KeyPosition } from '../rl/key-positions.js';
 import { planJobs, type RolloutSettings } from '../rl/rollout-job.js';
 import type { Rollout } from '../rl/rollouts.js';
 import type { EvalResult } from '../train/evaluate.js';
-import { progress as progressBar } from '../util/progress.js';
+import { type Progress, progress as progressBar } from '../util/progress.js';
 import { Rng, type RngState } from '../util/rng.js';
 import type { LearnerApi, ScorerApi } from './interfaces.js';
 import type { CoordinatorState } from './learner.js';
@@ -47,8 +47,11 @@ export interface TrainSummary {
   out_dir: string;
   steps: number;
   wall_s: number;
+  /** The finished model (`final/`), or the newest step checkpoint of a run stopped before the end. */
   final_checkpoint: string;
   eval?: EvalResult;
+  /** What the run wrote that a person opens: metrics, event files, plots, evaluation, summary. */
+  files: string[];
 }
 
 export interface CoordinatorServices {
@@ -178,6 +181,7 @@ export class RunCoordinator {
           steps: this.view.step,
           wall_s: (performance.now() - this.t0) / 1000,
           final_checkpoint: '',
+          files: [],
         };
       }
       this.update({ state: 'failed', error: (err as Error).message });
@@ -200,13 +204,19 @@ export class RunCoordinator {
     writeFileSync(join(out, 'config.resolved.json'), `${JSON.stringify(cfg, null, 2)}\n`);
 
     const score = async (split: 'train' | 'held_out') => {
-      const bar = this.o.bars ? progressBar(`score ${split}`, 1) : null;
+      // The scorer knows the window count only once it starts, so the bar starts with its first report.
+      let bar: Progress | null = null;
       const positions = await this.s.scorer.keyPositions(ref, split, {
         log,
         signal: this.o.signal,
-        progress: bar ? (done, total) => bar.update(done, { of: total }) : undefined,
+        progress: this.o.bars
+          ? (done, total) => {
+              bar ??= progressBar(`score ${split} windows`, total);
+              bar.update(done, {});
+            }
+          : undefined,
       });
-      bar?.stop();
+      (bar as Progress | null)?.stop();
       return positions;
     };
     const train = await score('train');
@@ -388,13 +398,16 @@ export class RunCoordinator {
       metrics.close();
       await sub.unsubscribe();
     }
+    const files = [...metrics.files];
     if (step === T) {
-      await this.s.learner.saveFinal(ref);
+      finalDir = await this.s.learner.saveFinal(ref);
       lastEval = await evaluate(step);
       writeFileSync(join(out, 'eval.json'), `${JSON.stringify(lastEval, null, 2)}\n`);
       writeFileSync(join(out, 'training.svg'), trainingChart(metricsPath, cfg.method));
       writeFileSync(join(out, 'schedule.svg'), scheduleChart(metricsPath));
+      files.push(...['eval.json', 'training.svg', 'schedule.svg'].map((f) => join(out, f)));
     }
+    files.push(join(out, 'summary.json'));
     const summary: TrainSummary = {
       method: cfg.method,
       run_id: runId,
@@ -403,6 +416,7 @@ export class RunCoordinator {
       wall_s: (performance.now() - this.t0) / 1000,
       final_checkpoint: finalDir,
       eval: lastEval,
+      files,
     };
     writeFileSync(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
     this.update({ state: step === T ? 'done' : 'stopped' });

@@ -25,13 +25,33 @@ export function progress(label: string, total: number, start = 0, every = 20): P
       stop: () => bar.stop(),
     };
   }
+  const t0 = performance.now();
+  let last = start;
   return {
     update: (step, info) => {
-      if (step % every === 0 || step === total)
-        process.stderr.write(`${label} ${step}/${total} ${fmt(info)}\n`);
+      if (step - last < every && step !== total) return;
+      last = step;
+      process.stderr.write(
+        `${[label, `${step}/${total}`, fmt(info), pace(step - start, total - step, t0)].filter(Boolean).join(' ')}\n`,
+      );
     },
     stop: () => {},
   };
+}
+
+/** Rate and time left from the steps done since this bar started: logs say how long a job has left. */
+export function pace(done: number, left: number, t0: number, now = performance.now()): string {
+  const s = (now - t0) / 1000;
+  if (done <= 0 || s <= 0) return '';
+  const rate = done / s;
+  return `rate=${Number(rate.toPrecision(3))}/s eta=${duration(left / rate)}`;
+}
+
+export function duration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
 function fmt(info: Record<string, string | number>): string {

@@ -1,0 +1,75 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import test from 'ava';
+import { applySets } from '../shared/config/set-overrides.js';
+import { parseTrainConfig } from '../shared/config/train-config.js';
+import { didYouMean, editDistance } from '../shared/util/did-you-mean.js';
+
+const run = promisify(execFile);
+const rmt = async (...args: string[]) => {
+  try {
+    const { stdout, stderr } = await run('node', ['bin/rmt.js', ...args], { encoding: 'utf8' });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+};
+
+test('edit distance counts a swap of neighbours as one; suggestions only for close names', (t) => {
+  t.is(editDistance('trian', 'train'), 1);
+  t.is(editDistance('', 'abc'), 3);
+  t.is(editDistance('kitten', 'sitting'), 3);
+  t.is(didYouMean('trian', ['train', 'eval']), ' (did you mean "train"?)');
+  t.is(didYouMean('grpo', ['rpt', 'rmt', 'ntp']), '');
+});
+
+test('--set overrides are applied before validation and name the field when wrong', (t) => {
+  const raw = applySets(
+    { train: { lr: 1 } },
+    ['train.lr=3e-4', 'data.corpora=[moby-dick]', 'model.proxy=null'],
+    'x',
+  );
+  const cfg = parseTrainConfig(raw, 'x');
+  t.is(cfg.train.lr, 3e-4);
+  t.deepEqual(cfg.data.corpora, ['moby-dick']);
+  t.is(cfg.model.proxy, null);
+  t.throws(() => applySets({}, ['train.lr'], 'x'), { message: /section\.key=value/ });
+  t.throws(() => applySets({ train: 3 }, ['train.lr=1'], 'x'), { message: /"train" is not a section/ });
+  t.throws(() => parseTrainConfig(applySets({}, ['train.lrr=1'], 'x'), 'x'), {
+    message: /train\.lrr: unknown setting \(did you mean "lr"\?\)/,
+  });
+});
+
+test('every verb has its own help; serve --help exits 0', async (t) => {
+  for (const verb of ['pretrain', 'train', 'eval']) {
+    const r = await rmt(verb, '--help');
+    t.is(r.code, 0, verb);
+    t.regex(r.stdout, new RegExp(`usage: rmt ${verb} `));
+    t.regex(r.stdout, /--set <section\.key=value>/);
+  }
+  t.regex((await rmt('eval', '--help')).stdout, /--json/);
+  const serve = await rmt('serve', '--help');
+  t.is(serve.code, 0);
+  t.regex(serve.stdout, /usage: rmt serve/);
+});
+
+test('unknown commands, flags and methods are usage errors with a suggestion', async (t) => {
+  const cmd = await rmt('trian');
+  t.is(cmd.code, 2);
+  t.regex(cmd.stderr, /unknown command "trian" \(did you mean "train"\?\)/);
+  const flag = await rmt('train', '--confg', 'x.yaml');
+  t.is(flag.code, 2);
+  t.regex(flag.stderr, /unknown flag --confg \(did you mean "--config"\?\)/);
+  const method = await rmt('train', '--config', 'configs/rmt.yaml', '--method', 'rmt-no-cass');
+  t.is(method.code, 2);
+  t.regex(method.stderr, /unknown method "rmt-no-cass" \(did you mean "rmt-no-cas"\?\)/);
+  t.notRegex(method.stderr, /Cannot read properties/);
+});
+
+test('train before pretrain names model.init_from and the fix', async (t) => {
+  const r = await rmt('train', '--config', 'configs/rmt.yaml', '--set', 'model.init_from=/nonexistent/base');
+  t.is(r.code, 1);
+  t.regex(r.stderr, /model\.init_from: .* is not a checkpoint folder/);
+  t.regex(r.stderr, /rmt pretrain --config configs\/base\.yaml/);
+});
