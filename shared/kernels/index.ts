@@ -3,6 +3,7 @@
  * a software WebGPU adapter (Mesa llvmpipe through Dawn's OpenGL ES backend) is listed by
  * `availableBackends` so tests cover the webgpu code path, but `auto` never trains on it.
  */
+import { existsSync, readdirSync } from 'node:fs';
 import type { Backend, BackendName } from './backend.js';
 import { GpujsBackend, isWebAssemblySupported } from './gpujs/backend.js';
 import { ReferenceBackend } from './reference.js';
@@ -15,7 +16,25 @@ export type BackendChoice = BackendName | 'auto';
 
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'reference', 'cpu', 'webasm', 'webgpu'];
 
-export async function createBackend(name: BackendChoice): Promise<Backend> {
+/**
+ * Device nodes a hardware GPU shows on Linux (NVIDIA, DRM render nodes for AMD/Intel/Mesa, WSL's
+ * D3D12 bridge). Without any, Dawn finds nothing but prints its driver-loader warnings while
+ * looking, so `auto` does not ask it.
+ */
+function mayHaveGpu(): boolean {
+  if (process.platform !== 'linux') return true;
+  if (existsSync('/dev/nvidia0') || existsSync('/dev/dxg')) return true;
+  try {
+    return readdirSync('/dev/dri').some((f) => f.startsWith('renderD'));
+  } catch {
+    return false;
+  }
+}
+
+export async function createBackend(
+  name: BackendChoice,
+  log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+): Promise<Backend> {
   switch (name) {
     case 'reference':
       return new ReferenceBackend();
@@ -24,9 +43,15 @@ export async function createBackend(name: BackendChoice): Promise<Backend> {
     case 'webgpu':
       return GpujsBackend.create(name);
     case 'auto': {
+      const fallback = isWebAssemblySupported() ? 'webasm' : 'cpu';
+      if (!mayHaveGpu()) {
+        log(`no GPU adapter: using ${fallback}`);
+        return GpujsBackend.create(fallback);
+      }
       const gpu = await setupWebgpu();
       if (gpu.ok && !gpu.software) return GpujsBackend.create('webgpu');
-      return GpujsBackend.create(isWebAssemblySupported() ? 'webasm' : 'cpu');
+      log(`no hardware GPU adapter (${gpu.ok ? 'software renderer only' : gpu.reason}): using ${fallback}`);
+      return GpujsBackend.create(fallback);
     }
     default:
       throw new Error(`unknown backend ${String(name)}; expected one of ${BACKEND_CHOICES.join(', ')}`);
