@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The RMT demo of issue 4: a short `rmt train --method rmt` run from the tiny two-digit-addition base
+# The RMT demo: a short `rmt train --method rmt` run from the tiny two-digit-addition base
 # with a budget that shrinks from 32 to a floor of 16 (the column reasoning needs 14-19 tokens).
 # Writes docs/results/add2-demo/. A stage whose output exists is not run again (delete
 # runs/add2-demo* to start over; runs/add2-base is the pre-trained base, about 14 min to remake).

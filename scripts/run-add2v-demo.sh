@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4's demo with a base that writes more than it needs: `rmt train --method rmt` from the
+# The RMT demo with a base that writes more than it needs: `rmt train --method rmt` from the
 # two-digit-addition base whose reasoning is mostly verbose (configs/experiments/add2v-base.yaml),
 # with a budget shrinking from 40 to a floor of 16 (configs/experiments/add2v-rmt-demo.yaml), and a
 # replicate with seed 2. Writes docs/results/add2v-demo/. A stage whose output exists is not run

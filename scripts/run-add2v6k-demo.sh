@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4's demo: `rmt train --method rmt` from the 6000-step two-digit-addition base
+# The RMT demo: `rmt train --method rmt` from the 6000-step two-digit-addition base
 # (configs/experiments/add2v-base6k.yaml) with a budget shrinking from 40 to 16
 # (configs/experiments/add2v6k-rmt-demo.yaml) and its seed-2 replicate. Also measures the base and
 # each final checkpoint with scripts/sample-rollouts.ts (mean accuracy and pass@8 on the held-out
