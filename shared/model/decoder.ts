@@ -3,6 +3,7 @@ import type { TokenBatch } from './batch.js';
 import { hasOBias, hasQkNorm, hasQkvBias, type ModelConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
 import { layerPrefix } from './params.js';
+import { scoped } from './scope.js';
 
 /**
  * The decoder's forward and backward passes, written as explicit pairs over the kernel interface
@@ -31,6 +32,9 @@ interface LayerTape {
   up: Buf;
   h: Buf;
 }
+
+/** How a layer's queries see keys and values: the batch's own (training, prefill) or a KV cache's. */
+type Attend = (layer: number, q: Buf, k: Buf, v: Buf) => Promise<{ out: Buf; probs: Buf }>;
 
 export interface Tape {
   batch: TokenBatch;
@@ -120,64 +124,61 @@ export class Decoder {
     return { out, pre: raw, rstd };
   }
 
-  /** Runs every layer on the embedded batch; returns the tape. Logits come from `logits(tape)`. */
-  async forward(batch: TokenBatch): Promise<Tape> {
+  /**
+   * One decoder layer on `rows` rows: x -> xOut, and the layer's tape (every intermediate the
+   * backward pass reads; `tape.xIn` is `x`). The training forward and the KV-cache forward both run
+   * it, so the two cannot drift; they differ only in `attend` (the batch's own keys and values, or
+   * the cache's) and in what they do with the tape: keep it, or free it at once. Intermediates that
+   * nothing reads later are freed here.
+   */
+  private async layer(
+    l: number,
+    x: Buf,
+    rows: number,
+    positions: Int32Array,
+    attend: Attend,
+  ): Promise<{ tape: LayerTape; xOut: Buf }> {
     const c = this.config;
     const be = this.backend;
-    const N = batch.batch * batch.seqLen;
+    const N = rows;
     const D = c.hidden_size;
     const H = c.num_attention_heads;
     const Hkv = c.num_key_value_heads;
     const hd = c.head_dim;
     const I = c.intermediate_size;
-    const attn = selfAttentionShape(c, batch);
-    let x = await be.embedding(this.p('model.embed_tokens.weight'), batch.ids, D);
-    const layers: LayerTape[] = [];
-    for (let l = 0; l < c.num_hidden_layers; l++) {
-      const p = layerPrefix(l);
-      const a = `${p}.self_attn`;
-      const { y: y1, rstd: rstd1 } = await be.rmsnorm(
-        x,
-        this.p(`${p}.input_layernorm.weight`),
-        N,
-        D,
-        c.rms_norm_eps,
+    const p = layerPrefix(l);
+    const a = `${p}.self_attn`;
+    return scoped(be, async (s) => {
+      const { y: y1, rstd: rstd1 } = s.ownAll(
+        await be.rmsnorm(x, this.p(`${p}.input_layernorm.weight`), N, D, c.rms_norm_eps),
       );
       const bias = (n: string) => (this.qkvBias ? `${a}.${n}.bias` : undefined);
-      const qRaw = await this.linear(y1, N, `${a}.q_proj.weight`, D, H * hd, bias('q_proj'));
-      const kRaw = await this.linear(y1, N, `${a}.k_proj.weight`, D, Hkv * hd, bias('k_proj'));
-      const v = await this.linear(y1, N, `${a}.v_proj.weight`, D, Hkv * hd, bias('v_proj'));
-      const q = await this.prepareQk(qRaw, N, H, `${a}.q_norm.weight`, batch.positions);
-      const k = await this.prepareQk(kRaw, N, Hkv, `${a}.k_norm.weight`, batch.positions);
-      if (!this.qkNorm) {
-        be.free(qRaw);
-        be.free(kRaw);
-      }
-      const { out: attnOut, probs } = await be.attention(q.out, k.out, v, attn);
-      const o = await this.linear(
-        attnOut,
-        N,
-        `${a}.o_proj.weight`,
-        H * hd,
-        D,
-        this.oBias ? `${a}.o_proj.bias` : undefined,
+      const qRaw = s.own(await this.linear(y1, N, `${a}.q_proj.weight`, D, H * hd, bias('q_proj')));
+      const kRaw = s.own(await this.linear(y1, N, `${a}.k_proj.weight`, D, Hkv * hd, bias('k_proj')));
+      const v = s.own(await this.linear(y1, N, `${a}.v_proj.weight`, D, Hkv * hd, bias('v_proj')));
+      const q = s.ownAll(await this.prepareQk(qRaw, N, H, `${a}.q_norm.weight`, positions));
+      const k = s.ownAll(await this.prepareQk(kRaw, N, Hkv, `${a}.k_norm.weight`, positions));
+      const { out: attnOut, probs } = s.ownAll(await attend(l, q.out, k.out, v));
+      const o = s.own(
+        await this.linear(
+          attnOut,
+          N,
+          `${a}.o_proj.weight`,
+          H * hd,
+          D,
+          this.oBias ? `${a}.o_proj.bias` : undefined,
+        ),
       );
-      const xMid = await be.add(x, o);
-      be.free(o);
-      const { y: y2, rstd: rstd2 } = await be.rmsnorm(
-        xMid,
-        this.p(`${p}.post_attention_layernorm.weight`),
-        N,
-        D,
-        c.rms_norm_eps,
+      const xMid = s.own(await be.add(x, o));
+      const { y: y2, rstd: rstd2 } = s.ownAll(
+        await be.rmsnorm(xMid, this.p(`${p}.post_attention_layernorm.weight`), N, D, c.rms_norm_eps),
       );
-      const gate = await this.linear(y2, N, `${p}.mlp.gate_proj.weight`, D, I);
-      const up = await this.linear(y2, N, `${p}.mlp.up_proj.weight`, D, I);
-      const h = await be.swiglu(gate, up);
-      const down = await this.linear(h, N, `${p}.mlp.down_proj.weight`, I, D);
-      const xOut = await be.add(xMid, down);
-      be.free(down);
-      layers.push({
+      const gate = s.own(await this.linear(y2, N, `${p}.mlp.gate_proj.weight`, D, I));
+      const up = s.own(await this.linear(y2, N, `${p}.mlp.up_proj.weight`, D, I));
+      const h = s.own(await be.swiglu(gate, up));
+      const down = s.own(await this.linear(h, N, `${p}.mlp.down_proj.weight`, I, D));
+      const xOut = s.keep(await be.add(xMid, down));
+      const tape: LayerTape = {
         xIn: x,
         y1,
         rstd1,
@@ -196,7 +197,24 @@ export class Decoder {
         gate,
         up,
         h,
-      });
+      };
+      return { tape: s.keepAll(tape), xOut };
+    });
+  }
+
+  /** Runs every layer on the embedded batch; returns the tape. Logits come from `logits(tape)`. */
+  async forward(batch: TokenBatch): Promise<Tape> {
+    const c = this.config;
+    const be = this.backend;
+    const N = batch.batch * batch.seqLen;
+    const D = c.hidden_size;
+    const attn = selfAttentionShape(c, batch);
+    const attend: Attend = (_l, q, k, v) => be.attention(q, k, v, attn);
+    let x = await be.embedding(this.p('model.embed_tokens.weight'), batch.ids, D);
+    const layers: LayerTape[] = [];
+    for (let l = 0; l < c.num_hidden_layers; l++) {
+      const { tape, xOut } = await this.layer(l, x, N, batch.positions, attend);
+      layers.push(tape);
       x = xOut;
     }
     const { y: yFinal, rstd: rstdFinal } = await be.rmsnorm(
@@ -389,7 +407,6 @@ export class Decoder {
     const H = c.num_attention_heads;
     const Hkv = c.num_key_value_heads;
     const hd = c.head_dim;
-    const I = c.intermediate_size;
     const rows = new Int32Array(N);
     for (let b = 0; b < B; b++) for (let t = 0; t < tq; t++) rows[b * tq + t] = b * cache.capacity + slot + t;
     const attn: AttentionShape = {
@@ -402,74 +419,35 @@ export class Decoder {
       kValid: cache.valid,
       qOffset: new Int32Array(B).fill(slot),
     };
+    // Keys and values of the new tokens go into the cache; queries attend over all of it.
+    const attend: Attend = async (l, q, k, v) => {
+      await cache.write(l, k, v, rows);
+      return be.attention(q, cache.k[l], cache.v[l], attn);
+    };
     let x = await be.embedding(this.p('model.embed_tokens.weight'), ids, D);
     for (let l = 0; l < c.num_hidden_layers; l++) {
-      const p = layerPrefix(l);
-      const a = `${p}.self_attn`;
-      const n1 = await be.rmsnorm(x, this.p(`${p}.input_layernorm.weight`), N, D, c.rms_norm_eps);
-      const bias = (n: string) => (this.qkvBias ? `${a}.${n}.bias` : undefined);
-      const qRaw = await this.linear(n1.y, N, `${a}.q_proj.weight`, D, H * hd, bias('q_proj'));
-      const kRaw = await this.linear(n1.y, N, `${a}.k_proj.weight`, D, Hkv * hd, bias('k_proj'));
-      const v = await this.linear(n1.y, N, `${a}.v_proj.weight`, D, Hkv * hd, bias('v_proj'));
-      const q = await this.prepareQk(qRaw, N, H, `${a}.q_norm.weight`, positions);
-      const k = await this.prepareQk(kRaw, N, Hkv, `${a}.k_norm.weight`, positions);
-      await cache.write(l, k.out, v, rows);
-      const { out, probs } = await be.attention(q.out, cache.k[l], cache.v[l], attn);
-      const o = await this.linear(
-        out,
-        N,
-        `${a}.o_proj.weight`,
-        H * hd,
-        D,
-        this.oBias ? `${a}.o_proj.bias` : undefined,
-      );
-      const xMid = await be.add(x, o);
-      const n2 = await be.rmsnorm(xMid, this.p(`${p}.post_attention_layernorm.weight`), N, D, c.rms_norm_eps);
-      const gate = await this.linear(n2.y, N, `${p}.mlp.gate_proj.weight`, D, I);
-      const up = await this.linear(n2.y, N, `${p}.mlp.up_proj.weight`, D, I);
-      const h = await be.swiglu(gate, up);
-      const down = await this.linear(h, N, `${p}.mlp.down_proj.weight`, I, D);
-      const xOut = await be.add(xMid, down);
-      for (const b of [
-        x,
-        n1.y,
-        n1.rstd,
-        qRaw,
-        kRaw,
-        v,
-        q.out,
-        k.out,
-        out,
-        probs,
-        o,
-        xMid,
-        n2.y,
-        n2.rstd,
-        gate,
-        up,
-        h,
-        down,
-      ]) {
-        be.free(b);
-      }
+      const { tape, xOut } = await this.layer(l, x, N, positions, attend);
+      this.freeLayerTape(tape);
       x = xOut;
     }
     const last = new Int32Array(B);
     for (let b = 0; b < B; b++) last[b] = b * tq + tq - 1;
-    const xLast = await be.gatherRows(x, last, D);
-    be.free(x);
-    const fin = await be.rmsnorm(xLast, this.p('model.norm.weight'), B, D, c.rms_norm_eps);
-    const logits = await be.matmul(fin.y, this.lmHead(), { m: B, k: D, n: c.vocab_size, transB: true });
-    for (const b of [xLast, fin.y, fin.rstd]) be.free(b);
-    return logits;
+    return scoped(be, async (s) => {
+      const xLast = s.own(await be.gatherRows(s.own(x), last, D));
+      const fin = s.ownAll(await be.rmsnorm(xLast, this.p('model.norm.weight'), B, D, c.rms_norm_eps));
+      return be.matmul(fin.y, this.lmHead(), { m: B, k: D, n: c.vocab_size, transB: true });
+    });
+  }
+
+  /** Frees every buffer of a layer's tape (its input included). */
+  private freeLayerTape(t: LayerTape): void {
+    for (const b of Object.values(t)) if (b) this.backend.free(b);
   }
 
   /** Frees a tape that will not be differentiated (evaluation). */
   releaseTape(tape: Tape): void {
     const be = this.backend;
-    for (const t of tape.layers) {
-      for (const b of Object.values(t)) if (b) be.free(b as Buf);
-    }
+    for (const t of tape.layers) this.freeLayerTape(t);
     be.free(tape.xFinal);
     be.free(tape.yFinal);
     be.free(tape.rstdFinal);
