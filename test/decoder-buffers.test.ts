@@ -7,7 +7,7 @@ import { lossAndGrad } from '../shared/model/loss.js';
 import { paramSpecs } from '../shared/model/params.js';
 import { testBackends } from './helpers/backends.js';
 import { countLiveBuffers } from './helpers/live-buffers.js';
-import { makeDecoder, randomParams, raggedBatch, TINY_CONFIGS } from './helpers/tiny-models.js';
+import { makeDecoder, raggedBatch, randomParams, TINY_CONFIGS } from './helpers/tiny-models.js';
 
 /**
  * Buffer lifetimes of the decoder: over 100 decoded tokens and 10 training steps, the number of
