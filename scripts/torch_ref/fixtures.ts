@@ -9,7 +9,12 @@ import { readSafetensorsFloat64 } from '../../shared/model/safetensors.js';
  * The PyTorch reference fixtures (scripts/torch_ref/make_fixtures.py) as the TypeScript side reads
  * them: shared by test/torch-reference.test.ts and the GPU-host check (scripts/gpu/check-webgpu.ts).
  */
-export const FIXTURES = join(resolve(dirname(fileURLToPath(import.meta.url)), '..'), 'fixtures', 'torch-ref');
+export const FIXTURES = join(
+  resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'),
+  'test',
+  'fixtures',
+  'torch-ref',
+);
 export const FIXTURE_NAMES = ['qwen3-gqa', 'qwen2-tied'] as const;
 
 /**
