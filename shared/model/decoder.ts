@@ -240,7 +240,8 @@ export class Decoder {
   }
 
   /**
-   * Gradients of the loss with respect to every parameter, given dL/dlogits. Frees the tape.
+   * Gradients of the loss with respect to every parameter, given dL/dlogits. Frees the tape: each
+   * part of it is owned by the scope of the step that reads it last.
    */
   async backward(tape: Tape, dLogits: Buf): Promise<Params> {
     const c = this.config;
@@ -253,9 +254,6 @@ export class Decoder {
     const hd = c.head_dim;
     const I = c.intermediate_size;
     const grads: Params = new Map();
-    const free = (...bs: (Buf | null)[]) => {
-      for (const b of bs) if (b) be.free(b);
-    };
 
     // d(x @ W^T) = dy @ W for the input, dy^T @ x for the weight, column sums for the bias.
     const linearBack = async (
@@ -272,99 +270,117 @@ export class Decoder {
     };
 
     const lmName = c.tie_word_embeddings ? 'lm_head(tied)' : 'lm_head.weight';
-    grads.set(lmName, await be.matmul(dLogits, tape.yFinal, { m: V, k: N, n: D, transA: true }));
-    const dyFinal = await be.matmul(dLogits, this.lmHead(), { m: N, k: V, n: D });
-    const fin = await be.rmsnormBackward(
-      dyFinal,
-      tape.xFinal,
-      this.p('model.norm.weight'),
-      tape.rstdFinal,
-      N,
-      D,
-    );
-    grads.set('model.norm.weight', fin.dw);
-    free(dyFinal, tape.yFinal, tape.rstdFinal, tape.xFinal);
-    let dx = fin.dx;
+    let dx = await scoped(be, async (s) => {
+      s.ownAll({ y: tape.yFinal, rstd: tape.rstdFinal, x: tape.xFinal });
+      grads.set(lmName, await be.matmul(dLogits, tape.yFinal, { m: V, k: N, n: D, transA: true }));
+      const dyFinal = s.own(await be.matmul(dLogits, this.lmHead(), { m: N, k: V, n: D }));
+      const fin = await be.rmsnormBackward(
+        dyFinal,
+        tape.xFinal,
+        this.p('model.norm.weight'),
+        tape.rstdFinal,
+        N,
+        D,
+      );
+      grads.set('model.norm.weight', fin.dw);
+      return fin.dx;
+    });
 
     for (let l = c.num_hidden_layers - 1; l >= 0; l--) {
       const t = tape.layers[l];
       const p = layerPrefix(l);
       const a = `${p}.self_attn`;
       // MLP: xOut = xMid + down(swiglu(gate(y2), up(y2)))
-      const dh = await linearBack(dx, t.h, `${p}.mlp.down_proj.weight`, I, D);
-      const { dGate, dUp } = await be.swigluBackward(dh, t.gate, t.up);
-      const dy2g = await linearBack(dGate, t.y2, `${p}.mlp.gate_proj.weight`, D, I);
-      const dy2u = await linearBack(dUp, t.y2, `${p}.mlp.up_proj.weight`, D, I);
-      const dy2 = await be.add(dy2g, dy2u);
-      const n2 = await be.rmsnormBackward(
-        dy2,
-        t.xMid,
-        this.p(`${p}.post_attention_layernorm.weight`),
-        t.rstd2,
-        N,
-        D,
-      );
-      grads.set(`${p}.post_attention_layernorm.weight`, n2.dw);
-      const dxMid = await be.add(dx, n2.dx);
-      free(dh, dGate, dUp, dy2g, dy2u, dy2, n2.dx, dx, t.h, t.gate, t.up, t.y2, t.rstd2, t.xMid);
+      const dOut = dx;
+      const dxMid = await scoped(be, async (s) => {
+        s.ownAll({ dOut, h: t.h, gate: t.gate, up: t.up, y2: t.y2, rstd2: t.rstd2, xMid: t.xMid });
+        const dh = s.own(await linearBack(dOut, t.h, `${p}.mlp.down_proj.weight`, I, D));
+        const { dGate, dUp } = s.ownAll(await be.swigluBackward(dh, t.gate, t.up));
+        const dy2g = s.own(await linearBack(dGate, t.y2, `${p}.mlp.gate_proj.weight`, D, I));
+        const dy2u = s.own(await linearBack(dUp, t.y2, `${p}.mlp.up_proj.weight`, D, I));
+        const dy2 = s.own(await be.add(dy2g, dy2u));
+        const n2 = await be.rmsnormBackward(
+          dy2,
+          t.xMid,
+          this.p(`${p}.post_attention_layernorm.weight`),
+          t.rstd2,
+          N,
+          D,
+        );
+        grads.set(`${p}.post_attention_layernorm.weight`, n2.dw);
+        return be.add(dOut, s.own(n2.dx));
+      });
 
       // Attention: xMid = xIn + o_proj(attention(rope(norm(q)), rope(norm(k)), v))
-      const dAttn = await linearBack(
-        dxMid,
-        t.attnOut,
-        `${a}.o_proj.weight`,
-        H * hd,
-        D,
-        this.oBias ? `${a}.o_proj.bias` : undefined,
-      );
-      const { dq, dk, dv } = await be.attentionBackward(dAttn, t.q, t.k, t.v, t.probs, tape.attn);
-      free(dAttn, t.attnOut, t.q, t.k, t.probs);
-      const dqRaw = await this.prepareQkBackward(
-        dq,
-        t.qPre,
-        t.rstdQ,
-        N,
-        H,
-        `${a}.q_norm.weight`,
-        tape.batch.positions,
-        grads,
-      );
-      const dkRaw = await this.prepareQkBackward(
-        dk,
-        t.kPre,
-        t.rstdK,
-        N,
-        Hkv,
-        `${a}.k_norm.weight`,
-        tape.batch.positions,
-        grads,
-      );
-      const bias = (n: string) => (this.qkvBias ? `${a}.${n}.bias` : undefined);
-      const dyq = await linearBack(dqRaw, t.y1, `${a}.q_proj.weight`, D, H * hd, bias('q_proj'));
-      const dyk = await linearBack(dkRaw, t.y1, `${a}.k_proj.weight`, D, Hkv * hd, bias('k_proj'));
-      const dyv = await linearBack(dv, t.y1, `${a}.v_proj.weight`, D, Hkv * hd, bias('v_proj'));
-      const dyqk = await be.add(dyq, dyk);
-      const dy1 = await be.add(dyqk, dyv);
-      const n1 = await be.rmsnormBackward(dy1, t.xIn, this.p(`${p}.input_layernorm.weight`), t.rstd1, N, D);
-      grads.set(`${p}.input_layernorm.weight`, n1.dw);
-      dx = await be.add(dxMid, n1.dx);
-      free(dq, dk, dv, dqRaw, dkRaw, dyq, dyk, dyv, dyqk, dy1, n1.dx, dxMid, t.y1, t.rstd1, t.xIn, t.v);
+      dx = await scoped(be, async (s) => {
+        s.ownAll({ dxMid, attnOut: t.attnOut, q: t.q, k: t.k, v: t.v, probs: t.probs });
+        s.ownAll({ qPre: t.qPre, kPre: t.kPre, rstdQ: t.rstdQ, rstdK: t.rstdK });
+        s.ownAll({ y1: t.y1, rstd1: t.rstd1, xIn: t.xIn });
+        const dAttn = s.own(
+          await linearBack(
+            dxMid,
+            t.attnOut,
+            `${a}.o_proj.weight`,
+            H * hd,
+            D,
+            this.oBias ? `${a}.o_proj.bias` : undefined,
+          ),
+        );
+        const { dq, dk, dv } = s.ownAll(await be.attentionBackward(dAttn, t.q, t.k, t.v, t.probs, tape.attn));
+        const dqRaw = s.own(
+          await this.prepareQkBackward(
+            dq,
+            t.qPre,
+            t.rstdQ,
+            N,
+            H,
+            `${a}.q_norm.weight`,
+            tape.batch.positions,
+            grads,
+          ),
+        );
+        const dkRaw = s.own(
+          await this.prepareQkBackward(
+            dk,
+            t.kPre,
+            t.rstdK,
+            N,
+            Hkv,
+            `${a}.k_norm.weight`,
+            tape.batch.positions,
+            grads,
+          ),
+        );
+        const bias = (n: string) => (this.qkvBias ? `${a}.${n}.bias` : undefined);
+        const dyq = s.own(await linearBack(dqRaw, t.y1, `${a}.q_proj.weight`, D, H * hd, bias('q_proj')));
+        const dyk = s.own(await linearBack(dkRaw, t.y1, `${a}.k_proj.weight`, D, Hkv * hd, bias('k_proj')));
+        const dyv = s.own(await linearBack(dv, t.y1, `${a}.v_proj.weight`, D, Hkv * hd, bias('v_proj')));
+        const dyqk = s.own(await be.add(dyq, dyk));
+        const dy1 = s.own(await be.add(dyqk, dyv));
+        const n1 = await be.rmsnormBackward(dy1, t.xIn, this.p(`${p}.input_layernorm.weight`), t.rstd1, N, D);
+        grads.set(`${p}.input_layernorm.weight`, n1.dw);
+        return be.add(dxMid, s.own(n1.dx));
+      });
     }
 
-    const dEmbed = await be.embeddingBackward(dx, tape.batch.ids, V, D);
-    free(dx);
+    const dEmbed = await scoped(be, async (s) => be.embeddingBackward(s.own(dx), tape.batch.ids, V, D));
     if (c.tie_word_embeddings) {
       const dHead = grads.get(lmName)!;
-      grads.set('model.embed_tokens.weight', await be.add(dEmbed, dHead));
       grads.delete(lmName);
-      free(dEmbed, dHead);
+      grads.set(
+        'model.embed_tokens.weight',
+        await scoped(be, async (s) => be.add(s.own(dEmbed), s.own(dHead))),
+      );
     } else {
       grads.set('model.embed_tokens.weight', dEmbed);
     }
     return grads;
   }
 
-  /** Backward of `prepareQk`: inverse rotation, then the per-head RMSNorm backward when present. */
+  /**
+   * Backward of `prepareQk`: inverse rotation, then the per-head RMSNorm backward when present. The
+   * tape's `pre` and `rstd` stay with the caller.
+   */
   private async prepareQkBackward(
     dOut: Buf,
     pre: Buf | null,
@@ -379,12 +395,18 @@ export class Decoder {
     const be = this.backend;
     const dRot = await be.rope(dOut, positions, heads, c.head_dim, c.rope_theta, true);
     if (!this.qkNorm || !pre || !rstd) return dRot;
-    const { dx, dw } = await be.rmsnormBackward(dRot, pre, this.p(norm), rstd, rows * heads, c.head_dim);
-    grads.set(norm, dw);
-    be.free(dRot);
-    be.free(pre);
-    be.free(rstd);
-    return dx;
+    return scoped(be, async (s) => {
+      const { dx, dw } = await be.rmsnormBackward(
+        s.own(dRot),
+        pre,
+        this.p(norm),
+        rstd,
+        rows * heads,
+        c.head_dim,
+      );
+      grads.set(norm, dw);
+      return dx;
+    });
   }
 
   /**
