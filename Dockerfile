@@ -8,7 +8,7 @@
 #
 # Settings come from flags or RMT_* environment variables (Kubernetes: the manifests in k8s/); no
 # run config, model, NATS credential or TLS file is copied in (Kubernetes mounts them from Secrets).
-# Checked by test/k8s.test.ts (there is no container engine on the development machines). See
+# Checked by test/dockerfile.test.ts and test/image-imports.test.ts (there is no container engine on the development machines). See
 # docs/kubernetes.md.
 
 # --- build: the generated sources that `npm ci` makes through `prepare` --------------------------

@@ -1,5 +1,5 @@
 /**
- * Services benchmark (issue: four gRPC services on a NATS bus): rollout throughput of the small
+ * Services benchmark (the four gRPC services on a NATS bus, `docs/services.md`): rollout throughput of the small
  * bench model with 1 and 2 rollout workers of a local cluster (separate processes, gRPC, a real
  * nats-server), the same jobs generated in this process as the baseline, and the weight-sync time
  * (the learner's GetWeights stream into a worker's copy). Ratios are within one invocation.

@@ -9,13 +9,13 @@
  * tests are skipped with the reason printed.
  */
 import test, { type ExecutionContext } from 'ava';
+import { relErr } from '../scripts/torch_ref/rel-err.js';
 import type { AttentionShape, Backend, BackendName, Buf, MatmulShape } from '../shared/kernels/backend.js';
 import { GpujsBackend } from '../shared/kernels/gpujs/backend.js';
 import { availableBackends, createBackend, setupWebgpu } from '../shared/kernels/index.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
 import { Rng } from '../shared/util/rng.js';
 import { ints, normals, seedOf } from './helpers/random.js';
-import { relErr } from './helpers/rel-err.js';
 
 const TOLERANCE = 1e-4;
 const GPUJS_BACKENDS: BackendName[] = ['cpu', 'webasm', 'webgpu'];

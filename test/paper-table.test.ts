@@ -10,7 +10,7 @@ import { runPaperBenchmark } from '../scripts/paper-table.js';
 import { readMetrics } from '../shared/train/metrics-log.js';
 
 /**
- * The paper benchmark's smoke setting end to end (issue 5): interrupted mid-run, resumed by the real
+ * The paper benchmark's smoke setting end to end: interrupted mid-run, resumed by the real
  * command to a complete table, then run once more, which must find every stage done and train nothing.
  */
 const repo = resolve(import.meta.dirname, '..');

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { FIXTURE_NAMES, loadTorchFixture, relErr, TORCH_TOL } from '../scripts/torch_ref/fixtures.js';
 import type { Backend } from '../shared/kernels/backend.js';
 import { createBackend } from '../shared/kernels/index.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
@@ -9,12 +10,11 @@ import { learningRate } from '../shared/model/lr-schedule.js';
 import { paramSpecs } from '../shared/model/params.js';
 import { uploadParams } from '../shared/model/weights.js';
 import { testBackends } from './helpers/backends.js';
-import { FIXTURE_NAMES, loadTorchFixture, relErr, TORCH_TOL } from './helpers/torch-fixtures.js';
 
 /**
  * The TypeScript decoder against the PyTorch float64 reference (scripts/torch_ref), llm.c's
  * test_gpt2 in spirit: logits, loss, every parameter gradient, and the loss over 10 AdamW steps.
- * Tolerances: TORCH_TOL in test/helpers/torch-fixtures.ts.
+ * Tolerances: TORCH_TOL in scripts/torch_ref/fixtures.ts.
  */
 async function check(t: import('ava').ExecutionContext, be: Backend, fixture: string): Promise<void> {
   const f = loadTorchFixture(fixture);

@@ -13,6 +13,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
+import { relErr } from '../scripts/torch_ref/rel-err.js';
 import type { AttentionShape } from '../shared/kernels/backend.js';
 import { adamwHyperVector, GpujsBackend } from '../shared/kernels/gpujs/backend.js';
 import { ropeTables } from '../shared/kernels/gpujs/host.js';
@@ -22,7 +23,6 @@ import { WasmOps } from '../shared/kernels/wasm/ops.js';
 import { embeddingBackwardF32, gatherRowsF32, scatterRowsF32 } from '../shared/kernels/wasm/rows.js';
 import { Rng } from '../shared/util/rng.js';
 import { ints, normals, seedOf } from './helpers/random.js';
-import { relErr } from './helpers/rel-err.js';
 
 const TOLERANCE = 1e-4;
 const reference = new ReferenceBackend();

@@ -10,13 +10,13 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import test from 'ava';
+import { relErr } from '../scripts/torch_ref/rel-err.js';
 import type { MatmulShape } from '../shared/kernels/backend.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
 import { relaxedSimdSupported } from '../shared/kernels/wasm/loader.js';
 import { DOT_MAX_ROWS, PARALLEL_MIN_FLOPS, WasmMatmul } from '../shared/kernels/wasm/matmul.js';
 import { Rng } from '../shared/util/rng.js';
 import { normals, seedOf } from './helpers/random.js';
-import { relErr } from './helpers/rel-err.js';
 
 const TOLERANCE = 1e-4;
 const reference = new ReferenceBackend();

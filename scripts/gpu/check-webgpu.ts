@@ -16,7 +16,7 @@ import { lossAndGrad } from '../../shared/model/loss.js';
 import { learningRate } from '../../shared/model/lr-schedule.js';
 import { paramSpecs } from '../../shared/model/params.js';
 import { uploadParams } from '../../shared/model/weights.js';
-import { FIXTURE_NAMES, loadTorchFixture, relErr, TORCH_TOL } from '../../test/helpers/torch-fixtures.js';
+import { FIXTURE_NAMES, loadTorchFixture, relErr, TORCH_TOL } from '../torch_ref/fixtures.js';
 
 const TOL = TORCH_TOL.f32;
 

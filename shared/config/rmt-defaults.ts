@@ -1,5 +1,5 @@
 /**
- * Every default the method spec (`shared/spec/rmt-method.md`) gives for the model-independent parts
+ * Every default the method (`docs/method.md`) gives for the model-independent parts
  * of RMT: budget schedule, rewards, prompt layout, curriculum, GRPO. Field names are the spec's
  * names (`B_0`, `B_min`, `r_max`, `w`, `p1`, `eps_low`, ...), so a YAML config, the code and the
  * paper read the same. Each field says where its value comes from: *paper* (RMT, Tian et al. 2025,

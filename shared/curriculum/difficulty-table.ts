@@ -1,5 +1,5 @@
 /**
- * Per-position difficulty for CAS (spec section 4). It starts as the proxy's top-k entropy; with
+ * Per-position difficulty for CAS (docs/method.md section 4). It starts as the proxy's top-k entropy; with
  * `adaptive: true` the outcomes of rollouts move it, so positions the policy has learned drift to
  * easier tiers and positions it keeps failing drift to harder ones. The table is plain data and
  * serialises to JSON so the coordinator can ship or checkpoint it.

@@ -1,5 +1,5 @@
 /**
- * Choosing the key positions of an RL step (spec section 4 and the curriculum column of section 6).
+ * Choosing the key positions of an RL step (docs/method.md section 4 and the curriculum column of section 6).
  * Every slot is an independent draw (with replacement), so the batch follows p_t exactly in
  * expectation and a sampler never runs dry; the coordinator decides what a repeat means.
  */

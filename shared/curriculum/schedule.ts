@@ -1,5 +1,5 @@
 /**
- * The tier-mix schedule of CAS (spec section 4): easy-heavy while the policy learns the format,
+ * The tier-mix schedule of CAS (docs/method.md section 4): easy-heavy while the policy learns the format,
  * a linear hand-over, then hard-heavy. Step-based only, so a resumed run gets the same mix.
  */
 import type { TierMixParams, TierProbs } from '../config/rmt-defaults.js';

@@ -3,7 +3,7 @@ import { topKEntropy } from '../model/sampling.js';
 import type { Progress } from '../util/progress.js';
 
 /**
- * Difficulty scoring (spec section 4): the top-k entropy of a proxy model's next-token distribution
+ * Difficulty scoring (docs/method.md section 4): the top-k entropy of a proxy model's next-token distribution
  * at every position of a token stream. Windows overlap by half so every scored position (past the
  * first half-window) sees at least half a window of context, as it would in training.
  *

@@ -1,5 +1,5 @@
 /**
- * Difficulty tiers of key positions (spec section 4). Training uses disjoint bins, so a tier mix
+ * Difficulty tiers of key positions (docs/method.md section 4). Training uses disjoint bins, so a tier mix
  * is a distribution over positions; evaluation uses RPT's nested splits, so accuracies compare
  * with RPT's tables.
  */

@@ -1,5 +1,5 @@
 /**
- * A synthetic math corpus for the paper benchmark (issue 5): short documents of arithmetic lines and
+ * A synthetic math corpus for the paper benchmark (`docs/paper-table.md`): short documents of arithmetic lines and
  * small word problems whose answers are the hard tokens, plus some problems written in the RL
  * rollout layout of `BareFormat` (`context <think> budget B:reasoning</think>digit<|endoftext|>`),
  * so the pre-trained base model has seen next-token reasoning as a reasoning base model would.

@@ -3,6 +3,7 @@ import type { TokenBatch } from './batch.js';
 import { hasOBias, hasQkNorm, hasQkvBias, type ModelConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
 import { layerPrefix } from './params.js';
+import { scoped } from './scope.js';
 
 /**
  * The decoder's forward and backward passes, written as explicit pairs over the kernel interface
@@ -31,6 +32,9 @@ interface LayerTape {
   up: Buf;
   h: Buf;
 }
+
+/** How a layer's queries see keys and values: the batch's own (training, prefill) or a KV cache's. */
+type Attend = (layer: number, q: Buf, k: Buf, v: Buf) => Promise<{ out: Buf; probs: Buf }>;
 
 export interface Tape {
   batch: TokenBatch;
@@ -120,64 +124,61 @@ export class Decoder {
     return { out, pre: raw, rstd };
   }
 
-  /** Runs every layer on the embedded batch; returns the tape. Logits come from `logits(tape)`. */
-  async forward(batch: TokenBatch): Promise<Tape> {
+  /**
+   * One decoder layer on `rows` rows: x -> xOut, and the layer's tape (every intermediate the
+   * backward pass reads; `tape.xIn` is `x`). The training forward and the KV-cache forward both run
+   * it, so the two cannot drift; they differ only in `attend` (the batch's own keys and values, or
+   * the cache's) and in what they do with the tape: keep it, or free it at once. Intermediates that
+   * nothing reads later are freed here.
+   */
+  private async layer(
+    l: number,
+    x: Buf,
+    rows: number,
+    positions: Int32Array,
+    attend: Attend,
+  ): Promise<{ tape: LayerTape; xOut: Buf }> {
     const c = this.config;
     const be = this.backend;
-    const N = batch.batch * batch.seqLen;
+    const N = rows;
     const D = c.hidden_size;
     const H = c.num_attention_heads;
     const Hkv = c.num_key_value_heads;
     const hd = c.head_dim;
     const I = c.intermediate_size;
-    const attn = selfAttentionShape(c, batch);
-    let x = await be.embedding(this.p('model.embed_tokens.weight'), batch.ids, D);
-    const layers: LayerTape[] = [];
-    for (let l = 0; l < c.num_hidden_layers; l++) {
-      const p = layerPrefix(l);
-      const a = `${p}.self_attn`;
-      const { y: y1, rstd: rstd1 } = await be.rmsnorm(
-        x,
-        this.p(`${p}.input_layernorm.weight`),
-        N,
-        D,
-        c.rms_norm_eps,
+    const p = layerPrefix(l);
+    const a = `${p}.self_attn`;
+    return scoped(be, async (s) => {
+      const { y: y1, rstd: rstd1 } = s.ownAll(
+        await be.rmsnorm(x, this.p(`${p}.input_layernorm.weight`), N, D, c.rms_norm_eps),
       );
       const bias = (n: string) => (this.qkvBias ? `${a}.${n}.bias` : undefined);
-      const qRaw = await this.linear(y1, N, `${a}.q_proj.weight`, D, H * hd, bias('q_proj'));
-      const kRaw = await this.linear(y1, N, `${a}.k_proj.weight`, D, Hkv * hd, bias('k_proj'));
-      const v = await this.linear(y1, N, `${a}.v_proj.weight`, D, Hkv * hd, bias('v_proj'));
-      const q = await this.prepareQk(qRaw, N, H, `${a}.q_norm.weight`, batch.positions);
-      const k = await this.prepareQk(kRaw, N, Hkv, `${a}.k_norm.weight`, batch.positions);
-      if (!this.qkNorm) {
-        be.free(qRaw);
-        be.free(kRaw);
-      }
-      const { out: attnOut, probs } = await be.attention(q.out, k.out, v, attn);
-      const o = await this.linear(
-        attnOut,
-        N,
-        `${a}.o_proj.weight`,
-        H * hd,
-        D,
-        this.oBias ? `${a}.o_proj.bias` : undefined,
+      const qRaw = s.own(await this.linear(y1, N, `${a}.q_proj.weight`, D, H * hd, bias('q_proj')));
+      const kRaw = s.own(await this.linear(y1, N, `${a}.k_proj.weight`, D, Hkv * hd, bias('k_proj')));
+      const v = s.own(await this.linear(y1, N, `${a}.v_proj.weight`, D, Hkv * hd, bias('v_proj')));
+      const q = s.ownAll(await this.prepareQk(qRaw, N, H, `${a}.q_norm.weight`, positions));
+      const k = s.ownAll(await this.prepareQk(kRaw, N, Hkv, `${a}.k_norm.weight`, positions));
+      const { out: attnOut, probs } = s.ownAll(await attend(l, q.out, k.out, v));
+      const o = s.own(
+        await this.linear(
+          attnOut,
+          N,
+          `${a}.o_proj.weight`,
+          H * hd,
+          D,
+          this.oBias ? `${a}.o_proj.bias` : undefined,
+        ),
       );
-      const xMid = await be.add(x, o);
-      be.free(o);
-      const { y: y2, rstd: rstd2 } = await be.rmsnorm(
-        xMid,
-        this.p(`${p}.post_attention_layernorm.weight`),
-        N,
-        D,
-        c.rms_norm_eps,
+      const xMid = s.own(await be.add(x, o));
+      const { y: y2, rstd: rstd2 } = s.ownAll(
+        await be.rmsnorm(xMid, this.p(`${p}.post_attention_layernorm.weight`), N, D, c.rms_norm_eps),
       );
-      const gate = await this.linear(y2, N, `${p}.mlp.gate_proj.weight`, D, I);
-      const up = await this.linear(y2, N, `${p}.mlp.up_proj.weight`, D, I);
-      const h = await be.swiglu(gate, up);
-      const down = await this.linear(h, N, `${p}.mlp.down_proj.weight`, I, D);
-      const xOut = await be.add(xMid, down);
-      be.free(down);
-      layers.push({
+      const gate = s.own(await this.linear(y2, N, `${p}.mlp.gate_proj.weight`, D, I));
+      const up = s.own(await this.linear(y2, N, `${p}.mlp.up_proj.weight`, D, I));
+      const h = s.own(await be.swiglu(gate, up));
+      const down = s.own(await this.linear(h, N, `${p}.mlp.down_proj.weight`, I, D));
+      const xOut = s.keep(await be.add(xMid, down));
+      const tape: LayerTape = {
         xIn: x,
         y1,
         rstd1,
@@ -196,7 +197,24 @@ export class Decoder {
         gate,
         up,
         h,
-      });
+      };
+      return { tape: s.keepAll(tape), xOut };
+    });
+  }
+
+  /** Runs every layer on the embedded batch; returns the tape. Logits come from `logits(tape)`. */
+  async forward(batch: TokenBatch): Promise<Tape> {
+    const c = this.config;
+    const be = this.backend;
+    const N = batch.batch * batch.seqLen;
+    const D = c.hidden_size;
+    const attn = selfAttentionShape(c, batch);
+    const attend: Attend = (_l, q, k, v) => be.attention(q, k, v, attn);
+    let x = await be.embedding(this.p('model.embed_tokens.weight'), batch.ids, D);
+    const layers: LayerTape[] = [];
+    for (let l = 0; l < c.num_hidden_layers; l++) {
+      const { tape, xOut } = await this.layer(l, x, N, batch.positions, attend);
+      layers.push(tape);
       x = xOut;
     }
     const { y: yFinal, rstd: rstdFinal } = await be.rmsnorm(
@@ -222,7 +240,8 @@ export class Decoder {
   }
 
   /**
-   * Gradients of the loss with respect to every parameter, given dL/dlogits. Frees the tape.
+   * Gradients of the loss with respect to every parameter, given dL/dlogits. Frees the tape: each
+   * part of it is owned by the scope of the step that reads it last.
    */
   async backward(tape: Tape, dLogits: Buf): Promise<Params> {
     const c = this.config;
@@ -235,9 +254,6 @@ export class Decoder {
     const hd = c.head_dim;
     const I = c.intermediate_size;
     const grads: Params = new Map();
-    const free = (...bs: (Buf | null)[]) => {
-      for (const b of bs) if (b) be.free(b);
-    };
 
     // d(x @ W^T) = dy @ W for the input, dy^T @ x for the weight, column sums for the bias.
     const linearBack = async (
@@ -254,99 +270,117 @@ export class Decoder {
     };
 
     const lmName = c.tie_word_embeddings ? 'lm_head(tied)' : 'lm_head.weight';
-    grads.set(lmName, await be.matmul(dLogits, tape.yFinal, { m: V, k: N, n: D, transA: true }));
-    const dyFinal = await be.matmul(dLogits, this.lmHead(), { m: N, k: V, n: D });
-    const fin = await be.rmsnormBackward(
-      dyFinal,
-      tape.xFinal,
-      this.p('model.norm.weight'),
-      tape.rstdFinal,
-      N,
-      D,
-    );
-    grads.set('model.norm.weight', fin.dw);
-    free(dyFinal, tape.yFinal, tape.rstdFinal, tape.xFinal);
-    let dx = fin.dx;
+    let dx = await scoped(be, async (s) => {
+      s.ownAll({ y: tape.yFinal, rstd: tape.rstdFinal, x: tape.xFinal });
+      grads.set(lmName, await be.matmul(dLogits, tape.yFinal, { m: V, k: N, n: D, transA: true }));
+      const dyFinal = s.own(await be.matmul(dLogits, this.lmHead(), { m: N, k: V, n: D }));
+      const fin = await be.rmsnormBackward(
+        dyFinal,
+        tape.xFinal,
+        this.p('model.norm.weight'),
+        tape.rstdFinal,
+        N,
+        D,
+      );
+      grads.set('model.norm.weight', fin.dw);
+      return fin.dx;
+    });
 
     for (let l = c.num_hidden_layers - 1; l >= 0; l--) {
       const t = tape.layers[l];
       const p = layerPrefix(l);
       const a = `${p}.self_attn`;
       // MLP: xOut = xMid + down(swiglu(gate(y2), up(y2)))
-      const dh = await linearBack(dx, t.h, `${p}.mlp.down_proj.weight`, I, D);
-      const { dGate, dUp } = await be.swigluBackward(dh, t.gate, t.up);
-      const dy2g = await linearBack(dGate, t.y2, `${p}.mlp.gate_proj.weight`, D, I);
-      const dy2u = await linearBack(dUp, t.y2, `${p}.mlp.up_proj.weight`, D, I);
-      const dy2 = await be.add(dy2g, dy2u);
-      const n2 = await be.rmsnormBackward(
-        dy2,
-        t.xMid,
-        this.p(`${p}.post_attention_layernorm.weight`),
-        t.rstd2,
-        N,
-        D,
-      );
-      grads.set(`${p}.post_attention_layernorm.weight`, n2.dw);
-      const dxMid = await be.add(dx, n2.dx);
-      free(dh, dGate, dUp, dy2g, dy2u, dy2, n2.dx, dx, t.h, t.gate, t.up, t.y2, t.rstd2, t.xMid);
+      const dOut = dx;
+      const dxMid = await scoped(be, async (s) => {
+        s.ownAll({ dOut, h: t.h, gate: t.gate, up: t.up, y2: t.y2, rstd2: t.rstd2, xMid: t.xMid });
+        const dh = s.own(await linearBack(dOut, t.h, `${p}.mlp.down_proj.weight`, I, D));
+        const { dGate, dUp } = s.ownAll(await be.swigluBackward(dh, t.gate, t.up));
+        const dy2g = s.own(await linearBack(dGate, t.y2, `${p}.mlp.gate_proj.weight`, D, I));
+        const dy2u = s.own(await linearBack(dUp, t.y2, `${p}.mlp.up_proj.weight`, D, I));
+        const dy2 = s.own(await be.add(dy2g, dy2u));
+        const n2 = await be.rmsnormBackward(
+          dy2,
+          t.xMid,
+          this.p(`${p}.post_attention_layernorm.weight`),
+          t.rstd2,
+          N,
+          D,
+        );
+        grads.set(`${p}.post_attention_layernorm.weight`, n2.dw);
+        return be.add(dOut, s.own(n2.dx));
+      });
 
       // Attention: xMid = xIn + o_proj(attention(rope(norm(q)), rope(norm(k)), v))
-      const dAttn = await linearBack(
-        dxMid,
-        t.attnOut,
-        `${a}.o_proj.weight`,
-        H * hd,
-        D,
-        this.oBias ? `${a}.o_proj.bias` : undefined,
-      );
-      const { dq, dk, dv } = await be.attentionBackward(dAttn, t.q, t.k, t.v, t.probs, tape.attn);
-      free(dAttn, t.attnOut, t.q, t.k, t.probs);
-      const dqRaw = await this.prepareQkBackward(
-        dq,
-        t.qPre,
-        t.rstdQ,
-        N,
-        H,
-        `${a}.q_norm.weight`,
-        tape.batch.positions,
-        grads,
-      );
-      const dkRaw = await this.prepareQkBackward(
-        dk,
-        t.kPre,
-        t.rstdK,
-        N,
-        Hkv,
-        `${a}.k_norm.weight`,
-        tape.batch.positions,
-        grads,
-      );
-      const bias = (n: string) => (this.qkvBias ? `${a}.${n}.bias` : undefined);
-      const dyq = await linearBack(dqRaw, t.y1, `${a}.q_proj.weight`, D, H * hd, bias('q_proj'));
-      const dyk = await linearBack(dkRaw, t.y1, `${a}.k_proj.weight`, D, Hkv * hd, bias('k_proj'));
-      const dyv = await linearBack(dv, t.y1, `${a}.v_proj.weight`, D, Hkv * hd, bias('v_proj'));
-      const dyqk = await be.add(dyq, dyk);
-      const dy1 = await be.add(dyqk, dyv);
-      const n1 = await be.rmsnormBackward(dy1, t.xIn, this.p(`${p}.input_layernorm.weight`), t.rstd1, N, D);
-      grads.set(`${p}.input_layernorm.weight`, n1.dw);
-      dx = await be.add(dxMid, n1.dx);
-      free(dq, dk, dv, dqRaw, dkRaw, dyq, dyk, dyv, dyqk, dy1, n1.dx, dxMid, t.y1, t.rstd1, t.xIn, t.v);
+      dx = await scoped(be, async (s) => {
+        s.ownAll({ dxMid, attnOut: t.attnOut, q: t.q, k: t.k, v: t.v, probs: t.probs });
+        s.ownAll({ qPre: t.qPre, kPre: t.kPre, rstdQ: t.rstdQ, rstdK: t.rstdK });
+        s.ownAll({ y1: t.y1, rstd1: t.rstd1, xIn: t.xIn });
+        const dAttn = s.own(
+          await linearBack(
+            dxMid,
+            t.attnOut,
+            `${a}.o_proj.weight`,
+            H * hd,
+            D,
+            this.oBias ? `${a}.o_proj.bias` : undefined,
+          ),
+        );
+        const { dq, dk, dv } = s.ownAll(await be.attentionBackward(dAttn, t.q, t.k, t.v, t.probs, tape.attn));
+        const dqRaw = s.own(
+          await this.prepareQkBackward(
+            dq,
+            t.qPre,
+            t.rstdQ,
+            N,
+            H,
+            `${a}.q_norm.weight`,
+            tape.batch.positions,
+            grads,
+          ),
+        );
+        const dkRaw = s.own(
+          await this.prepareQkBackward(
+            dk,
+            t.kPre,
+            t.rstdK,
+            N,
+            Hkv,
+            `${a}.k_norm.weight`,
+            tape.batch.positions,
+            grads,
+          ),
+        );
+        const bias = (n: string) => (this.qkvBias ? `${a}.${n}.bias` : undefined);
+        const dyq = s.own(await linearBack(dqRaw, t.y1, `${a}.q_proj.weight`, D, H * hd, bias('q_proj')));
+        const dyk = s.own(await linearBack(dkRaw, t.y1, `${a}.k_proj.weight`, D, Hkv * hd, bias('k_proj')));
+        const dyv = s.own(await linearBack(dv, t.y1, `${a}.v_proj.weight`, D, Hkv * hd, bias('v_proj')));
+        const dyqk = s.own(await be.add(dyq, dyk));
+        const dy1 = s.own(await be.add(dyqk, dyv));
+        const n1 = await be.rmsnormBackward(dy1, t.xIn, this.p(`${p}.input_layernorm.weight`), t.rstd1, N, D);
+        grads.set(`${p}.input_layernorm.weight`, n1.dw);
+        return be.add(dxMid, s.own(n1.dx));
+      });
     }
 
-    const dEmbed = await be.embeddingBackward(dx, tape.batch.ids, V, D);
-    free(dx);
+    const dEmbed = await scoped(be, async (s) => be.embeddingBackward(s.own(dx), tape.batch.ids, V, D));
     if (c.tie_word_embeddings) {
       const dHead = grads.get(lmName)!;
-      grads.set('model.embed_tokens.weight', await be.add(dEmbed, dHead));
       grads.delete(lmName);
-      free(dEmbed, dHead);
+      grads.set(
+        'model.embed_tokens.weight',
+        await scoped(be, async (s) => be.add(s.own(dEmbed), s.own(dHead))),
+      );
     } else {
       grads.set('model.embed_tokens.weight', dEmbed);
     }
     return grads;
   }
 
-  /** Backward of `prepareQk`: inverse rotation, then the per-head RMSNorm backward when present. */
+  /**
+   * Backward of `prepareQk`: inverse rotation, then the per-head RMSNorm backward when present. The
+   * tape's `pre` and `rstd` stay with the caller.
+   */
   private async prepareQkBackward(
     dOut: Buf,
     pre: Buf | null,
@@ -361,12 +395,18 @@ export class Decoder {
     const be = this.backend;
     const dRot = await be.rope(dOut, positions, heads, c.head_dim, c.rope_theta, true);
     if (!this.qkNorm || !pre || !rstd) return dRot;
-    const { dx, dw } = await be.rmsnormBackward(dRot, pre, this.p(norm), rstd, rows * heads, c.head_dim);
-    grads.set(norm, dw);
-    be.free(dRot);
-    be.free(pre);
-    be.free(rstd);
-    return dx;
+    return scoped(be, async (s) => {
+      const { dx, dw } = await be.rmsnormBackward(
+        s.own(dRot),
+        pre,
+        this.p(norm),
+        rstd,
+        rows * heads,
+        c.head_dim,
+      );
+      grads.set(norm, dw);
+      return dx;
+    });
   }
 
   /**
@@ -389,7 +429,6 @@ export class Decoder {
     const H = c.num_attention_heads;
     const Hkv = c.num_key_value_heads;
     const hd = c.head_dim;
-    const I = c.intermediate_size;
     const rows = new Int32Array(N);
     for (let b = 0; b < B; b++) for (let t = 0; t < tq; t++) rows[b * tq + t] = b * cache.capacity + slot + t;
     const attn: AttentionShape = {
@@ -402,74 +441,35 @@ export class Decoder {
       kValid: cache.valid,
       qOffset: new Int32Array(B).fill(slot),
     };
+    // Keys and values of the new tokens go into the cache; queries attend over all of it.
+    const attend: Attend = async (l, q, k, v) => {
+      await cache.write(l, k, v, rows);
+      return be.attention(q, cache.k[l], cache.v[l], attn);
+    };
     let x = await be.embedding(this.p('model.embed_tokens.weight'), ids, D);
     for (let l = 0; l < c.num_hidden_layers; l++) {
-      const p = layerPrefix(l);
-      const a = `${p}.self_attn`;
-      const n1 = await be.rmsnorm(x, this.p(`${p}.input_layernorm.weight`), N, D, c.rms_norm_eps);
-      const bias = (n: string) => (this.qkvBias ? `${a}.${n}.bias` : undefined);
-      const qRaw = await this.linear(n1.y, N, `${a}.q_proj.weight`, D, H * hd, bias('q_proj'));
-      const kRaw = await this.linear(n1.y, N, `${a}.k_proj.weight`, D, Hkv * hd, bias('k_proj'));
-      const v = await this.linear(n1.y, N, `${a}.v_proj.weight`, D, Hkv * hd, bias('v_proj'));
-      const q = await this.prepareQk(qRaw, N, H, `${a}.q_norm.weight`, positions);
-      const k = await this.prepareQk(kRaw, N, Hkv, `${a}.k_norm.weight`, positions);
-      await cache.write(l, k.out, v, rows);
-      const { out, probs } = await be.attention(q.out, cache.k[l], cache.v[l], attn);
-      const o = await this.linear(
-        out,
-        N,
-        `${a}.o_proj.weight`,
-        H * hd,
-        D,
-        this.oBias ? `${a}.o_proj.bias` : undefined,
-      );
-      const xMid = await be.add(x, o);
-      const n2 = await be.rmsnorm(xMid, this.p(`${p}.post_attention_layernorm.weight`), N, D, c.rms_norm_eps);
-      const gate = await this.linear(n2.y, N, `${p}.mlp.gate_proj.weight`, D, I);
-      const up = await this.linear(n2.y, N, `${p}.mlp.up_proj.weight`, D, I);
-      const h = await be.swiglu(gate, up);
-      const down = await this.linear(h, N, `${p}.mlp.down_proj.weight`, I, D);
-      const xOut = await be.add(xMid, down);
-      for (const b of [
-        x,
-        n1.y,
-        n1.rstd,
-        qRaw,
-        kRaw,
-        v,
-        q.out,
-        k.out,
-        out,
-        probs,
-        o,
-        xMid,
-        n2.y,
-        n2.rstd,
-        gate,
-        up,
-        h,
-        down,
-      ]) {
-        be.free(b);
-      }
+      const { tape, xOut } = await this.layer(l, x, N, positions, attend);
+      this.freeLayerTape(tape);
       x = xOut;
     }
     const last = new Int32Array(B);
     for (let b = 0; b < B; b++) last[b] = b * tq + tq - 1;
-    const xLast = await be.gatherRows(x, last, D);
-    be.free(x);
-    const fin = await be.rmsnorm(xLast, this.p('model.norm.weight'), B, D, c.rms_norm_eps);
-    const logits = await be.matmul(fin.y, this.lmHead(), { m: B, k: D, n: c.vocab_size, transB: true });
-    for (const b of [xLast, fin.y, fin.rstd]) be.free(b);
-    return logits;
+    return scoped(be, async (s) => {
+      const xLast = s.own(await be.gatherRows(s.own(x), last, D));
+      const fin = s.ownAll(await be.rmsnorm(xLast, this.p('model.norm.weight'), B, D, c.rms_norm_eps));
+      return be.matmul(fin.y, this.lmHead(), { m: B, k: D, n: c.vocab_size, transB: true });
+    });
+  }
+
+  /** Frees every buffer of a layer's tape (its input included). */
+  private freeLayerTape(t: LayerTape): void {
+    for (const b of Object.values(t)) if (b) this.backend.free(b);
   }
 
   /** Frees a tape that will not be differentiated (evaluation). */
   releaseTape(tape: Tape): void {
     const be = this.backend;
-    for (const t of tape.layers) {
-      for (const b of Object.values(t)) if (b) be.free(b as Buf);
-    }
+    for (const t of tape.layers) this.freeLayerTape(t);
     be.free(tape.xFinal);
     be.free(tape.yFinal);
     be.free(tape.rstdFinal);

@@ -1,5 +1,5 @@
 /**
- * Dynamic token budget (DTB, spec section 3): the reasoning budget stated in the prompt shrinks
+ * Dynamic token budget (DTB, docs/method.md section 3): the reasoning budget stated in the prompt shrinks
  * geometrically over training, so the policy first learns to reason and then to reason briefly.
  */
 import type { BudgetParams } from '../config/rmt-defaults.js';

@@ -8,7 +8,7 @@ import type { KeyPosition } from './key-positions.js';
 import type { Rollout } from './rollouts.js';
 
 /**
- * The dual objective of RMT (spec section 5): L = L_RL + lambda * L_NTP, one gradient for one
+ * The dual objective of RMT (docs/method.md section 5): L = L_RL + lambda * L_NTP, one gradient for one
  * optimizer step.
  *
  * L_RL is GRPO over every response token of the batch (token-mean), with group-normalised

@@ -1,5 +1,5 @@
 /**
- * GRPO as pure functions over arrays (spec section 5): group-relative advantages, the clipped
+ * GRPO as pure functions over arrays (docs/method.md section 5): group-relative advantages, the clipped
  * policy loss with an optional k3 KL to a reference, its derivative per token, the logged metrics,
  * and DAPO's dynamic sampling. The learner applies the derivative through the model's weighted
  * cross-entropy: it returns d(sum_r w_r nll_r)/dlogits, so with w_r = dL/dnll_r (nll = -log-prob)

@@ -1,6 +1,6 @@
 /**
  * A key position of the RL set: where in the corpus the policy reasons before predicting, with the
- * context it sees and the ground truth its rewards compare against (spec section 1).
+ * context it sees and the ground truth its rewards compare against (docs/method.md section 1).
  */
 export interface KeyPosition {
   /** Index in the token stream: stable id for the difficulty table and the bus. */

@@ -1,5 +1,5 @@
 /**
- * Triangular length reward (spec section 2): reasoning for exactly B_t tokens earns r_max, less or
+ * Triangular length reward (docs/method.md section 2): reasoning for exactly B_t tokens earns r_max, less or
  * more earns linearly less, and more than 2 B_t earns nothing. It makes the stated budget a target
  * rather than only a ceiling, which is what lets DTB shorten reasoning over training.
  */

@@ -1,5 +1,5 @@
 /**
- * How a next-token-reasoning rollout is laid out in tokens (spec section 1): the prompt built from a
+ * How a next-token-reasoning rollout is laid out in tokens (docs/method.md section 1): the prompt built from a
  * context and a budget, and the parse of what the policy wrote back. Two layouts share one
  * interface so the generator, the reward and the learner never look at the layout themselves.
  *

@@ -1,5 +1,5 @@
 /**
- * The verifiable rewards of next-token reasoning (spec section 2): RPT's byte-prefix reward, RMT's
+ * The verifiable rewards of next-token reasoning (docs/method.md section 2): RPT's byte-prefix reward, RMT's
  * exact next-token match, and RMT's total with the length reward. All are computed from the corpus
  * itself, so no reward model can be gamed.
  */

@@ -119,7 +119,7 @@ function makeSampler(
 }
 
 /**
- * The curriculum coordinator: owns a run (spec sections 3-6 and 8). Each step it takes the budget
+ * The curriculum coordinator: owns a run (docs/method.md sections 3-6 and 8). Each step it takes the budget
  * B_t and tier mix p_t of step t, draws key positions with the method's sampler from the
  * difficulty table, has the rollout workers generate G rollouts each (jobs dispatched across the
  * workers alive, at weights no older than the staleness bound), waits for the groups' difficulty

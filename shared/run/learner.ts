@@ -46,7 +46,7 @@ export class LearnerError extends Error {
 }
 
 /**
- * The learner (spec section 5): parameters and AdamW state, the dual loss L = L_RL + lambda L_NTP
+ * The learner (docs/method.md section 5): parameters and AdamW state, the dual loss L = L_RL + lambda L_NTP
  * with one optimizer step per training step, and checkpoints. Its step count is the weight version
  * rollout workers report. It resumes from the newest checkpoint in run.out_dir.
  */

@@ -24,7 +24,7 @@ export interface WorkerStats {
 }
 
 /**
- * The rollout generator (spec sections 1, 2, 6): G rollouts per key position of a job with the
+ * The rollout generator (docs/method.md sections 1, 2, 6): G rollouts per key position of a job with the
  * KV-cache sampler under the job's budget (the hard cap truncates and is reported as
  * `finish_reason = length`), parsed and rewarded, at a weight version no older than the job
  * allows. Each group's accuracy is published as a difficulty observation, which is how the

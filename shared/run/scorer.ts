@@ -22,7 +22,7 @@ export interface ScoreOptions {
 }
 
 /**
- * The tokenizer / entropy scorer (spec section 3): tokenizes a run's corpora, scores every position
+ * The tokenizer / entropy scorer (docs/method.md section 4): tokenizes a run's corpora, scores every position
  * by the proxy checkpoint's top-k entropy, and returns the key positions of a split. Token streams
  * and entropies are cached under the run's out_dir, keyed by what produced them, so the embedded
  * run, a restarted scorer service and `rmt eval` all reuse one scoring.

@@ -9,7 +9,7 @@ import { generateRollouts } from '../rl/rollouts.js';
 import { Rng } from '../util/rng.js';
 
 /**
- * Next-token accuracy on held-out positions as the paper reports it (spec section 7): split by the
+ * Next-token accuracy on held-out positions as the paper reports it (docs/method.md section 7): split by the
  * proxy's entropy into RPT's nested easy / medium / hard sets, their average, and the mean
  * reasoning length. `ntp` takes the argmax of the next-token distribution; `ntr` lets the model
  * reason (greedy decoding) and compares its prediction with the next token exactly.

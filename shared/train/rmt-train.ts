@@ -11,7 +11,7 @@ import { WorkerPool } from '../run/worker-pool.js';
 export { evalBudget, evalSubset } from '../run/coordinator.js';
 
 /**
- * `rmt train`: the whole RMT loop in one process (spec sections 1-6), through the same service
+ * `rmt train`: the whole RMT loop in one process (docs/method.md sections 1-6), through the same service
  * interfaces the distributed run uses: the coordinator's loop (shared/run/coordinator.ts) drives a
  * scorer, one rollout worker and the learner living in this process, with the in-process event bus
  * carrying difficulty observations. The worker samples from the learner's own model, so nothing is

@@ -1,6 +1,6 @@
 // A small kustomize for the tests: renders a kustomization directory (k8s/base, k8s/overlays/*) with
 // the features k8s/ uses, and refuses any other, so that a manifest change that needs more fails
-// here with a message instead of rendering differently from `kubectl kustomize`. test/k8s.test.ts
+// here with a message instead of rendering differently from `kubectl kustomize`. test/k8s-manifests.test.ts
 // compares its output with `kubectl kustomize` wherever kubectl is installed.
 //
 // Supported: resources (files and directories), components (kind: Component, applied after the
