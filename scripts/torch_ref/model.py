@@ -47,6 +47,10 @@ def parse_config(raw, source="config.json"):
             raise ConfigError(f"{source}: field \"{field}\": expected a boolean, got {v!r}")
     if c.get("num_key_value_heads") is None:
         c["num_key_value_heads"] = c["num_attention_heads"]
+    if c.get("head_dim") is None and c["model_type"] == "qwen3":
+        c["head_dim"] = 128  # Qwen3Config's default, not hidden_size / num_attention_heads
+    if c.get("max_position_embeddings") is None:
+        c["max_position_embeddings"] = 2048 if c["model_type"] == "llama" else 32768
     if c.get("head_dim") is None:
         if c["hidden_size"] % c["num_attention_heads"] != 0:
             raise ConfigError(f"{source}: field \"head_dim\": missing and hidden_size is not divisible by num_attention_heads")
