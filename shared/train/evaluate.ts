@@ -162,7 +162,9 @@ async function argmaxNext(
 ): Promise<number[]> {
   const be = model.backend;
   const V = model.config.vocab_size;
-  if (usable > V) throw new RangeError(`evaluate: tokenizer has ${usable} ids, the model only ${V} rows`);
+  if (!Number.isInteger(usable) || usable < 1 || usable > V) {
+    throw new RangeError(`evaluate: tokenizer has ${usable} ids, the model ${V} rows`);
+  }
   const batch = padBatch(contexts, 0, 'left');
   const tape = await model.forward(batch);
   const logitsBuf = await model.logits(tape);
