@@ -24,7 +24,10 @@ const positions: KeyPosition[] = Array.from({ length: 5 }, (_, id) => ({
   continuation: [],
   entropy: 2,
 }));
-const tokenizer = { decode: (ids: readonly number[]) => ids.join(' ') } as unknown as Tokenizer;
+const tokenizer = {
+  vocabSize: config.vocab_size,
+  decode: (ids: readonly number[]) => ids.join(' '),
+} as unknown as Tokenizer;
 
 async function lastRows(): Promise<number[][]> {
   const V = config.vocab_size;

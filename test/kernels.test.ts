@@ -14,6 +14,7 @@ import type { AttentionShape, Backend, BackendName, Buf, MatmulShape } from '../
 import { GpujsBackend } from '../shared/kernels/gpujs/backend.js';
 import { availableBackends, createBackend, setupWebgpu } from '../shared/kernels/index.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
+import { defaultInvFreq } from '../shared/model/rope.js';
 import { Rng } from '../shared/util/rng.js';
 import { ints, normals, seedOf } from './helpers/random.js';
 
@@ -256,7 +257,21 @@ const cases: Case[] = [
         const x = be.upload(normals(rng, 11 * 3 * 10));
         const positions = ints(rng, 11, 0, 3000);
         positions[0] = 0;
-        return readAll(be, { y: await be.rope(x, positions, 3, 10, 10000, inverse) });
+        const freq = { invFreq: defaultInvFreq(10, 10000), attentionScale: 1 };
+        return readAll(be, { y: await be.rope(x, positions, 3, 10, freq, inverse) });
+      },
+    }),
+  ),
+  ...[false, true].map(
+    (inverse): Case => ({
+      name: `rope${inverse ? ' inverse' : ''} random frequencies, attention scale 1.3, headDim=12`,
+      async run(be, rng) {
+        const x = be.upload(normals(rng, 9 * 2 * 12));
+        const positions = ints(rng, 9, 0, 5000);
+        const invFreq = Float64Array.from({ length: 6 }, () => 10 ** (-5 * rng.next()));
+        return readAll(be, {
+          y: await be.rope(x, positions, 2, 12, { invFreq, attentionScale: 1.3 }, inverse),
+        });
       },
     }),
   ),

@@ -21,6 +21,7 @@ import { ReferenceBackend } from '../shared/kernels/reference.js';
 import { relaxedSimdSupported } from '../shared/kernels/wasm/loader.js';
 import { WasmOps } from '../shared/kernels/wasm/ops.js';
 import { embeddingBackwardF32, gatherRowsF32, scatterRowsF32 } from '../shared/kernels/wasm/rows.js';
+import { defaultInvFreq } from '../shared/model/rope.js';
 import { Rng } from '../shared/util/rng.js';
 import { ints, normals, seedOf } from './helpers/random.js';
 
@@ -162,9 +163,10 @@ for (const [rows, heads, hd] of [
     const x = normals(rng, rows * heads * hd);
     const positions = ints(rng, rows, 0, 3000);
     const maxPos = Math.max(...positions);
-    const tab = ropeTables(maxPos + 1, hd, 10000);
-    const fwd = await read(await reference.rope(R(x), positions, heads, hd, 10000, false));
-    const inv = await read(await reference.rope(R(x), positions, heads, hd, 10000, true));
+    const freq = { invFreq: defaultInvFreq(hd, 10000), attentionScale: 1.25 };
+    const tab = ropeTables(maxPos + 1, hd, freq);
+    const fwd = await read(await reference.rope(R(x), positions, heads, hd, freq, false));
+    const inv = await read(await reference.rope(R(x), positions, heads, hd, freq, true));
     await check(t, { fwd, inv }, (o) => ({
       fwd: o.rope(f32(x), positions, heads, hd, tab.cos, tab.sin, 1),
       inv: o.rope(f32(x), positions, heads, hd, tab.cos, tab.sin, -1),

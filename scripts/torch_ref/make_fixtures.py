@@ -157,10 +157,12 @@ def forward_naive(params, c, ids, mask, pos):
         for i in range(half):
             ang = p * theta_pow[i]
             a, b = vec[i], vec[i + half]
-            out.append((a * math.cos(ang) - b * math.sin(ang), a * math.sin(ang) + b * math.cos(ang)))
+            cs, sn = scale * math.cos(ang), scale * math.sin(ang)
+            out.append((a * cs - b * sn, a * sn + b * cs))
         return torch.stack([o[0] for o in out] + [o[1] for o in out])
 
-    theta_pow = [c["rope_theta"] ** (-(2 * i) / hd) for i in range(half)]
+    inv_freq, scale = ref.rope_ref.inv_freq_and_scale(c, max(max(row) for row in pos) + 1)
+    theta_pow = inv_freq.tolist()
     logits = []
     for b in range(Bn):
         x = torch.stack([params["model.embed_tokens.weight"][ids[b][t]] for t in range(Tn)])

@@ -9,6 +9,8 @@ import math
 
 import torch
 
+import rope as rope_ref
+
 # ----------------------------------------------------------------------------------------------
 # Configuration and parameter specs (mirrors shared/model/config.ts and shared/model/params.ts)
 
@@ -29,8 +31,6 @@ def parse_config(raw, source="config.json"):
         raise ConfigError(f"{source}: missing required field(s): {', '.join(missing)}")
     if raw["model_type"] not in ("llama", "qwen2", "qwen3"):
         raise ConfigError(f"{source}: field \"model_type\": unsupported {raw['model_type']!r}; expected llama, qwen2 or qwen3")
-    if raw.get("rope_scaling") is not None:
-        raise ConfigError(f"{source}: field \"rope_scaling\": RoPE scaling variants are not implemented")
     c = dict(raw)
     for field in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                   "num_key_value_heads", "head_dim", "max_position_embeddings"):
@@ -47,6 +47,10 @@ def parse_config(raw, source="config.json"):
             raise ConfigError(f"{source}: field \"{field}\": expected a boolean, got {v!r}")
     if c.get("num_key_value_heads") is None:
         c["num_key_value_heads"] = c["num_attention_heads"]
+    if c.get("head_dim") is None and c["model_type"] == "qwen3":
+        c["head_dim"] = 128  # Qwen3Config's default, not hidden_size / num_attention_heads
+    if c.get("max_position_embeddings") is None:
+        c["max_position_embeddings"] = 2048 if c["model_type"] == "llama" else 32768
     if c.get("head_dim") is None:
         if c["hidden_size"] % c["num_attention_heads"] != 0:
             raise ConfigError(f"{source}: field \"head_dim\": missing and hidden_size is not divisible by num_attention_heads")
@@ -59,6 +63,10 @@ def parse_config(raw, source="config.json"):
                            ("attention_bias", False), ("max_position_embeddings", 2048)):
         if c.get(field) is None:
             c[field] = default
+    try:
+        c["rope"] = rope_ref.standardize(c, source)
+    except rope_ref.RopeConfigError as e:
+        raise ConfigError(str(e)) from e
     return c
 
 
@@ -131,12 +139,13 @@ def rotate_half(x):
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def rope_cos_sin(position_ids, head_dim, theta):
-    """cos, sin of shape [B, T, head_dim] (HF layout: the half-size frequencies repeated twice)."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+def rope_cos_sin(position_ids, c):
+    """cos, sin of shape [B, T, head_dim] (HF layout: the half-size frequencies repeated twice), times
+    the RoPE type's attention scaling. Dynamic NTK sees seq_len = max(position_ids) + 1."""
+    inv_freq, scale = rope_ref.inv_freq_and_scale(c, int(position_ids.max()) + 1)
     freqs = position_ids.to(torch.float64)[..., None] * inv_freq  # [B, T, hd/2]
     emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos(), emb.sin()
+    return emb.cos() * scale, emb.sin() * scale
 
 
 def apply_rope(x, cos, sin):
@@ -202,7 +211,7 @@ def forward(params, c, input_ids, attention_mask=None, position_ids=None):
         position_ids = default_position_ids(attention_mask)
     position_ids = torch.as_tensor(position_ids, dtype=torch.long)
     eps = c["rms_norm_eps"]
-    cos, sin = rope_cos_sin(position_ids, c["head_dim"], c["rope_theta"])
+    cos, sin = rope_cos_sin(position_ids, c)
     visible = visibility(attention_mask)
 
     x = params["model.embed_tokens.weight"][input_ids]

@@ -44,6 +44,16 @@ export interface AttentionShape {
   qOffset: Int32Array;
 }
 
+/**
+ * The rotation a RoPE variant applies: angle(position, i) = position * invFreq[i] for the
+ * headDim/2 frequency pairs, and cos/sin multiplied by `attentionScale` (YaRN's attention factor,
+ * 1 elsewhere), so q and k both carry it as in transformers' rotary embedding.
+ */
+export interface RopeFrequencies {
+  invFreq: Float64Array;
+  attentionScale: number;
+}
+
 export interface AdamWHyper {
   lr: number;
   beta1: number;
@@ -94,14 +104,15 @@ export interface Backend {
   /**
    * Rotary embedding in the Hugging Face layout (rotate_half pairs i and i + headDim/2) on
    * x[rows, heads, headDim] with row r at position positions[r]. `inverse` rotates by -angle, which
-   * is the backward of the forward rotation.
+   * (times the same scale) is the backward of the forward rotation. `freq.invFreq` has headDim/2
+   * entries.
    */
   rope(
     x: Buf,
     positions: Int32Array,
     heads: number,
     headDim: number,
-    theta: number,
+    freq: RopeFrequencies,
     inverse: boolean,
   ): Promise<Buf>;
 

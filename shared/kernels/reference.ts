@@ -5,6 +5,7 @@ import {
   type Buf,
   checkTemperature,
   type MatmulShape,
+  type RopeFrequencies,
 } from './backend.js';
 
 /**
@@ -14,11 +15,15 @@ import {
 const f = (b: Buf): Float64Array => b as unknown as Float64Array;
 const buf = (a: Float64Array): Buf => a as unknown as Buf;
 
-export function ropeInvFreq(headDim: number, theta: number): Float64Array {
-  const half = headDim / 2;
-  const inv = new Float64Array(half);
-  for (let i = 0; i < half; i++) inv[i] = 1 / theta ** ((2 * i) / headDim);
-  return inv;
+/** Checks that `freq` fits the head size: one finite frequency per pair and a finite scale. */
+export function checkRopeFrequencies(freq: RopeFrequencies, headDim: number): void {
+  if (headDim % 2 !== 0) throw new RangeError(`rope: headDim ${headDim} must be even`);
+  if (freq.invFreq.length !== headDim / 2) {
+    throw new RangeError(`rope: ${freq.invFreq.length} frequencies for headDim ${headDim}`);
+  }
+  if (!freq.invFreq.every(Number.isFinite) || !Number.isFinite(freq.attentionScale)) {
+    throw new RangeError('rope: non-finite frequency or attention scale');
+  }
 }
 
 export class ReferenceBackend implements Backend {
@@ -147,21 +152,23 @@ export class ReferenceBackend implements Backend {
     positions: Int32Array,
     heads: number,
     headDim: number,
-    theta: number,
+    freq: RopeFrequencies,
     inverse: boolean,
   ): Promise<Buf> {
+    checkRopeFrequencies(freq, headDim);
     const X = f(x);
     const out = new Float64Array(X.length);
     const half = headDim / 2;
-    const inv = ropeInvFreq(headDim, theta);
+    const inv = freq.invFreq;
+    const scale = freq.attentionScale;
     const sign = inverse ? -1 : 1;
     for (let r = 0; r < positions.length; r++) {
       for (let h = 0; h < heads; h++) {
         const base = (r * heads + h) * headDim;
         for (let i = 0; i < half; i++) {
           const ang = positions[r] * inv[i];
-          const c = Math.cos(ang);
-          const s = sign * Math.sin(ang);
+          const c = scale * Math.cos(ang);
+          const s = sign * scale * Math.sin(ang);
           const a = X[base + i];
           const b = X[base + i + half];
           out[base + i] = a * c - b * s;

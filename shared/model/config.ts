@@ -3,6 +3,12 @@
  * checkpoint folder written by rmt opens in transformers and a Llama / Qwen2 / Qwen3 folder from disk
  * opens in rmt.
  */
+import { ConfigError } from './config-error.js';
+import { parseRope, type RopeScaling, ropeToHf } from './rope-config.js';
+
+export { ConfigError } from './config-error.js';
+export type { RopeScaling } from './rope-config.js';
+
 export type ModelType = 'llama' | 'qwen2' | 'qwen3';
 
 export interface ModelConfig {
@@ -16,6 +22,8 @@ export interface ModelConfig {
   head_dim: number;
   rms_norm_eps: number;
   rope_theta: number;
+  /** The RoPE variant beyond plain rotation (null or absent: the original RoPE). */
+  rope_scaling?: RopeScaling | null;
   tie_word_embeddings: boolean;
   max_position_embeddings: number;
   /** Biases on q/k/v projections: always on for qwen2, optional for llama and qwen3. */
@@ -23,17 +31,6 @@ export interface ModelConfig {
   bos_token_id?: number | null;
   eos_token_id?: number | number[] | null;
   pad_token_id?: number | null;
-}
-
-export class ConfigError extends Error {
-  constructor(
-    readonly source: string,
-    readonly field: string,
-    message: string,
-  ) {
-    super(`${source}: field "${field}": ${message}`);
-    this.name = 'ConfigError';
-  }
 }
 
 const ARCHITECTURES: Record<ModelType, string> = {
@@ -67,9 +64,107 @@ function num(raw: Record<string, unknown>, source: string, field: string, fallba
   return v;
 }
 
+function bool(raw: Record<string, unknown>, source: string, field: string, fallback: boolean): boolean {
+  const v = raw[field] ?? fallback;
+  if (typeof v !== 'boolean') throw new ConfigError(source, field, 'expected a boolean');
+  return v;
+}
+
+/** A token id: a non-negative integer, or null. */
+function tokenId(v: unknown, source: string, field: string): number | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+    throw new ConfigError(
+      source,
+      field,
+      `expected a non-negative integer token id, got ${JSON.stringify(v)}`,
+    );
+  }
+  return v;
+}
+
+/** transformers' per-family defaults for fields a config.json may leave out. */
+const FAMILY_DEFAULTS: Record<ModelType, { max_position_embeddings: number; head_dim?: number }> = {
+  llama: { max_position_embeddings: 2048 },
+  qwen2: { max_position_embeddings: 32768 },
+  // Qwen3Config defaults head_dim to 128 rather than hidden_size / num_attention_heads.
+  qwen3: { max_position_embeddings: 32768, head_dim: 128 },
+};
+
 /**
- * Reads and validates a parsed `config.json`. `source` names the file in errors. Defaults follow
- * transformers' own (head_dim = hidden_size / num_attention_heads, num_key_value_heads = heads).
+ * Qwen2/Qwen3 sliding-window attention: which layers use it follows transformers (layer_types, or
+ * every layer from max_window_layers on when use_sliding_window is set). rmt's attention has no
+ * window, so a window that could hide a key (narrower than max_position_embeddings) is refused;
+ * a wider one never hides a key of an accepted sequence and is ignored.
+ */
+function checkSlidingWindow(
+  r: Record<string, unknown>,
+  source: string,
+  layers: number,
+  maxPositions: number,
+): void {
+  const use = bool(r, source, 'use_sliding_window', false);
+  const rawWindow = r.sliding_window ?? (r.sliding_window === null ? null : 4096);
+  if (
+    rawWindow !== null &&
+    (typeof rawWindow !== 'number' || !Number.isInteger(rawWindow) || rawWindow <= 0)
+  ) {
+    throw new ConfigError(
+      source,
+      'sliding_window',
+      `expected a positive integer or null, got ${JSON.stringify(rawWindow)}`,
+    );
+  }
+  const window = use ? (rawWindow as number | null) : null;
+  const fromLayer = r.max_window_layers ?? 28;
+  if (typeof fromLayer !== 'number' || !Number.isInteger(fromLayer) || fromLayer < 0) {
+    throw new ConfigError(
+      source,
+      'max_window_layers',
+      `expected a non-negative integer, got ${JSON.stringify(fromLayer)}`,
+    );
+  }
+  let types: string[];
+  if (r.layer_types === undefined || r.layer_types === null) {
+    types = Array.from({ length: layers }, (_, i) =>
+      window !== null && i >= fromLayer ? 'sliding_attention' : 'full_attention',
+    );
+  } else {
+    if (!Array.isArray(r.layer_types) || r.layer_types.length !== layers) {
+      throw new ConfigError(source, 'layer_types', `expected a list of ${layers} layer types`);
+    }
+    types = r.layer_types as string[];
+  }
+  types.forEach((t, i) => {
+    if (t === 'full_attention') return;
+    if (t !== 'sliding_attention') {
+      throw new ConfigError(
+        source,
+        `layer_types[${i}]`,
+        `${JSON.stringify(t)} is not implemented; expected full_attention`,
+      );
+    }
+    if (window === null) {
+      throw new ConfigError(
+        source,
+        `layer_types[${i}]`,
+        'sliding_attention without a window (use_sliding_window is false or sliding_window is null)',
+      );
+    }
+    if (window < maxPositions) {
+      throw new ConfigError(
+        source,
+        'use_sliding_window',
+        `sliding-window attention (window ${window} < max_position_embeddings ${maxPositions}, from layer ${i}) is not implemented`,
+      );
+    }
+  });
+}
+
+/**
+ * Reads and validates a parsed `config.json`. `source` names the file in errors. Every field that
+ * changes the computation is read (defaults as in transformers' configuration classes) or refused
+ * by name; see docs/model-config.md.
  */
 export function parseModelConfig(raw: unknown, source = 'config.json'): ModelConfig {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
@@ -84,12 +179,25 @@ export function parseModelConfig(raw: unknown, source = 'config.json'): ModelCon
       `unsupported ${JSON.stringify(model_type)}; rmt implements llama, qwen2, qwen3`,
     );
   }
-  if (r.rope_scaling != null) {
+  const family = FAMILY_DEFAULTS[model_type];
+  const act = r.hidden_act ?? 'silu';
+  if (act !== 'silu') {
     throw new ConfigError(
       source,
-      'rope_scaling',
-      'RoPE scaling variants are not implemented; remove it or use a model without it',
+      'hidden_act',
+      `${JSON.stringify(act)} is not implemented; rmt implements silu`,
     );
+  }
+  const dropout = r.attention_dropout ?? 0;
+  if (dropout !== 0) {
+    throw new ConfigError(
+      source,
+      'attention_dropout',
+      `attention dropout is not implemented; expected 0, got ${JSON.stringify(dropout)}`,
+    );
+  }
+  if (model_type === 'llama' && bool(r, source, 'mlp_bias', false)) {
+    throw new ConfigError(source, 'mlp_bias', 'biases on the MLP projections are not implemented');
   }
   const hidden_size = int(r, source, 'hidden_size');
   const num_attention_heads = int(r, source, 'num_attention_heads');
@@ -102,45 +210,59 @@ export function parseModelConfig(raw: unknown, source = 'config.json'): ModelCon
     );
   }
   const headDimDefault =
-    hidden_size % num_attention_heads === 0 ? hidden_size / num_attention_heads : undefined;
+    family.head_dim ??
+    (hidden_size % num_attention_heads === 0 ? hidden_size / num_attention_heads : undefined);
   const head_dim = int(r, source, 'head_dim', headDimDefault);
   if (head_dim % 2 !== 0)
     throw new ConfigError(source, 'head_dim', `RoPE needs an even head_dim, got ${head_dim}`);
-  const tie = r.tie_word_embeddings ?? false;
-  if (typeof tie !== 'boolean') throw new ConfigError(source, 'tie_word_embeddings', 'expected a boolean');
-  const bias = r.attention_bias ?? false;
-  if (typeof bias !== 'boolean') throw new ConfigError(source, 'attention_bias', 'expected a boolean');
+  const num_hidden_layers = int(r, source, 'num_hidden_layers');
+  const max_position_embeddings = int(r, source, 'max_position_embeddings', family.max_position_embeddings);
+  if (model_type !== 'llama') checkSlidingWindow(r, source, num_hidden_layers, max_position_embeddings);
+  const rope = parseRope(r, source, max_position_embeddings);
+  if (rope.rope_scaling?.rope_type === 'dynamic' && head_dim < 4) {
+    throw new ConfigError(source, 'head_dim', `dynamic NTK RoPE needs head_dim >= 4, got ${head_dim}`);
+  }
+  const vocab_size = int(r, source, 'vocab_size');
+  const eos = r.eos_token_id;
   return {
     model_type,
-    vocab_size: int(r, source, 'vocab_size'),
+    vocab_size,
     hidden_size,
     intermediate_size: int(r, source, 'intermediate_size'),
-    num_hidden_layers: int(r, source, 'num_hidden_layers'),
+    num_hidden_layers,
     num_attention_heads,
     num_key_value_heads,
     head_dim,
     rms_norm_eps: num(r, source, 'rms_norm_eps', 1e-6),
-    rope_theta: num(r, source, 'rope_theta', 10000),
-    tie_word_embeddings: tie,
-    max_position_embeddings: int(r, source, 'max_position_embeddings', 2048),
-    attention_bias: bias,
-    bos_token_id: (r.bos_token_id as number | null | undefined) ?? null,
-    eos_token_id: (r.eos_token_id as number | number[] | null | undefined) ?? null,
-    pad_token_id: (r.pad_token_id as number | null | undefined) ?? null,
+    rope_theta: rope.rope_theta,
+    rope_scaling: rope.rope_scaling,
+    tie_word_embeddings: bool(r, source, 'tie_word_embeddings', false),
+    max_position_embeddings,
+    attention_bias: bool(r, source, 'attention_bias', false),
+    bos_token_id: tokenId(r.bos_token_id, source, 'bos_token_id'),
+    eos_token_id: Array.isArray(eos)
+      ? eos.map((e, i) => tokenId(e, source, `eos_token_id[${i}]`) as number)
+      : tokenId(eos, source, 'eos_token_id'),
+    pad_token_id: tokenId(r.pad_token_id, source, 'pad_token_id'),
   };
 }
 
-/** The `config.json` object transformers expects for this configuration. */
+/**
+ * The `config.json` object transformers expects for this configuration: RoPE in both layouts
+ * (`rope_parameters` for transformers 5, `rope_theta`/`rope_scaling` for 4.x), read back unchanged
+ * by parseModelConfig.
+ */
 export function toHfConfig(c: ModelConfig): Record<string, unknown> {
+  const { rope_theta, rope_scaling, ...rest } = c;
   return {
     architectures: [ARCHITECTURES[c.model_type]],
-    ...c,
+    ...rest,
+    ...ropeToHf({ rope_theta, rope_scaling: rope_scaling ?? null }),
     hidden_act: 'silu',
     attention_dropout: 0,
     initializer_range: 0.02,
     use_cache: true,
     torch_dtype: 'float32',
-    rope_scaling: null,
     ...(c.model_type === 'llama' ? { mlp_bias: false, pretraining_tp: 1 } : {}),
     ...(c.model_type !== 'llama'
       ? { use_sliding_window: false, sliding_window: null, max_window_layers: c.num_hidden_layers }

@@ -1,8 +1,9 @@
-import type { AttentionShape, Backend, Buf } from '../kernels/backend.js';
+import type { AttentionShape, Backend, Buf, RopeFrequencies } from '../kernels/backend.js';
 import type { TokenBatch } from './batch.js';
 import { hasOBias, hasQkNorm, hasQkvBias, type ModelConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
 import { layerPrefix } from './params.js';
+import { ropeFrequencies } from './rope.js';
 import { scoped } from './scope.js';
 
 /**
@@ -74,6 +75,11 @@ export class Decoder {
     this.oBias = hasOBias(config);
   }
 
+  /** The RoPE frequencies for a call over `positions` (they vary only under dynamic NTK scaling). */
+  ropeFreq(positions: Int32Array): RopeFrequencies {
+    return ropeFrequencies(this.config, positions);
+  }
+
   p(name: string): Buf {
     const b = this.params.get(name);
     if (!b) throw new Error(`missing parameter ${name}`);
@@ -113,13 +119,13 @@ export class Decoder {
     const be = this.backend;
     if (!this.qkNorm) {
       return {
-        out: await be.rope(raw, positions, heads, c.head_dim, c.rope_theta, false),
+        out: await be.rope(raw, positions, heads, c.head_dim, this.ropeFreq(positions), false),
         pre: null,
         rstd: null,
       };
     }
     const { y, rstd } = await be.rmsnorm(raw, this.p(norm), rows * heads, c.head_dim, c.rms_norm_eps);
-    const out = await be.rope(y, positions, heads, c.head_dim, c.rope_theta, false);
+    const out = await be.rope(y, positions, heads, c.head_dim, this.ropeFreq(positions), false);
     be.free(y);
     return { out, pre: raw, rstd };
   }
@@ -393,7 +399,7 @@ export class Decoder {
   ): Promise<Buf> {
     const c = this.config;
     const be = this.backend;
-    const dRot = await be.rope(dOut, positions, heads, c.head_dim, c.rope_theta, true);
+    const dRot = await be.rope(dOut, positions, heads, c.head_dim, this.ropeFreq(positions), true);
     if (!this.qkNorm || !pre || !rstd) return dRot;
     return scoped(be, async (s) => {
       const { dx, dw } = await be.rmsnormBackward(

@@ -17,6 +17,11 @@ export interface GenerateOptions extends SamplingParams {
    * prompts reuse compiled kernels (padding is masked and costs a little compute).
    */
   shapeBucket?: number;
+  /**
+   * Ids at or above this are padding rows of the embedding (model vocab_size beyond the
+   * tokenizer's) and are never sampled; default: every row.
+   */
+  usableVocab?: number;
 }
 
 export interface Generation {
@@ -52,6 +57,11 @@ export async function generate(
       `generate: prompt plus new tokens reach ${longest} positions, above max_position_embeddings ${limit}`,
     );
   }
+  const V = model.config.vocab_size;
+  const usable = o.usableVocab ?? V;
+  if (!Number.isInteger(usable) || usable < 1 || usable > V) {
+    throw new RangeError(`generate: usableVocab ${usable} outside [1, vocab_size ${V}]`);
+  }
   const cache = new KVCache(model.backend, model.config, B, roundUp(P + maxNew, bucket));
   for (let b = 0; b < B; b++) for (let t = 0; t < P; t++) cache.markValid(b, t, prompt.mask[b * P + t] === 1);
   const out: Generation[] = prompts.map(() => ({ tokens: [], logprobs: [], finishReason: 'length' }));
@@ -59,7 +69,6 @@ export async function generate(
   const be = model.backend;
   try {
     let logits = await model.forwardCached(prompt.ids, prompt.positions, cache, 0, P);
-    const V = model.config.vocab_size;
     for (let step = 0; step < maxNew && active.some(Boolean); step++) {
       const host = await be.read(logits);
       be.free(logits);
@@ -71,7 +80,7 @@ export async function generate(
           cache.markValid(b, P + step, false);
           continue;
         }
-        const { token, logprob } = sampleToken(host.subarray(b * V, (b + 1) * V), o, o.rng);
+        const { token, logprob } = sampleToken(host.subarray(b * V, (b + 1) * V), o, o.rng, usable);
         out[b].tokens.push(token);
         out[b].logprobs.push(logprob);
         ids[b] = token;

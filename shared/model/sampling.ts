@@ -23,22 +23,28 @@ export function logSoftmax(logits: ArrayLike<number>, temperature = 1): Float64A
 }
 
 /**
- * Draws one token. Returns it with its log-probability under the temperature-scaled full
- * distribution: the quantity a policy-gradient learner recomputes from the same logits (verl and
- * TRL do the same), not the truncated top-k / top-p distribution it was drawn from.
+ * Draws one token among ids [0, usable). Returns it with its log-probability under the
+ * temperature-scaled full distribution: the quantity a policy-gradient learner recomputes from the
+ * same logits (verl and TRL do the same), not the truncated top-k / top-p distribution it was drawn
+ * from. `usable` leaves out the embedding rows a model has beyond its tokenizer's vocabulary
+ * (Qwen3 pads 151669 tokens to 151936 rows): those ids are never drawn.
  */
 export function sampleToken(
   logits: ArrayLike<number>,
   p: SamplingParams,
   rng: Rng,
+  usable: number = logits.length,
 ): { token: number; logprob: number } {
+  if (!Number.isInteger(usable) || usable < 1 || usable > logits.length) {
+    throw new RangeError(`sampleToken: usable ${usable} outside [1, ${logits.length}]`);
+  }
   const lp = logSoftmax(logits, p.temperature);
   if (p.temperature <= 0) {
     let best = 0;
-    for (let i = 1; i < lp.length; i++) if (lp[i] > lp[best]) best = i;
+    for (let i = 1; i < usable; i++) if (lp[i] > lp[best]) best = i;
     return { token: best, logprob: lp[best] };
   }
-  const order = Array.from(lp.keys()).sort((a, b) => lp[b] - lp[a]);
+  const order = Array.from({ length: usable }, (_, i) => i).sort((a, b) => lp[b] - lp[a]);
   let keep = p.topK > 0 ? Math.min(p.topK, order.length) : order.length;
   if (p.topP < 1) {
     let cum = 0;

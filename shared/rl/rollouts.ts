@@ -54,6 +54,7 @@ export async function generateRollouts(
       stopTokens: [...format.stopIds],
       rng,
       padId: tokenizer.eosId,
+      usableVocab: tokenizer.vocabSize,
     });
     chunk.forEach((p, c) => {
       const group: Rollout[] = [];

@@ -91,6 +91,7 @@ export async function evaluatePositions(
           model,
           chunk.map((p) => p.context),
           o.ntpExclude ?? [],
+          tokenizer.vocabSize,
         )
       ).entries()) {
         correct.push(pred === chunk[j].target);
@@ -149,14 +150,21 @@ export async function evaluatePositions(
   };
 }
 
-/** The most likely next token after each context (left-padded batch, last row of each). */
+/**
+ * The most likely next token after each context (left-padded batch, last row of each), among the
+ * tokenizer's `usable` ids: rows the model has beyond them are padding, never a prediction.
+ */
 async function argmaxNext(
   model: Decoder,
   contexts: number[][],
   exclude: readonly number[],
+  usable: number,
 ): Promise<number[]> {
   const be = model.backend;
   const V = model.config.vocab_size;
+  if (!Number.isInteger(usable) || usable < 1 || usable > V) {
+    throw new RangeError(`evaluate: tokenizer has ${usable} ids, the model ${V} rows`);
+  }
   const batch = padBatch(contexts, 0, 'left');
   const tape = await model.forward(batch);
   const logitsBuf = await model.logits(tape);
@@ -166,7 +174,7 @@ async function argmaxNext(
   return contexts.map((_, b) => {
     const row = (b * batch.seqLen + batch.seqLen - 1) * V;
     let best = -1;
-    for (let v = 0; v < V; v++) {
+    for (let v = 0; v < usable; v++) {
       if (exclude.includes(v)) continue;
       if (best < 0 || logits[row + v] > logits[row + best]) best = v;
     }

@@ -24,7 +24,9 @@ import {
   type Buf,
   checkTemperature,
   type MatmulShape,
+  type RopeFrequencies,
 } from '../backend.js';
+import { checkRopeFrequencies } from '../reference.js';
 import { WasmMatmul } from '../wasm/matmul.js';
 import { WasmOps } from '../wasm/ops.js';
 import { embeddingBackwardF32, gatherRowsF32, scatterRowsF32 } from '../wasm/rows.js';
@@ -155,6 +157,8 @@ const CE_CHUNK = 256;
 /** Elements per partial sum in sumSquares. */
 const SUMSQ_CHUNK = 256;
 const EMPTY = new Float32Array(0);
+/** RoPE table sets kept on the device (one per frequency set; see ropeTable). */
+const ROPE_TABLES_KEPT = 4;
 
 let liveWebgpuBackends = 0;
 
@@ -550,17 +554,35 @@ export class GpujsBackend implements Backend {
     return { dx: this.wrap(dx), dw: this.wrap(dw) };
   }
 
-  /** Device cos/sin tables covering positions 0 .. count-1 (grown by doubling, kept per headDim/theta). */
-  private async ropeTable(count: number, headDim: number, theta: number): Promise<{ cos: Dev; sin: Dev }> {
-    const key = `${headDim}|${theta}`;
+  /**
+   * Device cos/sin tables covering positions 0 .. count-1 (grown by doubling, kept per frequency set).
+   * Dynamic NTK scaling makes a new frequency set per longer sequence, so only the most recently used
+   * few are kept.
+   */
+  private async ropeTable(
+    count: number,
+    headDim: number,
+    freq: RopeFrequencies,
+  ): Promise<{ cos: Dev; sin: Dev }> {
+    const key = `${headDim}|${freq.attentionScale}|${freq.invFreq.join(',')}`;
     const have = this.ropeCache.get(key);
-    if (have && have.count >= count) return have;
+    if (have && have.count >= count) {
+      this.ropeCache.delete(key);
+      this.ropeCache.set(key, have);
+      return have;
+    }
     let size = have ? have.count : 256;
     while (size < count) size *= 2;
-    const t = ropeTables(size, headDim, theta);
+    const t = ropeTables(size, headDim, freq);
     const entry = { count: size, cos: await this.deviceCopy(t.cos), sin: await this.deviceCopy(t.sin) };
     if (have) this.release(have.cos, have.sin);
+    this.ropeCache.delete(key);
     this.ropeCache.set(key, entry);
+    while (this.ropeCache.size > ROPE_TABLES_KEPT) {
+      const [oldest, old] = this.ropeCache.entries().next().value as [string, { cos: Dev; sin: Dev }];
+      this.release(old.cos, old.sin);
+      this.ropeCache.delete(oldest);
+    }
     return entry;
   }
 
@@ -569,17 +591,17 @@ export class GpujsBackend implements Backend {
     positions: Int32Array,
     heads: number,
     headDim: number,
-    theta: number,
+    freq: RopeFrequencies,
     inverse: boolean,
   ): Promise<Buf> {
-    if (headDim % 2 !== 0) throw new RangeError(`rope: headDim ${headDim} must be even`);
+    checkRopeFrequencies(freq, headDim);
     let maxPos = 0;
     for (const p of positions) {
       if (p < 0) throw new RangeError(`rope: negative position ${p}`);
       if (p > maxPos) maxPos = p;
     }
     const X = await this.dev(x);
-    const table = await this.ropeTable(maxPos + 1, headDim, theta);
+    const table = await this.ropeTable(maxPos + 1, headDim, freq);
     const W = this.ops();
     if (W) {
       const cos = table.cos as Float32Array;

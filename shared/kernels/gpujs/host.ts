@@ -2,7 +2,7 @@
  * Host-side preparation for the gpu.js kernels: index structures that turn scatters into gathers, and
  * conversions of host integer data into the Float32Arrays gpu.js takes. Everything here is O(input).
  */
-import { ropeInvFreq } from '../reference.js';
+import type { RopeFrequencies } from '../backend.js';
 
 /** Integer host data as floats (exact below 2^24). Never empty: gpu.js cannot bind a 0-length array. */
 export function asF32(data: ArrayLike<number>): Float32Array {
@@ -41,21 +41,25 @@ export function buildInverse(index: Int32Array, rows: number): Float32Array {
   return inverse;
 }
 
-/** cos/sin tables [positions, headDim/2] in float64 rounded to f32, for positions 0 .. count-1. */
+/**
+ * cos/sin tables [positions, headDim/2] for positions 0 .. count-1, times the attention scale, in
+ * float64 rounded to f32.
+ */
 export function ropeTables(
   count: number,
   headDim: number,
-  theta: number,
+  freq: RopeFrequencies,
 ): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
-  const inv = ropeInvFreq(headDim, theta);
+  const inv = freq.invFreq;
+  const scale = freq.attentionScale;
   const cos = new Float32Array(count * half);
   const sin = new Float32Array(count * half);
   for (let p = 0; p < count; p++) {
     for (let i = 0; i < half; i++) {
       const ang = p * inv[i];
-      cos[p * half + i] = Math.cos(ang);
-      sin[p * half + i] = Math.sin(ang);
+      cos[p * half + i] = scale * Math.cos(ang);
+      sin[p * half + i] = scale * Math.sin(ang);
     }
   }
   return { cos, sin };
