@@ -60,7 +60,7 @@ function decoderSteps(decoder: unknown, where: string): Record<string, unknown>[
  * A function from a (non-added) vocabulary entry to its bytes, for the decoder of a tokenizer.json.
  * `where` names the decoder field in errors. Throws for decoders it cannot invert token by token.
  */
-export function tokenBytesFor(decoder: unknown, byteFallback: boolean, where: string): TokenBytesOf {
+export function tokenBytesFor(decoder: unknown, where: string): TokenBytesOf {
   const steps = decoderSteps(decoder, where);
   if (steps.some((s) => s.type === 'ByteLevel')) {
     const others = steps.filter((s) => s.type !== 'ByteLevel' && !SEQUENCE_DECODERS.has(s.type as string));
@@ -78,7 +78,8 @@ export function tokenBytesFor(decoder: unknown, byteFallback: boolean, where: st
       return bytes;
     };
   }
-  const decodesBytes = byteFallback || steps.some((s) => s.type === 'ByteFallback');
+  // `<0xNN>` is a byte only where the decoder says so (the model's byte_fallback only makes them).
+  const decodesBytes = steps.some((s) => s.type === 'ByteFallback');
   const replacements: [from: string, to: string][] = [];
   for (const s of steps) {
     if (s.type === 'Replace')

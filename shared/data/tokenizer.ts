@@ -155,7 +155,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   // Decoding must be the exact inverse of encoding: never "clean up" spaces before punctuation.
   config.clean_up_tokenization_spaces = false;
 
-  const model = tokJson.model as { vocab: Record<string, number>; byte_fallback?: boolean };
+  const model = tokJson.model as { vocab: Record<string, number> };
   const vocab = new Map<string, number>(Object.entries(model.vocab));
   const added = tokJson.added_tokens as AddedTokenJson[];
   const specialIds = new Set<number>();
@@ -195,7 +195,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const thinkId = requireId(THINK_TOKEN, 'special');
   const endThinkId = requireId(END_THINK_TOKEN, 'special');
 
-  const bytesOfEntry = tokenBytesFor(tokJson.decoder, model.byte_fallback === true, `${jsonPath}: decoder`);
+  const bytesOfEntry = tokenBytesFor(tokJson.decoder, `${jsonPath}: decoder`);
   let hf: HfTokenizer;
   try {
     hf = new HfTokenizer(tokJson, config);
