@@ -192,8 +192,17 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const eosId = requireId(configToken(config, 'eos_token') ?? EOS_TOKEN, 'end-of-text');
   const bosId = optionalId('bos_token');
   const padId = optionalId('pad_token');
-  const thinkId = requireId(THINK_TOKEN, 'special');
-  const endThinkId = requireId(END_THINK_TOKEN, 'special');
+  const reasoningId = (token: string): number => {
+    const id = vocab.get(token);
+    if (id === undefined) {
+      throw new Error(
+        `${jsonPath}: missing reasoning token ${JSON.stringify(token)} (add <think> and </think> to the checkpoint with: npx tsx scripts/add-think-tokens.ts --from <checkpoint> --out <folder>)`,
+      );
+    }
+    return id;
+  };
+  const thinkId = reasoningId(THINK_TOKEN);
+  const endThinkId = reasoningId(END_THINK_TOKEN);
 
   const bytesOfEntry = tokenBytesFor(tokJson.decoder, `${jsonPath}: decoder`);
   let hf: HfTokenizer;
