@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
+import { promptConfigProblem } from '../rl/prompt-format.js';
 import { overlay, RunConfigError } from './merge.js';
 import type { OptimizerSettings } from './optimizer-config.js';
 import { METHOD_TABLE, type Method, RMT_DEFAULTS, type RmtDefaults } from './rmt-defaults.js';
@@ -167,6 +168,8 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
   if (c.eval.ntp_over !== 'text' && c.eval.ntp_over !== 'vocab') {
     throw new RunConfigError(source, 'eval.ntp_over', `must be "text" or "vocab", got "${c.eval.ntp_over}"`);
   }
+  const prompt = promptConfigProblem(c.prompt);
+  if (prompt) throw new RunConfigError(source, prompt.field, prompt.reason);
   if (c.train.generation_batch < c.grpo.G) {
     throw new RunConfigError(
       source,

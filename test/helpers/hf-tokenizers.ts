@@ -82,11 +82,27 @@ export const QWEN_SPLIT =
 export const LLAMA3_SPLIT =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-export const QWEN_CHAT_TEMPLATE =
-  '{%- for message in messages %}' +
-  "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}" +
-  '{%- endfor %}' +
-  "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+/**
+ * A chat template in the style of Qwen3's (written for these tests): a system turn when given, the
+ * reasoning of earlier assistant turns dropped, and `enable_thinking=false` closing an empty think
+ * block in the generation prompt. It uses the Jinja features such templates rely on: namespace,
+ * loop variables, string methods, filters and tests.
+ */
+export const QWEN_CHAT_TEMPLATE = [
+  '{%- set ns = namespace(last_user=-1) %}',
+  '{%- for m in messages %}{%- if m.role == "user" %}{%- set ns.last_user = loop.index0 %}{%- endif %}{%- endfor %}',
+  '{%- for message in messages %}',
+  '{%- set content = message.content if message.content is string else "" %}',
+  '{%- if message.role == "assistant" and "</think>" in content %}',
+  '{%- set content = content.split("</think>")[-1].lstrip("\\n") %}',
+  '{%- endif %}',
+  "{{- '<|im_start|>' + message.role + '\\n' + content | trim + '<|im_end|>\\n' }}",
+  '{%- endfor %}',
+  '{%- if add_generation_prompt %}',
+  "{{- '<|im_start|>assistant\\n' }}",
+  "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}",
+  '{%- endif %}',
+].join('\n');
 
 export interface BuiltTokenizer {
   tokenizerJson: Record<string, unknown>;
