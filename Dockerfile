@@ -16,7 +16,7 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: no dependency needs its install script on Linux (webgpu's is for macOS, esbuild
-# and sharp take their prebuilt binaries from optional packages, gl's native build is disabled in
+# takes its prebuilt binary from an optional package, gl's native build is disabled in
 # package.json), and `prepare` needs the sources copied below.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY asm/ asm/

@@ -78,15 +78,14 @@ test('bare parse: no <eos> means the hard cap cut it -> length, whatever it hold
   t.deepEqual(cutInPrediction.predictionIds, []);
 });
 
-test('rpt-v0 prompt: template text with the budget sentence and the context, ending in <think>', (t) => {
+test('rpt-v0 prompt: RPT template v0 text with the budget sentence and the context, then <think>', (t) => {
   const ctx = tok.encode('Costs $& rose by');
   const s = rpt.promptText(ctx, 32);
-  t.true(s.includes('Please use exactly 32 tokens within <think></think>.'));
-  t.true(s.includes('Text: Costs $& rose by\n'));
-  t.true(s.endsWith('<think>'));
+  t.true(s.startsWith("Complete the given text under '### Context' by predicting the next token"));
+  t.true(s.includes('do not use \\text{}). Please use exactly 32 tokens within <think></think>.\n\n'));
+  t.true(s.endsWith('### Context Costs $& rose by'));
   const ids = rpt.buildPrompt(ctx, 32);
-  t.deepEqual(ids, tok.encode(s));
-  t.is(ids.at(-1), tok.thinkId);
+  t.deepEqual(ids, [...tok.encode(s), tok.thinkId]);
   t.false(rpt.promptText(ctx, null).includes('Please use exactly'));
   t.false(rpt.promptText(ctx, null).includes('{budget_sentence}'));
 });
@@ -138,5 +137,5 @@ test('lastBoxedBytes balances braces and works on bytes', (t) => {
 
 test('makePromptFormat picks the layout the config names', (t) => {
   t.is(makePromptFormat(tok, RMT_DEFAULTS.prompt).name, 'bare');
-  t.is(makePromptFormat(tok, { ...RMT_DEFAULTS.prompt, format: 'rpt-v0' }).name, 'rpt-v0');
+  t.is(makePromptFormat(tok, { ...RMT_DEFAULTS.prompt, template: 'rpt-v0' }).name, 'rpt-v0');
 });

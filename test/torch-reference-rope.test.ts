@@ -14,14 +14,14 @@ import { ropeFrequenciesFor } from '../shared/model/rope.js';
 import { readSafetensorsFloat64 } from '../shared/model/safetensors.js';
 import { uploadParams } from '../shared/model/weights.js';
 import { testBackends } from './helpers/backends.js';
-import { FIXTURES, relErr, TORCH_TOL } from './helpers/torch-fixtures.js';
+import { FIXTURES, relErr, TORCH_TOL } from '../scripts/torch_ref/fixtures.js';
 
 /**
  * Checkpoints with each RoPE type, in the transformers 5 layout (rope_parameters) and the 4.x one
  * (rope_theta + rope_scaling, legacy `type` key included), against the float64 PyTorch reference
  * (scripts/torch_ref/make_rope_fixtures.py, which computes the frequencies in Python as transformers
  * does): inverse frequencies and attention scale, logits, loss and every gradient, at positions in
- * the thousands so the scaled frequencies matter. Tolerances: TORCH_TOL (test/helpers/torch-fixtures.ts);
+ * the thousands so the scaled frequencies matter. Tolerances: TORCH_TOL (scripts/torch_ref/fixtures.ts);
  * the frequencies to 1e-12 relative.
  */
 const DIR = join(FIXTURES, '..', 'torch-ref-rope');

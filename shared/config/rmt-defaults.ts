@@ -42,14 +42,23 @@ export interface RewardConfig extends LengthRewardParams {
 }
 
 export interface PromptConfig {
-  /** `bare` for small models trained by this project, `rpt-v0` for instruction-following models. */
-  format: 'bare' | 'rpt-v0';
+  /**
+   * `bare` for small models trained by this project, `rpt-v0` for instruction-following models
+   * (RPT's template as plain text), `chat` for models with a chat template (the RPT instruction as
+   * the user turn of the model's own template from tokenizer_config.json or chat_template.jinja).
+   */
+  template: 'bare' | 'rpt-v0' | 'chat';
   /** Text after `<think>` that states the budget in the bare layout; `{B}` becomes the number. */
   budget_marker: string;
   /** RPT template v0; `{context}` is the decoded context, `{budget_sentence}` the sentence below or ''. */
   rpt_template: string;
   /** The budget sentence of RMT; `{B}` becomes the number. */
   rpt_budget_sentence: string;
+  /**
+   * Tokens (strings such as `<|im_end|>`, or ids) that end a response. Empty: the checkpoint's
+   * generation_config.json `eos_token_id` (one id or a list), else the tokenizer's eos token.
+   */
+  stop_tokens: (string | number)[];
 }
 
 export type TierProbs = [easy: number, medium: number, hard: number];
@@ -146,15 +155,17 @@ export const RMT_DEFAULTS: RmtDefaults = {
     length_reward_requires_answer: true, // ours: see RewardConfig
   },
   prompt: {
-    format: 'bare', // ours: small models
+    template: 'bare', // ours: small models
     budget_marker: ' budget {B}:', // ours: readable, digits are single tokens, ':' ends the number
-    // ours: RPT's template v0 in spirit (instruction, context, answer in \boxed{} after </think>);
-    // check the wording against RPT's appendix before comparing with its numbers.
+    // RPT's template v0 (RPT appendix, Table 10) verbatim, with the budget sentence of RMT at the end
+    // of the instruction (ours: where it goes) and the context after "### Context ".
     rpt_template:
-      'Complete the given text with its next token. Reason step by step within <think></think>, ' +
-      'then write the next token inside \\boxed{} after </think>.{budget_sentence}\n\n' +
-      'Text: {context}\n\n<think>',
+      "Complete the given text under '### Context' by predicting the next token, and wrap it in " +
+      "'\\boxed{}'. Please reason step by step to find the most probable next token as the final " +
+      'answer, and enclose it in \\boxed{} (note: the token may begin with a space, e.g., ' +
+      '\\boxed{ para} or \\boxed{ =}; do not use \\text{}).{budget_sentence}\n\n### Context {context}',
     rpt_budget_sentence: ' Please use exactly {B} tokens within <think></think>.', // paper
+    stop_tokens: [], // ours: the checkpoint's generation_config.json, as transformers' generate
   },
   curriculum: {
     k: 16, // RPT

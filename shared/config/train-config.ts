@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { parseReportTo, type ReportTarget } from '../obs/run-metrics.js';
+import { promptConfigProblem } from '../rl/prompt-format.js';
 import { didYouMean } from '../util/did-you-mean.js';
 import { overlay, RunConfigError } from './merge.js';
 import type { OptimizerSettings } from './optimizer-config.js';
@@ -179,6 +180,8 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
   if (c.eval.ntp_over !== 'text' && c.eval.ntp_over !== 'vocab') {
     throw new RunConfigError(source, 'eval.ntp_over', `must be "text" or "vocab", got "${c.eval.ntp_over}"`);
   }
+  const prompt = promptConfigProblem(c.prompt);
+  if (prompt) throw new RunConfigError(source, prompt.field, prompt.reason);
   if (c.train.generation_batch < c.grpo.G) {
     throw new RunConfigError(
       source,

@@ -1,13 +1,15 @@
 /**
- * Loads a Hugging Face tokenizer folder (`tokenizer.json` + optional `tokenizer_config.json`) through
- * @xenova/transformers, with remote loading switched off. The tokenizer is built directly from the parsed JSON
- * (no `from_pretrained` path lookup), so any folder works and nothing is ever fetched.
+ * Loads a Hugging Face tokenizer folder (`tokenizer.json` + optional `tokenizer_config.json`) with
+ * @huggingface/tokenizers. The tokenizer is built directly from the parsed JSON, so any folder works and
+ * nothing is ever fetched. BPE models of both Hugging Face families load: byte-level (GPT-2, Qwen2/3,
+ * Llama 3) and SentencePiece-style with byte fallback (Llama 2, Mistral); see token-bytes.ts.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { env, PreTrainedTokenizer } from '@xenova/transformers';
-import { END_THINK_TOKEN, EOS_TOKEN, THINK_TOKEN, unicodeToByteMap } from './gpt2-bpe.js';
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { END_THINK_TOKEN, EOS_TOKEN, THINK_TOKEN } from './gpt2-bpe.js';
+import { tokenBytesFor } from './token-bytes.js';
 
 export interface Tokenizer {
   /** Absolute path of the folder the tokenizer was loaded from. */
@@ -15,6 +17,10 @@ export interface Tokenizer {
   /** Number of ids, added (special) tokens included: every id is in [0, vocabSize). */
   readonly vocabSize: number;
   readonly eosId: number;
+  /** Id of tokenizer_config.json's `bos_token`; null when it names none. */
+  readonly bosId: number | null;
+  /** Id of tokenizer_config.json's `pad_token`; null when it names none. */
+  readonly padId: number | null;
   readonly thinkId: number;
   readonly endThinkId: number;
   /** sha256 (hex) of tokenizer.json's bytes. */
@@ -29,7 +35,7 @@ export interface Tokenizer {
   idOf(token: string): number | undefined;
   /** Vocabulary entry of an id (byte-level form for BPE tokens). */
   tokenOf(id: number): string;
-  /** True for added special tokens (`<|endoftext|>`, `<think>`, `</think>`, ...). */
+  /** True for added tokens marked special (`<|endoftext|>`; `<think>` too in rmt's own tokenizers). */
   isSpecial(id: number): boolean;
 }
 
@@ -67,7 +73,7 @@ interface AddedTokenJson {
   special?: boolean;
 }
 
-/** Checks the parts of tokenizer.json this module relies on (in place: merges become "a b" strings). */
+/** Checks the parts of tokenizer.json this module relies on (in place: merges become [left, right] pairs). */
 function validateTokenizerJson(path: string, json: Record<string, unknown>): void {
   const problem = (what: string) => new Error(`${path}: ${what}`);
   const model = json.model;
@@ -80,36 +86,59 @@ function validateTokenizerJson(path: string, json: Record<string, unknown>): voi
   if (vocab === undefined) throw problem('missing field "model.vocab"');
   if (!isObject(vocab)) throw problem('field "model.vocab" must be an object of token -> id');
   for (const [tok, id] of Object.entries(vocab)) {
-    if (!Number.isInteger(id) || (id as number) < 0)
+    if (!Number.isSafeInteger(id) || (id as number) < 0)
       throw problem(`model.vocab[${JSON.stringify(tok)}] is not an id`);
   }
   const merges = model.merges;
   if (merges === undefined) throw problem('missing field "model.merges"');
   if (!Array.isArray(merges)) throw problem('field "model.merges" must be an array');
-  // Newer `tokenizers` versions write merges as ["a", "b"] pairs; @xenova/transformers 2.x only reads "a b".
+  // Older `tokenizers` versions write merges as "a b", newer ones as ["a", "b"] (which also allows
+  // tokens holding a space); one list may not mix them, so every merge becomes a pair.
   model.merges = merges.map((m: unknown, i: number) => {
-    if (typeof m === 'string') return m;
-    if (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === 'string')) return `${m[0]} ${m[1]}`;
+    if (typeof m === 'string') {
+      const parts = m.split(' ');
+      if (parts.length === 2 && parts[0] && parts[1]) return parts;
+    } else if (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === 'string' && x.length > 0)) {
+      return m;
+    }
     throw problem(`model.merges[${i}] must be "left right" or ["left", "right"]`);
   });
+  if (model.byte_fallback !== undefined && typeof model.byte_fallback !== 'boolean') {
+    throw problem('field "model.byte_fallback" must be a boolean');
+  }
   if (json.added_tokens === undefined) json.added_tokens = [];
   const added = json.added_tokens;
   if (!Array.isArray(added)) throw problem('field "added_tokens" must be an array');
   added.forEach((t: unknown, i: number) => {
-    if (!isObject(t) || !Number.isInteger(t.id) || typeof t.content !== 'string') {
-      throw problem(`added_tokens[${i}] must have an integer "id" and a string "content"`);
+    if (
+      !isObject(t) ||
+      !Number.isSafeInteger(t.id) ||
+      (t.id as number) < 0 ||
+      typeof t.content !== 'string'
+    ) {
+      throw problem(`added_tokens[${i}] must have a non-negative integer "id" and a string "content"`);
     }
+    if (t.content.length === 0) throw problem(`added_tokens[${i}].content must not be empty`);
   });
-  for (const key of ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder']) {
+  for (const key of ['normalizer', 'pre_tokenizer', 'post_processor']) {
     if (json[key] === undefined) json[key] = null;
   }
+  // Without a decoder the library joins tokens with spaces: decoding would not invert encoding.
+  if (json.decoder === undefined || json.decoder === null) throw problem('missing field "decoder"');
+}
+
+/** A token named by tokenizer_config.json (`"eos_token": "</s>"` or `{"content": "</s>", ...}`). */
+function configToken(config: Record<string, unknown>, key: string): string | null | undefined {
+  const v = config[key];
+  if (v === undefined) return undefined;
+  if (v === null) return null;
+  if (typeof v === 'string') return v;
+  if (isObject(v) && typeof v.content === 'string') return v.content;
+  return undefined;
 }
 
 /** Loads the tokenizer in `dir`. Throws an Error naming the file and the problem when something is wrong. */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
-  env.allowRemoteModels = false;
-  env.allowLocalModels = true;
-
   const absDir = resolve(dir);
   if (!existsSync(absDir)) throw new Error(`${absDir}: tokenizer folder not found`);
   if (!statSync(absDir).isDirectory())
@@ -139,6 +168,9 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   let vocabSize = 0;
   const idToToken: string[] = [];
   for (const [tok, id] of vocab) {
+    if (idToToken[id] !== undefined && idToToken[id] !== tok) {
+      throw new Error(`${jsonPath}: id ${id} is given to two tokens`);
+    }
     idToToken[id] = tok;
     if (id + 1 > vocabSize) vocabSize = id + 1;
   }
@@ -147,29 +179,39 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
       throw new Error(`${jsonPath}: ids are not dense (no token has id ${id})`);
   }
 
-  const tokenName = (key: string, fallback: string): string => {
-    const v = config[key];
-    if (typeof v === 'string') return v;
-    if (isObject(v) && typeof v.content === 'string') return v.content;
-    return fallback;
-  };
   const requireId = (token: string, what: string): number => {
     const id = vocab.get(token);
     if (id === undefined) throw new Error(`${jsonPath}: missing ${what} token ${JSON.stringify(token)}`);
     return id;
   };
-  const eosId = requireId(tokenName('eos_token', EOS_TOKEN), 'end-of-text');
-  const thinkId = requireId(THINK_TOKEN, 'special');
-  const endThinkId = requireId(END_THINK_TOKEN, 'special');
+  const optionalId = (key: string): number | null => {
+    const token = configToken(config, key);
+    if (token === undefined || token === null) return null;
+    return requireId(token, `${key} (named in tokenizer_config.json)`);
+  };
+  const eosId = requireId(configToken(config, 'eos_token') ?? EOS_TOKEN, 'end-of-text');
+  const bosId = optionalId('bos_token');
+  const padId = optionalId('pad_token');
+  const reasoningId = (token: string): number => {
+    const id = vocab.get(token);
+    if (id === undefined) {
+      throw new Error(
+        `${jsonPath}: missing reasoning token ${JSON.stringify(token)} (add <think> and </think> to the checkpoint with: npx tsx scripts/add-think-tokens.ts --from <checkpoint> --out <folder>)`,
+      );
+    }
+    return id;
+  };
+  const thinkId = reasoningId(THINK_TOKEN);
+  const endThinkId = reasoningId(END_THINK_TOKEN);
 
-  let hf: PreTrainedTokenizer;
+  const bytesOfEntry = tokenBytesFor(tokJson.decoder, `${jsonPath}: decoder`);
+  let hf: HfTokenizer;
   try {
-    hf = new PreTrainedTokenizer(tokJson, config);
+    hf = new HfTokenizer(tokJson, config);
   } catch (e) {
     throw new Error(`${jsonPath}: cannot build tokenizer (${(e as Error).message})`);
   }
 
-  const byteOf = unicodeToByteMap();
   const encoder = new TextEncoder();
   const bytesCache: (Uint8Array | undefined)[] = new Array(vocabSize);
   const checkId = (id: number): void => {
@@ -186,13 +228,10 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
       if (addedIds.has(id)) {
         bytes = encoder.encode(tok);
       } else {
-        bytes = new Uint8Array(tok.length);
-        for (let i = 0; i < tok.length; i++) {
-          const b = byteOf.get(tok[i]);
-          if (b === undefined) {
-            throw new Error(`${jsonPath}: token ${JSON.stringify(tok)} (id ${id}) is not in byte-level form`);
-          }
-          bytes[i] = b;
+        try {
+          bytes = bytesOfEntry(tok);
+        } catch (e) {
+          throw new Error(`${jsonPath}: id ${id}: ${(e as Error).message}`);
         }
       }
       bytesCache[id] = bytes;
@@ -204,12 +243,21 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     dir: absDir,
     vocabSize,
     eosId,
+    bosId,
+    padId,
     thinkId,
     endThinkId,
     fingerprint,
     encode(text: string): number[] {
       if (text.length === 0) return [];
-      return hf.encode(text, null, { add_special_tokens: false });
+      const ids = hf.encode(text, { add_special_tokens: false }).ids;
+      // A piece the model cannot spell (no byte fallback, no unk) comes back undefined, not an id.
+      for (const id of ids) {
+        if (!Number.isInteger(id)) {
+          throw new Error(`tokenizer ${absDir}: the text holds a character the vocabulary cannot encode`);
+        }
+      }
+      return ids;
     },
     decode(ids: readonly number[]): string {
       for (const id of ids) checkId(id);

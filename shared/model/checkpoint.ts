@@ -3,9 +3,10 @@
  * `AutoTokenizer.from_pretrained(dir)` open what rmt saves, and rmt opens Llama / Qwen2 / Qwen3 folders
  * saved by transformers:
  *
- *   config.json              toHfConfig(config)
+ *   config.json              toHfConfig(config), null bos / eos / pad ids filled from the tokenizer
  *   model.safetensors        every parameter of paramSpecs(config), F32, HF names and shapes
- *   generation_config.json   bos / eos / pad ids
+ *   generation_config.json   the tokenizer folder's own (sampling defaults, stop ids), bos / eos / pad
+ *                            filled from tokenizer_config.json where absent (generation-config.ts)
  *   tokenizer.json, tokenizer_config.json, special_tokens_map.json, ...   copied from tokenizerDir
  *   training_state.json      (optional) step, RNG state, data position, optimizer hyper-parameters
  *   optimizer.safetensors    (optional) Adam moments `exp_avg.<param>` and `exp_avg_sq.<param>`
@@ -30,6 +31,7 @@ import {
 import { basename, dirname, join } from 'node:path';
 import type { RngState } from '../util/rng.js';
 import { type ModelConfig, parseModelConfig, toHfConfig } from './config.js';
+import { checkpointTokenIds, GENERATION_CONFIG_FILE } from './generation-config.js';
 import { numel, paramSpecs } from './params.js';
 import {
   readModelWeights,
@@ -84,7 +86,7 @@ export class CheckpointError extends Error {
 }
 
 export const CONFIG_FILE = 'config.json';
-export const GENERATION_CONFIG_FILE = 'generation_config.json';
+export { GENERATION_CONFIG_FILE } from './generation-config.js';
 export const TRAINING_STATE_FILE = 'training_state.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
 const TOKENIZER_REQUIRED = ['tokenizer.json', 'tokenizer_config.json'];
@@ -220,6 +222,13 @@ export function saveCheckpoint(dir: string, opts: SaveCheckpointOptions): void {
     for (const f of TOKENIZER_OPTIONAL) if (existsSync(join(tokenizerDir, f))) tokenizerFiles.push(f);
   }
 
+  let ids: ReturnType<typeof checkpointTokenIds>;
+  try {
+    ids = checkpointTokenIds(config, tokenizerDir);
+  } catch (e) {
+    throw new CheckpointError(dir, (e as Error).message);
+  }
+
   const parent = dirname(dir);
   mkdirSync(parent, { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}`;
@@ -228,12 +237,8 @@ export function saveCheckpoint(dir: string, opts: SaveCheckpointOptions): void {
   let movedAside = false;
   try {
     mkdirSync(tmp);
-    writeJson(join(tmp, CONFIG_FILE), toHfConfig(config));
-    const gen: Record<string, unknown> = { _from_model_config: true };
-    if (config.bos_token_id != null) gen.bos_token_id = config.bos_token_id;
-    if (config.eos_token_id != null) gen.eos_token_id = config.eos_token_id;
-    if (config.pad_token_id != null) gen.pad_token_id = config.pad_token_id;
-    writeJson(join(tmp, GENERATION_CONFIG_FILE), gen);
+    writeJson(join(tmp, CONFIG_FILE), toHfConfig(ids.config));
+    writeJson(join(tmp, GENERATION_CONFIG_FILE), ids.generation);
     const tensors = new Map(
       paramSpecs(config).map((s) => [s.name, { shape: s.shape, data: params.get(s.name)! }]),
     );

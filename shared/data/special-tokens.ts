@@ -1,0 +1,68 @@
+/**
+ * The ids of the tokens tokenizer_config.json names as bos / eos / pad, looked up in tokenizer.json
+ * without building a tokenizer: what a checkpoint's config.json and generation_config.json must
+ * agree with so transformers pads, starts and stops generation with the tokenizer's own tokens.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface SpecialTokenIds {
+  bos: number | null;
+  eos: number | null;
+  pad: number | null;
+  /** Number of ids the tokenizer defines (largest id + 1). */
+  vocabSize: number;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function readObject(path: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`${path}: malformed JSON (${(e as Error).message})`);
+  }
+  if (!isObject(v)) throw new Error(`${path}: expected a JSON object at the top level`);
+  return v;
+}
+
+/** The token a tokenizer_config.json field names (`"</s>"` or `{"content": "</s>", ...}`); null if none. */
+export function namedToken(config: Record<string, unknown>, key: string): string | null {
+  const v = config[key];
+  if (typeof v === 'string') return v;
+  if (isObject(v) && typeof v.content === 'string') return v.content;
+  return null;
+}
+
+/** bos / eos / pad ids of the tokenizer folder `dir` (null where tokenizer_config.json names none). */
+export function specialTokenIds(dir: string): SpecialTokenIds {
+  const jsonPath = join(dir, 'tokenizer.json');
+  if (!existsSync(jsonPath)) throw new Error(`${jsonPath}: file not found`);
+  const json = readObject(jsonPath);
+  const configPath = join(dir, 'tokenizer_config.json');
+  const config = existsSync(configPath) ? readObject(configPath) : {};
+  const ids = new Map<string, number>();
+  const vocab = isObject(json.model) && isObject(json.model.vocab) ? json.model.vocab : {};
+  for (const [tok, id] of Object.entries(vocab)) if (Number.isSafeInteger(id)) ids.set(tok, id as number);
+  if (Array.isArray(json.added_tokens)) {
+    for (const t of json.added_tokens) {
+      if (isObject(t) && typeof t.content === 'string' && Number.isSafeInteger(t.id))
+        ids.set(t.content, t.id as number);
+    }
+  }
+  let vocabSize = 0;
+  for (const id of ids.values()) vocabSize = Math.max(vocabSize, id + 1);
+  const idOf = (key: string): number | null => {
+    const token = namedToken(config, key);
+    if (token === null) return null;
+    const id = ids.get(token);
+    if (id === undefined) {
+      throw new Error(`${configPath}: ${key} ${JSON.stringify(token)} is not a token of tokenizer.json`);
+    }
+    return id;
+  };
+  return { bos: idOf('bos_token'), eos: idOf('eos_token'), pad: idOf('pad_token'), vocabSize };
+}
