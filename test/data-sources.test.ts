@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { parquetWriteFile } from 'hyparquet-writer';
-import { checkDataSettings, parseSources } from '../shared/config/data-sources.js';
+import { checkDataSettings, configTextForCoordinator, parseSources } from '../shared/config/data-sources.js';
 import { RunConfigError } from '../shared/config/merge.js';
 import { loadTrainConfig, parseTrainConfig } from '../shared/config/train-config.js';
 import { writeGpt2Tokenizer } from '../shared/data/gpt2-bpe.js';
@@ -80,6 +80,12 @@ test('config: sources are validated, defaults filled, format implied by the exte
   t.throws(() => parseTrainConfig({ data: { eval_sources: [{ path: 'e.jsonl' }] } }, 'x.yaml'), {
     message: /data\.eval_sources: needs data\.sources/,
   });
+  // Services receive the resolved config as JSON and parse it again: the same config comes out.
+  const withSources = parseTrainConfig(
+    { data: { sources: [{ path: 'a.jsonl' }, { corpus: 'math' }] } },
+    'x.yaml',
+  );
+  t.deepEqual(parseTrainConfig(JSON.parse(JSON.stringify(withSources)), 'run r'), withSources);
   const d = parseTrainConfig({}, 'x.yaml').data;
   checkDataSettings(d, 'x.yaml');
   t.deepEqual([d.sources, d.max_context, d.max_tokens], [[], null, 0]);
@@ -105,6 +111,9 @@ test('config: the data root is the config file folder; paths may not leave it', 
   t.throws(() => resolveInside(join(dir, 'cfg'), 'link.jsonl', 'data.sources[0].path'), {
     message: /through a link/,
   });
+  // rmt up hands the coordinator the config with its data root made absolute.
+  const sent = JSON.parse(configTextForCoordinator(join(dir, 'cfg', 'run.yaml')));
+  t.is(sent.data.root, join(dir, 'cfg'));
   t.throws(() => resolveInside(join(dir, 'cfg'), 'nope.jsonl', 'data.sources[0].path'), {
     message: /nope\.jsonl: file not found/,
   });

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { RunConfigError } from './merge.js';
 
 /** The formats a user's corpus can come in; a built-in corpus is named by `corpus:` instead. */
@@ -185,4 +187,23 @@ export function resolveDataRoot<T extends { data: DataSettings }>(c: T, file: st
 /** The data root of a parsed config (the working directory when it came from no file). */
 export function dataRoot(d: DataSettings): string {
   return resolve(d.root ?? '.');
+}
+
+/**
+ * A run config file's text for a coordinator that parses it elsewhere (`rmt up`): when it reads
+ * data.sources, its data root is made absolute first, so the sources resolve as `rmt train` resolves
+ * them, whatever the coordinator's working directory.
+ */
+export function configTextForCoordinator(file: string): string {
+  const text = readFileSync(file, 'utf8');
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch {
+    return text; // the coordinator reports the parse error with its field
+  }
+  const data = (raw as { data?: { sources?: unknown; root?: unknown } } | null)?.data;
+  if (!data || !Array.isArray(data.sources) || data.sources.length === 0) return text;
+  const root = resolve(dirname(resolve(file)), typeof data.root === 'string' ? data.root : '.');
+  return JSON.stringify({ ...(raw as object), data: { ...data, root } });
 }
