@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { configTextForCoordinator } from '../shared/config/data-sources.js';
 import { coordinatorClient, healthClient } from '../shared/rpc/client.js';
 import { RunState } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 import { progress } from '../shared/util/progress.js';
@@ -259,7 +260,7 @@ export async function up(argv: string[]): Promise<number> {
   process.on('SIGINT', onSigint);
   try {
     const start = await client.startRun({
-      config: readFileSync(values.config, 'utf8'),
+      config: configTextForCoordinator(values.config),
       method: values.method ?? '',
       steps: values.steps ? Number(values.steps) : 0,
       outDir: values.out ?? '',

@@ -3,6 +3,7 @@ import { parse } from 'yaml';
 import { parseReportTo, type ReportTarget } from '../obs/run-metrics.js';
 import { promptConfigProblem } from '../rl/prompt-format.js';
 import { didYouMean } from '../util/did-you-mean.js';
+import { checkDataSettings, type DataSettings, resolveDataRoot } from './data-sources.js';
 import { overlay, RunConfigError } from './merge.js';
 import type { OptimizerSettings } from './optimizer-config.js';
 import { METHOD_TABLE, type Method, RMT_DEFAULTS, type RmtDefaults } from './rmt-defaults.js';
@@ -28,7 +29,8 @@ export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
     /** Checkpoint of the entropy proxy; null = init_from (the base model, as the spec says). */
     proxy: string | null;
   };
-  data: {
+  /** `sources`, `eval_sources`, `root`, `max_tokens`, `max_document_bytes`, `max_context`: data-sources.ts. */
+  data: DataSettings & {
     corpora: string[];
     max_chars_per_corpus: number;
     /** Tokens of the training stream scored by the proxy; key positions come from these. */
@@ -109,6 +111,12 @@ export const TRAIN_DEFAULTS: TrainConfig = {
     score_window: 64,
     positions: 'all',
     math: { reasoningFraction: 0 },
+    sources: [],
+    eval_sources: [],
+    root: null,
+    max_tokens: 0,
+    max_document_bytes: 64 * 1024 * 1024,
+    max_context: null,
   },
   budget: {
     ...RMT_DEFAULTS.budget,
@@ -167,6 +175,7 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
       `must be a non-negative integer, got ${c.distributed.max_staleness}`,
     );
   }
+  checkDataSettings(c.data, source);
   if (c.data.positions !== 'all' && c.data.positions !== 'answers') {
     throw new RunConfigError(
       source,
@@ -200,5 +209,5 @@ export function loadTrainConfig(path: string, sets: readonly string[] = []): Tra
   } catch (e) {
     throw new RunConfigError(path, '(file)', (e as Error).message);
   }
-  return parseTrainConfig(applySets(raw, sets, path), path);
+  return resolveDataRoot(parseTrainConfig(applySets(raw, sets, path), path), path);
 }

@@ -111,14 +111,14 @@ class StreamBuilder {
   }
 }
 
-const isMathDocument = (d: Document): d is MathDocument => Array.isArray((d as MathDocument).problems);
+export const isMathDocument = (d: Document): d is MathDocument => Array.isArray((d as MathDocument).problems);
 
 /**
  * Train and held-out documents of one corpus. Prose corpora split by document; the math corpus is
  * generated twice from disjoint problem buckets (the generator's `split`), so no held-out problem is
  * ever trained on.
  */
-function corpusSplit(name: string, o: StreamOptions): { train: Document[]; heldOut: Document[] } {
+export function corpusSplit(name: string, o: StreamOptions): { train: Document[]; heldOut: Document[] } {
   if (name === 'math') {
     const m = o.math ?? {};
     for (const key of Object.keys(m)) {

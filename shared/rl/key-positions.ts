@@ -5,7 +5,7 @@
 export interface KeyPosition {
   /** Index in the token stream: stable id for the difficulty table and the bus. */
   id: number;
-  /** tau[pos - context_len, pos). */
+  /** tau[pos - context_len, pos), or the document's prefix before pos (at most max_context tokens). */
   context: number[];
   /** tau[pos]. */
   target: number;
@@ -17,6 +17,11 @@ export interface KeyPosition {
 
 export interface KeyPositionOptions {
   context_len: number;
+  /**
+   * null/absent: the fixed window of context_len tokens. A number: the document's prefix before the
+   * position, its last max_context tokens; any position with a token before it in its document.
+   */
+  max_context?: number | null;
   continuation_len: number;
   /** Token ids that are never targets (end-of-text, `<think>`: the layout cannot predict them). */
   excluded: readonly number[];
@@ -25,9 +30,10 @@ export interface KeyPositionOptions {
 }
 
 /**
- * Every scored position of the stream that can be a key position: a full context before it, a
- * finite entropy, a target the prompt layout can express, and no document boundary inside the
- * context (a context spanning two documents asks the model to predict across an end-of-text).
+ * Every scored position of the stream that can be a key position: a context before it (a full
+ * window, or with max_context at least one token of the document's prefix), a finite entropy, a
+ * target the prompt layout can express, and no document boundary inside the context (a context
+ * spanning two documents asks the model to predict across an end-of-text).
  */
 export function keyPositions(
   tokens: Int32Array,
@@ -37,13 +43,15 @@ export function keyPositions(
 ): KeyPosition[] {
   const out: KeyPosition[] = [];
   let lastBoundary = -1;
+  const prefix = o.max_context ?? 0;
   for (let p = 0; p < tokens.length; p++) {
     if (p > 0 && tokens[p - 1] === boundary) lastBoundary = p - 1;
-    if (p - o.context_len <= lastBoundary || !Number.isFinite(entropy[p])) continue;
+    const from = prefix ? Math.max(lastBoundary + 1, p - prefix) : p - o.context_len;
+    if (from <= lastBoundary || from >= p || !Number.isFinite(entropy[p])) continue;
     if (o.excluded.includes(tokens[p]) || (o.allowed && !o.allowed[p])) continue;
     out.push({
       id: p,
-      context: Array.from(tokens.subarray(p - o.context_len, p)),
+      context: Array.from(tokens.subarray(from, p)),
       target: tokens[p],
       continuation: Array.from(tokens.subarray(p, Math.min(tokens.length, p + o.continuation_len))),
       entropy: entropy[p],

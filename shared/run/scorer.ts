@@ -1,11 +1,15 @@
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { dataRoot } from '../config/data-sources.js';
 import type { TrainConfig } from '../config/train-config.js';
 import { scoreStream } from '../curriculum/scoring.js';
+import { readSourceStreams, sourceStreams } from '../data/source-streams.js';
 import { readInts, tokenStreams } from '../data/token-streams.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import type { Backend } from '../kernels/backend.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
+import { checkProxyTokenizer, checkpointDigest } from '../model/checkpoint-digest.js';
 import { Decoder } from '../model/decoder.js';
 import { uploadParams } from '../model/weights.js';
 import { type KeyPosition, keyPositions } from '../rl/key-positions.js';
@@ -28,7 +32,7 @@ export interface ScoreOptions {
  * run, a restarted scorer service and `rmt eval` all reuse one scoring.
  */
 export class Scorer implements ScorerApi {
-  private readonly streams = new Map<string, ReturnType<typeof tokenStreams>>();
+  private readonly streams = new Map<string, ReturnType<typeof readSourceStreams>>();
 
   constructor(private readonly backend: Backend) {}
 
@@ -37,7 +41,10 @@ export class Scorer implements ScorerApi {
     const log = o.log ?? (() => {});
     const out = resolve(cfg.run.out_dir);
     const tokenizer = await loadTokenizer(cfg.model.init_from);
-    const streams = this.tokenStreams(cfg, tokenizer, out, log);
+    const streams =
+      cfg.data.sources.length > 0
+        ? await this.sourceStreams(cfg, tokenizer, out, log)
+        : this.tokenStreams(cfg, tokenizer, out, log);
     const [tokens, answers] =
       split === 'train'
         ? [
@@ -48,12 +55,13 @@ export class Scorer implements ScorerApi {
             streams.heldOut.subarray(0, cfg.data.eval_tokens),
             streams.heldOutAnswers.subarray(0, cfg.data.eval_tokens),
           ];
-    const entropy = await this.entropies(cfg, out, split, tokens, o);
+    const entropy = await this.entropies(cfg, tokenizer, out, split, tokens, o);
     return keyPositions(
       tokens,
       entropy,
       {
         context_len: cfg.data.context_len,
+        max_context: cfg.data.max_context,
         continuation_len: cfg.data.continuation_len,
         excluded: [tokenizer.eosId, tokenizer.thinkId, tokenizer.endThinkId],
         allowed: cfg.data.positions === 'answers' ? answers : undefined,
@@ -83,19 +91,57 @@ export class Scorer implements ScorerApi {
     return s;
   }
 
+  /** The user's sources: only the prefixes that are scored are read back from the stream files. */
+  private async sourceStreams(cfg: TrainConfig, tokenizer: Tokenizer, out: string, log: (l: string) => void) {
+    const key = JSON.stringify([out, cfg.data, cfg.run.seed, cfg.model.init_from]);
+    let s = this.streams.get(key);
+    if (!s) {
+      const files = await sourceStreams(
+        {
+          sources: cfg.data.sources,
+          eval_sources: cfg.data.eval_sources,
+          root: dataRoot(cfg.data),
+          held_out_fraction: cfg.data.held_out_fraction,
+          seed: cfg.run.seed,
+          max_tokens: cfg.data.max_tokens,
+          max_document_bytes: cfg.data.max_document_bytes,
+          max_chars_per_corpus: cfg.data.max_chars_per_corpus,
+          math: cfg.data.math,
+        },
+        tokenizer,
+        join(out, 'data'),
+        log,
+      );
+      s = readSourceStreams(files, cfg.data.rl_tokens, cfg.data.eval_tokens);
+      this.streams.set(key, s);
+    }
+    return s;
+  }
+
+  /**
+   * Top-k entropies of `tokens` under the proxy, cached in the run folder under a key made of what
+   * they depend on: the tokens themselves, the tokenizer, the proxy's weights and config, and the
+   * scoring settings. A new corpus or proxy in the same run folder is scored afresh.
+   */
   private async entropies(
     cfg: TrainConfig,
+    tokenizer: Tokenizer,
     out: string,
     split: Split,
     tokens: Int32Array,
     o: ScoreOptions,
   ): Promise<Float32Array> {
     const proxyDir = cfg.model.proxy ?? cfg.model.init_from;
+    checkProxyTokenizer(proxyDir, tokenizer);
     const name = split === 'train' ? 'train' : 'held-out';
     const path = join(out, 'data', `entropy-${name}.bin`);
     const key = JSON.stringify({
-      proxy: resolve(proxyDir),
+      tokens: createHash('sha256')
+        .update(new Uint8Array(tokens.buffer, tokens.byteOffset, tokens.byteLength))
+        .digest('hex'),
       n: tokens.length,
+      tokenizer: tokenizer.fingerprint,
+      proxy: await checkpointDigest(proxyDir),
       w: cfg.data.score_window,
       k: cfg.curriculum.k,
     });
