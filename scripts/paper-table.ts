@@ -60,7 +60,8 @@ evaluation, the post-training check) and writes paper-table.json, paper-table.md
 whose output exists is skipped, so an interrupted run resumes where it stopped.
 
 options:
-  --setting <name|yaml>  smoke | full (configs/paper/<name>.yaml) or a settings file (default: full)
+  --setting <name|yaml>  math-all | smoke | full | add3 (configs/paper/<name>.yaml) or a settings file
+                         (default: math-all, the headline table)
   --out <dir>            where the runs go (default: runs/paper-<name>)
   --results <dir>        where the table and plots go (default: the setting's results_dir, else <out>/results)
   --seeds <list>         run only these seeds' stages (and the base), e.g. 2,3: start one invocation
@@ -651,7 +652,7 @@ async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      setting: { type: 'string', default: 'full' },
+      setting: { type: 'string', default: 'math-all' },
       out: { type: 'string' },
       results: { type: 'string' },
       seeds: { type: 'string' },
