@@ -3,11 +3,11 @@
 # checkpoint (and the base under the RMT prompt) with the row's own config, as the table did, and
 # lists the most frequent predicted tokens next to the accuracy. A row that answers one token
 # everywhere scores that token's share of the targets. Usage:
-#   bash scripts/paper-answers.sh [runs/paper-full] [bench/results/paper-answers.md]
+#   bash scripts/paper-answers.sh [runs/paper-full] [bench/results/archive/paper-full/paper-answers.md]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=${1:-runs/paper-full}
-out=${2:-bench/results/paper-answers.md}
+out=${2:-bench/results/archive/paper-full/paper-answers.md}
 rows=(ntp rpt rmt rmt-no-dtb rmt-no-cas rmt-no-ntp)
 lines=()
 for seed_dir in "$run"/seed-*; do

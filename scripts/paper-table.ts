@@ -22,13 +22,18 @@ import { parseArgs } from 'node:util';
 import { METHOD_TABLE } from '../shared/config/rmt-defaults.js';
 import type { TrainConfig } from '../shared/config/train-config.js';
 import { createBackend } from '../shared/kernels/index.js';
+import { evalBudget } from '../shared/run/coordinator.js';
+import { loadRunContext } from '../shared/run/run-context.js';
+import { Scorer } from '../shared/run/scorer.js';
 import type { EvalResult } from '../shared/train/evaluate.js';
-import { evaluateCheckpoint } from '../shared/train/evaluate-checkpoint.js';
+import { evaluateCheckpoint, evaluateCheckpointAt } from '../shared/train/evaluate-checkpoint.js';
 import { pretrain } from '../shared/train/pretrain.js';
 import { train } from '../shared/train/rmt-train.js';
+import { budgetTargetInformation, type TierShare, topTargetShares } from './paper/confounds.js';
 import {
   buildPost,
   buildRows,
+  conditionKey,
   markdown,
   type PostTrainingResult,
   type ReportMeta,
@@ -55,7 +60,8 @@ evaluation, the post-training check) and writes paper-table.json, paper-table.md
 whose output exists is skipped, so an interrupted run resumes where it stopped.
 
 options:
-  --setting <name|yaml>  smoke | full (configs/paper/<name>.yaml) or a settings file (default: full)
+  --setting <name|yaml>  math-all | smoke | full | add3 (configs/paper/<name>.yaml) or a settings file
+                         (default: math-all, the headline table)
   --out <dir>            where the runs go (default: runs/paper-<name>)
   --results <dir>        where the table and plots go (default: the setting's results_dir, else <out>/results)
   --seeds <list>         run only these seeds' stages (and the base), e.g. 2,3: start one invocation
@@ -125,6 +131,58 @@ interface EvalFile {
   wall_s: number;
   config: TrainConfig;
   result: EvalResult;
+}
+
+/** An NTR row evaluated with no budget stated and with the same budget B_T as every other row. */
+interface ConditionsFile {
+  checkpoint: string;
+  budgets: [null, number];
+  wall_s: number;
+  config: { run: TrainConfig; budgets: [null, number] };
+  results: [EvalResult, EvalResult];
+}
+
+/** The confound figures of docs/paper-table.md, with the thresholds the benchmark aims below. */
+async function confounds(
+  s: PaperSettings,
+  derived: Derived,
+  row: (seed: number) => TrainConfig,
+): Promise<Record<string, unknown>> {
+  const info = budgetTargetInformation(derived.pretrain());
+  const backend = await createBackend(s.backend as Parameters<typeof createBackend>[0]);
+  const bySeed: { seed: number; train: Record<string, TierShare>; eval: Record<string, TierShare> }[] = [];
+  try {
+    for (const seed of s.seeds) {
+      const cfg = row(seed);
+      const run = await loadRunContext('eval', cfg);
+      const scorer = new Scorer(backend);
+      const train = await scorer.keyPositions(run, 'train');
+      const heldOut = await scorer.keyPositions(run, 'held_out');
+      const shares = topTargetShares(train, heldOut, cfg, (id) => run.tokenizer.decode([id]));
+      bySeed.push({ seed, ...shares });
+    }
+  } finally {
+    await backend.dispose();
+  }
+  const worst = (which: 'train' | 'eval') =>
+    Object.fromEntries(
+      (['easy', 'medium', 'hard'] as const).map((tier) => [
+        tier,
+        Math.max(...bySeed.map((x) => x[which][tier].share)),
+      ]),
+    );
+  return {
+    budget_target_mi_bits: info ? info.target.bits : null,
+    budget_leading_digit_mi_bits: info ? info.leading_digit.bits : null,
+    budget_information: info,
+    top_target_share: worst('train'),
+    top_target_share_eval: worst('eval'),
+    top_target_share_by_seed: bySeed,
+    thresholds: { budget_target_mi_bits: 0.02, top_target_share: 0.3 },
+    notes:
+      'budget_target_mi_bits: I(stated budget; digit after </think>) over the reasoning examples of the base pre-training corpus, Miller-Madow corrected. ' +
+      "top_target_share: per curriculum training tier (over the positions above the entropy filter), the most frequent target's share; the largest over seeds. top_target_share_eval: the same over RPT's nested evaluation splits of the held-out positions.",
+  };
 }
 
 /** `rmt eval` in-process: the config's held-out positions (proxy-scored, cached in its out_dir). */
@@ -253,6 +311,43 @@ export async function runPaperBenchmark(opts: {
       return undefined;
     },
   });
+  const conditionsStage = (
+    id: string,
+    label: string,
+    file: string,
+    cfg: TrainConfig,
+    checkpoint: string,
+    bT: number,
+  ): Stage => {
+    const budgets: [null, number] = [null, bT];
+    const config = { run: cfg, budgets };
+    return {
+      id,
+      kind: 'eval',
+      label,
+      done: () => {
+        checkSameConfig(file, config, label, 'config');
+        return existsSync(file);
+      },
+      run: async () => {
+        const t0 = performance.now();
+        const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
+        try {
+          const results = await evaluateCheckpointAt(backend, cfg, checkpoint, 'ntr', budgets, log);
+          writeJsonAtomic(file, {
+            checkpoint,
+            budgets,
+            wall_s: (performance.now() - t0) / 1000,
+            config,
+            results: results as [EvalResult, EvalResult],
+          } satisfies ConditionsFile);
+        } finally {
+          await backend.dispose();
+        }
+        return undefined;
+      },
+    };
+  };
   const trainStage = (id: string, kind: Stage['kind'], label: string, cfg: TrainConfig): Stage => ({
     id,
     kind,
@@ -280,6 +375,26 @@ export async function runPaperBenchmark(opts: {
     for (const m of s.methods.rows) {
       stages.push(
         trainStage(`seed-${seed}/${m}`, 'train', `seed ${seed}: train ${m}`, derived.method(seed, m)),
+      );
+    }
+    // Every NTR row again under the same two prompts (none, and the same B_T for all).
+    const bT = derived.sameBudget(seed);
+    const reasoningRows: { id: string; cfg: TrainConfig; checkpoint: string }[] = [
+      { id: 'ntr', cfg: derived.baseRows(seed, 'ntr'), checkpoint: L.baseFinal },
+      ...s.methods.rows
+        .filter((m) => METHOD_TABLE[m].reasoning !== 'no')
+        .map((m) => ({ id: m, cfg: derived.method(seed, m), checkpoint: join(L.run(seed, m), 'final') })),
+    ];
+    for (const r of reasoningRows) {
+      stages.push(
+        conditionsStage(
+          `seed-${seed}/conditions/${r.id}`,
+          `seed ${seed}: eval ${r.id} with no budget and with B_T = ${bT}`,
+          join(ev, `conditions-${r.id}.json`),
+          r.cfg,
+          r.checkpoint,
+          bT,
+        ),
       );
     }
     for (const start of s.post_training?.starts ?? []) {
@@ -396,23 +511,65 @@ export async function runPaperBenchmark(opts: {
     ),
   );
   const hasBasePost = s.post_training?.starts.includes('base') ?? false;
+  /**
+   * A row's conditions: NTP rows by argmax; NTR rows under the same B_T, no budget and their own
+   * prompt, each scored by both rules. The top-level numbers are the same-budget token match.
+   */
+  const conditionsOf = (
+    id: string,
+    mode: 'ntp' | 'ntr',
+    own: (seed: number) => { budget: number | null; result: EvalResult },
+  ): Pick<RowSource, 'conditions' | 'headline'> => {
+    const conditions: RowSource['conditions'] = {};
+    const add = (
+      prompt: Parameters<typeof conditionKey>[0],
+      at: (seed: number) => { budget: number | null; result: EvalResult },
+    ) => {
+      for (const rule of ['token', 'byte-prefix'] as const) {
+        conditions[conditionKey(prompt, rule)] = {
+          budget: at(s.seeds[0]).budget,
+          match: rule,
+          evals: s.seeds.map((seed) => seedEval(seed, at(seed).result, rule)),
+        };
+      }
+    };
+    if (mode === 'ntp') {
+      add('argmax', own);
+      return { conditions, headline: conditionKey('argmax', 'token') };
+    }
+    const file = (seed: number) => readJson<ConditionsFile>(join(L.evals(seed), `conditions-${id}.json`));
+    add('same_budget', (seed) => ({ budget: file(seed).budgets[1], result: file(seed).results[1] }));
+    add('no_budget', (seed) => ({ budget: null, result: file(seed).results[0] }));
+    add('own_prompt', own);
+    return { conditions, headline: conditionKey('same_budget', 'token') };
+  };
+  const baseOwn = (mode: 'ntp' | 'ntr') => (seed: number) => {
+    const f = readJson<EvalFile>(join(L.evals(seed), `base-${mode}.json`));
+    return { budget: f.budget, result: f.result };
+  };
   const sources: RowSource[] = [
     ...(['ntp', 'ntr'] as const).map((mode) => ({
       id: mode,
       method: mode,
       model: 'base',
       mode,
-      evals: s.seeds.map((seed) => seedEval(seed, evalOf(join(L.evals(seed), `base-${mode}.json`)))),
+      ...conditionsOf(mode, mode, baseOwn(mode)),
       postStart: hasBasePost ? ('base' as Start) : null,
     })),
-    ...s.methods.rows.map((m) => ({
-      id: m === 'ntp' ? 'ntp-trained' : m,
-      method: m,
-      model: m,
-      mode: (METHOD_TABLE[m].reasoning === 'no' ? 'ntp' : 'ntr') as 'ntp' | 'ntr',
-      evals: s.seeds.map((seed) => seedEval(seed, trainedEval(seed, m))),
-      postStart: s.post_training?.starts.includes(m) ? m : null,
-    })),
+    ...s.methods.rows.map((m) => {
+      const mode = (METHOD_TABLE[m].reasoning === 'no' ? 'ntp' : 'ntr') as 'ntp' | 'ntr';
+      return {
+        id: m === 'ntp' ? 'ntp-trained' : m,
+        method: m,
+        model: m,
+        mode,
+        ...conditionsOf(m, mode, (seed) => ({
+          budget: mode === 'ntp' ? null : evalBudget(derived.method(seed, m)),
+          result: trainedEval(seed, m),
+        })),
+        postStart: s.post_training?.starts.includes(m) ? m : null,
+      };
+    }),
   ];
   const rows = buildRows(sources, post);
   const tgts = targets(s, rows, post);
@@ -439,6 +596,9 @@ export async function runPaperBenchmark(opts: {
     settings_file: relative(REPO, settingsFile) || settingsFile,
     out_dir: relative(REPO, out) || out,
   };
+  const confoundFigures = await confounds(s, derived, (seed) =>
+    derived.method(seed, s.methods.rows.includes('rmt') ? 'rmt' : s.methods.rows[0]),
+  );
   const table = {
     schema: SCHEMA,
     setting: s.name,
@@ -450,6 +610,13 @@ export async function runPaperBenchmark(opts: {
     },
     ci95: '95% Student-t interval over seeds: mean ± t(0.975, n-1) * s / sqrt(n) (null with one seed)',
     seeds: s.seeds,
+    eval_condition: {
+      budget: derived.sameBudget(s.seeds[0]),
+      match: 'token',
+      description:
+        "rows' top-level easy / medium / hard / avg, reasoning_length and seeds: NTR rows with the same stated budget B_T for every row, scored by the exact next token; NTP rows by argmax. Every condition is under each row's eval_conditions.",
+    },
+    confounds: confoundFigures,
     rows,
     post_training: post,
     targets: tgts,
@@ -464,7 +631,7 @@ export async function runPaperBenchmark(opts: {
     },
   };
   writeJsonAtomic(json, table);
-  writeFileSync(md, markdown(s, meta, rows, post, tgts, plots, 'paper'));
+  writeFileSync(md, markdown(s, meta, rows, post, tgts, plots, 'paper', confoundFigures));
   say(
     `[paper ${s.name}] ${ran} stages run, ${skipped} skipped; table ${relative(process.cwd(), md)}; targets: ${tgts
       .map((t) => `${t.id} ${t.met === null ? 'n/a' : t.met ? 'met' : 'NOT met'}`)
@@ -485,7 +652,7 @@ async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      setting: { type: 'string', default: 'full' },
+      setting: { type: 'string', default: 'math-all' },
       out: { type: 'string' },
       results: { type: 'string' },
       seeds: { type: 'string' },

@@ -6,9 +6,9 @@ import type { Decoder } from '../shared/model/decoder.js';
 import { lossOnly } from '../shared/model/loss.js';
 import { paramSpecs } from '../shared/model/params.js';
 import { logSoftmax } from '../shared/model/sampling.js';
-import { dualLossAndGrad, responseBatch } from '../shared/rl/dual-loss.js';
-import { groupAdvantages } from '../shared/rl/grpo.js';
-import type { KeyPosition } from '../shared/rl/key-positions.js';
+import { dualLossAndGrad, keyRowsInWindows, responseBatch } from '../shared/rl/dual-loss.js';
+import { dynamicSampling, groupAdvantages } from '../shared/rl/grpo.js';
+import { type KeyPosition, stepKeySet } from '../shared/rl/key-positions.js';
 import type { Rollout } from '../shared/rl/rollouts.js';
 import { Rng } from '../shared/util/rng.js';
 import { makeDecoder, randomParams, TINY_CONFIGS } from './helpers/tiny-models.js';
@@ -68,7 +68,8 @@ const dualLossFiniteDifferences = test.macro(
     const be = new ReferenceBackend();
     const host = randomParams(config, 3);
     const groups = fakeGroups(seq);
-    const positions: KeyPosition[] = [0, 1].map((id) => ({
+    // Stream positions far apart: no window holds the other's key (that case has its own test).
+    const positions: KeyPosition[] = [100, 200].map((id) => ({
       id,
       context: seq(5),
       target: 3,
@@ -220,4 +221,122 @@ test('GRPO steps with AdamW make the rewarded answer the likely one (the loop le
   const after = (await probs())[WANT];
   t.log(`p(token ${WANT}): ${before.toFixed(3)} -> ${after.toFixed(3)}`);
   t.true(after > 0.5 && after > 4 * before, `p(token ${WANT}): ${before.toFixed(3)} -> ${after.toFixed(3)}`);
+});
+
+/** The key position at stream index `id` of `stream`, with its context and continuation windows. */
+function positionAt(
+  stream: readonly number[],
+  id: number,
+  contextLen: number,
+  continuationLen: number,
+): KeyPosition {
+  return {
+    id,
+    context: stream.slice(id - contextLen, id),
+    target: stream[id],
+    continuation: stream.slice(id, id + continuationLen),
+    entropy: 1,
+  };
+}
+
+/** Mean NTP nll over the windows of `positions`, leaving out every row that predicts a stream index in `masked`. */
+async function ntpReference(m: Decoder, positions: readonly KeyPosition[], masked: ReadonlySet<number>) {
+  const batch = padBatch(
+    positions.map((p) => [...p.context, ...p.continuation]),
+    0,
+  );
+  const n = batch.batch * batch.seqLen;
+  const targets = new Int32Array(n).fill(-1);
+  let count = 0;
+  positions.forEach((p, s) => {
+    const len = p.context.length + p.continuation.length;
+    for (let r = 0; r + 1 < len; r++) {
+      if (masked.has(p.id - p.context.length + r + 1)) continue;
+      targets[s * batch.seqLen + r] = batch.ids[s * batch.seqLen + r + 1];
+      count++;
+    }
+  });
+  const weights = Float64Array.from(targets, (x) => (x >= 0 ? 1 / count : 0));
+  return { loss: (await lossOnly(m, batch, { targets, weights })).loss, count };
+}
+
+const NTP_ONLY = {
+  clip: { eps_low: 0.2, eps_high: 0.2, beta: 0 },
+  adv_eps: 1e-6,
+  G: 3,
+  lambda: 1,
+  useNtp: true,
+  temperature: 1,
+  microBatch: 4,
+  padId: 0,
+};
+
+test("NTP mask leaves out every key position of the step inside a window, not only the window's own", async (t) => {
+  const rng = new Rng(23);
+  const stream = Array.from({ length: 40 }, () => 1 + rng.int(config.vocab_size - 1));
+  // Context 5, continuation 3: the window of 10 spans stream [5, 13), that of 12 spans [7, 15).
+  const a = positionAt(stream, 10, 5, 3);
+  const b = positionAt(stream, 12, 5, 3);
+  const far = positionAt(stream, 30, 5, 3);
+  t.deepEqual(keyRowsInWindows([a, b, far]), [[4, 6], [2, 4], [4]]);
+  t.deepEqual(keyRowsInWindows([a]), [[4]], 'alone, a window masks only its own key');
+
+  const be = new ReferenceBackend();
+  const model = makeDecoder(be, config, randomParams(config, 6));
+  const { metrics } = await dualLossAndGrad(model, [], [a, b, far], NTP_ONLY);
+  const want = await ntpReference(model, [a, b, far], new Set([10, 12, 30]));
+  t.is(metrics.ntp_tokens, want.count);
+  t.is(want.count, 3 * 7 - 5);
+  t.true(
+    Math.abs(metrics['actor/ntp_loss'] - want.loss) < 1e-12,
+    `${metrics['actor/ntp_loss']} vs ${want.loss}`,
+  );
+  // The old mask (own key only) is a different objective on this batch.
+  const ownOnly = await ntpReference(model, [a, b, far], new Set());
+  t.not(ownOnly.count, want.count);
+});
+
+test('a position added by dynamic sampling gets its NTP window, and its key is masked in the others', async (t) => {
+  const rng = new Rng(29);
+  const stream = Array.from({ length: 40 }, () => 1 + rng.int(config.vocab_size - 1));
+  const byId = new Map([10, 20, 13].map((id) => [id, positionAt(stream, id, 5, 3)]));
+  const group = (positionId: number, rewards: number[]): Rollout[] =>
+    rewards.map((reward) => ({
+      positionId,
+      promptIds: [1, 2],
+      responseIds: [3],
+      logprobs: [],
+      parsed: {
+        reasoningIds: [],
+        predictionIds: [3],
+        predictionBytes: new Uint8Array(),
+        finishReason: 'stop',
+      },
+      reward: { reward, rMatch: reward, rLen: 0 },
+      budget: 1,
+    }));
+  const drawn = [byId.get(10)!, byId.get(20)!];
+  // Position 20's group has zero variance and is replaced by a fresh group at position 13.
+  const ds = await dynamicSampling(
+    [group(10, [0, 1, 0]), group(20, [1, 1, 1])],
+    (g) => g.map((r) => r.reward.reward),
+    () => group(13, [1, 0, 0]),
+    4,
+  );
+  t.is(ds.replaced, 1);
+  const keySet = stepKeySet(drawn, ds.groups, byId);
+  t.deepEqual(
+    keySet.map((p) => p.id),
+    [10, 20, 13],
+  );
+  t.throws(() => stepKeySet(drawn, [group(99, [0, 1, 0])], byId), { message: /position 99/ });
+
+  const be = new ReferenceBackend();
+  const model = makeDecoder(be, config, randomParams(config, 7));
+  const { metrics } = await dualLossAndGrad(model, [], keySet, NTP_ONLY);
+  const want = await ntpReference(model, keySet, new Set([10, 20, 13]));
+  // 10 lies in the window of 13 (rows predict stream 9..15): 3 windows of 7 rows, minus 3 own keys, minus 10 in 13's.
+  t.is(want.count, 3 * 7 - 4);
+  t.is(metrics.ntp_tokens, want.count);
+  t.true(Math.abs(metrics['actor/ntp_loss'] - want.loss) < 1e-12);
 });

@@ -4,6 +4,7 @@ import { ReferenceBackend } from '../shared/kernels/reference.js';
 import { padBatch } from '../shared/model/batch.js';
 import type { KeyPosition } from '../shared/rl/key-positions.js';
 import type { PromptFormat } from '../shared/rl/prompt-format.js';
+import { predictionCorrect } from '../shared/rl/rewards.js';
 import { evaluatePositions, ntpExcluded } from '../shared/train/evaluate.js';
 import { Rng } from '../shared/util/rng.js';
 import { makeDecoder, randomParams, TINY_CONFIGS } from './helpers/tiny-models.js';
@@ -24,9 +25,13 @@ const positions: KeyPosition[] = Array.from({ length: 5 }, (_, id) => ({
   continuation: [],
   entropy: 2,
 }));
+// Token v spells the bytes of its number, "12" for 12: a one-token prediction of 12 is a byte
+// prefix of the continuation [1, 2] without being its first token.
+const tokenBytes = (v: number) => new TextEncoder().encode(String(v));
 const tokenizer = {
   vocabSize: config.vocab_size,
   decode: (ids: readonly number[]) => ids.join(' '),
+  tokenBytes,
 } as unknown as Tokenizer;
 
 async function lastRows(): Promise<number[][]> {
@@ -70,4 +75,38 @@ test('ntp_over text leaves out <think> and </think>, vocab nothing', (t) => {
   const tok = { thinkId: 7, endThinkId: 8 };
   t.deepEqual(ntpExcluded('text', tok), [7, 8]);
   t.deepEqual(ntpExcluded('vocab', tok), []);
+});
+
+test('evaluations score each prediction by both rules: the exact token, and the byte prefix as RPT', async (t) => {
+  const rows = await lastRows();
+  const predictions = rows.map((r) => argmax(r, []));
+  // Position i's continuation spells its prediction's digits one token each (a byte prefix, not the
+  // same first token), except where the prediction is one digit (then the two rules agree).
+  const spelled: KeyPosition[] = positions.map((p, i) => {
+    const digits = [...String(predictions[i])].map(Number);
+    return { ...p, target: digits[0], continuation: [...digits, 3] };
+  });
+  const r = await evaluatePositions(model, tokenizer, {} as PromptFormat, spelled, {
+    mode: 'ntp',
+    eval_splits: [0.5, 1.0, 1.5],
+    budget: null,
+    hardCap: 4,
+    batch: 4,
+    match: 'byte-prefix',
+  });
+  const token = predictions.filter((v) => v < 10).length / predictions.length;
+  t.is(r.match, 'byte-prefix');
+  t.is(r.by_match!['byte-prefix'].avg, 1);
+  t.is(r.easy.mean, 1, 'the splits follow eval.match');
+  t.true(Math.abs(r.by_match!.token.avg - token) < 1e-12, `${r.by_match!.token.avg} vs ${token}`);
+  t.true(
+    predictions.some((v) => v >= 10),
+    'at least one two-digit prediction (else the rules agree)',
+  );
+
+  const target = { targetId: 1, continuationIds: [1, 2, 3] };
+  t.true(predictionCorrect('token', { ids: [1], bytes: tokenBytes(1) }, target, tokenizer));
+  t.false(predictionCorrect('token', { ids: [12], bytes: tokenBytes(12) }, target, tokenizer));
+  t.true(predictionCorrect('byte-prefix', { ids: [12], bytes: tokenBytes(12) }, target, tokenizer));
+  t.false(predictionCorrect('byte-prefix', { ids: [13], bytes: tokenBytes(13) }, target, tokenizer));
 });

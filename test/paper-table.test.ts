@@ -91,7 +91,13 @@ test.serial(
       string,
       { done: boolean }
     >;
-    t.is(Object.keys(ledger).length, 1 + settings.seeds.length * (2 + settings.methods.rows.length + 6));
+    // Per seed: the base's two rows, each trained row, each NTR row (the base's and the trained
+    // reasoning rows) under the two shared conditions, and the post-training stages.
+    const ntrRows = 1 + settings.methods.rows.filter((m) => m !== 'ntp').length;
+    t.is(
+      Object.keys(ledger).length,
+      1 + settings.seeds.length * (2 + settings.methods.rows.length + ntrRows + 6),
+    );
     t.true(
       Object.values(ledger).every((e) => e.done),
       "both invocations' stages are in the ledger, done",
@@ -116,6 +122,35 @@ test.serial(
       ['ntp', 'ntr', 'ntp-trained', 'rpt', 'rmt', 'rmt-no-dtb', 'rmt-no-cas', 'rmt-no-ntp'],
     );
     const inUnit = (x: unknown) => typeof x === 'number' && x >= 0 && x <= 1;
+    // The confound figures and the shared evaluation condition.
+    t.true(typeof table.confounds.budget_target_mi_bits === 'number');
+    for (const tier of ['easy', 'medium', 'hard']) t.true(inUnit(table.confounds.top_target_share[tier]));
+    t.true(Number.isInteger(table.eval_condition.budget) && table.eval_condition.budget > 0);
+    for (const r of table.rows) {
+      const keys = Object.keys(r.eval_conditions).sort();
+      if (r.mode === 'ntp') {
+        t.deepEqual(keys, ['argmax.byte_prefix', 'argmax.token']);
+        t.is(r.eval_condition, 'argmax.token');
+      } else {
+        t.deepEqual(keys, [
+          'no_budget.byte_prefix',
+          'no_budget.token',
+          'own_prompt.byte_prefix',
+          'own_prompt.token',
+          'same_budget.byte_prefix',
+          'same_budget.token',
+        ]);
+        t.is(r.eval_condition, 'same_budget.token');
+        t.is(r.eval_conditions['same_budget.token'].budget, table.eval_condition.budget);
+        t.is(r.eval_conditions['no_budget.token'].budget, null);
+      }
+      // The top level is the headline condition, seed by seed.
+      const head = r.eval_conditions[r.eval_condition];
+      t.deepEqual(r.avg, head.avg);
+      t.deepEqual(r.seeds, head.seeds);
+      for (const c of Object.values(r.eval_conditions) as { avg: { mean: unknown } }[])
+        t.true(inUnit(c.avg.mean));
+    }
     for (const r of table.rows) {
       for (const split of ['easy', 'medium', 'hard', 'avg']) {
         const v = r[split];

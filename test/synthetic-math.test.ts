@@ -9,6 +9,7 @@ import {
   carryIntoTop,
   columnReasoning,
   generateMathDocuments,
+  MATH_CORPUS_DEFAULTS,
   MATH_TEMPLATE_COUNTS,
   type MathDocument,
   type MathOp,
@@ -337,4 +338,55 @@ test('key positions point at the answer digits of plain problems, as characters 
   t.true(n > 1000);
   t.throws(() => tokenIndicesAtChars('12 + 3', tok.encode('12 + 4'), tok, [0]));
   t.deepEqual(tokenIndicesAtChars('ab 12', tok.encode('ab 12'), tok, [3, 4]), [2, 3]);
+});
+
+test('independent budgets: drawn from budgetRange apart from the problem, the reasoning fits them', (t) => {
+  const opts = {
+    documents: 600,
+    budgetMode: 'independent' as const,
+    budgetRange: [4, 40] as const,
+    reasoningStyles: { verbose: 0.55, full: 0.3, compact: 0.1, answer: 0.05 },
+  };
+  const examples = generateMathDocuments(opts, 11).flatMap((d) => d.problems.filter((p) => p.reasoning));
+  t.true(examples.length > 600);
+  const budgets = new Set<number>();
+  const stylesAt = { small: new Set<string>(), large: new Set<string>() };
+  for (const p of examples) {
+    const r = p.reasoning!;
+    budgets.add(r.budget);
+    t.true(r.budget >= 4 && r.budget <= 40);
+    t.true(r.reasoning.length <= r.budget, `${r.reasoning} under budget ${r.budget}`);
+    t.is(r.reasoning, columnReasoning(p.op, p.a, p.b, r.style));
+    (r.budget <= 8 ? stylesAt.small : stylesAt.large).add(r.style);
+  }
+  t.is(budgets.size, 37);
+  // Small budgets switch to the short styles; large ones keep the long ones.
+  t.false(stylesAt.small.has('verbose') || stylesAt.small.has('full'));
+  t.true(stylesAt.large.has('verbose') && stylesAt.large.has('full'));
+  // The stated budget says nothing about the problem: budgets of carrying and non-carrying sums alike.
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const carry = examples
+    .filter((p) => p.op !== 'mul' && carryIntoTop(p.op, p.a, p.b))
+    .map((p) => p.reasoning!.budget);
+  const none = examples
+    .filter((p) => p.op !== 'mul' && !carryIntoTop(p.op, p.a, p.b))
+    .map((p) => p.reasoning!.budget);
+  t.true(Math.abs(mean(carry) - mean(none)) < 1.5, `${mean(carry)} vs ${mean(none)}`);
+  // The default mode is unchanged (a budget that is the length or rounded up from it).
+  t.is(MATH_CORPUS_DEFAULTS.budgetMode, 'length');
+});
+
+test('independent budgets: a range whose minimum cannot hold the longest answer is refused', (t) => {
+  t.throws(() => resolveMathCorpusOptions({ budgetMode: 'independent', budgetRange: [3, 40] }), {
+    message: /budgetRange: the minimum 3 is below the longest answer \(4 digits\)/,
+  });
+  t.notThrows(() =>
+    resolveMathCorpusOptions({
+      budgetMode: 'independent',
+      budgetRange: [3, 40],
+      operations: { mul: 1 },
+    }),
+  );
+  t.throws(() => resolveMathCorpusOptions({ budgetMode: 'fixed' as never }), { message: /budgetMode/ });
+  t.throws(() => resolveMathCorpusOptions({ budgetRange: [0, 4] }), { message: /budgetRange/ });
 });

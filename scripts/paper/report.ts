@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { MatchRule } from '../../shared/rl/rewards.js';
 import type { EvalResult } from '../../shared/train/evaluate.js';
 import { readMetrics } from '../../shared/train/metrics-log.js';
 import { lineChartSvg, type Series } from '../../shared/util/plot.js';
@@ -44,9 +45,38 @@ export interface Row {
   reasoning_length_ci95: number | null;
   /** Which post-training run belongs to this row's checkpoint (null: none). */
   post_training_start: Start | null;
+  /** The condition the top-level easy / medium / hard / avg, reasoning length and seeds are from. */
+  eval_condition: string;
+  /** The row under every condition it was evaluated in (key: `<prompt>.<rule>`, see CONDITIONS). */
+  eval_conditions: Record<string, ConditionResult>;
   /** Average accuracy on the post-training held-out positions before / after the same GRPO run. */
   before: MeanCi | null;
   after: MeanCi | null;
+  seeds: SeedEval[];
+}
+
+/**
+ * The evaluation conditions: which budget the prompt states and which rule scores the prediction.
+ * `no_budget`: none stated (RPT's prompt); `same_budget`: one budget B_T for every row (RMT's final
+ * one); `own_prompt`: the row's method's own prompt at t = T (what the older tables reported);
+ * `argmax`: the NTP rows, no reasoning. Rules: `token` (the exact next token) and `byte_prefix`
+ * (RPT's reward).
+ */
+export const CONDITION_PROMPTS = ['same_budget', 'no_budget', 'own_prompt', 'argmax'] as const;
+export type ConditionPrompt = (typeof CONDITION_PROMPTS)[number];
+export const conditionKey = (prompt: ConditionPrompt, rule: MatchRule) =>
+  `${prompt}.${rule === 'token' ? 'token' : 'byte_prefix'}`;
+
+export interface ConditionResult {
+  /** The budget stated (null: none). */
+  budget: number | null;
+  match: MatchRule;
+  easy: MeanCi;
+  medium: MeanCi;
+  hard: MeanCi;
+  avg: MeanCi;
+  reasoning_length: number | null;
+  reasoning_length_ci95: number | null;
   seeds: SeedEval[];
 }
 
@@ -67,14 +97,22 @@ export interface Target {
   met: boolean | null;
 }
 
-export const seedEval = (seed: number, e: EvalResult): SeedEval => {
-  const f = (x: number) => (Number.isFinite(x) ? x : null);
+/**
+ * One seed's evaluation as the table keeps it; `rule` picks the scoring rule from the result's
+ * `by_match` (default: the rule its splits were scored by). An older result without `by_match`
+ * has token-match splits only: other rules come out null.
+ */
+export const seedEval = (seed: number, e: EvalResult, rule?: MatchRule): SeedEval => {
+  const f = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? x : null);
+  const own = e.match ?? 'token';
+  const by = rule === undefined || rule === own ? null : e.by_match?.[rule];
+  const missing = rule !== undefined && rule !== own && !by;
   return {
     seed,
-    easy: f(e.easy.mean),
-    medium: f(e.medium.mean),
-    hard: f(e.hard.mean),
-    avg: f(e.avg),
+    easy: missing ? null : f(by ? by.easy : e.easy.mean),
+    medium: missing ? null : f(by ? by.medium : e.medium.mean),
+    hard: missing ? null : f(by ? by.hard : e.hard.mean),
+    avg: missing ? null : f(by ? by.avg : e.avg),
     reasoning_length: e.reasoning_length,
     no_answer_rate: e.no_answer_rate,
     positions: e.positions,
@@ -90,20 +128,44 @@ const aggregate = (evals: SeedEval[]) => ({
   reasoning_length: meanCi(evals.map((e) => e.reasoning_length)),
 });
 
-/** Where a row's per-seed evaluation and its post-training come from. */
+/** Where a row's per-seed evaluations and its post-training come from. */
 export interface RowSource {
   id: string;
   method: string;
   model: string;
   mode: 'ntp' | 'ntr';
-  evals: SeedEval[];
+  /** Per condition key: the budget stated, the rule, and each seed's evaluation. */
+  conditions: Record<string, { budget: number | null; match: MatchRule; evals: SeedEval[] }>;
+  /** The condition the row's top-level numbers are from. */
+  headline: string;
   postStart: Start | null;
 }
 
 export function buildRows(sources: RowSource[], post: PostTrainingResult[]): Row[] {
   return sources.map((s) => {
-    const a = aggregate(s.evals);
+    const head = s.conditions[s.headline];
+    if (!head) throw new Error(`row ${s.id}: no evaluation under ${s.headline}`);
+    const a = aggregate(head.evals);
     const p = post.find((x) => x.start === s.postStart) ?? null;
+    const conditions = Object.fromEntries(
+      Object.entries(s.conditions).map(([k, c]) => {
+        const x = aggregate(c.evals);
+        return [
+          k,
+          {
+            budget: c.budget,
+            match: c.match,
+            easy: x.easy,
+            medium: x.medium,
+            hard: x.hard,
+            avg: x.avg,
+            reasoning_length: x.reasoning_length.mean,
+            reasoning_length_ci95: x.reasoning_length.ci95,
+            seeds: c.evals,
+          } satisfies ConditionResult,
+        ];
+      }),
+    );
     return {
       id: s.id,
       method: s.method,
@@ -116,9 +178,11 @@ export function buildRows(sources: RowSource[], post: PostTrainingResult[]): Row
       reasoning_length: a.reasoning_length.mean,
       reasoning_length_ci95: a.reasoning_length.ci95,
       post_training_start: p ? p.start : null,
+      eval_condition: s.headline,
+      eval_conditions: conditions,
       before: p ? p.before.avg : null,
       after: p ? p.after.avg : null,
-      seeds: s.evals,
+      seeds: head.evals,
     };
   });
 }
@@ -322,6 +386,7 @@ export function markdown(
   tgts: Target[],
   plots: Record<string, string>,
   plotDir: string,
+  confounds?: Record<string, unknown>,
 ): string {
   const m = meta.machine;
   const hours = (x: number) =>
@@ -357,6 +422,53 @@ export function markdown(
     lines.push(
       `| ${r.id} | ${r.method} | ${r.model}, ${r.mode} | ${cell(r.easy)} | ${cell(r.medium)} | ${cell(r.hard)} | ` +
         `**${cell(r.avg)}** | ${len} | ${pt} |`,
+    );
+  }
+  const headline = rows.find((r) => r.mode === 'ntr');
+  const bT = headline?.eval_conditions[conditionKey('same_budget', 'token')]?.budget;
+  lines.push(
+    '',
+    `The table above is read under one condition for every NTR row: the same stated budget B_T = ${bT ?? 'n/a'} ` +
+      'and the exact next token (NTP rows: argmax). The targets are read on it.',
+    '',
+    '## Every evaluation condition (average accuracy, %)',
+    '',
+    "Each NTR row with the same budget B_T stated, with no budget stated, and under its own method's prompt " +
+      "(what the older tables reported), each scored by the exact next token and by RPT's byte-prefix rule; " +
+      'reasoning tokens in brackets.',
+    '',
+    '| row | B_T, token | B_T, byte prefix | no budget, token | no budget, byte prefix | own prompt, token | own prompt, byte prefix |',
+    '|---|---|---|---|---|---|---|',
+  );
+  for (const r of rows) {
+    const c = (prompt: ConditionPrompt, rule: MatchRule) => {
+      const x = r.eval_conditions[conditionKey(r.mode === 'ntp' ? 'argmax' : prompt, rule)];
+      if (!x) return 'n/a';
+      const len =
+        r.mode === 'ntr' && x.reasoning_length !== null ? ` (${x.reasoning_length.toFixed(1)})` : '';
+      return `${cell(x.avg)}${len}`;
+    };
+    lines.push(
+      `| ${r.id} | ${c('same_budget', 'token')} | ${c('same_budget', 'byte-prefix')} | ${c('no_budget', 'token')} | ` +
+        `${c('no_budget', 'byte-prefix')} | ${c('own_prompt', 'token')} | ${c('own_prompt', 'byte-prefix')} |`,
+    );
+  }
+  if (confounds) {
+    const num = (x: unknown, d = 3) => (typeof x === 'number' ? x.toFixed(d) : 'n/a');
+    const share = (x: unknown) => {
+      const o = (x ?? {}) as Record<string, unknown>;
+      return ['easy', 'medium', 'hard'].map((t) => `${t} ${num(o[t], 2)}`).join(', ');
+    };
+    lines.push(
+      '',
+      '## Confounds',
+      '',
+      `- Stated budget vs target in the base's pre-training corpus: I(budget; digit after \`</think>\`) = ` +
+        `${num(confounds.budget_target_mi_bits, 4)} bits (leading digit of the answer: ` +
+        `${num(confounds.budget_leading_digit_mi_bits, 4)} bits; Miller-Madow; aim below 0.02).`,
+      `- Share of the most frequent target per curriculum training tier (largest over seeds): ` +
+        `${share(confounds.top_target_share)} (aim: none above 0.3); per held-out evaluation split: ` +
+        `${share(confounds.top_target_share_eval)}.`,
     );
   }
   lines.push('', '## Targets', '', '| target | threshold | measured | met |', '|---|---|---|---|');

@@ -12,6 +12,7 @@ import { parse } from 'yaml';
 import { type PretrainConfig, parsePretrainConfig } from '../../shared/config/pretrain-config.js';
 import type { Method } from '../../shared/config/rmt-defaults.js';
 import { parseTrainConfig, type TrainConfig } from '../../shared/config/train-config.js';
+import { budgetSchedule } from '../../shared/rl/budget.js';
 
 /** The rows trained from the base (every method of the spec but `ntr`, which is an evaluation mode). */
 export type TrainedMethod = Exclude<Method, 'ntr'>;
@@ -305,6 +306,17 @@ export class Derived {
       model: { init_from: L.startCheckpoint(seed, start), proxy: L.baseFinal },
     });
     return parseTrainConfig(raw, `${p.config} + ${this.source} post_training.set`);
+  }
+
+  /**
+   * B_T, the one budget every NTR row is evaluated at besides none: the final budget of RMT's
+   * schedule (of the first trained row when there is no RMT row), whatever the row's own prompt.
+   */
+  sameBudget(seed: number): number {
+    const rows = this.settings.methods.rows;
+    const cfg = this.method(seed, rows.includes('rmt') ? 'rmt' : rows[0]);
+    if (cfg.eval.budget !== null) return cfg.eval.budget;
+    return budgetSchedule('dtb', cfg.budget)(cfg.train.steps, cfg.train.steps);
   }
 
   /** Parses every config once, so a misspelt field fails before any work. */

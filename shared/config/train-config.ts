@@ -78,6 +78,12 @@ export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
      * over them counts that as a wrong answer. `vocab`: the whole vocabulary.
      */
     ntp_over: 'text' | 'vocab';
+    /**
+     * How a prediction is scored: `token` (default), the exact next token (RMT's match reward);
+     * `byte-prefix`, RPT's reward (the prediction's bytes a token-aligned prefix of the continuation).
+     * Evaluations report both; this picks the one their easy / medium / hard / avg are.
+     */
+    match: 'token' | 'byte-prefix';
   };
   checkpoint: { every: number; keep: number };
   /** How the coordinator drives rollout workers and the learner (embedded or as services). */
@@ -142,7 +148,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
     micro_batch: 16,
     generation_batch: 64,
   },
-  eval: { every: 0, positions: 200, budget: null, ntp_over: 'text' },
+  eval: { every: 0, positions: 200, budget: null, ntp_over: 'text', match: 'token' },
   checkpoint: { every: 50, keep: 2 },
   distributed: { max_staleness: 0, job_timeout_s: 600, observation_timeout_s: 30, worker_wait_s: 120 },
 };
@@ -186,6 +192,9 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
   c.run.report_to = parseReportTo(c.run.report_to, (m) => {
     throw new RunConfigError(source, 'run.report_to', m);
   });
+  if (c.eval.match !== 'token' && c.eval.match !== 'byte-prefix') {
+    throw new RunConfigError(source, 'eval.match', `must be "token" or "byte-prefix", got "${c.eval.match}"`);
+  }
   if (c.eval.ntp_over !== 'text' && c.eval.ntp_over !== 'vocab') {
     throw new RunConfigError(source, 'eval.ntp_over', `must be "text" or "vocab", got "${c.eval.ntp_over}"`);
   }

@@ -30,6 +30,8 @@ export const REASONING_STYLES: readonly ReasoningStyle[] = ['full', 'compact', '
 
 export type MathSplit = 'train' | 'held_out';
 
+export type BudgetMode = 'length' | 'independent';
+
 /** Inclusive integer range [min, max]. */
 export type IntRange = readonly [min: number, max: number];
 
@@ -67,6 +69,18 @@ export interface MathCorpusOptions {
   carryFraction?: number;
   /** Relative weights of the reasoning styles; a missing style has weight 0 (default full 0.8, compact 0.15, answer 0.05). */
   reasoningStyles?: Partial<Record<ReasoningStyle, number>>;
+  /**
+   * How a reasoning example's stated budget is chosen (default 'length'). `length`: the reasoning's
+   * own length, sometimes rounded up (`budgetRoundUpFraction`); that length depends on the problem
+   * (its carries, its digits), so the stated budget tells a model something about the answer.
+   * `independent`: drawn uniformly from `budgetRange` before and apart from the problem, and the
+   * reasoning is made to fit it: a style is drawn among those whose text fits the budget (weights
+   * `reasoningStyles`; the answer alone when none does). The stated budget then carries no
+   * information about the problem or its answer.
+   */
+  budgetMode?: BudgetMode;
+  /** `independent` budgets: inclusive range (default [4, 64]); its minimum must fit every answer. */
+  budgetRange?: IntRange;
   /** Fraction of reasoning examples whose budget is rounded up to a multiple of `budgetRoundTo` (default 0.3). */
   budgetRoundUpFraction?: number;
   /** See `budgetRoundUpFraction` (default 8). */
@@ -88,6 +102,8 @@ export interface ResolvedMathCorpusOptions {
   ranges: Record<MathOp, OperandRanges>;
   carryFraction: number;
   reasoningStyles: Record<ReasoningStyle, number>;
+  budgetMode: BudgetMode;
+  budgetRange: IntRange;
   budgetRoundUpFraction: number;
   budgetRoundTo: number;
   budgetMarker: string;
@@ -108,6 +124,8 @@ const DEFAULTS: ResolvedMathCorpusOptions = {
   },
   carryFraction: 0.5,
   reasoningStyles: { full: 0.8, compact: 0.15, answer: 0.05, verbose: 0 },
+  budgetMode: 'length',
+  budgetRange: [4, 64],
   budgetRoundUpFraction: 0.3,
   budgetRoundTo: 8,
   budgetMarker: RMT_DEFAULTS.prompt.budget_marker,
@@ -226,6 +244,8 @@ export function resolveMathCorpusOptions(opts: MathCorpusOptions = {}): Resolved
     ranges: { ...d.ranges, ...opts.ranges },
     carryFraction: fraction('carryFraction', opts.carryFraction ?? d.carryFraction),
     reasoningStyles: weights('reasoningStyles', REASONING_STYLES, opts.reasoningStyles, d.reasoningStyles),
+    budgetMode: opts.budgetMode ?? d.budgetMode,
+    budgetRange: opts.budgetRange ?? d.budgetRange,
     budgetRoundUpFraction: fraction(
       'budgetRoundUpFraction',
       opts.budgetRoundUpFraction ?? d.budgetRoundUpFraction,
@@ -256,6 +276,22 @@ export function resolveMathCorpusOptions(opts: MathCorpusOptions = {}): Resolved
   if (Math.max(sub.a[1], sub.b[1]) === Math.min(sub.a[0], sub.b[0])) {
     throw new Error('ranges.sub: the two numbers can never differ (the answer would be 0)');
   }
+  if (o.budgetMode !== 'length' && o.budgetMode !== 'independent') {
+    throw new Error(`budgetMode must be 'length' or 'independent' (got ${JSON.stringify(o.budgetMode)})`);
+  }
+  if (!isRange(o.budgetRange) || o.budgetRange[0] < 1) {
+    throw new Error(
+      `budgetRange must be [min, max] with 1 <= min <= max (got ${JSON.stringify(o.budgetRange)})`,
+    );
+  }
+  if (o.budgetMode === 'independent') {
+    const longest = maxAnswerDigits(o);
+    if (o.budgetRange[0] < longest) {
+      throw new Error(
+        `budgetRange: the minimum ${o.budgetRange[0]} is below the longest answer (${longest} digits), which could then fit no reasoning`,
+      );
+    }
+  }
   if (!(Number.isInteger(o.budgetRoundTo) && o.budgetRoundTo >= 1)) {
     throw new Error(`budgetRoundTo must be an integer >= 1 (got ${o.budgetRoundTo})`);
   }
@@ -270,6 +306,18 @@ export function resolveMathCorpusOptions(opts: MathCorpusOptions = {}): Resolved
 
 // ---------------------------------------------------------------------------------------------
 // Problems, the split and the reasoning
+
+/** The most digits an answer of an operation with non-zero weight can have under the ranges. */
+function maxAnswerDigits(o: Pick<ResolvedMathCorpusOptions, 'operations' | 'ranges'>): number {
+  let most = 1;
+  for (const op of MATH_OPS) {
+    if (!(o.operations[op] > 0)) continue;
+    const { a, b } = o.ranges[op];
+    const largest = op === 'add' ? a[1] + b[1] : op === 'sub' ? Math.max(a[1], b[1]) : a[1] * b[1];
+    most = Math.max(most, String(largest).length);
+  }
+  return most;
+}
 
 /** Canonical statement of a problem: commutative operands sorted. */
 export function problemKey(op: MathOp, a: number, b: number): string {
@@ -587,6 +635,48 @@ function sampleProblem(rng: Rng, o: ResolvedMathCorpusOptions): { op: MathOp; a:
   throw new Error(`no ${op} problem of split ${o.split} found in ${MAX_DRAWS} draws: widen ranges.${op}`);
 }
 
+/** `length` budgets: a style, its reasoning, and the budget its length (sometimes rounded up). */
+function reasoningThenBudget(
+  rng: Rng,
+  o: ResolvedMathCorpusOptions,
+  op: MathOp,
+  a: number,
+  b: number,
+): { style: ReasoningStyle; reasoning: string; budget: number } {
+  const style = pick(rng, o.reasoningStyles);
+  const reasoning = columnReasoning(op, a, b, style);
+  const length = reasoning.length; // = its token count (see columnReasoning)
+  const budget =
+    rng.next() < o.budgetRoundUpFraction ? Math.ceil(length / o.budgetRoundTo) * o.budgetRoundTo : length;
+  return { style, reasoning, budget };
+}
+
+/**
+ * `independent` budgets: the budget first, uniform in `budgetRange` and drawn apart from the
+ * problem, then a style among those whose reasoning fits it (longer styles compress to shorter ones
+ * as the budget falls; the answer alone always fits, see the budgetRange check).
+ */
+function fitToBudget(
+  rng: Rng,
+  o: ResolvedMathCorpusOptions,
+  op: MathOp,
+  a: number,
+  b: number,
+): { style: ReasoningStyle; reasoning: string; budget: number } {
+  const [lo, hi] = o.budgetRange;
+  const budget = lo + rng.int(hi - lo + 1);
+  const texts = new Map(REASONING_STYLES.map((st) => [st, columnReasoning(op, a, b, st)] as const));
+  const fitting = {} as Record<ReasoningStyle, number>;
+  let any = false;
+  for (const st of REASONING_STYLES) {
+    const fits = texts.get(st)!.length <= budget;
+    fitting[st] = fits ? o.reasoningStyles[st] : 0;
+    any ||= fitting[st] > 0;
+  }
+  const style: ReasoningStyle = any ? pick(rng, fitting) : 'answer';
+  return { style, reasoning: texts.get(style)!, budget };
+}
+
 function fillBudget(marker: string, budget: number): string {
   return marker.replace(/\{B\}/g, String(budget));
 }
@@ -645,11 +735,10 @@ function generateDocument(rng: Rng, o: ResolvedMathCorpusOptions, id: string): M
     };
     if (i < count - 1 && rng.next() < pReasoning) {
       const digit = rng.int(ans.length);
-      const style = pick(rng, o.reasoningStyles);
-      const reasoning = columnReasoning(op, a, b, style);
-      const length = reasoning.length; // = its token count (see columnReasoning)
-      const budget =
-        rng.next() < o.budgetRoundUpFraction ? Math.ceil(length / o.budgetRoundTo) * o.budgetRoundTo : length;
+      const { style, reasoning, budget } =
+        o.budgetMode === 'independent'
+          ? fitToBudget(rng, o, op, a, b)
+          : reasoningThenBudget(rng, o, op, a, b);
       text += before + ans.slice(0, digit);
       const thinkStart = text.length;
       text += THINK_TOKEN + fillBudget(o.budgetMarker, budget) + reasoning + END_THINK_TOKEN;

@@ -19,7 +19,10 @@ import type { Rollout } from './rollouts.js';
  * temperature T (`DualLossOptions.temperature`).
  *
  * L_NTP is the next-token cross-entropy on the same text windows the key positions come from, on
- * every token except the key position itself (m_pos = 1[pos not in C]), mean over those tokens.
+ * every token that is not a position of the step's key set C (m_pos = 1[pos not in C]), mean over
+ * those tokens. C is every key position the step trains on (`ntpPositions`), so a window that holds
+ * another key position besides its own leaves that one out too: otherwise the NTP term would teach
+ * the direct answer at a position the RL term is teaching to reason about.
  */
 /** Sequence lengths are padded to multiples of this so the learner's kernels are compiled once per bucket. */
 const SHAPE_BUCKET = 32;
@@ -122,11 +125,11 @@ export async function dualLossAndGrad(
   let ntpTokens = 0;
   if (o.useNtp && o.lambda > 0 && ntpPositions.length > 0) {
     const windows = ntpPositions.map((p) => [...p.context, ...p.continuation]);
-    const keyRows = ntpPositions.map((p) => p.context.length - 1);
-    ntpTokens = windows.reduce((n, w) => n + w.length - 2, 0);
+    const keyRows = keyRowsInWindows(ntpPositions);
+    ntpTokens = windows.reduce((n, w, s) => n + w.length - 1 - keyRows[s].length, 0);
     for (let i = 0; i < windows.length; i += o.microBatch) {
       const batch = padBatch(windows.slice(i, i + o.microBatch), o.padId, 'right', SHAPE_BUCKET);
-      const t = ntpTargets(batch, keyRows.slice(i, i + o.microBatch), o.lambda / ntpTokens);
+      const t = ntpTargets(batch, keyRows.slice(i, i + o.microBatch), o.lambda / Math.max(1, ntpTokens));
       const r = await lossAndGrad(model, batch, t);
       ntpLoss += r.loss / o.lambda;
       await accumulateGrads(model, grads, r.grads);
@@ -172,15 +175,33 @@ export function responseBatch(
   return { batch, targets, rows };
 }
 
-/** Every next-token target of each window except the key position's, each weighted `weight`. */
-function ntpTargets(batch: TokenBatch, keyRows: readonly number[], weight: number): LossTargets {
+/**
+ * For each key position's NTP window (`context` then `continuation`, the stream from
+ * `id - context.length`), the rows whose next token is a position of the key set C (the ids of
+ * `positions`): row r predicts stream position `id - context.length + r + 1`. The window's own key is
+ * row `context.length - 1`; any other member of C inside the window is left out as well.
+ */
+export function keyRowsInWindows(positions: readonly KeyPosition[]): number[][] {
+  const keys = new Set(positions.map((p) => p.id));
+  return positions.map((p) => {
+    const start = p.id - p.context.length;
+    const length = p.context.length + p.continuation.length;
+    const rows: number[] = [];
+    for (let r = 0; r + 1 < length; r++) if (keys.has(start + r + 1)) rows.push(r);
+    return rows;
+  });
+}
+
+/** Every next-token target of each window except the rows of `keyRows` (C), each weighted `weight`. */
+function ntpTargets(batch: TokenBatch, keyRows: readonly (readonly number[])[], weight: number): LossTargets {
   const n = batch.batch * batch.seqLen;
   const targets = new Int32Array(n).fill(-1);
   const weights = new Float64Array(n);
   for (let s = 0; s < batch.batch; s++) {
+    const skip = new Set(keyRows[s]);
     for (let t = 0; t + 1 < batch.seqLen; t++) {
       const i = s * batch.seqLen + t;
-      if (!batch.mask[i] || !batch.mask[i + 1] || t === keyRows[s]) continue;
+      if (!batch.mask[i] || !batch.mask[i + 1] || skip.has(t)) continue;
       targets[i] = batch.ids[i + 1];
       weights[i] = weight;
     }

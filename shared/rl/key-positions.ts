@@ -59,3 +59,28 @@ export function keyPositions(
   }
   return out;
 }
+
+/**
+ * The key set C of a training step: the positions the curriculum drew, then every position of a
+ * trained group that is not among them (those dynamic sampling added in place of zero-variance
+ * groups), each once. The learner's NTP term takes a window around each and leaves every member
+ * of C out of its targets, so a replacement position needs its window and its mask as much as a
+ * drawn one.
+ */
+export function stepKeySet(
+  drawn: readonly KeyPosition[],
+  trainedGroups: readonly (readonly { positionId: number }[])[],
+  byId: ReadonlyMap<number, KeyPosition>,
+): KeyPosition[] {
+  const out = [...drawn];
+  const seen = new Set(drawn.map((p) => p.id));
+  for (const g of trainedGroups) {
+    const id = g[0]?.positionId;
+    if (id === undefined || seen.has(id)) continue;
+    const p = byId.get(id);
+    if (!p) throw new Error(`a trained group's position ${id} is not a key position of the run`);
+    out.push(p);
+    seen.add(id);
+  }
+  return out;
+}

@@ -39,6 +39,29 @@ export function matchReward(predictedTokenIds: readonly number[], targetId: numb
   return predictedTokenIds.length === 1 && predictedTokenIds[0] === targetId ? 1 : 0;
 }
 
+/**
+ * How an evaluation scores a prediction: `token` is RMT's exact match of one token (the match
+ * reward), `byte-prefix` scores it as RPT's reward does, so a method trained on either reward can be
+ * judged by the rule it was trained on as well as by the other.
+ */
+export type MatchRule = 'token' | 'byte-prefix';
+export const MATCH_RULES: readonly MatchRule[] = ['token', 'byte-prefix'];
+
+/**
+ * Whether an answered prediction is right under `rule`: its token ids against the target
+ * (`token`), or its bytes against the ground-truth continuation (`byte-prefix`, RPT Eq. 3).
+ */
+export function predictionCorrect(
+  rule: MatchRule,
+  prediction: { ids: readonly number[]; bytes: Uint8Array },
+  target: RolloutTarget,
+  tokenizer: Pick<Tokenizer, 'tokenBytes'>,
+): boolean {
+  return rule === 'token'
+    ? matchReward(prediction.ids, target.targetId) === 1
+    : bytePrefixReward(prediction.bytes, target.continuationIds, tokenizer) === 1;
+}
+
 /** r = (1 - w) r_match + w r_len. */
 export function totalReward(rMatch: number, rLen: number, w: number): number {
   return (1 - w) * rMatch + w * rLen;

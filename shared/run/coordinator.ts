@@ -9,7 +9,7 @@ import { tierMix } from '../curriculum/schedule.js';
 import { RunMetrics } from '../obs/run-metrics.js';
 import { budgetSchedule } from '../rl/budget.js';
 import { dynamicSampling, fracRewardZeroStd } from '../rl/grpo.js';
-import type { KeyPosition } from '../rl/key-positions.js';
+import { type KeyPosition, stepKeySet } from '../rl/key-positions.js';
 import { planJobs, type RolloutSettings } from '../rl/rollout-job.js';
 import type { Rollout } from '../rl/rollouts.js';
 import type { EvalResult } from '../train/evaluate.js';
@@ -266,7 +266,7 @@ export class RunCoordinator {
       const tStep = performance.now();
       const B_t = schedule(t, T);
       const sampler = makeSampler(spec, cfg, train, table);
-      const positions = sampler.sample(cfg.train.positions_per_step, t, T, rng).map((id) => byId.get(id)!);
+      let positions = sampler.sample(cfg.train.positions_per_step, t, T, rng).map((id) => byId.get(id)!);
       const row: Record<string, number> = { step: t + 1, 'budget/current': B_t };
       const mix: TierProbs =
         spec.curriculum === 'cas' ? (sampler as CasSampler).mixAt(t, T) : tierMix(t, T, cfg.curriculum);
@@ -321,6 +321,7 @@ export class RunCoordinator {
           );
           groups = ds.groups;
           row['dynamic_sampling/replaced'] = ds.replaced;
+          positions = stepKeySet(positions, groups, byId);
         }
         Object.assign(row, rolloutMetrics(groups, cfg.budget.hard_cap));
         // How many updates behind the policy that sampled this step was (0 when on-policy).

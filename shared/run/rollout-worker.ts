@@ -101,6 +101,7 @@ export class RolloutWorker {
         hardCap: ctx.cfg.budget.hard_cap,
         batch: ctx.cfg.train.generation_batch,
         ntpExclude: ntpExcluded(ctx.cfg.eval.ntp_over, ctx.tokenizer),
+        match: ctx.cfg.eval.match,
       });
     });
   }

@@ -47,6 +47,24 @@ export async function evaluateCheckpoint(
   mode: EvalMode,
   log: (line: string) => void,
 ): Promise<{ budget: number | null; result: EvalResult }> {
+  const budget = evalBudget(cfg);
+  const [result] = await evaluateCheckpointAt(backend, cfg, checkpoint, mode, [budget], log);
+  return { budget, result };
+}
+
+/**
+ * The same, once per stated budget of `budgets` (null: no budget stated), on the same positions
+ * with the checkpoint loaded once: how the paper benchmark puts every row under the same
+ * conditions, whatever its method's own prompt is.
+ */
+export async function evaluateCheckpointAt(
+  backend: Backend,
+  cfg: TrainConfig,
+  checkpoint: string,
+  mode: EvalMode,
+  budgets: readonly (number | null)[],
+  log: (line: string) => void,
+): Promise<EvalResult[]> {
   const { run, positions, model, release } = await checkpointOnHeldOut(
     backend,
     cfg,
@@ -54,17 +72,22 @@ export async function evaluateCheckpoint(
     cfg.eval.positions,
     log,
   );
-  const budget = evalBudget(cfg);
   try {
-    const result = await evaluatePositions(model, run.tokenizer, run.format, positions, {
-      mode,
-      eval_splits: cfg.curriculum.eval_splits,
-      budget,
-      hardCap: cfg.budget.hard_cap,
-      batch: cfg.train.generation_batch,
-      ntpExclude: ntpExcluded(cfg.eval.ntp_over, run.tokenizer),
-    });
-    return { budget, result };
+    const results: EvalResult[] = [];
+    for (const budget of budgets) {
+      results.push(
+        await evaluatePositions(model, run.tokenizer, run.format, positions, {
+          mode,
+          eval_splits: cfg.curriculum.eval_splits,
+          budget,
+          hardCap: cfg.budget.hard_cap,
+          batch: cfg.train.generation_batch,
+          ntpExclude: ntpExcluded(cfg.eval.ntp_over, run.tokenizer),
+          match: cfg.eval.match,
+        }),
+      );
+    }
+    return results;
   } finally {
     release();
   }

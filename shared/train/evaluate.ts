@@ -4,7 +4,7 @@ import { padBatch } from '../model/batch.js';
 import type { Decoder } from '../model/decoder.js';
 import type { KeyPosition } from '../rl/key-positions.js';
 import type { PromptFormat } from '../rl/prompt-format.js';
-import { matchReward } from '../rl/rewards.js';
+import { MATCH_RULES, type MatchRule, predictionCorrect } from '../rl/rewards.js';
 import { generateRollouts } from '../rl/rollouts.js';
 import { Rng } from '../util/rng.js';
 
@@ -12,7 +12,8 @@ import { Rng } from '../util/rng.js';
  * Next-token accuracy on held-out positions as the paper reports it (docs/method.md section 7): split by the
  * proxy's entropy into RPT's nested easy / medium / hard sets, their average, and the mean
  * reasoning length. `ntp` takes the argmax of the next-token distribution; `ntr` lets the model
- * reason (greedy decoding) and compares its prediction with the next token exactly.
+ * reason (greedy decoding). Each prediction is scored by both rules of `MatchRule` (the exact next
+ * token, and RPT's byte prefix of the continuation); the result's splits are those of `match`.
  */
 export type EvalMode = 'ntp' | 'ntr';
 
@@ -24,8 +25,20 @@ export interface SplitAccuracy {
   n: number;
 }
 
+/** Accuracy per nested split and their average under one scoring rule (fractions; NaN: empty split). */
+export interface MatchScores {
+  easy: number;
+  medium: number;
+  hard: number;
+  avg: number;
+}
+
 export interface EvalResult {
   mode: EvalMode;
+  /** The rule `easy`/`medium`/`hard`/`avg` are scored by (older results: `token`). */
+  match?: MatchRule;
+  /** The same predictions scored by each rule. */
+  by_match?: Record<MatchRule, MatchScores>;
   easy: SplitAccuracy;
   medium: SplitAccuracy;
   hard: SplitAccuracy;
@@ -59,6 +72,8 @@ export interface EvalOptions {
   batch: number;
   /** ntp: tokens the argmax leaves out (the reasoning layout's, see `eval.ntp_over`). */
   ntpExclude?: readonly number[];
+  /** The rule the result's splits are scored by (default `token`); `by_match` has both. */
+  match?: MatchRule;
 }
 
 /** Evaluations score the prediction alone: the match reward, no length term. */
@@ -79,7 +94,20 @@ export async function evaluatePositions(
   positions: readonly KeyPosition[],
   o: EvalOptions,
 ): Promise<EvalResult> {
-  const correct: boolean[] = [];
+  const correctBy: Record<MatchRule, boolean[]> = { token: [], 'byte-prefix': [] };
+  const score = (p: KeyPosition, prediction: { ids: readonly number[]; bytes: Uint8Array } | null) => {
+    for (const rule of MATCH_RULES) {
+      correctBy[rule].push(
+        prediction !== null &&
+          predictionCorrect(
+            rule,
+            prediction,
+            { targetId: p.target, continuationIds: p.continuation },
+            tokenizer,
+          ),
+      );
+    }
+  };
   const predicted: string[] = [];
   let reasoning = 0;
   let unanswered = 0;
@@ -94,7 +122,7 @@ export async function evaluatePositions(
           tokenizer.vocabSize,
         )
       ).entries()) {
-        correct.push(pred === chunk[j].target);
+        score(chunk[j], { ids: [pred], bytes: tokenizer.tokenBytes(pred) });
         predicted.push(tokenizer.decode([pred]));
       }
     }
@@ -117,9 +145,12 @@ export async function evaluatePositions(
       new Rng(0),
     );
     for (const [i, [r]] of groups.entries()) {
-      const ok =
-        r.parsed.finishReason === 'stop' && matchReward(r.parsed.predictionIds, positions[i].target) === 1;
-      correct.push(ok);
+      score(
+        positions[i],
+        r.parsed.finishReason === 'stop'
+          ? { ids: r.parsed.predictionIds, bytes: r.parsed.predictionBytes }
+          : null,
+      );
       predicted.push(
         r.parsed.finishReason === 'stop' ? tokenizer.decode(r.parsed.predictionIds) : '(no answer)',
       );
@@ -127,7 +158,8 @@ export async function evaluatePositions(
       if (r.parsed.finishReason !== 'stop') unanswered++;
     }
   }
-  const split = (tier: Tier): SplitAccuracy => {
+  const rule = o.match ?? 'token';
+  const split = (tier: Tier, correct = correctBy[rule]): SplitAccuracy => {
     const hits = positions
       .map((p, i) => (evalSplits(p.entropy, o.eval_splits)[tier] ? correct[i] : null))
       .filter((x) => x !== null);
@@ -135,9 +167,15 @@ export async function evaluatePositions(
     const mean = n ? hits.filter(Boolean).length / n : Number.NaN;
     return { mean, ci95: n ? 1.96 * Math.sqrt((mean * (1 - mean)) / n) : Number.NaN, n };
   };
-  const [easy, medium, hard] = TIERS.map(split);
+  const [easy, medium, hard] = TIERS.map((tier) => split(tier));
+  const scores = (r: MatchRule): MatchScores => {
+    const [e, m, h] = TIERS.map((tier) => split(tier, correctBy[r]).mean);
+    return { easy: e, medium: m, hard: h, avg: (e + m + h) / 3 };
+  };
   return {
     mode: o.mode,
+    match: rule,
+    by_match: { token: scores('token'), 'byte-prefix': scores('byte-prefix') },
     easy,
     medium,
     hard,
