@@ -57,7 +57,7 @@ export interface OpsExports {
   chunk(args: number, lo: number, hi: number): void;
 }
 
-export type WasmModuleName = 'matmul' | 'ops';
+export type WasmModuleName = 'matmul' | 'ops' | 'peak';
 
 export function wasmPath(variant: WasmVariant, name: WasmModuleName = 'matmul'): string {
   return fileURLToPath(new URL(`../../../asm/build/${name}-${variant}.wasm`, import.meta.url));
@@ -109,6 +109,11 @@ export function loadMatmulModule(): LoadedModule | string {
 /** The compiled ops module (asm/ops.ts), or a sentence saying why there is none. */
 export function loadOpsModule(): LoadedModule | string {
   return loadWasmModule('ops');
+}
+
+/** The peak probe (asm/peak.ts, timed by bench/peak.ts), or a sentence saying why there is none. */
+export function loadPeakModule(): LoadedModule | string {
+  return loadWasmModule('peak');
 }
 
 function loadWasmModule(name: WasmModuleName): LoadedModule | string {
