@@ -1,32 +1,38 @@
 /**
- * `npm run bench:kernels`: rmt's CPU matmul against PyTorch's in one invocation, on the bench model's
- * shapes (N = 512 tokens, hidden 64, intermediate 176, kv 32, vocab 2259; forward x@W^T, backward
- * dy@W and dy^T@x; decoding with 8 sequences) and on 1024^3.
+ * `npm run bench:kernels`: rmt's CPU matmul against PyTorch's, on the bench model's shapes (N = 512
+ * tokens, hidden 64, intermediate 176, kv 32, vocab 2259; forward x@W^T, backward dy@W and dy^T@x;
+ * decoding with 8 sequences) and on 1024^3.
  *
- * Columns, all GFLOP/s (2 m n k / seconds per call, fastest of several interleaved trials):
- * - rmt: the gpu.js backend's `webasm` matmul as the model calls it, which runs the WebAssembly
- *   SIMD kernel (shared/kernels/wasm) on all cores; includes copying operands in and the result out.
- * - gpujs: the same backend with that kernel switched off (gpu.js's own webasm matmul), for reference.
- * - baseline: PyTorch torch.mm (bench/torch_kernels.py, Debian python3-torch) on OpenBLAS with the
- *   same thread count, OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset so OpenBLAS picks its own kernel;
- *   the script refuses the reference BLAS.
- * - tuned: the same with OPENBLAS_CORETYPE forced to the best kernel the CPU flags allow (SkylakeX
- *   with AVX-512, Haswell with AVX2), because OpenBLAS 0.3.21 falls back to a generic kernel on CPUs
- *   it does not know. Informational; ratio_tuned = rmt / tuned.
- * ratio = rmt / baseline (higher is better). Results: bench/results/kernels-cpu.{json,md}.
+ * Method (bench/rounds.ts): per case, --rounds rounds (at least 5 for a figure to commit); in each
+ * round rmt and PyTorch each run one trial (calls repeated until --min-time has passed), in an order
+ * that alternates between rounds, and the round's ratio is rmt's GFLOP/s over PyTorch's. A case
+ * reports the median ratio over rounds with its min-max and interquartile range, and the median over
+ * the rounds not marked loaded (others kept at least half a core busy; the load of every round is in
+ * the JSON). GFLOP/s = 2 m n k / seconds per call.
+ * - rmt: the gpu.js backend's `webasm` matmul as the model calls it, which runs the WebAssembly SIMD
+ *   kernel (shared/kernels/wasm; the relaxed-SIMD fused multiply-add build where available) on all
+ *   cores; includes copying operands in and the result out.
+ * - baseline: PyTorch torch.mm (bench/torch_kernels.py) on OpenBLAS with the same thread count, on the
+ *   best OpenBLAS core for this CPU (bench/openblas.ts: measured when OpenBLAS's own pick is not in
+ *   the CPU's best tier); the script refuses the reference BLAS.
+ * - peak: the wasm peak (bench/peak.ts: register-only f32x4 loops, fused and not, 1 and N threads)
+ *   measured before and after the cases, and the native peak from the clock and FMA width; each case
+ *   shows rmt's share of the wasm FMA peak and OpenBLAS's share of the native peak. 1024^3 is also
+ *   timed on one thread (thread scaling).
+ * - gpujs (--gpujs): gpu.js's own webasm matmul (the kernel switched off), once, for reference.
+ * Results: bench/results/kernels-cpu.{json,md}.
  *
- * Before each case the script waits (up to a minute, --no-wait to skip) until other processes leave the
- * CPU idle, and records the busy fraction it saw per case (cpuBusyBefore).
- *
- * Options: --quick (fewer, shorter trials), --no-gpujs, --no-tuned, --no-wait, --rounds N, --min-time SECONDS,
- * --python PATH (default /usr/bin/python3), --out DIR.
+ * Options: --quick (3 rounds, shorter trials), --gpujs, --rounds N, --min-time SECONDS, --cases REGEX,
+ * --python PATH (default /usr/bin/python3), --blas-dir DIR (first on the PyTorch child's
+ * LD_LIBRARY_PATH), --coretype NAME (force OPENBLAS_CORETYPE), --measure-cores (time every candidate
+ * core even when OpenBLAS's own pick is in the best tier), --out DIR.
  *
  * `--backend webgpu` runs the GPU mode instead (bench/kernels-gpu.ts: gpu.js's webgpu matmul against
  * PyTorch CUDA, into kernels-gpu.{json,md}); `--backend webasm`, the default, is the mode above.
  * The cases live in bench/kernel-cases.ts.
  */
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
@@ -38,6 +44,16 @@ import { WasmMatmul } from '../shared/kernels/wasm/matmul.js';
 import { Rng } from '../shared/util/rng.js';
 import { CASES, flopsOf, layoutOf, shapeOf } from './kernel-cases.js';
 import { benchGpuKernels, GPU_USAGE } from './kernels-gpu.js';
+import { baseTorchEnv, type CoreChoice, chooseCore, describeCore, withCore } from './openblas.js';
+import { type NativePeak, nativePeak, type PeakResult, wasmPeak } from './peak.js';
+import {
+  formatSpread,
+  LOADED_CORES,
+  RoundMeter,
+  type RoundRecord,
+  type RoundSummary,
+  summarize,
+} from './rounds.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -100,6 +116,10 @@ class TorchBench {
     return (JSON.parse(line) as { seconds: number }).seconds;
   }
 
+  get pid(): number | null {
+    return this.child.pid ?? null;
+  }
+
   close(): void {
     this.child.stdin.end();
   }
@@ -144,23 +164,6 @@ function lscpu(): Record<string, string> {
   }
 }
 
-/** Fraction of CPU time not idle over `ms` (other work on the machine skews every number). */
-async function cpuBusy(ms: number): Promise<number | null> {
-  const read = () => {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    const idle = f[3] + (f[4] ?? 0);
-    return { idle, total: f.reduce((x, y) => x + y, 0) };
-  };
-  try {
-    const a = read();
-    await new Promise((r) => setTimeout(r, ms));
-    const b = read();
-    return 1 - (b.idle - a.idle) / Math.max(1, b.total - a.total);
-  } catch {
-    return null;
-  }
-}
-
 function machine(lc: Record<string, string>) {
   const cpus = os.cpus();
   const flags = (lc.Flags ?? '').split(/\s+/);
@@ -179,31 +182,44 @@ function machine(lc: Record<string, string>) {
   };
 }
 
-// ---------------------------------------------------------------------------------------------------
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const SETTLE_MS = 250;
-/** Other work above this share of the CPU counts as a busy machine. */
-const BUSY = 0.15;
+/** OpenBLAS's idle threads spin for a while after a call: let them settle before rmt's trial. */
+const SETTLE_MS = 200;
 
-/**
- * Waits (at most `maxMs`) until the machine is idle while this process idles too: other processes'
- * load is the main source of noise on a small shared machine. Returns the last busy fraction seen.
- */
-async function waitQuiet(maxMs: number): Promise<{ busy: number | null; waitedMs: number }> {
-  const t0 = Date.now();
-  let busy = await cpuBusy(400);
-  while (busy !== null && busy > BUSY && Date.now() - t0 < maxMs) busy = await cpuBusy(1000);
-  if (busy !== null && busy > BUSY) {
-    console.log(`  (machine ${(busy * 100).toFixed(0)}% busy with other work: this case is skewed)`);
-  }
-  return { busy, waitedMs: Date.now() - t0 };
-}
-
-const fmt = (x: number | null, d = 1) => (x === null || !Number.isFinite(x) ? '-' : x.toFixed(d));
+const fmt = (x: number | null | undefined, d = 1) =>
+  x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(d);
 
 const CPU_USAGE =
-  'usage: bench/kernels.ts [--backend webasm] [--quick] [--no-gpujs] [--no-tuned] [--no-wait] [--rounds N] [--min-time SECONDS] [--python PATH] [--out DIR]';
+  'usage: bench/kernels.ts [--backend webasm] [--quick] [--gpujs] [--rounds N] [--min-time SECONDS] [--cases REGEX] [--python PATH] [--blas-dir DIR] [--coretype NAME] [--measure-cores] [--out DIR]';
+
+function gitCommit(): string {
+  if (process.env.RMT_COMMIT) return process.env.RMT_COMMIT;
+  try {
+    return execFileSync('git', ['describe', '--always', '--dirty', '--abbrev=12'], {
+      cwd: here,
+      encoding: 'utf8',
+    }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+interface Row {
+  name: string;
+  shape: string;
+  m: number;
+  k: number;
+  n: number;
+  layout: string;
+  /** Medians over rounds, GFLOP/s. */
+  rmt: number;
+  baseline: number;
+  gpujs: number | null;
+  summary: RoundSummary;
+  /** rmt's median over the wasm FMA peak on all threads; OpenBLAS's over the native peak. */
+  rmtShareOfWasmPeak: number | null;
+  baselineShareOfNativePeak: number | null;
+}
 
 async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -211,42 +227,35 @@ async function main(argv: string[]): Promise<void> {
     options: {
       backend: { type: 'string', default: 'webasm' },
       quick: { type: 'boolean', default: false },
-      'no-gpujs': { type: 'boolean', default: false },
-      'no-tuned': { type: 'boolean', default: false },
-      'no-wait': { type: 'boolean', default: false },
+      gpujs: { type: 'boolean', default: false },
       rounds: { type: 'string' },
       'min-time': { type: 'string' },
+      cases: { type: 'string' },
       python: { type: 'string', default: '/usr/bin/python3' },
+      'blas-dir': { type: 'string' },
+      coretype: { type: 'string' },
+      'measure-cores': { type: 'boolean', default: false },
       out: { type: 'string', default: join(here, 'results') },
     },
   });
-  const rounds = Number(values.rounds ?? (values.quick ? 2 : 5));
+  const rounds = Number(values.rounds ?? (values.quick ? 3 : 5));
   const minTime = Number(values['min-time'] ?? (values.quick ? 0.05 : 0.15));
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds: a positive integer');
+  if (!(minTime > 0 && minTime <= 10)) throw new Error('--min-time: seconds in (0, 10]');
+  const caseFilter = values.cases ? new RegExp(values.cases) : null;
+  const cases = CASES.filter((c) => !caseFilter || caseFilter.test(c.name));
 
   const wasm = WasmMatmul.get();
   if (!wasm) throw new Error(`the wasm matmul is unavailable: ${WasmMatmul.unavailableReason()}`);
   const threads = wasm.threads;
   const lc = lscpu();
   const mach = machine(lc);
-  const busyBefore = await cpuBusy(1000);
+  const loadStart = os.loadavg();
 
-  // Baseline: OpenBLAS as it configures itself (both overrides unset, in this child only).
-  const baseEnv: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(threads) };
-  delete baseEnv.OPENBLAS_CORETYPE;
-  delete baseEnv.OPENBLAS_L2_SIZE;
-  const base = await TorchBench.start(values.python, threads, baseEnv);
-  let tuned: { bench: TorchBench; header: TorchHeader } | null = null;
-  const tunedCore = mach.simd.includes('avx512f')
-    ? 'SkylakeX'
-    : mach.simd.includes('avx2')
-      ? 'Haswell'
-      : null;
-  if (!values['no-tuned'] && tunedCore) {
-    tuned = await TorchBench.start(values.python, threads, { ...baseEnv, OPENBLAS_CORETYPE: tunedCore });
-  }
-
-  const rmtBe = await GpujsBackend.create('webasm');
-  const gpujsBe = values['no-gpujs'] ? null : await GpujsBackend.create('webasm', { wasmMatmul: false });
+  const baseEnv = baseTorchEnv(threads, values['blas-dir'] ?? null);
+  const core = chooseCore(values.python, threads, baseEnv, values.coretype ?? null, values['measure-cores']);
+  console.log(describeCore(core));
+  const base = await TorchBench.start(values.python, threads, withCore(baseEnv, core.coretype));
 
   console.log(
     `bench:kernels on ${mach.cpu}, ${mach.cores} cores (${mach.simd.join(' ')}), node ${mach.node}`,
@@ -255,58 +264,57 @@ async function main(argv: string[]): Promise<void> {
     `rmt: wasm ${wasm.variant} matmul, ${threads} threads; baseline: torch ${base.header.torch}, ` +
       `${String(base.header.blas.config ?? base.header.blas.name)}, ${base.header.threads} threads`,
   );
-  if (tuned) console.log(`tuned: ${String(tuned.header.blas.config)}`);
-  if (busyBefore !== null && busyBefore > 0.15) {
-    console.log(
-      `WARNING: the CPU was ${(busyBefore * 100).toFixed(0)}% busy before the run: timings are skewed`,
-    );
-  }
 
+  const threadCounts = threads > 1 ? [1, threads] : [1];
+  const peakBefore = await wasmPeak(threadCounts);
+  const native = nativePeak(threads);
+  console.log(
+    `wasm peak (GFLOP/s): fma ${JSON.stringify(peakBefore.fma)}, mul+add ${JSON.stringify(peakBefore.mulAdd)}`,
+  );
+
+  const rmtBe = await GpujsBackend.create('webasm');
+  const gpujsBe = values.gpujs ? await GpujsBackend.create('webasm', { wasmMatmul: false }) : null;
+  const meter = new RoundMeter(() => base.bench.pid);
   const rng = new Rng(20240503);
-  const rows: {
-    name: string;
-    shape: string;
-    m: number;
-    k: number;
-    n: number;
-    layout: string;
-    rmt: number;
-    gpujs: number | null;
-    baseline: number;
-    ratio: number;
-    tuned: number | null;
-    ratio_tuned: number | null;
-    cpuBusyBefore: number | null;
-  }[] = [];
-  const header = `${'case'.padEnd(24)} ${'shape'.padEnd(18)} ${'rmt'.padStart(6)} ${'gpujs'.padStart(6)} ${'torch'.padStart(6)} ${'ratio'.padStart(6)}${tuned ? ` ${'tuned'.padStart(6)} ${'r_tun'.padStart(6)}` : ''}`;
-  console.log(`\nGFLOP/s (ratio = rmt / torch, higher is better)\n${header}\n${'-'.repeat(header.length)}`);
-  for (const c of CASES) {
+  const rows: Row[] = [];
+  console.log(
+    `\nGFLOP/s, medians over ${rounds} rounds; ratio = rmt / torch (higher is better); * = loaded rounds`,
+  );
+  for (const c of cases) {
     const s = c.shape;
     const flops = flopsOf(s);
     const rmtRun = matmulFn(rmtBe, s, rng);
     await rmtRun();
     await rmtRun();
-    let bestRmt = Number.POSITIVE_INFINITY;
-    let bestBase = Number.POSITIVE_INFINITY;
-    let bestTuned = Number.POSITIVE_INFINITY;
-    const quiet = await waitQuiet(values['no-wait'] ? 0 : 60_000);
+    const records: RoundRecord[] = [];
     for (let r = 0; r < rounds; r++) {
-      bestRmt = Math.min(bestRmt, await trial(rmtRun, minTime));
-      bestBase = Math.min(bestBase, await base.bench.time(s, minTime));
-      if (tuned) bestTuned = Math.min(bestTuned, await tuned.bench.time(s, minTime));
-      // OpenBLAS's idle threads spin for a while after a call: let them settle before rmt's next trial.
-      await sleep(SETTLE_MS);
+      meter.begin();
+      let tRmt: number;
+      let tBase: number;
+      if (r % 2 === 0) {
+        tRmt = await trial(rmtRun, minTime);
+        tBase = await base.bench.time(s, minTime);
+        await sleep(SETTLE_MS);
+      } else {
+        tBase = await base.bench.time(s, minTime);
+        await sleep(SETTLE_MS);
+        tRmt = await trial(rmtRun, minTime);
+      }
+      const load = meter.end();
+      const rmt = flops / tRmt / 1e9;
+      const baseline = flops / tBase / 1e9;
+      records.push({ round: r + 1, rmt, baseline, ratio: rmt / baseline, load });
     }
     let gpujs: number | null = null;
     if (gpujsBe) {
       const run = matmulFn(gpujsBe, s, rng);
       await run(); // compiles the kernel
-      gpujs = flops / (await trial(run, values.quick ? 0 : minTime)) / 1e9;
+      gpujs = flops / (await trial(run, minTime)) / 1e9;
     }
-    const rmt = flops / bestRmt / 1e9;
-    const baseline = flops / bestBase / 1e9;
-    const tunedG = tuned ? flops / bestTuned / 1e9 : null;
-    const row = {
+    const summary = summarize(records);
+    const rmt = summary.rmt?.median ?? Number.NaN;
+    const baseline = summary.baseline?.median ?? Number.NaN;
+    const row: Row = {
       name: c.name,
       shape: shapeOf(s),
       m: s.m,
@@ -314,134 +322,139 @@ async function main(argv: string[]): Promise<void> {
       n: s.n,
       layout: layoutOf(s),
       rmt,
-      gpujs,
       baseline,
-      ratio: rmt / baseline,
-      tuned: tunedG,
-      ratio_tuned: tunedG ? rmt / tunedG : null,
-      cpuBusyBefore: quiet.busy,
+      gpujs,
+      summary,
+      rmtShareOfWasmPeak: null,
+      baselineShareOfNativePeak: native ? baseline / native.gflops : null,
     };
     rows.push(row);
     console.log(
-      `${c.name.padEnd(24)} ${row.shape.padEnd(18)} ${fmt(rmt).padStart(6)} ${fmt(gpujs, 2).padStart(6)} ${fmt(baseline).padStart(6)} ${fmt(row.ratio, 2).padStart(6)}${tuned ? ` ${fmt(tunedG).padStart(6)} ${fmt(row.ratio_tuned, 2).padStart(6)}` : ''}`,
+      `${c.name.padEnd(24)} ${row.shape.padEnd(18)} rmt ${fmt(rmt).padStart(6)} torch ${fmt(baseline).padStart(6)} ratio ${formatSpread(summary.ratio)}${summary.loadedRounds.length ? ` loaded rounds ${summary.loadedRounds.join(',')}` : ''}`,
     );
   }
-  const busyAfter = await cpuBusy(1000);
+
+  // thread scaling on 1024^3, the kernel called directly (no backend wrapper)
+  const sq = { m: 1024, k: 1024, n: 1024 };
+  const a = Float32Array.from({ length: sq.m * sq.k }, () => rng.normal());
+  const b = Float32Array.from({ length: sq.k * sq.n }, () => rng.normal());
+  const scaling: Record<string, number> = {};
+  for (const t of threadCounts) {
+    const run = async () => wasm.matmul(a, b, sq, { threads: t });
+    await run();
+    let best = Number.POSITIVE_INFINITY;
+    for (let r = 0; r < 3; r++) best = Math.min(best, await trial(run, minTime));
+    scaling[String(t)] = Math.round((flopsOf(sq) / best / 1e9) * 10) / 10;
+  }
+  const peakAfter = await wasmPeak(threadCounts);
+  // a peak is the least disturbed reading: the higher of the two probes
+  const wasmPeakAll = Math.max(peakBefore.fma[String(threads)] ?? 0, peakAfter.fma[String(threads)] ?? 0);
+  for (const r of rows) r.rmtShareOfWasmPeak = wasmPeakAll > 0 ? r.rmt / wasmPeakAll : null;
+  const loadEnd = os.loadavg();
   base.bench.close();
-  tuned?.bench.close();
   await rmtBe.dispose();
   await gpujsBe?.dispose();
 
-  const geo = (xs: number[]) => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
-  const ratios = rows.map((r) => r.ratio);
-  const tunedRatios = rows.flatMap((r) => (r.ratio_tuned === null ? [] : [r.ratio_tuned]));
-  const summary = {
-    target: 0.25,
-    geomeanRatio: geo(ratios),
-    minRatio: Math.min(...ratios),
-    casesAtTarget: ratios.filter((r) => r >= 0.25).length,
-    geomeanRatioTuned: tunedRatios.length ? geo(tunedRatios) : null,
-    minRatioTuned: tunedRatios.length ? Math.min(...tunedRatios) : null,
-    casesAtTargetTuned: tunedRatios.filter((r) => r >= 0.25).length,
-    cases: rows.length,
-  };
-  console.log(
-    `\nratio rmt/torch: geomean ${fmt(summary.geomeanRatio, 2)}, min ${fmt(summary.minRatio, 2)}, ` +
-      `${summary.casesAtTarget}/${rows.length} cases >= 0.25` +
-      (tuned
-        ? `; vs tuned OpenBLAS: geomean ${fmt(summary.geomeanRatioTuned, 2)}, min ${fmt(summary.minRatioTuned, 2)}, ${summary.casesAtTargetTuned}/${rows.length} >= 0.25`
-        : ''),
-  );
-
+  const geo = (xs: number[]) => Math.exp(xs.reduce((acc, x) => acc + Math.log(x), 0) / xs.length);
+  const ratios = rows.map((r) => r.summary.ratio?.median ?? Number.NaN);
   const result = {
+    bench: 'kernels-cpu',
     date: new Date().toISOString(),
-    machine: { ...mach, cpuBusyBefore: busyBefore, cpuBusyAfter: busyAfter, loadavg: os.loadavg() },
+    commit: gitCommit(),
+    argv,
+    machine: {
+      ...mach,
+      loadavg: {
+        start: loadStart.map((x) => Math.round(x * 100) / 100),
+        end: loadEnd.map((x) => Math.round(x * 100) / 100),
+      },
+    },
     rmt: {
       kernel: `wasm-${wasm.variant}`,
       threads,
       includes: 'copy in, compute, copy out to a fresh Float32Array',
     },
-    baseline: { ...base.header, note: 'OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset' },
-    tuned: tuned ? { ...tuned.header, note: `OPENBLAS_CORETYPE=${tunedCore} (informational)` } : null,
+    baseline: { ...base.header, openblasCore: core },
+    peak: {
+      wasmBefore: peakBefore,
+      wasmAfter: peakAfter,
+      native,
+      note: 'wasm: best of 3 trials of register-only f32x4 loops (asm/peak.ts); native: cores x clock x flops per cycle of the widest FMA, 2 pipes assumed',
+    },
+    threadScaling1024: {
+      gflops: scaling,
+      note: 'the wasm kernel called directly, best of 3 trials per thread count',
+    },
     method: {
       unit: 'GFLOP/s = 2 m k n / seconds per call',
       rounds,
       minTimeSeconds: minTime,
-      best: 'fastest trial',
+      perCase:
+        'median over rounds; spread: min-max and interquartile range; rounds alternate which side runs first',
+      loaded: `a round is loaded when other processes kept at least ${LOADED_CORES} of a core busy on average during it`,
     },
-    summary,
+    summary: {
+      geomeanMedianRatio: geo(ratios),
+      minMedianRatio: Math.min(...ratios),
+      cases: rows.length,
+      casesWithLoadedRounds: rows.filter((r) => r.summary.loadedRounds.length > 0).length,
+    },
     cases: rows,
   };
   mkdirSync(values.out, { recursive: true });
   writeFileSync(join(values.out, 'kernels-cpu.json'), `${JSON.stringify(result, null, 2)}\n`);
-  writeFileSync(join(values.out, 'kernels-cpu.md'), markdown(result, rows, summary, tunedCore));
+  writeFileSync(join(values.out, 'kernels-cpu.md'), markdown(result, rows));
   console.log(`wrote ${join(values.out, 'kernels-cpu.json')} and kernels-cpu.md`);
 }
 
 function markdown(
   result: {
     date: string;
-    machine: ReturnType<typeof machine> & { cpuBusyBefore: number | null; cpuBusyAfter: number | null };
+    commit: string;
+    argv: string[];
+    machine: ReturnType<typeof machine> & { loadavg: { start: number[]; end: number[] } };
     rmt: { kernel: string; threads: number };
-    baseline: TorchHeader;
-    tuned: TorchHeader | null;
+    baseline: TorchHeader & { openblasCore: CoreChoice };
+    peak: { wasmBefore: PeakResult; wasmAfter: PeakResult; native: NativePeak | null };
+    threadScaling1024: { gflops: Record<string, number> };
+    method: { rounds: number; minTimeSeconds: number };
+    summary: {
+      geomeanMedianRatio: number;
+      minMedianRatio: number;
+      cases: number;
+      casesWithLoadedRounds: number;
+    };
   },
-  rows: {
-    name: string;
-    shape: string;
-    rmt: number;
-    gpujs: number | null;
-    baseline: number;
-    ratio: number;
-    tuned: number | null;
-    ratio_tuned: number | null;
-    cpuBusyBefore: number | null;
-  }[],
-  summary: {
-    geomeanRatio: number;
-    minRatio: number;
-    casesAtTarget: number;
-    geomeanRatioTuned: number | null;
-    minRatioTuned: number | null;
-    casesAtTargetTuned: number;
-    cases: number;
-  },
-  tunedCore: string | null,
+  rows: Row[],
 ): string {
   const m = result.machine;
-  const busy = (x: number | null) => (x === null ? '?' : `${(x * 100).toFixed(0)}%`);
-  const t = result.tuned !== null;
-  const skewed = rows.filter((r) => r.cpuBusyBefore !== null && r.cpuBusyBefore > BUSY).map((r) => r.name);
+  const p = result.peak;
+  const t = String(result.rmt.threads);
+  const pct = (x: number | null) => (x === null || !Number.isFinite(x) ? '-' : `${(x * 100).toFixed(0)}%`);
   const lines = [
     '# CPU matmul: rmt vs PyTorch (OpenBLAS)',
     '',
-    `Generated by \`npm run bench:kernels\` on ${result.date}.`,
+    `Generated by \`npm run bench:kernels -- ${result.argv.join(' ')}\` on ${result.date}, commit ${result.commit}.`,
     '',
-    `- Machine: ${m.cpu}, ${m.cores} cores (${m.simd.join(' ')}), L2 ${m.caches.l2 ?? '?'}, ${m.hypervisor ? `${m.hypervisor} VM, ` : ''}${m.os}; CPU busy before/after the run: ${busy(m.cpuBusyBefore)} / ${busy(m.cpuBusyAfter)}.`,
-    `- rmt: \`${result.rmt.kernel}\` (shared/kernels/wasm, asm/matmul.ts) on ${result.rmt.threads} threads, Node ${m.node} (V8 ${m.v8}), timed through the gpu.js backend's \`webasm\` matmul including the copies in and out. gpujs: gpu.js's own webasm matmul (the kernel switched off).`,
-    `- baseline: PyTorch ${result.baseline.torch} \`torch.mm\`, ${String(result.baseline.blas.config ?? result.baseline.blas.name)}, ${result.baseline.threads} threads, OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset.`,
-    ...(t
-      ? [
-          `- tuned (informational): the same with OPENBLAS_CORETYPE=${tunedCore}, since OpenBLAS 0.3.21 does not recognise every CPU and falls back to a generic kernel (core here: ${String(result.baseline.blas.corename ?? '?')}).`,
-        ]
-      : []),
-    '- GFLOP/s = 2 m k n / time per call, fastest of several interleaved trials; ratio = rmt / baseline (higher is better). Shapes are m x k x n with the layout (T = operand transposed, as stored by the model).',
+    `- Machine: ${m.cpu}, ${m.cores} cores (${m.simd.join(' ')}), L2 ${m.caches.l2 ?? '?'}, ${m.hypervisor ? `${m.hypervisor} VM, ` : ''}${m.os}; load average (1/5/15 min) ${m.loadavg.start.join(' / ')} at the start, ${m.loadavg.end.join(' / ')} at the end.`,
+    `- rmt: \`${result.rmt.kernel}\` (shared/kernels/wasm, asm/matmul.ts) on ${result.rmt.threads} threads, Node ${m.node} (V8 ${m.v8}), timed through the gpu.js backend's \`webasm\` matmul including the copies in and out.`,
+    `- baseline: PyTorch ${result.baseline.torch} \`torch.mm\`, ${String(result.baseline.blas.config ?? result.baseline.blas.name)}, ${result.baseline.threads} threads; ${describeCore(result.baseline.openblasCore)}.`,
+    `- peaks (GFLOP/s): wasm f32x4 fused multiply-add ${JSON.stringify(p.wasmBefore.fma)} before the cases and ${JSON.stringify(p.wasmAfter.fma)} after, multiply-then-add ${JSON.stringify(p.wasmBefore.mulAdd)} / ${JSON.stringify(p.wasmAfter.mulAdd)} (per thread count; bench/peak.ts); native ${p.native ? `${p.native.gflops} on ${p.native.cores} cores (${p.native.mhz} MHz x ${p.native.flopsPerCycle} flops/cycle, ${p.native.isa})` : 'unknown'}. Shares below use the higher of the two wasm FMA peaks on ${t} threads and the native peak.`,
+    `- 1024^3 on 1 / ${t} threads (the kernel called directly): ${Object.entries(
+      result.threadScaling1024.gflops,
+    )
+      .map(([k, v]) => `${k}: ${v}`)
+      .join(', ')} GFLOP/s.`,
+    `- ${result.method.rounds} rounds per case, each with one trial (calls repeated for ${result.method.minTimeSeconds} s) of each side, alternating which goes first; GFLOP/s are medians over rounds; ratio = rmt / torch per round (higher is better), median [min-max, IQR]. A round is *loaded* when other processes kept at least ${LOADED_CORES} of a core busy during it; "unloaded" is the median over the other rounds. Per-round loads (others' cores, 1-minute load average at start/end) are in kernels-cpu.json.`,
     '',
-    `| case | shape | rmt | gpujs | torch | ratio |${t ? ' torch tuned | ratio tuned |' : ''}`,
-    `|---|---|---:|---:|---:|---:|${t ? '---:|---:|' : ''}`,
+    '| case | shape | rmt | torch | ratio median [min-max, IQR] | unloaded ratio | loaded rounds | rmt / wasm peak | torch / native peak |',
+    '|---|---|---:|---:|---|---:|---|---:|---:|',
     ...rows.map(
       (r) =>
-        `| ${r.name} | ${r.shape} | ${fmt(r.rmt)} | ${fmt(r.gpujs, 2)} | ${fmt(r.baseline)} | ${fmt(r.ratio, 2)} |${t ? ` ${fmt(r.tuned)} | ${fmt(r.ratio_tuned, 2)} |` : ''}`,
+        `| ${r.name} | ${r.shape} | ${fmt(r.rmt)} | ${fmt(r.baseline)} | ${formatSpread(r.summary.ratio)} | ${r.summary.ratioUnloaded ? `${fmt(r.summary.ratioUnloaded.median, 2)} (${r.summary.ratioUnloaded.n})` : '-'} | ${r.summary.loadedRounds.join(', ') || 'none'} | ${pct(r.rmtShareOfWasmPeak)} | ${pct(r.baselineShareOfNativePeak)} |`,
     ),
     '',
-    `Ratio rmt / torch: geomean ${fmt(summary.geomeanRatio, 2)}, min ${fmt(summary.minRatio, 2)}; ${summary.casesAtTarget} of ${summary.cases} cases at the 0.25 target.` +
-      (t
-        ? ` Against the tuned OpenBLAS: geomean ${fmt(summary.geomeanRatioTuned, 2)}, min ${fmt(summary.minRatioTuned, 2)}; ${summary.casesAtTargetTuned} of ${summary.cases} at 0.25.`
-        : ''),
-    '',
-    skewed.length
-      ? `Measured while other processes kept the CPU more than ${BUSY * 100}% busy (skewed): ${skewed.join(', ')}.`
-      : 'Every case started on an otherwise idle machine.',
+    `Median ratio rmt / torch: geomean over cases ${fmt(result.summary.geomeanMedianRatio, 2)}, lowest ${fmt(result.summary.minMedianRatio, 2)}; ${result.summary.casesWithLoadedRounds} of ${result.summary.cases} cases had loaded rounds.`,
     '',
   ];
   return lines.join('\n');

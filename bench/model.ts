@@ -2,34 +2,54 @@
  * `npm run bench:model`: rmt's learner step and KV-cache generation against PyTorch float32 eager on
  * the same machine, the same model shapes and the same batch, in one invocation.
  *
- * Cases, for each bench model (BENCH_MODELS below):
+ * Cases, for each bench model (bench/models.ts; shapes per model from shapesOf):
  * - learner step: forward + weighted next-token loss (read on the host) + backward + global-norm
- *   clipping + AdamW on a fixed random batch of `batch x seq` tokens; tokens/s = batch*seq / median
- *   step time. rmt's step ends with a read of the last updated parameter, so queued GPU work counts.
+ *   clipping + AdamW on a fixed random batch of `batch x seq` tokens; tokens/s = batch*seq / step time.
+ *   rmt's step ends with a read of the last updated parameter, so queued GPU work counts.
  * - generation: greedy decoding of G sequences with the KV cache (prompt P, N new tokens: a prefill
- *   and N-1 single-token steps, every step's logits read on the host); tokens/s = G*N / median time
- *   of the whole generation, prefill included.
+ *   and N-1 single-token steps, every step's logits read on the host); tokens/s = G*N / time of the
+ *   whole generation, prefill included.
  *
- * The PyTorch side is bench/torch_model.py (spawned with a JSON spec on stdin; it refuses the
- * reference BLAS). ratio = rmt / PyTorch: higher is better. Writes bench/results/model-<machine>.json
- * and .md (machine `cpu` or `gpu`, chosen from the backend unless --machine is given).
+ * Method (bench/rounds.ts): the PyTorch side (bench/torch_model.py) is a persistent child; for each
+ * case, after the warm-up of both, --rounds rounds alternate the sides (the order flips every round),
+ * each side running --repeats steps (--gen-repeats generations) inside the round. A round's ratio is
+ * rmt's tokens/s over PyTorch's, each from the median of its repeats in that round; a case reports the
+ * median ratio over rounds with min-max and interquartile range, the load of every round (1-minute
+ * load average, cores other processes kept busy) and the median over rounds not marked loaded. Peak
+ * RSS (process high-water marks of rmt and of the PyTorch child) is recorded after each case.
+ * On CPU the baseline runs on its best OpenBLAS core (bench/openblas.ts); it refuses the reference
+ * BLAS. Writes bench/results/model-<machine>.json and .md (machine `cpu` or `gpu`, from the backend
+ * unless --machine is given).
  *
  * Usage: npm run bench:model -- [--backend auto|webgpu|webasm|cpu|reference] [--machine cpu|gpu]
- *   [--torch-device cpu|cuda] [--python EXE] [--threads 2] [--models tiny,small] [--warmup 2]
- *   [--repeats 10] [--gen-repeats 3] [--max-seconds 60] [--out bench/results] [--no-torch] [--quick]
+ *   [--torch-device cpu|cuda] [--python EXE] [--threads 2] [--models tiny,small,medium] [--rounds 5]
+ *   [--warmup 2] [--repeats 3] [--gen-warmup 1] [--gen-repeats 1] [--blas-dir DIR] [--coretype NAME]
+ *   [--measure-cores] [--out bench/results] [--no-torch] [--quick]
  *   [--webgpu-variants off,pool,pool+batch,pool+batch+staged,wgsl-optimizer,all,all-batch-256,all-batch-16]
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { Backend } from '../shared/kernels/backend.js';
 import { GpujsBackend, type GpujsOptions } from '../shared/kernels/gpujs/backend.js';
 import { BACKEND_CHOICES, type BackendChoice, createBackend, setupWebgpu } from '../shared/kernels/index.js';
+import { WasmMatmul } from '../shared/kernels/wasm/matmul.js';
 import type { ModelConfig } from '../shared/model/config.js';
 import { paramSpecs } from '../shared/model/params.js';
-import { BENCH_MODELS, generationCase, learnerCase, OPTIMIZER, SHAPES } from './models.js';
+import { BENCH_MODELS, generationCase, learnerCase, OPTIMIZER, shapesOf } from './models.js';
+import { baseTorchEnv, type CoreChoice, chooseCore, describeCore, withCore } from './openblas.js';
+import {
+  formatLoads,
+  formatSpread,
+  LOADED_CORES,
+  median,
+  RoundMeter,
+  type RoundRecord,
+  type RoundSummary,
+  summarize,
+} from './rounds.js';
 
 /**
  * The webgpu host-cost settings `--webgpu-variants` compares (shared/kernels/gpujs/device-batching.ts
@@ -61,13 +81,16 @@ interface Args {
   python: string | null;
   threads: number;
   models: string[];
+  rounds: number;
   warmup: number;
   repeats: number;
   genWarmup: number;
   genRepeats: number;
-  maxSeconds: number;
   out: string;
   torch: boolean;
+  blasDir: string | null;
+  coretype: string | null;
+  measureCores: boolean;
   /** webgpu: device-batching settings also measured, by name (WEBGPU_VARIANTS). */
   variants: string[];
 }
@@ -80,13 +103,16 @@ function parseArgs(argv: string[]): Args {
     python: process.env.RMT_PYTHON ?? null,
     threads: 2,
     models: Object.keys(BENCH_MODELS),
+    rounds: 5,
     warmup: 2,
-    repeats: 10,
+    repeats: 3,
     genWarmup: 1,
-    genRepeats: 3,
-    maxSeconds: 60,
+    genRepeats: 1,
     out: join(ROOT, 'bench', 'results'),
     torch: true,
+    blasDir: null,
+    coretype: null,
+    measureCores: false,
     variants: [],
   };
   for (let i = 0; i < argv.length; i++) {
@@ -125,6 +151,9 @@ function parseArgs(argv: string[]): Args {
         a.models = value().split(',');
         for (const m of a.models) if (!BENCH_MODELS[m]) throw new Error(`--models: unknown model ${m}`);
         break;
+      case '--rounds':
+        a.rounds = Math.max(1, int());
+        break;
       case '--warmup':
         a.warmup = int();
         break;
@@ -137,14 +166,21 @@ function parseArgs(argv: string[]): Args {
       case '--gen-repeats':
         a.genRepeats = Math.max(1, int());
         break;
-      case '--max-seconds':
-        a.maxSeconds = int();
-        break;
       case '--out':
         a.out = resolve(value());
         break;
       case '--no-torch':
         a.torch = false;
+        break;
+      case '--blas-dir':
+        a.blasDir = resolve(value());
+        break;
+      case '--coretype':
+        a.coretype = value();
+        if (!/^[A-Za-z0-9]+$/.test(a.coretype)) throw new Error('--coretype: an OpenBLAS core name');
+        break;
+      case '--measure-cores':
+        a.measureCores = true;
         break;
       case '--webgpu-variants':
         a.variants = value().split(',');
@@ -154,11 +190,11 @@ function parseArgs(argv: string[]): Args {
         }
         break;
       case '--quick':
+        a.rounds = 2;
         a.warmup = 1;
-        a.repeats = 3;
+        a.repeats = 1;
         a.genWarmup = 0;
         a.genRepeats = 1;
-        a.maxSeconds = 10;
         break;
       case '-h':
       case '--help':
@@ -173,73 +209,18 @@ function parseArgs(argv: string[]): Args {
 }
 
 function readUsage(): string {
-  return 'usage: bench/model.ts [--backend auto|webgpu|webasm|cpu|reference] [--machine cpu|gpu] [--torch-device cpu|cuda] [--python EXE] [--threads N] [--models tiny,small] [--warmup N] [--repeats N] [--gen-warmup N] [--gen-repeats N] [--max-seconds S] [--out DIR] [--no-torch] [--quick]';
+  return 'usage: bench/model.ts [--backend auto|webgpu|webasm|cpu|reference] [--machine cpu|gpu] [--torch-device cpu|cuda] [--python EXE] [--threads N] [--models tiny,small,medium] [--rounds N] [--warmup N] [--repeats N] [--gen-warmup N] [--gen-repeats N] [--blas-dir DIR] [--coretype NAME] [--measure-cores] [--out DIR] [--no-torch] [--quick]';
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((x, y) => x - y);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
-};
-
-/** Warm-up calls, then timed calls until `repeats` (or at least 3 and `maxSeconds` spent). */
-async function timed(fn: () => Promise<void>, warmup: number, repeats: number, maxSeconds: number) {
+async function timed(fn: () => Promise<unknown>, warmup: number, repeats: number): Promise<number[]> {
   for (let i = 0; i < warmup; i++) await fn();
   const times: number[] = [];
-  const start = performance.now();
   while (times.length < repeats) {
     const t0 = performance.now();
     await fn();
     times.push((performance.now() - t0) / 1000);
-    if (times.length >= 3 && (performance.now() - start) / 1000 > maxSeconds) break;
   }
   return times;
-}
-
-interface TrainResult {
-  tokens_per_step: number;
-  step_seconds: number[];
-  tokens_per_s: number;
-  first_loss: number;
-  last_loss: number;
-}
-interface GenResult {
-  tokens_per_generation: number;
-  generation_seconds: number[];
-  tokens_per_s: number;
-}
-
-async function rmtTrain(be: Backend, c: ModelConfig, a: Args): Promise<TrainResult> {
-  const learner = learnerCase(be, c);
-  const losses: number[] = [];
-  const times = await timed(
-    async () => void losses.push(await learner.run()),
-    a.warmup,
-    a.repeats,
-    a.maxSeconds,
-  );
-  learner.free();
-  const tokens = SHAPES.batch * SHAPES.seq;
-  return {
-    tokens_per_step: tokens,
-    step_seconds: times,
-    tokens_per_s: tokens / median(times),
-    first_loss: losses[0],
-    last_loss: losses[losses.length - 1],
-  };
-}
-
-async function rmtGenerate(be: Backend, c: ModelConfig, a: Args): Promise<GenResult> {
-  const gen = generationCase(be, c);
-  const times = await timed(gen.run, a.genWarmup, a.genRepeats, a.maxSeconds);
-  gen.free();
-  const tokens = SHAPES.genBatch * SHAPES.newTokens;
-  return { tokens_per_generation: tokens, generation_seconds: times, tokens_per_s: tokens / median(times) };
-}
-
-interface TorchOutput {
-  info: Record<string, unknown>;
-  results: Record<string, { params: number; train?: TrainResult; generate?: GenResult }>;
 }
 
 function findPython(a: Args): string {
@@ -253,49 +234,71 @@ function findPython(a: Args): string {
   );
 }
 
-function runTorch(a: Args, device: string): Promise<TorchOutput> {
-  const python = findPython(a);
-  const spec = {
-    device,
-    threads: a.threads,
-    batch: SHAPES.batch,
-    seq: SHAPES.seq,
-    gen_batch: SHAPES.genBatch,
-    prompt: SHAPES.prompt,
-    new_tokens: SHAPES.newTokens,
-    warmup: a.warmup,
-    repeats: a.repeats,
-    gen_warmup: a.genWarmup,
-    gen_repeats: a.genRepeats,
-    max_seconds: a.maxSeconds,
-    optimizer: OPTIMIZER,
-    models: Object.fromEntries(a.models.map((m) => [m, BENCH_MODELS[m]])),
-  };
-  console.log(`PyTorch: ${python} bench/torch_model.py (device ${device})`);
-  return new Promise((res, rej) => {
+interface TorchReply {
+  seconds: number[];
+  params: number;
+  max_rss_mib: number | null;
+  loss?: [number, number];
+}
+
+/** bench/torch_model.py as a persistent child: one JSON command a line, one JSON reply a line. */
+class TorchModel {
+  private readonly lines: Interface;
+  private readonly queue: ((line: string) => void)[] = [];
+  private closed = false;
+  info: Record<string, unknown> = {};
+
+  private constructor(private readonly child: ChildProcessWithoutNullStreams) {
+    this.lines = createInterface({ input: child.stdout });
+    this.lines.on('line', (line) => this.queue.shift()?.(line));
+    child.on('exit', () => {
+      this.closed = true;
+      for (const f of this.queue.splice(0)) f('');
+    });
+  }
+
+  get pid(): number | null {
+    return this.child.pid ?? null;
+  }
+
+  private next(): Promise<string> {
+    return new Promise((res) => {
+      if (this.closed) res('');
+      else this.queue.push(res);
+    });
+  }
+
+  static async start(python: string, spec: object, env: NodeJS.ProcessEnv): Promise<TorchModel> {
     const child = spawn(python, [join(ROOT, 'bench', 'torch_model.py')], {
       stdio: ['pipe', 'pipe', 'inherit'],
-      env: { ...process.env, PYTHONUNBUFFERED: '1' },
-    });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.on('error', rej);
-    child.on('close', (code) => {
+      env: { ...env, PYTHONUNBUFFERED: '1' },
+    }) as unknown as ChildProcessWithoutNullStreams;
+    const t = new TorchModel(child);
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    const first = t.next();
+    child.stdin.write(`${JSON.stringify(spec)}\n`);
+    const line = await first;
+    if (!line) {
+      const code = await exited;
       if (code === 3)
-        rej(new Error('PyTorch uses the reference BLAS: refusing to compare (see message above)'));
-      else if (code !== 0) rej(new Error(`bench/torch_model.py exited with status ${code}`));
-      else {
-        try {
-          res(JSON.parse(out) as TorchOutput);
-        } catch (e) {
-          rej(new Error(`bench/torch_model.py printed no JSON: ${String(e)}\n${out.slice(0, 2000)}`));
-        }
-      }
-    });
-    child.stdin.end(JSON.stringify(spec));
-  });
+        throw new Error('PyTorch uses the reference BLAS: refusing to compare (see message above)');
+      throw new Error(`bench/torch_model.py exited with status ${code}`);
+    }
+    t.info = (JSON.parse(line) as { info: Record<string, unknown> }).info;
+    return t;
+  }
+
+  async run(cmd: object): Promise<TorchReply> {
+    const reply = this.next();
+    this.child.stdin.write(`${JSON.stringify(cmd)}\n`);
+    const line = await reply;
+    if (!line) throw new Error('bench/torch_model.py exited during the run');
+    return JSON.parse(line) as TorchReply;
+  }
+
+  close(): void {
+    this.child.stdin.end();
+  }
 }
 
 function gitCommit(): string {
@@ -318,28 +321,25 @@ interface Case {
   kind: 'learner_step' | 'generation';
   unit: 'tokens/s';
   shape: Record<string, number>;
+  /** Medians over rounds (tokens/s). */
   rmt: number;
   baseline: number | null;
+  /** Median ratio over rounds. */
   ratio: number | null;
-  rmt_seconds: number[];
-  baseline_seconds: number[] | null;
+  summary: RoundSummary | null;
+  rmt_seconds: number[][];
+  baseline_seconds: number[][] | null;
+  /** Process high-water marks after the case, MiB. */
+  rmt_max_rss_mib: number;
+  baseline_max_rss_mib: number | null;
   rmt_loss?: [number, number];
   baseline_loss?: [number, number];
 }
 
 const round2 = (x: number) => Math.round(x * 100) / 100;
-const fmt = (x: number | null, d = 0) => (x === null ? '-' : x.toFixed(d));
-
-function table(cases: Case[], rmtLabel: string, baseLabel: string): string {
-  const rows = [
-    ['case', `rmt (${rmtLabel})`, `PyTorch (${baseLabel})`, 'ratio', 'unit'],
-    ...cases.map((c) => [c.name, fmt(c.rmt), fmt(c.baseline), fmt(c.ratio, 3), c.unit]),
-  ];
-  const widths = rows[0].map((_, j) => Math.max(...rows.map((r) => r[j].length)));
-  return rows
-    .map((r) => r.map((s, j) => (j === 0 ? s.padEnd(widths[j]) : s.padStart(widths[j]))).join('  '))
-    .join('\n');
-}
+const fmt = (x: number | null | undefined, d = 0) =>
+  x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(d);
+const maxRssMiB = () => Math.round(process.resourceUsage().maxRSS / 102.4) / 10;
 
 interface VariantCell {
   learner_step: number;
@@ -380,22 +380,33 @@ function markdown(
   baseLabel: string,
 ): string {
   const d = report.description as Record<string, unknown>;
+  const st = report.settings as { rounds: number; repeats: number; gen_repeats: number };
+  const la = d.load_average as { start: number[]; end: number[] };
   const lines = [
     `# bench:model on \`${report.machine}\``,
     '',
     `Commit ${report.commit}, ${report.created}. Written by \`npm run bench:model -- ${(report.argv as string[]).join(' ')}\`.`,
     '',
-    `- machine: ${d.cpu}; ${d.os}; Node ${d.node}; 1-minute load average ${(d.load_average as { start: number }).start} at the start, ${(d.load_average as { end: number }).end} at the end`,
-    `- rmt backend: ${d.rmt_backend}${d.webgpu ? ` (WebGPU: ${d.webgpu})` : ''}`,
+    `- machine: ${d.cpu}; ${d.os}; Node ${d.node}; load average (1/5/15 min) ${la.start.join(' / ')} at the start, ${la.end.join(' / ')} at the end`,
+    `- rmt backend: ${d.rmt_backend}${d.wasm_variant ? ` (WebAssembly kernels: ${d.wasm_variant} build)` : ''}${d.webgpu ? ` (WebGPU: ${d.webgpu})` : ''}`,
     `- baseline: ${d.baseline}`,
-    `- learner step: forward + loss + backward + clip + AdamW on batch ${SHAPES.batch} x seq ${SHAPES.seq}; generation: G = ${SHAPES.genBatch}, prompt ${SHAPES.prompt}, ${SHAPES.newTokens} new tokens, greedy, KV cache, prefill included`,
-    '- medians over the repeats; ratio = rmt / PyTorch (higher is better)',
+    `- learner step: forward + loss + backward + clip + AdamW on batch x seq tokens; generation: G sequences, prompt P, N new tokens, greedy, KV cache, prefill included (shapes per case below)`,
+    `- ${st.rounds} rounds per case; in each, rmt and PyTorch (order alternating) run ${st.repeats} learner steps or ${st.gen_repeats} generation(s) each after a shared warm-up; tokens/s are medians over rounds of each round's median; ratio = rmt / PyTorch per round (higher is better), median [min-max, IQR]. A round is *loaded* when other processes kept at least ${LOADED_CORES} of a core busy during it (per-round loads: cores taken by others, and the 1-minute load average at its start/end, are listed below and in the JSON); "unloaded" is the median ratio over the other rounds (their count in parentheses). RSS: process high-water marks after the case.`,
     '',
-    `| case | rmt (${rmtLabel}) | PyTorch (${baseLabel}) | ratio | unit |`,
-    '|---|---:|---:|---:|---|',
+    `| case | shape | rmt (${rmtLabel}) | PyTorch (${baseLabel}) | ratio median [min-max, IQR] | unloaded ratio | loaded rounds | rmt / torch peak RSS MiB |`,
+    '|---|---|---:|---:|---|---:|---|---|',
     ...cases.map(
-      (c) => `| ${c.name} | ${fmt(c.rmt)} | ${fmt(c.baseline)} | ${fmt(c.ratio, 3)} | ${c.unit} |`,
+      (c) =>
+        `| ${c.name} | ${Object.entries(c.shape)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(
+            ', ',
+          )} | ${fmt(c.rmt)} | ${fmt(c.baseline)} | ${formatSpread(c.summary?.ratio ?? null)} | ${c.summary?.ratioUnloaded ? `${fmt(c.summary.ratioUnloaded.median, 2)} (${c.summary.ratioUnloaded.n})` : '-'} | ${c.summary ? c.summary.loadedRounds.join(', ') || 'none' : '-'} | ${fmt(c.rmt_max_rss_mib)} / ${fmt(c.baseline_max_rss_mib)} |`,
     ),
+    '',
+    'Per-round load (round: cores others kept busy (1-minute load average at start/end), * = loaded):',
+    '',
+    ...cases.map((c) => `- ${c.name}: ${c.summary ? formatLoads(c.summary.rounds) : '-'}`),
     ...variantTable(report.webgpu_variants as Record<string, Record<string, VariantCell>>),
     '| model | layers | hidden | intermediate | heads / kv | head_dim | vocab | params |',
     '|---|---:|---:|---:|---|---:|---:|---:|',
@@ -406,6 +417,83 @@ function markdown(
     '',
   ];
   return lines.join('\n');
+}
+
+const medianOf = (xs: number[]) => median(xs);
+
+/** One case in rounds: rmt's `run` and PyTorch's command alternate; returns the case record. */
+async function roundsOf(
+  a: Args,
+  label: string,
+  tokens: number,
+  rmtRun: () => Promise<unknown>,
+  warmup: number,
+  repeats: number,
+  torch: TorchModel | null,
+  torchCmd: Record<string, unknown>,
+  meter: RoundMeter,
+): Promise<{
+  summary: RoundSummary | null;
+  rmtSeconds: number[][];
+  baseSeconds: number[][] | null;
+  rmt: number;
+  baseline: number | null;
+  torchRss: number | null;
+  torchLoss?: [number, number];
+}> {
+  await timed(rmtRun, warmup, 0);
+  let torchRss: number | null = null;
+  let torchLoss: [number, number] | undefined;
+  if (torch) {
+    const r = await torch.run({ ...torchCmd, warmup, repeats: 0 });
+    torchRss = r.max_rss_mib;
+  }
+  const records: RoundRecord[] = [];
+  const rmtSeconds: number[][] = [];
+  const baseSeconds: number[][] = [];
+  for (let r = 0; r < a.rounds; r++) {
+    meter.begin();
+    let mine: number[] = [];
+    let theirs: TorchReply | null = null;
+    const runTorch = async () => {
+      if (torch) theirs = await torch.run({ ...torchCmd, warmup: 0, repeats });
+    };
+    if (r % 2 === 0) {
+      mine = await timed(rmtRun, 0, repeats);
+      await runTorch();
+    } else {
+      await runTorch();
+      mine = await timed(rmtRun, 0, repeats);
+    }
+    const load = meter.end();
+    rmtSeconds.push(mine);
+    const rmt = tokens / medianOf(mine);
+    const t = theirs as TorchReply | null;
+    if (t) {
+      baseSeconds.push(t.seconds);
+      torchRss = t.max_rss_mib;
+      if (t.loss) torchLoss = torchLoss ? [torchLoss[0], t.loss[1]] : t.loss;
+      const baseline = tokens / medianOf(t.seconds);
+      records.push({ round: r + 1, rmt, baseline, ratio: rmt / baseline, load });
+    } else {
+      records.push({ round: r + 1, rmt, baseline: Number.NaN, ratio: Number.NaN, load });
+    }
+  }
+  const summary = torch ? summarize(records) : null;
+  const rmt = torch ? (summary?.rmt?.median ?? Number.NaN) : tokens / medianOf(rmtSeconds.flat());
+  const baseline = summary?.baseline?.median ?? null;
+  console.log(
+    `${label}: rmt ${fmt(rmt)} tok/s${baseline !== null ? `, PyTorch ${fmt(baseline)} tok/s, ratio ${formatSpread(summary?.ratio ?? null)}${summary?.loadedRounds.length ? ` (loaded rounds ${summary.loadedRounds.join(',')})` : ''}` : ''}`,
+  );
+  return {
+    summary,
+    rmtSeconds,
+    baseSeconds: torch ? baseSeconds : null,
+    rmt,
+    baseline,
+    torchRss,
+    torchLoss,
+  };
 }
 
 async function main(): Promise<void> {
@@ -419,17 +507,102 @@ async function main(): Promise<void> {
   console.log(`rmt backend: ${be.name}${gpu ? ` (${gpu.reason})` : ''}; machine: ${machine}`);
 
   // PyTorch first: a machine whose PyTorch uses the reference BLAS is refused before the long part
-  const torch = a.torch ? await runTorch(a, torchDevice) : null;
+  let torch: TorchModel | null = null;
+  let core: CoreChoice | null = null;
+  if (a.torch) {
+    const python = findPython(a);
+    let env: NodeJS.ProcessEnv = { ...process.env };
+    if (torchDevice === 'cpu') {
+      const base = baseTorchEnv(a.threads, a.blasDir);
+      core = chooseCore(python, a.threads, base, a.coretype, a.measureCores);
+      console.log(describeCore(core));
+      env = withCore(base, core.coretype);
+    }
+    console.log(`PyTorch: ${python} bench/torch_model.py (device ${torchDevice})`);
+    torch = await TorchModel.start(
+      python,
+      { device: torchDevice, threads: a.threads, optimizer: OPTIMIZER },
+      env,
+    );
+  }
+  const meter = new RoundMeter(() => torch?.pid ?? null);
 
-  const rmt: Record<string, { train: TrainResult; generate: GenResult }> = {};
+  const cases: Case[] = [];
   for (const name of a.models) {
     const c = BENCH_MODELS[name];
-    const train = await rmtTrain(be, c, a);
-    console.log(`rmt: ${name} train ${train.tokens_per_s.toFixed(0)} tok/s`);
-    const gen = await rmtGenerate(be, c, a);
-    console.log(`rmt: ${name} generate ${gen.tokens_per_s.toFixed(0)} tok/s`);
-    rmt[name] = { train, generate: gen };
+    const sh = shapesOf(name);
+    const torchBase = {
+      model: name,
+      config: c,
+      batch: sh.batch,
+      seq: sh.seq,
+      gen_batch: sh.genBatch,
+      prompt: sh.prompt,
+      new_tokens: sh.newTokens,
+    };
+    const learner = learnerCase(be, c, sh);
+    const losses: number[] = [];
+    const train = await roundsOf(
+      a,
+      `${name} learner step`,
+      sh.batch * sh.seq,
+      async () => void losses.push(await learner.run()),
+      a.warmup,
+      a.repeats,
+      torch,
+      { ...torchBase, kind: 'train' },
+      meter,
+    );
+    learner.free();
+    const trainCase: Case = {
+      name: `${name} learner step`,
+      model: name,
+      kind: 'learner_step',
+      unit: 'tokens/s',
+      shape: { batch: sh.batch, seq: sh.seq },
+      rmt: train.rmt,
+      baseline: train.baseline,
+      ratio: train.summary?.ratio?.median ?? null,
+      summary: train.summary,
+      rmt_seconds: train.rmtSeconds,
+      baseline_seconds: train.baseSeconds,
+      rmt_max_rss_mib: maxRssMiB(),
+      baseline_max_rss_mib: train.torchRss,
+      rmt_loss: [losses[0], losses[losses.length - 1]],
+    };
+    if (train.torchLoss) trainCase.baseline_loss = train.torchLoss;
+    cases.push(trainCase);
+
+    const gen = generationCase(be, c, sh);
+    const g = await roundsOf(
+      a,
+      `${name} generation`,
+      sh.genBatch * sh.newTokens,
+      gen.run,
+      a.genWarmup,
+      a.genRepeats,
+      torch,
+      { ...torchBase, kind: 'generate' },
+      meter,
+    );
+    gen.free();
+    cases.push({
+      name: `${name} generation`,
+      model: name,
+      kind: 'generation',
+      unit: 'tokens/s',
+      shape: { sequences: sh.genBatch, prompt: sh.prompt, new_tokens: sh.newTokens },
+      rmt: g.rmt,
+      baseline: g.baseline,
+      ratio: g.summary?.ratio?.median ?? null,
+      summary: g.summary,
+      rmt_seconds: g.rmtSeconds,
+      baseline_seconds: g.baseSeconds,
+      rmt_max_rss_mib: maxRssMiB(),
+      baseline_max_rss_mib: g.torchRss,
+    });
   }
+  torch?.close();
 
   // the same cases under other device-batching settings, on the same device, after the main run
   const variants: Record<string, Record<string, unknown>> = {};
@@ -439,22 +612,32 @@ async function main(): Promise<void> {
       const row: Record<string, unknown> = { settings: WEBGPU_VARIANTS[v] };
       for (const name of a.models) {
         const c = BENCH_MODELS[name];
+        const sh = shapesOf(name);
         const before = vb.deviceBatchingStats();
-        const train = await rmtTrain(vb, c, a);
+        const learner = learnerCase(vb, c, sh);
+        const trainT = await timed(learner.run, a.warmup, a.repeats * a.rounds);
+        learner.free();
         const after = vb.deviceBatchingStats();
-        const gen = await rmtGenerate(vb, c, a);
-        const t = torch?.results[name];
+        const gen = generationCase(vb, c, sh);
+        const genT = await timed(gen.run, a.genWarmup, a.genRepeats * a.rounds);
+        gen.free();
+        const trainTps = (sh.batch * sh.seq) / median(trainT);
+        const genTps = (sh.genBatch * sh.newTokens) / median(genT);
+        const base = (kind: Case['kind']) =>
+          cases.find((x) => x.model === name && x.kind === kind)?.baseline ?? null;
+        const bt = base('learner_step');
+        const bg = base('generation');
         row[name] = {
-          learner_step: train.tokens_per_s,
-          learner_step_ratio: t?.train ? train.tokens_per_s / t.train.tokens_per_s : null,
-          generation: gen.tokens_per_s,
-          generation_ratio: t?.generate ? gen.tokens_per_s / t.generate.tokens_per_s : null,
+          learner_step: trainTps,
+          learner_step_ratio: bt ? trainTps / bt : null,
+          generation: genTps,
+          generation_ratio: bg ? genTps / bg : null,
           // over the warmup and timed learner steps
           submits: before && after ? after.submits - before.submits : null,
           command_buffers: before && after ? after.commandBuffers - before.commandBuffers : null,
         };
         console.log(
-          `rmt [${v}]: ${name} train ${train.tokens_per_s.toFixed(0)} tok/s, generate ${gen.tokens_per_s.toFixed(0)} tok/s`,
+          `rmt [${v}]: ${name} train ${trainTps.toFixed(0)} tok/s, generate ${genTps.toFixed(0)} tok/s`,
         );
       }
       variants[v] = row;
@@ -462,48 +645,12 @@ async function main(): Promise<void> {
     }
   }
 
-  const cases: Case[] = [];
-  for (const name of a.models) {
-    const t = torch?.results[name];
-    const mk = (
-      kind: Case['kind'],
-      r: TrainResult | GenResult,
-      b: TrainResult | GenResult | undefined,
-      shape: Record<string, number>,
-    ): Case => {
-      const secs = (x: TrainResult | GenResult) =>
-        'step_seconds' in x ? x.step_seconds : x.generation_seconds;
-      const c: Case = {
-        name: `${name} ${kind === 'learner_step' ? 'learner step' : 'generation'}`,
-        model: name,
-        kind,
-        unit: 'tokens/s',
-        shape,
-        rmt: r.tokens_per_s,
-        baseline: b ? b.tokens_per_s : null,
-        ratio: b ? r.tokens_per_s / b.tokens_per_s : null,
-        rmt_seconds: secs(r),
-        baseline_seconds: b ? secs(b) : null,
-      };
-      if ('first_loss' in r) c.rmt_loss = [r.first_loss, r.last_loss];
-      if (b && 'first_loss' in b) c.baseline_loss = [b.first_loss, b.last_loss];
-      return c;
-    };
-    cases.push(mk('learner_step', rmt[name].train, t?.train, { batch: SHAPES.batch, seq: SHAPES.seq }));
-    cases.push(
-      mk('generation', rmt[name].generate, t?.generate, {
-        sequences: SHAPES.genBatch,
-        prompt: SHAPES.prompt,
-        new_tokens: SHAPES.newTokens,
-      }),
-    );
-  }
-
   const ti = torch?.info ?? {};
   const baseLabel = torch
     ? `${ti.torch}, ${ti.device}${ti.blas ? `, ${ti.blas}, ${ti.threads} threads` : ''}${ti.gpu ? `, TF32 ${ti.tf32 ? 'on' : 'off'}` : ''}`
     : 'not run';
-  const rmtLabel = be.name;
+  const wasm = be.name === 'webasm' ? WasmMatmul.get() : null;
+  const loadEnd = os.loadavg();
   const report = {
     bench: 'model',
     machine,
@@ -515,24 +662,31 @@ async function main(): Promise<void> {
       os: `${os.type()} ${os.release()} ${os.arch()}`,
       node: process.versions.node,
       rmt_backend: be.name,
+      wasm_variant: wasm?.variant ?? null,
       webgpu: gpu?.reason ?? null,
       gpu: (ti.gpu as string | undefined) ?? null,
       baseline: torch
-        ? `PyTorch ${ti.torch} float32 eager on ${ti.device}${ti.gpu ? ` (${ti.gpu}, CUDA ${ti.cuda}, TF32 ${ti.tf32 ? 'on' : 'off'})` : ` (BLAS ${ti.blas}: ${ti.blas_detail}; ${ti.threads} threads)`}; 1024^2 sgemm ${ti.sgemm_1024_gflops} GFLOP/s`
+        ? `PyTorch ${ti.torch} float32 eager on ${ti.device}${ti.gpu ? ` (${ti.gpu}, CUDA ${ti.cuda}, TF32 ${ti.tf32 ? 'on' : 'off'})` : ` (BLAS ${ti.blas}: ${ti.blas_detail}; ${ti.threads} threads)`}; 1024^2 sgemm ${ti.sgemm_1024_gflops} GFLOP/s${core ? `; ${describeCore(core)}` : ''}`
         : 'not run (--no-torch)',
       torch: ti,
-      // other work on a shared machine shows here: 1-minute load averages at the start and the end
-      load_average: { start: round2(loadBefore[0]), end: round2(os.loadavg()[0]), cores: os.cpus().length },
+      openblas_core: core,
+      // other work on a shared machine shows here; per round in each case's summary
+      load_average: {
+        start: loadBefore.map(round2),
+        end: loadEnd.map(round2),
+        cores: os.cpus().length,
+      },
     },
     settings: {
-      shapes: SHAPES,
+      shapes: Object.fromEntries(a.models.map((m) => [m, shapesOf(m)])),
       optimizer: OPTIMIZER,
+      rounds: a.rounds,
       warmup: a.warmup,
       repeats: a.repeats,
       gen_warmup: a.genWarmup,
       gen_repeats: a.genRepeats,
-      max_seconds: a.maxSeconds,
       threads: a.threads,
+      loaded_cores: LOADED_CORES,
     },
     models: Object.fromEntries(
       a.models.map((m) => [
@@ -548,12 +702,10 @@ async function main(): Promise<void> {
     wgsl_optimizer: be instanceof GpujsBackend ? be.adamwInPlace !== undefined : null,
     webgpu_variants: variants,
   };
-  console.log('');
-  console.log(table(cases, rmtLabel, baseLabel));
   mkdirSync(a.out, { recursive: true });
   const jsonPath = join(a.out, `model-${machine}.json`);
   writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
-  writeFileSync(join(a.out, `model-${machine}.md`), markdown(report, cases, rmtLabel, baseLabel));
+  writeFileSync(join(a.out, `model-${machine}.md`), markdown(report, cases, be.name, baseLabel));
   console.log(`\nwrote ${jsonPath} and .md`);
   await be.dispose();
 }

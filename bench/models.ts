@@ -22,7 +22,9 @@ const base = {
 
 /**
  * The bench models. `tiny` is the default model of configs/pretrain-tiny.yaml (vocabulary 2259: the
- * tokenizer that config builds); `small` is the same family four layers deep and four times wider.
+ * tokenizer that config builds); `small` is the same family four layers deep and four times wider;
+ * `medium` (about 25M parameters) eight layers deep and eight times wider, trained on longer
+ * sequences (BENCH_SHAPES), where matrix products dominate the step.
  */
 export const BENCH_MODELS: Record<string, ModelConfig> = {
   tiny: {
@@ -43,10 +45,28 @@ export const BENCH_MODELS: Record<string, ModelConfig> = {
     num_key_value_heads: 4,
     head_dim: 32,
   },
+  medium: {
+    ...base,
+    hidden_size: 512,
+    intermediate_size: 1408,
+    num_hidden_layers: 8,
+    num_attention_heads: 8,
+    num_key_value_heads: 4,
+    head_dim: 64,
+  },
 };
 
 /** Shapes of the cases: the pretrain-tiny batch (8 x 64) and G = 8 generations of 32 + 64 tokens. */
 export const SHAPES = { batch: 8, seq: 64, genBatch: 8, prompt: 32, newTokens: 64 };
+
+export type BenchShapes = typeof SHAPES;
+
+/** Per-model departures from SHAPES: `medium` trains on 8 x 256 tokens. */
+export const BENCH_SHAPES: Record<string, Partial<BenchShapes>> = { medium: { seq: 256 } };
+
+export function shapesOf(model: string): BenchShapes {
+  return { ...SHAPES, ...(BENCH_SHAPES[model] ?? {}) };
+}
 
 /** AdamW as configs/pretrain-tiny.yaml trains (constant lr here). */
 export const OPTIMIZER = {
@@ -69,7 +89,7 @@ export interface BenchCase<T> {
 }
 
 /** One learner step (forward + loss + backward + clip + AdamW) on a fixed random batch; returns the loss. */
-export function learnerCase(be: Backend, c: ModelConfig): BenchCase<number> {
+export function learnerCase(be: Backend, c: ModelConfig, shapes: BenchShapes = SHAPES): BenchCase<number> {
   const model = new Decoder(c, be, uploadParams(be, initParams(c, 1234)));
   const specs = paramSpecs(c);
   const opt = new AdamW(be, specs, {
@@ -80,7 +100,7 @@ export function learnerCase(be: Backend, c: ModelConfig): BenchCase<number> {
     maxGradNorm: OPTIMIZER.max_grad_norm,
   });
   const rng = new Rng(7);
-  const seqs = Array.from({ length: SHAPES.batch }, () => randomIds(rng, SHAPES.seq, c.vocab_size));
+  const seqs = Array.from({ length: shapes.batch }, () => randomIds(rng, shapes.seq, c.vocab_size));
   const batch = padBatch(seqs, 0);
   const targets = nextTokenTargets(batch);
   const last = specs[specs.length - 1].name;
@@ -98,21 +118,21 @@ export function learnerCase(be: Backend, c: ModelConfig): BenchCase<number> {
 }
 
 /** One greedy KV-cache generation of G sequences; throws if one stops early. */
-export function generationCase(be: Backend, c: ModelConfig): BenchCase<void> {
+export function generationCase(be: Backend, c: ModelConfig, shapes: BenchShapes = SHAPES): BenchCase<void> {
   const model = new Decoder(c, be, uploadParams(be, initParams(c, 1234)));
   const rng = new Rng(11);
-  const prompts = Array.from({ length: SHAPES.genBatch }, () => randomIds(rng, SHAPES.prompt, c.vocab_size));
+  const prompts = Array.from({ length: shapes.genBatch }, () => randomIds(rng, shapes.prompt, c.vocab_size));
   return {
     run: async () => {
       const out = await generate(model, prompts, {
-        maxNewTokens: SHAPES.newTokens,
+        maxNewTokens: shapes.newTokens,
         stopTokens: [],
         temperature: 0,
         topK: 0,
         topP: 1,
         rng: new Rng(1),
       });
-      if (out.some((g) => g.tokens.length !== SHAPES.newTokens)) throw new Error('generation stopped early');
+      if (out.some((g) => g.tokens.length !== shapes.newTokens)) throw new Error('generation stopped early');
     },
     free: () => {
       for (const b of model.params.values()) be.free(b);

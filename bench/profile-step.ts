@@ -21,7 +21,7 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import type { Backend, MatmulShape } from '../shared/kernels/backend.js';
 import { BACKEND_CHOICES, type BackendChoice, createBackend } from '../shared/kernels/index.js';
-import { BENCH_MODELS, generationCase, learnerCase } from './models.js';
+import { BENCH_MODELS, generationCase, learnerCase, shapesOf } from './models.js';
 
 /** Methods of `Backend` that are not timed (synchronous bookkeeping). */
 const UNTIMED = new Set(['length', 'free', 'dispose', 'name', 'precision']);
@@ -260,8 +260,8 @@ async function main(): Promise<void> {
   const out: Profile[] = [];
   for (const name of a.models) {
     const c = BENCH_MODELS[name];
-    const step = await profile(`${name} learner step`, prof, a.steps, learnerCase(be, c).run);
-    const gen = await profile(`${name} generation`, prof, a.gens, generationCase(be, c).run);
+    const step = await profile(`${name} learner step`, prof, a.steps, learnerCase(be, c, shapesOf(name)).run);
+    const gen = await profile(`${name} generation`, prof, a.gens, generationCase(be, c, shapesOf(name)).run);
     for (const p of [step, gen]) {
       printProfile(merged(p));
       printProfile(p);

@@ -9,9 +9,13 @@ Measures, per model:
   prompt, then one token per step; each step's next tokens are read on the host), counted as
   G * new_tokens / (prefill + decode time).
 
-Called by bench/model.ts with a JSON spec on stdin; prints one JSON object on stdout. On CPU it checks
-which BLAS PyTorch uses and refuses the reference BLAS (exit status 3). On CUDA, TF32 is turned off
-so matrix products run in true float32.
+Driven by bench/model.ts over stdin/stdout, one JSON object a line: first the spec (device, threads,
+optimizer), answered with {"info": ...}; then one command per round and case ({"model", "config",
+"kind": "train"|"generate", shapes, "warmup", "repeats"}), answered with {"seconds": [...],
+"params", "max_rss_mib", "loss": [first, last]}. A case's model, optimizer state and data are built
+on its first command and kept for its later rounds. On CPU it checks which BLAS PyTorch uses and
+refuses the reference BLAS (exit status 3). On CUDA, TF32 is turned off so matrix products run in
+true float32.
 
 Works with torch 1.13 (Debian python3-torch) and torch 2.x.
 """
@@ -271,7 +275,8 @@ def timed(torch, device, fn, warmup, repeats, max_seconds):
     return times
 
 
-def bench_train(torch, device, c, m, spec):
+def make_train(torch, device, c, m, spec):
+    """One learner step on a fixed random batch; returns (step, losses)."""
     B, T = spec["batch"], spec["seq"]
     g = torch.Generator().manual_seed(7)
     ids = torch.randint(0, c["vocab_size"], (B, T), generator=g).to(device)
@@ -300,17 +305,11 @@ def bench_train(torch, device, c, m, spec):
         opt.step()
         losses.append(loss.item())
 
-    times = timed(torch, device, step, spec["warmup"], spec["repeats"], spec["max_seconds"])
-    return {
-        "tokens_per_step": B * T,
-        "step_seconds": times,
-        "tokens_per_s": B * T / statistics.median(times),
-        "first_loss": losses[0],
-        "last_loss": losses[-1],
-    }
+    return step, losses
 
 
-def bench_generate(torch, device, c, m, spec):
+def make_generate(torch, device, c, m, spec):
+    """One greedy KV-cache generation of G sequences."""
     G, P, N = spec["gen_batch"], spec["prompt"], spec["new_tokens"]
     g = torch.Generator().manual_seed(11)
     prompt = torch.randint(0, c["vocab_size"], (G, P), generator=g).to(device)
@@ -335,16 +334,20 @@ def bench_generate(torch, device, c, m, spec):
             logits = m.forward_cached(nxt[:, None], pos, cache, P + step)
         return out
 
-    times = timed(torch, device, generate, spec["gen_warmup"], spec["gen_repeats"], spec["max_seconds"])
-    return {
-        "tokens_per_generation": G * N,
-        "generation_seconds": times,
-        "tokens_per_s": G * N / statistics.median(times),
-    }
+    return generate
+
+
+def max_rss_mib():
+    try:
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    except (ImportError, OSError):
+        return None
 
 
 def main():
-    spec = json.load(sys.stdin)
+    spec = json.loads(sys.stdin.readline())
     configure_threads(spec)
     import torch
 
@@ -354,6 +357,7 @@ def main():
         "python": platform.python_version(),
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "env": {k: os.environ[k] for k in sorted(os.environ) if k.startswith(("OPENBLAS", "OMP_", "MKL_"))},
     }
     if device.type == "cpu":
         if spec.get("threads"):
@@ -380,21 +384,31 @@ def main():
         info["tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
     info["sgemm_1024_gflops"] = round(sgemm_gflops(torch, device), 1)
     log(f"torch_model.py: {json.dumps(info)}")
+    print(json.dumps({"info": info}), flush=True)
 
-    results = {}
-    for name, c in spec["models"].items():
-        m = Model(torch, c, device)
-        r = {"params": sum(p.numel() for p in m.params.values())}
-        if spec.get("train", True):
-            r["train"] = bench_train(torch, device, c, m, spec)
-            log(f"torch_model.py: {name} train {r['train']['tokens_per_s']:.0f} tok/s")
-        m = Model(torch, c, device)
-        if spec.get("generate", True):
-            r["generate"] = bench_generate(torch, device, c, m, spec)
-            log(f"torch_model.py: {name} generate {r['generate']['tokens_per_s']:.0f} tok/s")
-        results[name] = r
-    json.dump({"info": info, "results": results}, sys.stdout)
-    sys.stdout.write("\n")
+    # one command per line; a case's model, optimizer state and data persist between its rounds
+    cases = {}
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        cmd = json.loads(line)
+        key = (cmd["model"], cmd["kind"])
+        c = cmd["config"]
+        if key not in cases:
+            m = Model(torch, c, device)
+            params = sum(p.numel() for p in m.params.values())
+            if cmd["kind"] == "train":
+                step, losses = make_train(torch, device, c, m, {**spec, **cmd})
+                cases[key] = (step, losses, params)
+            else:
+                cases[key] = (make_generate(torch, device, c, m, {**spec, **cmd}), None, params)
+        fn, losses, params = cases[key]
+        times = timed(torch, device, fn, int(cmd.get("warmup", 0)), int(cmd["repeats"]), float("inf"))
+        out = {"seconds": times, "params": params, "max_rss_mib": max_rss_mib()}
+        if losses:
+            out["loss"] = [losses[0], losses[-1]]
+        print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
  * (shared/kernels/wasm/loader.ts) picks the relaxed one where the engine validates it. Modules:
  * matmul (asm/matmul.ts) and ops (asm/ops.ts: attention, cross-entropy, rmsnorm, rope, swiglu, adamw,
  * ...). Runs from `npm ci` (the `prepare` script); the compiler is the `assemblyscript` npm package
- * (JavaScript and wasm, nothing downloaded).
+ * (JavaScript and wasm, nothing downloaded). Also peak (asm/peak.ts), the register-only SIMD loops
+ * bench/peak.ts times for the wasm peak.
  */
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -16,7 +17,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const asmDir = join(root, 'asm');
 mkdirSync(join(asmDir, 'build'), { recursive: true });
 
-const MODULES = ['matmul', 'ops'];
+const MODULES = ['matmul', 'ops', 'peak'];
 
 let failed = false;
 for (const name of MODULES) {

@@ -1,7 +1,8 @@
 /**
  * The WebAssembly SIMD matmul (asm/matmul.ts through shared/kernels/wasm/) against the float64
  * ReferenceBackend, every layout (A B, A^T B, A B^T, A^T B^T), on seeded N(0, 1) inputs, ragged and
- * block-crossing shapes, single-threaded and on all cores.
+ * block-crossing shapes, single-threaded and on all cores. The in-process cases run the default build
+ * (relaxed SIMD, fused multiply-add); both builds also run in a fresh process.
  *
  * TOLERANCE (as for every float32 kernel, see kernels.test.ts): relErr = max|got - ref| /
  * max(1, max|ref|) <= 1e-4.
@@ -13,7 +14,7 @@ import test from 'ava';
 import { relErr } from '../scripts/torch_ref/rel-err.js';
 import type { MatmulShape } from '../shared/kernels/backend.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
-import { relaxedSimdSupported } from '../shared/kernels/wasm/loader.js';
+import { chooseVariant, relaxedSimdSupported } from '../shared/kernels/wasm/loader.js';
 import { DOT_MAX_ROWS, PARALLEL_MIN_FLOPS, WasmMatmul } from '../shared/kernels/wasm/matmul.js';
 import { Rng } from '../shared/util/rng.js';
 import { normals, seedOf } from './helpers/random.js';
@@ -127,14 +128,37 @@ test('the worker pool does not keep the process alive', async (t) => {
   t.log(`child exited after ${Date.now() - started} ms`);
 });
 
-test('the relaxed-SIMD (fused multiply-add) build is correct', async (t) => {
-  // Node 20 validates relaxed SIMD only behind a flag; newer Node picks this build by default.
-  const flags = relaxedSimdSupported() ? [] : ['--experimental-wasm-relaxed-simd'];
-  const { stdout } = await execFileP(process.execPath, [...flags, '--import', 'tsx', CHILD], {
-    timeout: 20_000,
-    env: { ...process.env, RMT_WASM_VARIANT: 'relaxed', RMT_WASM_THREADS: '2' },
-  });
-  const out = JSON.parse(stdout.trim().split('\n').pop()!);
-  t.is(out.variant, 'relaxed');
-  t.true(out.maxErr <= TOLERANCE, `relErr ${out.maxErr}`);
+test('the relaxed-SIMD (fused multiply-add) build is the default, with no engine flag given', (t) => {
+  if (!mm) return t.fail(WasmMatmul.unavailableReason());
+  // The cases above ran this process's build; the loader turned the engine's flag on where needed.
+  if (process.env.RMT_WASM_VARIANT) return t.pass(`forced ${process.env.RMT_WASM_VARIANT}`);
+  t.true(relaxedSimdSupported(), 'relaxed SIMD validates after the loader ran');
+  t.is(mm.variant, 'relaxed');
 });
+
+test('the plain SIMD build is the fallback where relaxed SIMD is unavailable or refused', (t) => {
+  t.is(
+    chooseVariant(null, () => false),
+    'simd',
+  );
+  t.is(
+    chooseVariant(null, () => true),
+    'relaxed',
+  );
+  t.is(
+    chooseVariant('simd', () => true),
+    'simd',
+  );
+});
+
+for (const variant of ['simd', 'relaxed'] as const) {
+  test(`the ${variant} build in a fresh process, no engine flag given, agrees with float64`, async (t) => {
+    const { stdout } = await execFileP(process.execPath, ['--import', 'tsx', CHILD], {
+      timeout: 20_000,
+      env: { ...process.env, RMT_WASM_VARIANT: variant, RMT_WASM_THREADS: '2' },
+    });
+    const out = JSON.parse(stdout.trim().split('\n').pop()!);
+    t.is(out.variant, variant);
+    t.true(out.maxErr <= TOLERANCE, `relErr ${out.maxErr}`);
+  });
+}

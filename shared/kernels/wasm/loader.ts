@@ -1,11 +1,15 @@
 /**
- * Finds and compiles the WebAssembly matmul built from asm/matmul.ts (scripts/build-wasm.mjs, run by
+ * Finds and compiles the WebAssembly kernels built from asm/ (scripts/build-wasm.mjs, run by
  * `npm ci`). Two builds exist: plain SIMD and relaxed SIMD (fused multiply-add). The relaxed one is
- * used where the engine validates it without flags (Node 22+; Node 20's V8 11.3 needs
- * --experimental-wasm-relaxed-simd). `RMT_WASM_VARIANT=simd|relaxed` forces one.
+ * the default: where the engine does not validate it out of the box (Node 20's V8 11.3 keeps it
+ * behind --experimental-wasm-relaxed-simd), the loader turns that V8 flag on before compiling its
+ * first module, so every entry point (CLI, services, tests, benches) gets it without a command-line
+ * flag; where the engine still refuses it, the plain SIMD build is used. `RMT_WASM_VARIANT=simd|relaxed`
+ * forces one.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import v8 from 'node:v8';
 
 export type WasmVariant = 'simd' | 'relaxed';
 
@@ -53,7 +57,7 @@ export interface OpsExports {
   chunk(args: number, lo: number, hi: number): void;
 }
 
-export type WasmModuleName = 'matmul' | 'ops';
+export type WasmModuleName = 'matmul' | 'ops' | 'peak';
 
 export function wasmPath(variant: WasmVariant, name: WasmModuleName = 'matmul'): string {
   return fileURLToPath(new URL(`../../../asm/build/${name}-${variant}.wasm`, import.meta.url));
@@ -74,6 +78,27 @@ export function relaxedSimdSupported(): boolean {
   }
 }
 
+/**
+ * Makes relaxed SIMD available if the engine has it behind a flag: V8 reads its wasm feature flags
+ * at each compilation, and worker threads share the process's flags, so setting the flag here,
+ * before the first kernel module compiles, covers every thread. True when relaxed SIMD validates.
+ */
+export function enableRelaxedSimd(): boolean {
+  if (relaxedSimdSupported()) return true;
+  try {
+    v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+  } catch {
+    return false;
+  }
+  return relaxedSimdSupported();
+}
+
+/** The build to load: the forced one, else relaxed where the engine accepts it, else plain SIMD. */
+export function chooseVariant(forced: WasmVariant | null, relaxedAvailable: () => boolean): WasmVariant {
+  if (forced) return forced;
+  return relaxedAvailable() ? 'relaxed' : 'simd';
+}
+
 const cached = new Map<WasmModuleName, LoadedModule | string>();
 
 /** The compiled matmul module, or a sentence saying why there is none. Compiled once per process. */
@@ -84,6 +109,11 @@ export function loadMatmulModule(): LoadedModule | string {
 /** The compiled ops module (asm/ops.ts), or a sentence saying why there is none. */
 export function loadOpsModule(): LoadedModule | string {
   return loadWasmModule('ops');
+}
+
+/** The peak probe (asm/peak.ts, timed by bench/peak.ts), or a sentence saying why there is none. */
+export function loadPeakModule(): LoadedModule | string {
+  return loadWasmModule('peak');
 }
 
 function loadWasmModule(name: WasmModuleName): LoadedModule | string {
@@ -102,8 +132,9 @@ function load(name: WasmModuleName): LoadedModule | string {
   if (forced !== undefined && forced !== '' && forced !== 'simd' && forced !== 'relaxed') {
     return `RMT_WASM_VARIANT=${forced}: expected simd or relaxed`;
   }
-  const variant: WasmVariant =
-    forced === 'simd' || forced === 'relaxed' ? forced : relaxedSimdSupported() ? 'relaxed' : 'simd';
+  const variant = chooseVariant(forced === 'simd' || forced === 'relaxed' ? forced : null, enableRelaxedSimd);
+  // A forced relaxed build still needs the engine flag on Node 20.
+  if (variant === 'relaxed') enableRelaxedSimd();
   const path = wasmPath(variant, name);
   if (!existsSync(path)) return `${path} is missing: run \`npm run build:wasm\``;
   try {
