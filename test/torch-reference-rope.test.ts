@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
+import { FIXTURES, relErr, TORCH_TOL } from '../scripts/torch_ref/fixtures.js';
 import type { Backend } from '../shared/kernels/backend.js';
 import { createBackend } from '../shared/kernels/index.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
@@ -14,7 +15,6 @@ import { ropeFrequenciesFor } from '../shared/model/rope.js';
 import { readSafetensorsFloat64 } from '../shared/model/safetensors.js';
 import { uploadParams } from '../shared/model/weights.js';
 import { testBackends } from './helpers/backends.js';
-import { FIXTURES, relErr, TORCH_TOL } from '../scripts/torch_ref/fixtures.js';
 
 /**
  * Checkpoints with each RoPE type, in the transformers 5 layout (rope_parameters) and the 4.x one
