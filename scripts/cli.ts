@@ -5,10 +5,11 @@ import { loadPretrainConfig } from '../shared/config/pretrain-config.js';
 import { METHOD_TABLE } from '../shared/config/rmt-defaults.js';
 import { loadTrainConfig, type TrainConfig } from '../shared/config/train-config.js';
 import { createBackend } from '../shared/kernels/index.js';
-import { formatEvalResult } from '../shared/train/eval-table.js';
+import { formatComparison, formatEvalResult } from '../shared/train/eval-table.js';
+import type { EvalResult } from '../shared/train/evaluate.js';
 import { evaluateCheckpoint } from '../shared/train/evaluate-checkpoint.js';
 import { pretrain } from '../shared/train/pretrain.js';
-import { train } from '../shared/train/rmt-train.js';
+import { evalBudget, train } from '../shared/train/rmt-train.js';
 import { didYouMean } from '../shared/util/did-you-mean.js';
 import { status } from './status.js';
 import { submit } from './submit.js';
@@ -168,6 +169,81 @@ const VERBS: Record<string, Verb> = {
       }
       return 0;
     },
+  },
+};
+
+VERBS.compare = {
+  summary: 'checkpoints evaluated on the same held-out positions under one prompt, side by side',
+  usage:
+    'rmt compare --config <yaml> --checkpoint <dir> --checkpoint <dir> [--name N --name N] [--mode ntr|ntp] [--json]',
+  flags: {
+    ...common,
+    checkpoint: {
+      type: 'string',
+      multiple: true,
+      arg: '<dir>',
+      help: 'a checkpoint folder (repeat for each)',
+    },
+    name: {
+      type: 'string',
+      multiple: true,
+      arg: '<name>',
+      help: 'its row name in the table (default: the folder)',
+    },
+    mode: {
+      type: 'string',
+      arg: '<ntp|ntr>',
+      help: 'ntp: argmax, no reasoning; ntr (default): reason, then answer',
+    },
+    method,
+    json: { type: 'boolean', help: 'print the results as JSON instead of a table' },
+  },
+  async run(v) {
+    const config = needConfig('compare', v);
+    const dirs = (v.checkpoint as string[] | undefined) ?? [];
+    if (dirs.length === 0) throw new UsageError('compare needs --checkpoint <dir> at least once', 'compare');
+    const names = (v.name as string[] | undefined) ?? [];
+    if (names.length > 0 && names.length !== dirs.length) {
+      throw new UsageError(`--name given ${names.length} times for ${dirs.length} checkpoints`, 'compare');
+    }
+    const mode = (v.mode as string | undefined) ?? 'ntr';
+    if (mode !== 'ntp' && mode !== 'ntr') {
+      throw new UsageError(
+        `--mode must be ntp or ntr, got "${mode}"${didYouMean(mode, ['ntp', 'ntr'])}`,
+        'compare',
+      );
+    }
+    // One method, so one prompt and one stated budget for every checkpoint: like against like.
+    const cfg = loadTrainConfig(config, overrides(v));
+    const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
+    const rows: { name: string; checkpoint: string; result: EvalResult }[] = [];
+    try {
+      for (const [i, dir] of dirs.entries()) {
+        const { result } = await evaluateCheckpoint(backend, cfg, dir, mode, (l) =>
+          process.stderr.write(`${l}\n`),
+        );
+        rows.push({ name: names[i] ?? basename(resolve(dir)), checkpoint: dir, result });
+      }
+    } finally {
+      await backend.dispose();
+    }
+    const out = resolve(cfg.run.out_dir);
+    mkdirSync(out, { recursive: true });
+    const file = join(out, `compare-${mode}.json`);
+    writeFileSync(
+      file,
+      `${JSON.stringify({ method: cfg.method, budget: evalBudget(cfg), rows }, null, 2)}\n`,
+    );
+    if (v.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+    else {
+      const b = evalBudget(cfg);
+      process.stdout.write(
+        `held-out next-token accuracy (${mode}, prompt of ${cfg.method}, ${b === null ? 'no budget stated' : `budget ${b} stated`}, same positions)\n\n`,
+      );
+      process.stdout.write(formatComparison(rows));
+      process.stdout.write(resultsIn([file]));
+    }
+    return 0;
   },
 };
 

@@ -73,3 +73,22 @@ test('train before pretrain names model.init_from and the fix', async (t) => {
   t.regex(r.stderr, /model\.init_from: .* is not a checkpoint folder/);
   t.regex(r.stderr, /rmt pretrain --config configs\/base\.yaml/);
 });
+
+test('compare needs a checkpoint and as many names as checkpoints', async (t) => {
+  const none = await rmt('compare', '--config', 'configs/rmt.yaml');
+  t.is(none.code, 2);
+  t.regex(none.stderr, /compare needs --checkpoint/);
+  const names = await rmt(
+    'compare',
+    '--config',
+    'configs/rmt.yaml',
+    '--checkpoint',
+    'a',
+    '--name',
+    'x',
+    '--name',
+    'y',
+  );
+  t.is(names.code, 2);
+  t.regex(names.stderr, /--name given 2 times for 1 checkpoints/);
+});

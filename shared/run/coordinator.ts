@@ -357,6 +357,11 @@ export class RunCoordinator {
         Object.assign(row, evalMetrics(lastEval));
       }
       metrics.append(row);
+      // The plots follow the run: refreshed at every evaluation, not only after the last step.
+      if ('eval/avg' in row) {
+        writeFileSync(join(out, 'training.svg'), trainingChart(metricsPath, cfg.method));
+        writeFileSync(join(out, 'schedule.svg'), scheduleChart(metricsPath));
+      }
       // JSON has no NaN: an undefined metric (an empty eval split) is left out of the event.
       const finite = Object.fromEntries(Object.entries(row).filter(([, v]) => Number.isFinite(v)));
       await this.s.bus.publish('rmt.metrics.step', { run_id: runId, step: done, metrics: finite });
