@@ -90,7 +90,9 @@ checkpoint: { every: 2, keep: 1 }
 `,
   );
   const trained = await rmt('train', '--config', 'rmt.yaml', '--method', 'rmt');
-  const summary = JSON.parse(trained.stdout);
+  t.regex(trained.stdout, /rmt: held-out accuracy/);
+  t.regex(trained.stdout, /results in:\n.*metrics\.jsonl/);
+  const summary = JSON.parse(readFileSync(join(root, 'runs', 'my-rmt', 'summary.json'), 'utf8'));
   t.is(summary.steps, 2);
   t.regex(
     trained.stderr,
@@ -99,11 +101,20 @@ checkpoint: { every: 2, keep: 1 }
   t.regex(trained.stderr, /data\.sources\[1\] \(parquet corpus\/train-00000-of-00001\.parquet\)/);
   const final = join(root, 'runs', 'my-rmt', 'final');
   t.true(existsSync(join(final, 'model.safetensors')));
-  const evaluated = await rmt('eval', '--config', 'rmt.yaml', '--checkpoint', final, '--mode', 'ntr');
+  const evaluated = await rmt(
+    'eval',
+    '--config',
+    'rmt.yaml',
+    '--checkpoint',
+    final,
+    '--mode',
+    'ntr',
+    '--json',
+  );
   const result = JSON.parse(evaluated.stdout);
   t.is(result.positions, 4);
   t.true(result.avg >= 0 && result.avg <= 1 && result.no_answer_rate >= 0);
-  t.deepEqual(JSON.parse(readFileSync(join(final, 'eval-ntr.json'), 'utf8')), result);
+  t.deepEqual(JSON.parse(readFileSync(join(root, 'runs', 'my-rmt', 'eval-ntr-final.json'), 'utf8')), result);
   // Held out by document: no held-out document's tokens are also a train document.
   const data = join(root, 'runs', 'my-rmt', 'data');
   const meta = JSON.parse(readFileSync(join(data, 'meta.json'), 'utf8'));

@@ -17,6 +17,8 @@ import {
   status as Status,
 } from '@grpc/grpc-js';
 
+import { encodeStatusDetails, STATUS_DETAILS_KEY, type StatusDetails } from './status-details.js';
+
 export { Status };
 
 /** Trailing-metadata key naming the request field an INVALID_ARGUMENT is about (snake_case proto path). */
@@ -44,7 +46,31 @@ export class RpcError extends Error {
     this.details = details;
     this.metadata = new Metadata();
     for (const [k, v] of Object.entries(metadata)) this.metadata.set(k, v);
+    this.metadata.set(
+      STATUS_DETAILS_KEY,
+      Buffer.from(encodeStatusDetails(richDetails(code, this.details, metadata))),
+    );
   }
+}
+
+/** The standard details of a status: BadRequest for a named field, ErrorInfo always. */
+function richDetails(code: Status, details: string, metadata: Record<string, string>): StatusDetails {
+  const field = metadata[FIELD_KEY];
+  const dependency = metadata[DEPENDENCY_KEY];
+  if (field !== undefined) {
+    const description = details.startsWith(`${field}: `) ? details.slice(field.length + 2) : details;
+    return {
+      code,
+      message: details,
+      fieldViolations: [{ field, description }],
+      reason: 'INVALID_FIELD',
+      metadata: { field },
+    };
+  }
+  if (dependency !== undefined) {
+    return { code, message: details, reason: 'DEPENDENCY_UNAVAILABLE', metadata: { dependency } };
+  }
+  return { code, message: details, reason: Status[code] ?? 'UNKNOWN', metadata: {} };
 }
 
 /** The request is wrong whatever the server's state: the client must change it. Names the field. */
