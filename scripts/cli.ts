@@ -11,6 +11,7 @@ import { evaluateCheckpoint } from '../shared/train/evaluate-checkpoint.js';
 import { pretrain } from '../shared/train/pretrain.js';
 import { evalBudget, train } from '../shared/train/rmt-train.js';
 import { didYouMean } from '../shared/util/did-you-mean.js';
+import { type Progress, progress } from '../shared/util/progress.js';
 import { status } from './status.js';
 import { submit } from './submit.js';
 import { up } from './up.js';
@@ -84,6 +85,16 @@ function checkInitFrom(cfg: TrainConfig): void {
   }
 }
 
+/** A progress bar over held-out positions, started at the first report (when the total is known). */
+function evalProgress(label: string): (done: number, total: number) => void {
+  let bar: Progress | null = null;
+  return (done, total) => {
+    bar ??= progress(`${label} positions`, total, 0, Math.max(1, Math.ceil(total / 10)));
+    bar.update(done, {});
+    if (done === total) bar.stop();
+  };
+}
+
 function resultsIn(files: string[]): string {
   return `results in:\n${files.map((f) => `  ${f}`).join('\n')}\n`;
 }
@@ -152,8 +163,13 @@ const VERBS: Record<string, Verb> = {
       const cfg = loadTrainConfig(config, overrides(v));
       const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
       try {
-        const { result } = await evaluateCheckpoint(backend, cfg, v.checkpoint, mode, (l) =>
-          process.stderr.write(`${l}\n`),
+        const { result } = await evaluateCheckpoint(
+          backend,
+          cfg,
+          v.checkpoint,
+          mode,
+          (l) => process.stderr.write(`${l}\n`),
+          evalProgress(`eval ${mode}`),
         );
         const out = resolve(cfg.run.out_dir);
         mkdirSync(out, { recursive: true });

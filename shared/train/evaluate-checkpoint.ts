@@ -46,9 +46,10 @@ export async function evaluateCheckpoint(
   checkpoint: string,
   mode: EvalMode,
   log: (line: string) => void,
+  progress?: (done: number, total: number) => void,
 ): Promise<{ budget: number | null; result: EvalResult }> {
   const budget = evalBudget(cfg);
-  const [result] = await evaluateCheckpointAt(backend, cfg, checkpoint, mode, [budget], log);
+  const [result] = await evaluateCheckpointAt(backend, cfg, checkpoint, mode, [budget], log, progress);
   return { budget, result };
 }
 
@@ -64,6 +65,7 @@ export async function evaluateCheckpointAt(
   mode: EvalMode,
   budgets: readonly (number | null)[],
   log: (line: string) => void,
+  progress?: (done: number, total: number) => void,
 ): Promise<EvalResult[]> {
   const { run, positions, model, release } = await checkpointOnHeldOut(
     backend,
@@ -84,6 +86,7 @@ export async function evaluateCheckpointAt(
           batch: cfg.train.generation_batch,
           ntpExclude: ntpExcluded(cfg.eval.ntp_over, run.tokenizer),
           match: cfg.eval.match,
+          progress,
         }),
       );
     }

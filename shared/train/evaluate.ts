@@ -74,6 +74,8 @@ export interface EvalOptions {
   ntpExclude?: readonly number[];
   /** The rule the result's splits are scored by (default `token`); `by_match` has both. */
   match?: MatchRule;
+  /** Called after each batch with the positions done so far and the total. */
+  progress?: (done: number, total: number) => void;
 }
 
 /** Evaluations score the prediction alone: the match reward, no length term. */
@@ -125,25 +127,36 @@ export async function evaluatePositions(
         score(chunk[j], { ids: [pred], bytes: tokenizer.tokenBytes(pred) });
         predicted.push(tokenizer.decode([pred]));
       }
+      o.progress?.(i + chunk.length, positions.length);
     }
   } else {
-    const groups = await generateRollouts(
-      model,
-      tokenizer,
-      format,
-      positions,
-      {
-        G: 1,
-        temperature: 0,
-        budget: o.budget ?? o.hardCap,
-        stateBudget: o.budget !== null,
-        hardCap: o.hardCap,
-        rewardKind: 'match',
-        reward: MATCH_ONLY_REWARD,
-        maxBatch: o.batch,
-      },
-      new Rng(0),
-    );
+    // Batches of `o.batch` positions, as generateRollouts would cut them, so progress can be told
+    // between them; greedy decoding draws nothing from the generator, whose state carries over anyway.
+    const rng = new Rng(0);
+    const groups: Awaited<ReturnType<typeof generateRollouts>> = [];
+    for (let i = 0; i < positions.length; i += o.batch) {
+      const chunk = positions.slice(i, i + o.batch);
+      groups.push(
+        ...(await generateRollouts(
+          model,
+          tokenizer,
+          format,
+          chunk,
+          {
+            G: 1,
+            temperature: 0,
+            budget: o.budget ?? o.hardCap,
+            stateBudget: o.budget !== null,
+            hardCap: o.hardCap,
+            rewardKind: 'match',
+            reward: MATCH_ONLY_REWARD,
+            maxBatch: o.batch,
+          },
+          rng,
+        )),
+      );
+      o.progress?.(i + chunk.length, positions.length);
+    }
     for (const [i, [r]] of groups.entries()) {
       score(
         positions[i],
