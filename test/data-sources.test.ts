@@ -88,7 +88,7 @@ test('config: sources are validated, defaults filled, format implied by the exte
   t.deepEqual(parseTrainConfig(JSON.parse(JSON.stringify(withSources)), 'run r'), withSources);
   const d = parseTrainConfig({}, 'x.yaml').data;
   checkDataSettings(d, 'x.yaml');
-  t.deepEqual([d.sources, d.max_context, d.max_tokens], [[], null, 0]);
+  t.deepEqual([d.sources, d.max_context], [[], null]);
 });
 
 test('config: the data root is the config file folder; paths may not leave it', (t) => {
@@ -273,7 +273,7 @@ function streamOptions(root: string, extra: Partial<SourceStreamOptions> = {}): 
     root,
     held_out_fraction: 0.2,
     seed: 7,
-    max_tokens: 0,
+    stop_after: null,
     max_document_bytes: 1 << 20,
     max_chars_per_corpus: 0,
     math: {},
@@ -298,7 +298,7 @@ test('streams: the held-out split follows each document, not its position', asyn
   t.true(expected.length > 3 && expected.length < 25, `${expected.length} held out`);
 });
 
-test('streams: sources mix by weight, stop at max_tokens, and are cached by content', async (t) => {
+test('streams: sources mix by weight, stop once both streams hold enough, and are cached by content', async (t) => {
   const tok = await tokenizer();
   const root = tmp();
   writeFileSync(join(root, 'a.jsonl'), lines(200));
@@ -314,11 +314,12 @@ test('streams: sources mix by weight, stop at max_tokens, and are cached by cont
       'test',
       'data.sources',
     ),
-    max_tokens: 1500,
+    stop_after: { train: 1500, held_out: 200 },
   });
   const logs: string[] = [];
   const files = await sourceStreams(o, tok, join(root, 'cache'), (l) => logs.push(l));
   t.true(files.train.tokens >= 1500 && files.train.tokens < 1600, `${files.train.tokens}`);
+  t.true(files.held_out.tokens >= 200 && files.held_out.tokens < 600, `${files.held_out.tokens}`);
   const s = readSourceStreams(files, 0, 0);
   // Tokens per source over both sides (the mix counts every document it reads) come in about 1:3.
   const share = { a: 0, b: 0 };

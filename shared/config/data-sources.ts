@@ -133,8 +133,6 @@ export interface DataSettings {
    * taken from the config file's folder.
    */
   root: string | null;
-  /** Reading the sources stops once the train stream holds this many tokens; 0 = read them all. */
-  max_tokens: number;
   /** Largest document (JSONL line, Parquet text, text file) in bytes; a larger one is an error. */
   max_document_bytes: number;
   /**
@@ -154,13 +152,6 @@ export function checkDataSettings(d: DataSettings, source: string): void {
   }
   if (d.root !== null && (typeof d.root !== 'string' || d.root.length === 0)) {
     throw new RunConfigError(source, 'data.root', 'expected a folder path or null');
-  }
-  if (!(Number.isInteger(d.max_tokens) && d.max_tokens >= 0)) {
-    throw new RunConfigError(
-      source,
-      'data.max_tokens',
-      `must be a non-negative integer, got ${d.max_tokens}`,
-    );
   }
   if (!(Number.isInteger(d.max_document_bytes) && d.max_document_bytes > 0)) {
     throw new RunConfigError(

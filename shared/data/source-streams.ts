@@ -20,8 +20,11 @@ export interface SourceStreamOptions {
   root: string;
   held_out_fraction: number;
   seed: number;
-  /** Reading stops once the train stream holds this many tokens (0 = read every source to its end). */
-  max_tokens: number;
+  /**
+   * Reading stops once both streams hold at least this many tokens (what a run will score), or when
+   * the sources end; null = read every source to its end.
+   */
+  stop_after: { train: number; held_out: number } | null;
   max_document_bytes: number;
   /** Characters read per built-in prose corpus (0 = all). */
   max_chars_per_corpus: number;
@@ -69,7 +72,7 @@ export async function sourceStreams(
     tokenizer: tok.fingerprint,
     seed: o.seed,
     held_out_fraction: o.eval_sources.length > 0 ? null : o.held_out_fraction,
-    max_tokens: o.max_tokens,
+    stop_after: o.stop_after,
     max_document_bytes: o.max_document_bytes,
     max_chars_per_corpus: o.max_chars_per_corpus,
     math: o.math ?? {},
@@ -93,7 +96,8 @@ export async function sourceStreams(
   const train = new StreamFileWriter(paths.train, paths.trainAnswers);
   const heldOut = new StreamFileWriter(paths.heldOut, paths.heldOutAnswers);
   const limits: ReadLimits = { maxDocumentBytes: o.max_document_bytes };
-  const full = (w: StreamFileWriter) => o.max_tokens > 0 && w.length >= o.max_tokens;
+  const enough = (side: 'train' | 'held_out') =>
+    o.stop_after !== null && (side === 'train' ? train : heldOut).length >= o.stop_after[side];
   try {
     if (o.eval_sources.length > 0) {
       await mix(
@@ -104,7 +108,7 @@ export async function sourceStreams(
         tok,
         limits,
         { train, heldOut },
-        () => full(train),
+        () => enough('train'),
         log,
       );
       await mix(
@@ -115,7 +119,7 @@ export async function sourceStreams(
         tok,
         limits,
         { train, heldOut },
-        () => full(heldOut),
+        () => enough('held_out'),
         log,
       );
     } else {
@@ -127,7 +131,7 @@ export async function sourceStreams(
         tok,
         limits,
         { train, heldOut },
-        () => full(train),
+        () => enough('train') && enough('held_out'),
         log,
       );
     }

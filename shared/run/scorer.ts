@@ -103,7 +103,8 @@ export class Scorer implements ScorerApi {
           root: dataRoot(cfg.data),
           held_out_fraction: cfg.data.held_out_fraction,
           seed: cfg.run.seed,
-          max_tokens: cfg.data.max_tokens,
+          // Only the scored prefixes are used: a large corpus is read no further than they need.
+          stop_after: { train: cfg.data.rl_tokens, held_out: cfg.data.eval_tokens },
           max_document_bytes: cfg.data.max_document_bytes,
           max_chars_per_corpus: cfg.data.max_chars_per_corpus,
           math: cfg.data.math,
