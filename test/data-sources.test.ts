@@ -208,7 +208,9 @@ test('text: every .txt/.md under a folder, sorted by path; invalid UTF-8 names t
   await t.throwsAsync(all(textDocuments(dir, root, limits)), { message: /bad\.txt:3: invalid UTF-8/ });
   const empty = join(root, 'empty');
   mkdirSync(empty);
-  await t.throwsAsync(all(textDocuments(empty, root, limits)), { message: /empty: no \.txt or \.md files/ });
+  await t.throwsAsync(all(textDocuments(empty, root, limits)), {
+    message: /empty: no \*\.txt or \*\.md files/,
+  });
 });
 
 test('parquet: rows read by row group; a missing column, a null and a non-string are named', async (t) => {
@@ -386,4 +388,47 @@ test('streams: built-in corpora are named sources beside files', async (t) => {
   );
   t.true(s.heldOutAnswers.some((x) => x === 1));
   t.regex(tok.decode(Array.from(s.train)), /Document number/);
+});
+
+test('streams: a folder of Parquet shards or JSONL files is read file by file in path order', async (t) => {
+  const tok = await tokenizer();
+  const root = tmp();
+  mkdirSync(join(root, 'data'));
+  for (const shard of [1, 0]) {
+    parquetWriteFile({
+      filename: join(root, 'data', `train-0000${shard}-of-00002.parquet`),
+      columnData: [
+        { name: 'text', data: [`Shard ${shard} first.`, `Shard ${shard} second.`], type: 'STRING' },
+      ],
+    });
+  }
+  writeFileSync(join(root, 'data', 'README.md'), 'not a shard');
+  const o = streamOptions(root, {
+    sources: parseSources([{ path: 'data/', format: 'parquet' }], 't', 'data.sources'),
+    held_out_fraction: 0.5,
+  });
+  const s = readSourceStreams(await sourceStreams(o, tok, join(root, 'c')), 0, 0);
+  const order = (ids: Int32Array) => tok.decode(Array.from(ids)).split('<|endoftext|>').filter(Boolean);
+  const all4 = [...order(s.train), ...order(s.heldOut)];
+  t.is(all4.length, 4);
+  const trainOrder = order(s.train);
+  t.deepEqual(
+    trainOrder,
+    ['Shard 0 first.', 'Shard 0 second.', 'Shard 1 first.', 'Shard 1 second.'].filter((x) =>
+      trainOrder.includes(x),
+    ),
+  );
+  mkdirSync(join(root, 'lines'));
+  writeFileSync(join(root, 'lines', 'b.jsonl'), lines(3, 10));
+  writeFileSync(join(root, 'lines', 'a.jsonl'), lines(3));
+  const j = await sourceStreams(
+    streamOptions(root, {
+      sources: parseSources([{ path: 'lines/', format: 'jsonl' }], 't', 'data.sources'),
+      held_out_fraction: 0.5,
+    }),
+    tok,
+    join(root, 'c2'),
+  );
+  const js = readSourceStreams(j, 0, 0);
+  t.is([...order(js.train), ...order(js.heldOut)].length, 6);
 });

@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { type SourceSpec, sourceLabel } from '../config/data-sources.js';
+import { type SourceFormat, type SourceSpec, sourceLabel } from '../config/data-sources.js';
 import { jsonlDocuments } from './jsonl-source.js';
 import { parquetDocuments } from './parquet-source.js';
 import { type ReadLimits, resolveInside, type SourceDocument, SourceError } from './source-documents.js';
 import { readStreamPrefix, StreamFileWriter, type StreamInfo } from './stream-file.js';
 import { type MathCorpusOptions, mathKeyTokenIndices } from './synthetic-math.js';
-import { textDocuments, textFiles } from './text-source.js';
+import { sourceFiles, textDocuments } from './text-source.js';
 import { corpusSplit, isMathDocument } from './token-streams.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -243,9 +243,13 @@ function openSource(
   const path = resolveInside(o.root, spec.path as string, `${field}.path`);
   switch (spec.format) {
     case 'jsonl':
-      return jsonlDocuments(path, spec.field, spec.id_field, limits);
+      return eachFile(sourceFiles(path, o.root, EXTENSIONS.jsonl), (f) =>
+        jsonlDocuments(f, spec.field, spec.id_field, limits),
+      );
     case 'parquet':
-      return parquetDocuments(path, spec.field, spec.id_field, limits);
+      return eachFile(sourceFiles(path, o.root, EXTENSIONS.parquet), (f) =>
+        parquetDocuments(f, spec.field, spec.id_field, limits),
+      );
     case 'text':
       return textDocuments(path, o.root, limits);
     default:
@@ -300,7 +304,7 @@ function stamped(spec: SourceSpec, root: string, field: string): unknown {
     const st = statSync(f);
     return `${relative(root, f)}:${st.size}:${st.mtimeMs}`;
   };
-  const files = spec.format === 'text' ? textFiles(path, root) : [path];
+  const files = sourceFiles(path, root, EXTENSIONS[spec.format as SourceFormat]);
   const h = createHash('sha256');
   for (const f of files) h.update(`${stamp(f)}\n`);
   return { ...spec, files: h.digest('hex') };
@@ -318,4 +322,18 @@ function readMeta(path: string): { key: string; train: StreamInfo; held_out: Str
 
 function fileSize(path: string): number {
   return existsSync(path) ? statSync(path).size : -1;
+}
+
+/** What a folder source reads, by format: a folder of shards is read file by file, in path order. */
+const EXTENSIONS: Record<SourceFormat, readonly string[]> = {
+  jsonl: ['.jsonl'],
+  parquet: ['.parquet'],
+  text: ['.txt', '.md'],
+};
+
+async function* eachFile(
+  files: string[],
+  read: (file: string) => AsyncGenerator<SourceDocument>,
+): AsyncGenerator<SourceDocument> {
+  for (const f of files) yield* read(f);
 }
