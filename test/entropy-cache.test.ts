@@ -118,6 +118,25 @@ test.serial(
   },
 );
 
+test.serial(
+  'a context that cannot fit the position range with the reasoning cap is refused by field',
+  async (t) => {
+    const backend = await createBackend('cpu');
+    writeFileSync(
+      join(root, 'corpus.jsonl'),
+      Array.from({ length: 12 }, (_, i) =>
+        JSON.stringify({ text: `Long story ${i}. ${'The whale swam far. '.repeat(30)}` }),
+      ).join('\n'),
+    );
+    const cfg = config('too-long', { max_context: 120 });
+    await t.throwsAsync(new Scorer(backend).keyPositions(await loadRunContext('r', cfg), 'train'), {
+      message:
+        /data\.max_context: a prompt of \d+ tokens \(context 120\) plus budget\.hard_cap 10 exceeds max_position_embeddings 128/,
+    });
+    await backend.dispose();
+  },
+);
+
 test('keyPositions: the prefix mode cuts at the document start and at max_context', (t) => {
   const eos = 0;
   const tokens = Int32Array.from([5, 6, 7, eos, 8, 9, 10, 11, 12, eos, 13]);
