@@ -140,6 +140,10 @@ export async function sourceStreams(
     heldOut.abort();
     throw e;
   }
+  if (train.length === 0 || heldOut.length === 0) {
+    train.abort();
+    heldOut.abort();
+  }
   if (train.length === 0)
     throw new SourceError('data.sources: no training documents (every document was empty)');
   if (heldOut.length === 0) {
