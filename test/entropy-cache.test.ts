@@ -137,6 +137,22 @@ test.serial(
   },
 );
 
+test.serial('data.eval_sources: held-out positions come from the evaluation file only', async (t) => {
+  const backend = await createBackend('cpu');
+  writeFileSync(join(root, 'corpus.jsonl'), corpus(30, 'Story'));
+  writeFileSync(join(root, 'test.jsonl'), corpus(10, 'Exam'));
+  const cfg = config('eval-sources', { eval_sources: [{ path: 'test.jsonl' }], max_context: 16 });
+  const run = await loadRunContext('r', cfg);
+  const held = await new Scorer(backend).keyPositions(run, 'held_out');
+  const train = await new Scorer(backend).keyPositions(run, 'train');
+  const text = (ps: typeof held) => run.tokenizer.decode(ps.flatMap((p) => p.context));
+  t.true(held.length > 20 && train.length > 20);
+  t.regex(text(held), /Exam/);
+  t.notRegex(text(held), /Story/);
+  t.notRegex(text(train), /Exam/);
+  await backend.dispose();
+});
+
 test('keyPositions: the prefix mode cuts at the document start and at max_context', (t) => {
   const eos = 0;
   const tokens = Int32Array.from([5, 6, 7, eos, 8, 9, 10, 11, 12, eos, 13]);
