@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
+import { checkSourceSettings, resolveDataRoot, type SourceSettings } from './data-sources.js';
 import { overlay, RunConfigError } from './merge.js';
 import type { OptimizerSettings } from './optimizer-config.js';
 
@@ -28,7 +29,8 @@ export interface PretrainConfig {
     config: Record<string, unknown>;
     init_std: number;
   };
-  data: {
+  /** `sources`, `eval_sources`, `root`, `max_document_bytes`: the user's corpora (data-sources.ts). */
+  data: SourceSettings & {
     corpora: string[];
     /** Characters read per corpus (0 = all): bounds tokenisation time for small runs. */
     max_chars_per_corpus: number;
@@ -78,6 +80,10 @@ export const PRETRAIN_DEFAULTS: PretrainConfig = {
     held_out_fraction: 0.05,
     seq_len: 64,
     math: {},
+    sources: [],
+    eval_sources: [],
+    root: null,
+    max_document_bytes: 64 * 1024 * 1024,
   },
   train: {
     steps: 600,
@@ -106,6 +112,7 @@ export function parsePretrainConfig(raw: unknown, source: string): PretrainConfi
   positive('data.seq_len', c.data.seq_len);
   positive('eval.every', c.eval.every);
   positive('checkpoint.every', c.checkpoint.every);
+  checkSourceSettings(c.data, source);
   if (!(c.data.held_out_fraction > 0 && c.data.held_out_fraction < 1)) {
     throw new RunConfigError(
       source,
@@ -129,5 +136,5 @@ export function loadPretrainConfig(path: string): PretrainConfig {
   } catch (e) {
     throw new RunConfigError(path, '(yaml)', (e as Error).message);
   }
-  return parsePretrainConfig(raw, path);
+  return resolveDataRoot(parsePretrainConfig(raw, path), path);
 }
