@@ -60,7 +60,7 @@ const s = await sourceStreams(
     root: dir,
     held_out_fraction: 0.05,
     seed: 1,
-    max_tokens: 0,
+    stop_after: null,
     max_document_bytes: 64 * 1024 * 1024,
     max_chars_per_corpus: 0,
   },

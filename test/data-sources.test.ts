@@ -88,7 +88,7 @@ test('config: sources are validated, defaults filled, format implied by the exte
   t.deepEqual(parseTrainConfig(JSON.parse(JSON.stringify(withSources)), 'run r'), withSources);
   const d = parseTrainConfig({}, 'x.yaml').data;
   checkDataSettings(d, 'x.yaml');
-  t.deepEqual([d.sources, d.max_context, d.max_tokens], [[], null, 0]);
+  t.deepEqual([d.sources, d.max_context], [[], null]);
 });
 
 test('config: the data root is the config file folder; paths may not leave it', (t) => {
@@ -208,7 +208,9 @@ test('text: every .txt/.md under a folder, sorted by path; invalid UTF-8 names t
   await t.throwsAsync(all(textDocuments(dir, root, limits)), { message: /bad\.txt:3: invalid UTF-8/ });
   const empty = join(root, 'empty');
   mkdirSync(empty);
-  await t.throwsAsync(all(textDocuments(empty, root, limits)), { message: /empty: no \.txt or \.md files/ });
+  await t.throwsAsync(all(textDocuments(empty, root, limits)), {
+    message: /empty: no \*\.txt or \*\.md files/,
+  });
 });
 
 test('parquet: rows read by row group; a missing column, a null and a non-string are named', async (t) => {
@@ -273,7 +275,7 @@ function streamOptions(root: string, extra: Partial<SourceStreamOptions> = {}): 
     root,
     held_out_fraction: 0.2,
     seed: 7,
-    max_tokens: 0,
+    stop_after: null,
     max_document_bytes: 1 << 20,
     max_chars_per_corpus: 0,
     math: {},
@@ -298,7 +300,7 @@ test('streams: the held-out split follows each document, not its position', asyn
   t.true(expected.length > 3 && expected.length < 25, `${expected.length} held out`);
 });
 
-test('streams: sources mix by weight, stop at max_tokens, and are cached by content', async (t) => {
+test('streams: sources mix by weight, stop once both streams hold enough, and are cached by content', async (t) => {
   const tok = await tokenizer();
   const root = tmp();
   writeFileSync(join(root, 'a.jsonl'), lines(200));
@@ -314,11 +316,12 @@ test('streams: sources mix by weight, stop at max_tokens, and are cached by cont
       'test',
       'data.sources',
     ),
-    max_tokens: 1500,
+    stop_after: { train: 1500, held_out: 200 },
   });
   const logs: string[] = [];
   const files = await sourceStreams(o, tok, join(root, 'cache'), (l) => logs.push(l));
   t.true(files.train.tokens >= 1500 && files.train.tokens < 1600, `${files.train.tokens}`);
+  t.true(files.held_out.tokens >= 200 && files.held_out.tokens < 600, `${files.held_out.tokens}`);
   const s = readSourceStreams(files, 0, 0);
   // Tokens per source over both sides (the mix counts every document it reads) come in about 1:3.
   const share = { a: 0, b: 0 };
@@ -385,4 +388,47 @@ test('streams: built-in corpora are named sources beside files', async (t) => {
   );
   t.true(s.heldOutAnswers.some((x) => x === 1));
   t.regex(tok.decode(Array.from(s.train)), /Document number/);
+});
+
+test('streams: a folder of Parquet shards or JSONL files is read file by file in path order', async (t) => {
+  const tok = await tokenizer();
+  const root = tmp();
+  mkdirSync(join(root, 'data'));
+  for (const shard of [1, 0]) {
+    parquetWriteFile({
+      filename: join(root, 'data', `train-0000${shard}-of-00002.parquet`),
+      columnData: [
+        { name: 'text', data: [`Shard ${shard} first.`, `Shard ${shard} second.`], type: 'STRING' },
+      ],
+    });
+  }
+  writeFileSync(join(root, 'data', 'README.md'), 'not a shard');
+  const o = streamOptions(root, {
+    sources: parseSources([{ path: 'data/', format: 'parquet' }], 't', 'data.sources'),
+    held_out_fraction: 0.5,
+  });
+  const s = readSourceStreams(await sourceStreams(o, tok, join(root, 'c')), 0, 0);
+  const order = (ids: Int32Array) => tok.decode(Array.from(ids)).split('<|endoftext|>').filter(Boolean);
+  const all4 = [...order(s.train), ...order(s.heldOut)];
+  t.is(all4.length, 4);
+  const trainOrder = order(s.train);
+  t.deepEqual(
+    trainOrder,
+    ['Shard 0 first.', 'Shard 0 second.', 'Shard 1 first.', 'Shard 1 second.'].filter((x) =>
+      trainOrder.includes(x),
+    ),
+  );
+  mkdirSync(join(root, 'lines'));
+  writeFileSync(join(root, 'lines', 'b.jsonl'), lines(3, 10));
+  writeFileSync(join(root, 'lines', 'a.jsonl'), lines(3));
+  const j = await sourceStreams(
+    streamOptions(root, {
+      sources: parseSources([{ path: 'lines/', format: 'jsonl' }], 't', 'data.sources'),
+      held_out_fraction: 0.5,
+    }),
+    tok,
+    join(root, 'c2'),
+  );
+  const js = readSourceStreams(j, 0, 0);
+  t.is([...order(js.train), ...order(js.heldOut)].length, 6);
 });

@@ -118,6 +118,41 @@ test.serial(
   },
 );
 
+test.serial(
+  'a context that cannot fit the position range with the reasoning cap is refused by field',
+  async (t) => {
+    const backend = await createBackend('cpu');
+    writeFileSync(
+      join(root, 'corpus.jsonl'),
+      Array.from({ length: 12 }, (_, i) =>
+        JSON.stringify({ text: `Long story ${i}. ${'The whale swam far. '.repeat(30)}` }),
+      ).join('\n'),
+    );
+    const cfg = config('too-long', { max_context: 120 });
+    await t.throwsAsync(new Scorer(backend).keyPositions(await loadRunContext('r', cfg), 'train'), {
+      message:
+        /data\.max_context: a prompt of \d+ tokens \(context 120\) plus budget\.hard_cap 10 exceeds max_position_embeddings 128/,
+    });
+    await backend.dispose();
+  },
+);
+
+test.serial('data.eval_sources: held-out positions come from the evaluation file only', async (t) => {
+  const backend = await createBackend('cpu');
+  writeFileSync(join(root, 'corpus.jsonl'), corpus(30, 'Story'));
+  writeFileSync(join(root, 'test.jsonl'), corpus(10, 'Exam'));
+  const cfg = config('eval-sources', { eval_sources: [{ path: 'test.jsonl' }], max_context: 16 });
+  const run = await loadRunContext('r', cfg);
+  const held = await new Scorer(backend).keyPositions(run, 'held_out');
+  const train = await new Scorer(backend).keyPositions(run, 'train');
+  const text = (ps: typeof held) => run.tokenizer.decode(ps.flatMap((p) => p.context));
+  t.true(held.length > 20 && train.length > 20);
+  t.regex(text(held), /Exam/);
+  t.notRegex(text(held), /Story/);
+  t.notRegex(text(train), /Exam/);
+  await backend.dispose();
+});
+
 test('keyPositions: the prefix mode cuts at the document start and at max_context', (t) => {
   const eos = 0;
   const tokens = Int32Array.from([5, 6, 7, eos, 8, 9, 10, 11, 12, eos, 13]);

@@ -1,8 +1,8 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { parsePretrainConfig } from '../shared/config/pretrain-config.js';
+import { loadPretrainConfig, parsePretrainConfig } from '../shared/config/pretrain-config.js';
 import { listCheckpoints, loadCheckpoint } from '../shared/model/checkpoint.js';
 import { pretrain } from '../shared/train/pretrain.js';
 
@@ -84,4 +84,37 @@ test('run configs reject unknown and mistyped settings, naming the field', (t) =
   t.throws(() => parsePretrainConfig({ data: { held_out_fraction: 1.5 } }, 'x.yaml'), {
     message: /held_out_fraction/,
   });
+});
+
+test('pretrain reads data.sources: a text folder of the user, split by document', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'rmt-pretrain-src-'));
+  try {
+    mkdirSync(join(root, 'notes'));
+    for (let i = 0; i < 30; i++) {
+      writeFileSync(
+        join(root, 'notes', `${i}.md`),
+        `# Note ${i}\n\nThe ship sailed ${i} leagues before dawn. `.repeat(3),
+      );
+    }
+    writeFileSync(
+      join(root, 'pretrain.yaml'),
+      `run: { out_dir: ${join(root, 'out')}, seed: 7, backend: cpu }
+tokenizer: { gpt2_merges: 300 }
+model: { config: { model_type: qwen3, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 8, max_position_embeddings: 64 } }
+data: { sources: [{ path: notes/ }], held_out_fraction: 0.2, seq_len: 16 }
+train: { steps: 2, batch_size: 2, warmup_steps: 1 }
+eval: { every: 2, batches: 1 }
+checkpoint: { every: 2, keep: 1 }
+`,
+    );
+    const summary = await pretrain(loadPretrainConfig(join(root, 'pretrain.yaml')), { log: quiet });
+    t.is(summary.steps, 2);
+    t.true(
+      summary.train_tokens > 2 * summary.held_out_tokens && summary.held_out_tokens > 0,
+      JSON.stringify(summary),
+    );
+    t.true(Number.isFinite(summary.final_held_out_nll));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

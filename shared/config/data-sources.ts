@@ -117,8 +117,8 @@ export function sourceLabel(s: SourceSpec): string {
   return s.corpus !== null ? `corpus ${s.corpus}` : `${s.format} ${s.path}`;
 }
 
-/** The run config's data settings for the user's own corpora and the context of a key position. */
-export interface DataSettings {
+/** The run config's data settings for the user's own corpora (`rmt train` and `rmt pretrain`). */
+export interface SourceSettings {
   /**
    * The corpora, mixed by weight; [] = `data.corpora` (the built-in corpora). A document is a JSONL
    * line, a Parquet row or a text file; it is held out when the hash of its identity falls below
@@ -133,10 +133,12 @@ export interface DataSettings {
    * taken from the config file's folder.
    */
   root: string | null;
-  /** Reading the sources stops once the train stream holds this many tokens; 0 = read them all. */
-  max_tokens: number;
   /** Largest document (JSONL line, Parquet text, text file) in bytes; a larger one is an error. */
   max_document_bytes: number;
+}
+
+/** `rmt train`'s data settings: the sources and the context of a key position. */
+export interface DataSettings extends SourceSettings {
   /**
    * Context of a key position: null = the fixed window of `context_len` tokens (positions need a
    * full window inside their document; for tiny models); a number = the document's whole prefix
@@ -146,7 +148,7 @@ export interface DataSettings {
   max_context: number | null;
 }
 
-export function checkDataSettings(d: DataSettings, source: string): void {
+export function checkSourceSettings(d: SourceSettings, source: string): void {
   d.sources = parseSources(d.sources, source, 'data.sources');
   d.eval_sources = parseSources(d.eval_sources, source, 'data.eval_sources');
   if (d.sources.length === 0 && d.eval_sources.length > 0) {
@@ -155,13 +157,6 @@ export function checkDataSettings(d: DataSettings, source: string): void {
   if (d.root !== null && (typeof d.root !== 'string' || d.root.length === 0)) {
     throw new RunConfigError(source, 'data.root', 'expected a folder path or null');
   }
-  if (!(Number.isInteger(d.max_tokens) && d.max_tokens >= 0)) {
-    throw new RunConfigError(
-      source,
-      'data.max_tokens',
-      `must be a non-negative integer, got ${d.max_tokens}`,
-    );
-  }
   if (!(Number.isInteger(d.max_document_bytes) && d.max_document_bytes > 0)) {
     throw new RunConfigError(
       source,
@@ -169,6 +164,10 @@ export function checkDataSettings(d: DataSettings, source: string): void {
       `must be a positive integer, got ${d.max_document_bytes}`,
     );
   }
+}
+
+export function checkDataSettings(d: DataSettings, source: string): void {
+  checkSourceSettings(d, source);
   if (d.max_context !== null && !(Number.isInteger(d.max_context) && d.max_context > 0)) {
     throw new RunConfigError(
       source,
@@ -179,13 +178,13 @@ export function checkDataSettings(d: DataSettings, source: string): void {
 }
 
 /** A config read from `file`: its data root made absolute (default: the file's folder). */
-export function resolveDataRoot<T extends { data: DataSettings }>(c: T, file: string): T {
+export function resolveDataRoot<T extends { data: SourceSettings }>(c: T, file: string): T {
   c.data.root = resolve(dirname(resolve(file)), c.data.root ?? '.');
   return c;
 }
 
 /** The data root of a parsed config (the working directory when it came from no file). */
-export function dataRoot(d: DataSettings): string {
+export function dataRoot(d: SourceSettings): string {
   return resolve(d.root ?? '.');
 }
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { parseReportTo, type ReportTarget } from '../obs/run-metrics.js';
+import { checkSourceSettings, resolveDataRoot, type SourceSettings } from './data-sources.js';
 import { overlay, RunConfigError } from './merge.js';
 import type { OptimizerSettings } from './optimizer-config.js';
 import { applySets } from './set-overrides.js';
@@ -32,7 +33,8 @@ export interface PretrainConfig {
     config: Record<string, unknown>;
     init_std: number;
   };
-  data: {
+  /** `sources`, `eval_sources`, `root`, `max_document_bytes`: the user's corpora (data-sources.ts). */
+  data: SourceSettings & {
     corpora: string[];
     /** Characters read per corpus (0 = all): bounds tokenisation time for small runs. */
     max_chars_per_corpus: number;
@@ -82,6 +84,10 @@ export const PRETRAIN_DEFAULTS: PretrainConfig = {
     held_out_fraction: 0.05,
     seq_len: 64,
     math: {},
+    sources: [],
+    eval_sources: [],
+    root: null,
+    max_document_bytes: 64 * 1024 * 1024,
   },
   train: {
     steps: 600,
@@ -113,6 +119,7 @@ export function parsePretrainConfig(raw: unknown, source: string): PretrainConfi
   c.run.report_to = parseReportTo(c.run.report_to, (m) => {
     throw new RunConfigError(source, 'run.report_to', m);
   });
+  checkSourceSettings(c.data, source);
   if (!(c.data.held_out_fraction > 0 && c.data.held_out_fraction < 1)) {
     throw new RunConfigError(
       source,
@@ -137,5 +144,5 @@ export function loadPretrainConfig(path: string, sets: readonly string[] = []): 
   } catch (e) {
     throw new RunConfigError(path, '(yaml)', (e as Error).message);
   }
-  return parsePretrainConfig(applySets(raw, sets, path), path);
+  return resolveDataRoot(parsePretrainConfig(applySets(raw, sets, path), path), path);
 }

@@ -29,7 +29,7 @@ export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
     /** Checkpoint of the entropy proxy; null = init_from (the base model, as the spec says). */
     proxy: string | null;
   };
-  /** `sources`, `eval_sources`, `root`, `max_tokens`, `max_document_bytes`, `max_context`: data-sources.ts. */
+  /** `sources`, `eval_sources`, `root`, `max_document_bytes`, `max_context`: data-sources.ts. */
   data: DataSettings & {
     corpora: string[];
     max_chars_per_corpus: number;
@@ -120,7 +120,6 @@ export const TRAIN_DEFAULTS: TrainConfig = {
     sources: [],
     eval_sources: [],
     root: null,
-    max_tokens: 0,
     max_document_bytes: 64 * 1024 * 1024,
     max_context: null,
   },

@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { type SourceSpec, sourceLabel } from '../config/data-sources.js';
+import { type SourceFormat, type SourceSpec, sourceLabel } from '../config/data-sources.js';
 import { jsonlDocuments } from './jsonl-source.js';
 import { parquetDocuments } from './parquet-source.js';
 import { type ReadLimits, resolveInside, type SourceDocument, SourceError } from './source-documents.js';
 import { readStreamPrefix, StreamFileWriter, type StreamInfo } from './stream-file.js';
 import { type MathCorpusOptions, mathKeyTokenIndices } from './synthetic-math.js';
-import { textDocuments, textFiles } from './text-source.js';
+import { sourceFiles, textDocuments } from './text-source.js';
 import { corpusSplit, isMathDocument } from './token-streams.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -20,8 +20,11 @@ export interface SourceStreamOptions {
   root: string;
   held_out_fraction: number;
   seed: number;
-  /** Reading stops once the train stream holds this many tokens (0 = read every source to its end). */
-  max_tokens: number;
+  /**
+   * Reading stops once both streams hold at least this many tokens (what a run will score), or when
+   * the sources end; null = read every source to its end.
+   */
+  stop_after: { train: number; held_out: number } | null;
   max_document_bytes: number;
   /** Characters read per built-in prose corpus (0 = all). */
   max_chars_per_corpus: number;
@@ -69,7 +72,7 @@ export async function sourceStreams(
     tokenizer: tok.fingerprint,
     seed: o.seed,
     held_out_fraction: o.eval_sources.length > 0 ? null : o.held_out_fraction,
-    max_tokens: o.max_tokens,
+    stop_after: o.stop_after,
     max_document_bytes: o.max_document_bytes,
     max_chars_per_corpus: o.max_chars_per_corpus,
     math: o.math ?? {},
@@ -93,7 +96,8 @@ export async function sourceStreams(
   const train = new StreamFileWriter(paths.train, paths.trainAnswers);
   const heldOut = new StreamFileWriter(paths.heldOut, paths.heldOutAnswers);
   const limits: ReadLimits = { maxDocumentBytes: o.max_document_bytes };
-  const full = (w: StreamFileWriter) => o.max_tokens > 0 && w.length >= o.max_tokens;
+  const enough = (side: 'train' | 'held_out') =>
+    o.stop_after !== null && (side === 'train' ? train : heldOut).length >= o.stop_after[side];
   try {
     if (o.eval_sources.length > 0) {
       await mix(
@@ -104,7 +108,7 @@ export async function sourceStreams(
         tok,
         limits,
         { train, heldOut },
-        () => full(train),
+        () => enough('train'),
         log,
       );
       await mix(
@@ -115,7 +119,7 @@ export async function sourceStreams(
         tok,
         limits,
         { train, heldOut },
-        () => full(heldOut),
+        () => enough('held_out'),
         log,
       );
     } else {
@@ -127,7 +131,7 @@ export async function sourceStreams(
         tok,
         limits,
         { train, heldOut },
-        () => full(train),
+        () => enough('train') && enough('held_out'),
         log,
       );
     }
@@ -135,6 +139,10 @@ export async function sourceStreams(
     train.abort();
     heldOut.abort();
     throw e;
+  }
+  if (train.length === 0 || heldOut.length === 0) {
+    train.abort();
+    heldOut.abort();
   }
   if (train.length === 0)
     throw new SourceError('data.sources: no training documents (every document was empty)');
@@ -239,9 +247,13 @@ function openSource(
   const path = resolveInside(o.root, spec.path as string, `${field}.path`);
   switch (spec.format) {
     case 'jsonl':
-      return jsonlDocuments(path, spec.field, spec.id_field, limits);
+      return eachFile(sourceFiles(path, o.root, EXTENSIONS.jsonl), (f) =>
+        jsonlDocuments(f, spec.field, spec.id_field, limits),
+      );
     case 'parquet':
-      return parquetDocuments(path, spec.field, spec.id_field, limits);
+      return eachFile(sourceFiles(path, o.root, EXTENSIONS.parquet), (f) =>
+        parquetDocuments(f, spec.field, spec.id_field, limits),
+      );
     case 'text':
       return textDocuments(path, o.root, limits);
     default:
@@ -296,7 +308,7 @@ function stamped(spec: SourceSpec, root: string, field: string): unknown {
     const st = statSync(f);
     return `${relative(root, f)}:${st.size}:${st.mtimeMs}`;
   };
-  const files = spec.format === 'text' ? textFiles(path, root) : [path];
+  const files = sourceFiles(path, root, EXTENSIONS[spec.format as SourceFormat]);
   const h = createHash('sha256');
   for (const f of files) h.update(`${stamp(f)}\n`);
   return { ...spec, files: h.digest('hex') };
@@ -314,4 +326,18 @@ function readMeta(path: string): { key: string; train: StreamInfo; held_out: Str
 
 function fileSize(path: string): number {
   return existsSync(path) ? statSync(path).size : -1;
+}
+
+/** What a folder source reads, by format: a folder of shards is read file by file, in path order. */
+const EXTENSIONS: Record<SourceFormat, readonly string[]> = {
+  jsonl: ['.jsonl'],
+  parquet: ['.parquet'],
+  text: ['.txt', '.md'],
+};
+
+async function* eachFile(
+  files: string[],
+  read: (file: string) => AsyncGenerator<SourceDocument>,
+): AsyncGenerator<SourceDocument> {
+  for (const f of files) yield* read(f);
 }

@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 
 const FLUSH_TOKENS = 1 << 20;
 
@@ -64,9 +64,12 @@ export class StreamFileWriter {
     return { tokens: this.total, sha256: this.hash.digest('hex') };
   }
 
+  /** Closes and removes the partial files. */
   abort(): void {
     closeSync(this.idFd);
     closeSync(this.answerFd);
+    rmSync(`${this.path}.tmp`, { force: true });
+    rmSync(`${this.answerPath}.tmp`, { force: true });
   }
 }
 

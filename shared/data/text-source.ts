@@ -5,11 +5,15 @@ import { decodeUtf8, type ReadLimits, type SourceDocument, SourceError, within }
 const TEXT_EXTENSIONS = ['.txt', '.md'];
 
 /**
- * The text files of a source: the file itself, or every .txt/.md file under a folder (hidden
- * entries skipped, links followed only inside `root`), sorted by path so every machine reads them
- * in the same order.
+ * The files of a source: the file itself, or every file with one of `extensions` under a folder
+ * (hidden entries skipped, links followed only inside `root`), sorted by path so every machine reads
+ * them in the same order.
  */
-export function textFiles(path: string, root: string): string[] {
+export function sourceFiles(
+  path: string,
+  root: string,
+  extensions: readonly string[] = TEXT_EXTENSIONS,
+): string[] {
   if (!statSync(path).isDirectory()) return [path];
   const realRoot = realpathSync(root);
   const out: string[] = [];
@@ -25,11 +29,13 @@ export function textFiles(path: string, root: string): string[] {
         st = statSync(full);
       }
       if (st.isDirectory()) walk(full);
-      else if (st.isFile() && TEXT_EXTENSIONS.some((e) => name.toLowerCase().endsWith(e))) out.push(full);
+      else if (st.isFile() && extensions.some((e) => name.toLowerCase().endsWith(e))) out.push(full);
     }
   };
   walk(path);
-  if (out.length === 0) throw new SourceError(`${path}: no .txt or .md files in this folder`);
+  if (out.length === 0) {
+    throw new SourceError(`${path}: no ${extensions.map((e) => `*${e}`).join(' or ')} files in this folder`);
+  }
   return out.sort((a, b) => cmp(relative(path, a), relative(path, b)));
 }
 
@@ -39,7 +45,7 @@ export async function* textDocuments(
   root: string,
   limits: ReadLimits,
 ): AsyncGenerator<SourceDocument> {
-  for (const file of textFiles(path, root)) {
+  for (const file of sourceFiles(path, root)) {
     const size = statSync(file).size;
     if (size > limits.maxDocumentBytes) {
       throw new SourceError(

@@ -10,9 +10,11 @@ import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import type { Backend } from '../kernels/backend.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { checkProxyTokenizer, checkpointDigest } from '../model/checkpoint-digest.js';
+import { parseModelConfig } from '../model/config.js';
 import { Decoder } from '../model/decoder.js';
 import { uploadParams } from '../model/weights.js';
 import { type KeyPosition, keyPositions } from '../rl/key-positions.js';
+import { makePromptFormat } from '../rl/prompt-format.js';
 import type { Progress } from '../util/progress.js';
 import type { ScorerApi } from './interfaces.js';
 import type { RunRef } from './run-context.js';
@@ -56,7 +58,7 @@ export class Scorer implements ScorerApi {
             streams.heldOutAnswers.subarray(0, cfg.data.eval_tokens),
           ];
     const entropy = await this.entropies(cfg, tokenizer, out, split, tokens, o);
-    return keyPositions(
+    const positions = keyPositions(
       tokens,
       entropy,
       {
@@ -68,6 +70,8 @@ export class Scorer implements ScorerApi {
       },
       tokenizer.eosId,
     );
+    checkPromptsFit(cfg, tokenizer, positions);
+    return positions;
   }
 
   private tokenStreams(cfg: TrainConfig, tokenizer: Tokenizer, out: string, log: (l: string) => void) {
@@ -103,7 +107,8 @@ export class Scorer implements ScorerApi {
           root: dataRoot(cfg.data),
           held_out_fraction: cfg.data.held_out_fraction,
           seed: cfg.run.seed,
-          max_tokens: cfg.data.max_tokens,
+          // Only the scored prefixes are used: a large corpus is read no further than they need.
+          stop_after: { train: cfg.data.rl_tokens, held_out: cfg.data.eval_tokens },
           max_document_bytes: cfg.data.max_document_bytes,
           max_chars_per_corpus: cfg.data.max_chars_per_corpus,
           math: cfg.data.math,
@@ -167,5 +172,29 @@ export class Scorer implements ScorerApi {
     } finally {
       for (const b of model.params.values()) this.backend.free(b);
     }
+  }
+}
+
+/**
+ * The longest context's prompt plus the reasoning cap must fit the policy's position range; refused
+ * here, before any training, rather than by the first generation that meets such a position.
+ */
+function checkPromptsFit(cfg: TrainConfig, tokenizer: Tokenizer, positions: readonly KeyPosition[]): void {
+  if (positions.length === 0) return;
+  const longest = positions.reduce((a, p) => (p.context.length > a.context.length ? p : a));
+  const configPath = join(cfg.model.init_from, 'config.json');
+  const limit = parseModelConfig(
+    JSON.parse(readFileSync(configPath, 'utf8')),
+    configPath,
+  ).max_position_embeddings;
+  const prompt = makePromptFormat(tokenizer, cfg.prompt).buildPrompt(
+    longest.context,
+    cfg.budget.hard_cap,
+  ).length;
+  if (prompt + cfg.budget.hard_cap > limit) {
+    const field = cfg.data.max_context === null ? 'data.context_len' : 'data.max_context';
+    throw new Error(
+      `${field}: a prompt of ${prompt} tokens (context ${longest.context.length}) plus budget.hard_cap ${cfg.budget.hard_cap} exceeds max_position_embeddings ${limit} of ${configPath}`,
+    );
   }
 }

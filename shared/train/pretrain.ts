@@ -1,8 +1,10 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { dataRoot } from '../config/data-sources.js';
 import { adamwConfig, lrSchedule } from '../config/optimizer-config.js';
 import type { PretrainConfig } from '../config/pretrain-config.js';
 import { writeGpt2Tokenizer } from '../data/gpt2-bpe.js';
+import { readSourceStreams, sourceStreams } from '../data/source-streams.js';
 import { tokenStreams } from '../data/token-streams.js';
 import {
   evalStarts,
@@ -75,12 +77,19 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
   writeFileSync(join(out, 'config.resolved.json'), `${JSON.stringify(cfg, null, 2)}\n`);
 
   const tokenizer = await prepareTokenizer(cfg, out);
-  const { train, heldOut } = tokenStreams(
-    { ...cfg.data, seed: cfg.run.seed },
-    tokenizer,
-    join(out, 'data'),
-    log,
-  );
+  const { train, heldOut } =
+    cfg.data.sources.length > 0
+      ? readSourceStreams(
+          await sourceStreams(
+            { ...cfg.data, root: dataRoot(cfg.data), seed: cfg.run.seed, stop_after: null },
+            tokenizer,
+            join(out, 'data'),
+            log,
+          ),
+          0,
+          0,
+        )
+      : tokenStreams({ ...builtinData(cfg), seed: cfg.run.seed }, tokenizer, join(out, 'data'), log);
   const unigram = unigramBaseline(train, heldOut, tokenizer.vocabSize);
   log(
     `data: ${train.length} train tokens, ${heldOut.length} held-out tokens; unigram held-out nll ${unigram.toFixed(4)}`,
@@ -292,4 +301,10 @@ export function lossChart(metricsPath: string, unigram: number): string {
       { name: 'unigram baseline', points: [], y: unigram },
     ],
   });
+}
+
+/** The data settings of the built-in corpora, as their token-stream cache has always been keyed. */
+function builtinData(cfg: PretrainConfig) {
+  const { sources, eval_sources, root, max_document_bytes, ...rest } = cfg.data;
+  return rest;
 }
