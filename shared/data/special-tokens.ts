@@ -29,12 +29,16 @@ function readObject(path: string): Record<string, unknown> {
   return v;
 }
 
-/** The token a tokenizer_config.json field names (`"</s>"` or `{"content": "</s>", ...}`); null if none. */
-export function namedToken(config: Record<string, unknown>, key: string): string | null {
+/**
+ * The token a tokenizer_config.json field names (`"</s>"` or `{"content": "</s>", ...}`); null when
+ * the field is absent or null. `path` names the file in the error for any other value.
+ */
+export function namedToken(config: Record<string, unknown>, key: string, path: string): string | null {
   const v = config[key];
+  if (v === undefined || v === null) return null;
   if (typeof v === 'string') return v;
   if (isObject(v) && typeof v.content === 'string') return v.content;
-  return null;
+  throw new Error(`${path}: ${key} must be a token string or {"content": ...}`);
 }
 
 /** bos / eos / pad ids of the tokenizer folder `dir` (null where tokenizer_config.json names none). */
@@ -56,7 +60,7 @@ export function specialTokenIds(dir: string): SpecialTokenIds {
   let vocabSize = 0;
   for (const id of ids.values()) vocabSize = Math.max(vocabSize, id + 1);
   const idOf = (key: string): number | null => {
-    const token = namedToken(config, key);
+    const token = namedToken(config, key, configPath);
     if (token === null) return null;
     const id = ids.get(token);
     if (id === undefined) {

@@ -9,6 +9,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { END_THINK_TOKEN, EOS_TOKEN, THINK_TOKEN } from './gpt2-bpe.js';
+import { namedToken } from './special-tokens.js';
 import { tokenBytesFor } from './token-bytes.js';
 
 export interface Tokenizer {
@@ -127,16 +128,6 @@ function validateTokenizerJson(path: string, json: Record<string, unknown>): voi
   if (json.decoder === undefined || json.decoder === null) throw problem('missing field "decoder"');
 }
 
-/** A token named by tokenizer_config.json (`"eos_token": "</s>"` or `{"content": "</s>", ...}`). */
-function configToken(config: Record<string, unknown>, key: string): string | null | undefined {
-  const v = config[key];
-  if (v === undefined) return undefined;
-  if (v === null) return null;
-  if (typeof v === 'string') return v;
-  if (isObject(v) && typeof v.content === 'string') return v.content;
-  return undefined;
-}
-
 /** Loads the tokenizer in `dir`. Throws an Error naming the file and the problem when something is wrong. */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const absDir = resolve(dir);
@@ -185,11 +176,11 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     return id;
   };
   const optionalId = (key: string): number | null => {
-    const token = configToken(config, key);
-    if (token === undefined || token === null) return null;
+    const token = namedToken(config, key, configPath);
+    if (token === null) return null;
     return requireId(token, `${key} (named in tokenizer_config.json)`);
   };
-  const eosId = requireId(configToken(config, 'eos_token') ?? EOS_TOKEN, 'end-of-text');
+  const eosId = requireId(namedToken(config, 'eos_token', configPath) ?? EOS_TOKEN, 'end-of-text');
   const bosId = optionalId('bos_token');
   const padId = optionalId('pad_token');
   const reasoningId = (token: string): number => {

@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import type { PromptConfig } from '../config/rmt-defaults.js';
+import { namedToken } from '../data/special-tokens.js';
 import type { Tokenizer } from '../data/tokenizer.js';
 import { readGenerationConfig } from '../model/generation-config.js';
 
@@ -317,12 +318,12 @@ export function readChatTemplate(dir: string): { template: string; source: strin
 
 /** The special-token strings of tokenizer_config.json, as chat templates read them. */
 function templateVariables(dir: string): Record<string, unknown> {
-  const config = readConfigObject(join(dir, 'tokenizer_config.json'));
+  const path = join(dir, 'tokenizer_config.json');
+  const config = readConfigObject(path);
   const out: Record<string, unknown> = {};
   for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
-    const v = config[key];
-    if (typeof v === 'string') out[key] = v;
-    else if (isObject(v) && typeof v.content === 'string') out[key] = v.content;
+    const token = namedToken(config, key, path);
+    if (token !== null) out[key] = token;
   }
   return out;
 }
