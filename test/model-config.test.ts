@@ -243,6 +243,8 @@ test('toHfConfig writes both layouts and parseModelConfig reads it back unchange
     const only4 = { ...hf, rope_parameters: undefined };
     t.deepEqual(parseModelConfig(only5), c);
     t.deepEqual(parseModelConfig(only4), c);
+    // The learner sends the parsed config itself as JSON to rollout workers.
+    t.deepEqual(parseModelConfig(JSON.parse(JSON.stringify(c))), c);
   }
 });
 
