@@ -85,13 +85,14 @@ test('yarn defaults resolve as in transformers (attention factor 0.1 ln(factor) 
     truncate: true,
   });
   t.is(ropeFrequencies(c, Int32Array.of(3)).attentionScale, 0.1 * Math.log(4) + 1);
-  // Without a factor, YaRN takes max_position_embeddings / original_max_position_embeddings.
-  const implicit = parseModelConfig(
+  // transformers 5's config validation requires yarn's factor (a KeyError without it).
+  refused(
+    t,
     qwen3({
       rope_parameters: { rope_theta: 1e6, rope_type: 'yarn', original_max_position_embeddings: 1024 },
     }),
+    'rope_parameters.factor',
   );
-  t.is(implicit.rope_scaling?.rope_type === 'yarn' && implicit.rope_scaling.factor, 4);
 });
 
 test('RoPE types rmt does not implement are refused by field and value', (t) => {
