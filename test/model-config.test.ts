@@ -1,6 +1,10 @@
 import test from 'ava';
+import { ReferenceBackend } from '../shared/kernels/reference.js';
 import { ConfigError, type ModelConfig, parseModelConfig, toHfConfig } from '../shared/model/config.js';
+import { generate } from '../shared/model/generate.js';
 import { defaultInvFreq, ropeFrequencies } from '../shared/model/rope.js';
+import { Rng } from '../shared/util/rng.js';
+import { makeDecoder, randomParams } from './helpers/tiny-models.js';
 
 /** A small Qwen3 config.json in transformers 5's layout (RoPE in rope_parameters, no top-level rope_theta). */
 const qwen3 = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
@@ -81,13 +85,14 @@ test('yarn defaults resolve as in transformers (attention factor 0.1 ln(factor) 
     truncate: true,
   });
   t.is(ropeFrequencies(c, Int32Array.of(3)).attentionScale, 0.1 * Math.log(4) + 1);
-  // Without a factor, YaRN takes max_position_embeddings / original_max_position_embeddings.
-  const implicit = parseModelConfig(
+  // transformers 5's config validation requires yarn's factor (a KeyError without it).
+  refused(
+    t,
     qwen3({
       rope_parameters: { rope_theta: 1e6, rope_type: 'yarn', original_max_position_embeddings: 1024 },
     }),
+    'rope_parameters.factor',
   );
-  t.is(implicit.rope_scaling?.rope_type === 'yarn' && implicit.rope_scaling.factor, 4);
 });
 
 test('RoPE types rmt does not implement are refused by field and value', (t) => {
@@ -170,6 +175,7 @@ test('sliding-window fields: ignored when off (as Qwen3 ships them), refused whe
 
 test('fields that change the math: hidden_act, mlp_bias, attention_dropout refused; defaults per family', (t) => {
   refused(t, qwen3({ hidden_act: 'gelu' }), 'hidden_act');
+  refused(t, qwen3({ quantization_config: { quant_method: 'fp8' } }), 'quantization_config');
   refused(t, qwen3({ attention_dropout: 0.1 }), 'attention_dropout');
   const llama = {
     ...qwen3({ model_type: 'llama', rope_parameters: undefined, layer_types: undefined }),
@@ -238,5 +244,28 @@ test('toHfConfig writes both layouts and parseModelConfig reads it back unchange
     const only4 = { ...hf, rope_parameters: undefined };
     t.deepEqual(parseModelConfig(only5), c);
     t.deepEqual(parseModelConfig(only4), c);
+    // The learner sends the parsed config itself as JSON to rollout workers.
+    t.deepEqual(parseModelConfig(JSON.parse(JSON.stringify(c))), c);
   }
+});
+
+test('generation may run past max_position_embeddings only under dynamic NTK RoPE', async (t) => {
+  const o = { temperature: 0, topK: 0, topP: 1, maxNewTokens: 6, stopTokens: [], rng: new Rng(1) };
+  const small = { max_position_embeddings: 8 };
+  const plain = parseModelConfig(qwen3(small));
+  await t.throwsAsync(
+    generate(makeDecoder(new ReferenceBackend(), plain, randomParams(plain, 1)), [[1, 2, 3, 4]], o),
+    {
+      message: /max_position_embeddings 8/,
+    },
+  );
+  const dyn = parseModelConfig(
+    qwen3({ ...small, rope_parameters: { rope_theta: 1e6, rope_type: 'dynamic', factor: 2 } }),
+  );
+  const [g] = await generate(
+    makeDecoder(new ReferenceBackend(), dyn, randomParams(dyn, 1)),
+    [[1, 2, 3, 4]],
+    o,
+  );
+  t.is(g.tokens.length, 6);
 });

@@ -99,6 +99,7 @@ FIXTURES = [
             {
                 "rope_theta": 10000.0,
                 "rope_type": "yarn",
+                "factor": 4.0,
                 "original_max_position_embeddings": 2048,
                 "mscale": 1.5,
                 "mscale_all_dim": 0.5,

@@ -196,6 +196,13 @@ export function parseModelConfig(raw: unknown, source = 'config.json'): ModelCon
       `attention dropout is not implemented; expected 0, got ${JSON.stringify(dropout)}`,
     );
   }
+  if (r.quantization_config != null) {
+    throw new ConfigError(
+      source,
+      'quantization_config',
+      'quantized checkpoints are not implemented; use unquantized weights',
+    );
+  }
   if (model_type === 'llama' && bool(r, source, 'mlp_bias', false)) {
     throw new ConfigError(source, 'mlp_bias', 'biases on the MLP projections are not implemented');
   }

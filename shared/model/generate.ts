@@ -2,6 +2,7 @@ import type { Rng } from '../util/rng.js';
 import { padBatch, roundUp } from './batch.js';
 import type { Decoder } from './decoder.js';
 import { KVCache } from './kv-cache.js';
+import { extendsContext } from './rope.js';
 import { type SamplingParams, sampleToken } from './sampling.js';
 
 export interface GenerateOptions extends SamplingParams {
@@ -52,7 +53,7 @@ export async function generate(
   if (prompts.some((p) => p.length === 0)) throw new Error('generate: every prompt needs at least one token');
   const limit = model.config.max_position_embeddings;
   const longest = Math.max(...prompts.map((p, b) => p.length + caps[b]));
-  if (longest > limit) {
+  if (longest > limit && !extendsContext(model.config)) {
     throw new Error(
       `generate: prompt plus new tokens reach ${longest} positions, above max_position_embeddings ${limit}`,
     );

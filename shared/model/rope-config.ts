@@ -226,14 +226,9 @@ export function parseRope(r: Dict, source: string, maxPositionEmbeddings: number
     }
     case 'yarn': {
       const orig = original();
-      const factor =
-        d.factor === undefined || d.factor === null
-          ? factorOf(
-              maxPositionEmbeddings / orig,
-              source,
-              'max_position_embeddings / original_max_position_embeddings',
-            )
-          : factorOf(d.factor, source, at('factor'));
+      // transformers' yarn initialiser could derive a missing factor, but its config validation
+      // rejects a yarn dict without one; rmt requires it too.
+      const factor = factorOf(d.factor, source, at('factor'));
       const optNum = (k: string): number | null => {
         const v = d[k];
         if (v === undefined || v === null) return null;
