@@ -183,7 +183,7 @@ export class Decoder {
       const up = s.own(await this.linear(y2, N, `${p}.mlp.up_proj.weight`, D, I));
       const h = s.own(await be.swiglu(gate, up));
       const down = s.own(await this.linear(h, N, `${p}.mlp.down_proj.weight`, I, D));
-      const xOut = s.keep(await be.add(xMid, down));
+      const xOut = await be.add(xMid, down);
       const tape: LayerTape = {
         xIn: x,
         y1,

@@ -1,6 +1,7 @@
 // What the Kubernetes tests share: the render of k8s/base, every overlay and every variant with the
-// optional components (cached per target), queries over the rendered objects, and the services' flag
-// schemas the manifests are checked against.
+// optional components (cached per target), queries over the rendered objects, the services' flag
+// schemas the manifests are checked against, the NATS configuration and test certificates, and the
+// commands and Secrets of docs/kubernetes.md. Temporary folders are removed when a test file ends.
 import { spawnSync } from 'node:child_process';
 import {
   cpSync,
