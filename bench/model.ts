@@ -23,7 +23,8 @@
  *
  * Usage: npm run bench:model -- [--backend auto|webgpu|webasm|cpu|reference] [--machine cpu|gpu]
  *   [--torch-device cpu|cuda] [--python EXE] [--threads 2] [--models tiny,small,medium] [--rounds 5]
- *   [--warmup 2] [--repeats 3] [--gen-warmup 1] [--gen-repeats 1] [--blas-dir DIR] [--coretype NAME]
+ *   [--warmup 2] [--repeats 3] [--gen-warmup 1] [--gen-repeats 1] [--max-seconds 60 (per side and round)]
+ *   [--blas-dir DIR] [--coretype NAME]
  *   [--measure-cores] [--out bench/results] [--no-torch] [--quick]
  *   [--webgpu-variants off,pool,pool+batch,pool+batch+staged,wgsl-optimizer,all,all-batch-256,all-batch-16]
  */
@@ -87,6 +88,8 @@ interface Args {
   repeats: number;
   genWarmup: number;
   genRepeats: number;
+  /** Per side and round: stop the repeats once this many seconds are spent (at least one runs). */
+  maxSeconds: number;
   out: string;
   torch: boolean;
   blasDir: string | null;
@@ -109,6 +112,7 @@ function parseArgs(argv: string[]): Args {
     repeats: 3,
     genWarmup: 1,
     genRepeats: 1,
+    maxSeconds: 60,
     out: join(ROOT, 'bench', 'results'),
     torch: true,
     blasDir: null,
@@ -167,6 +171,9 @@ function parseArgs(argv: string[]): Args {
       case '--gen-repeats':
         a.genRepeats = Math.max(1, int());
         break;
+      case '--max-seconds':
+        a.maxSeconds = Math.max(1, int());
+        break;
       case '--out':
         a.out = resolve(value());
         break;
@@ -210,16 +217,24 @@ function parseArgs(argv: string[]): Args {
 }
 
 function readUsage(): string {
-  return 'usage: bench/model.ts [--backend auto|webgpu|webasm|cpu|reference] [--machine cpu|gpu] [--torch-device cpu|cuda] [--python EXE] [--threads N] [--models tiny,small,medium] [--rounds N] [--warmup N] [--repeats N] [--gen-warmup N] [--gen-repeats N] [--blas-dir DIR] [--coretype NAME] [--measure-cores] [--out DIR] [--no-torch] [--quick]';
+  return 'usage: bench/model.ts [--backend auto|webgpu|webasm|cpu|reference] [--machine cpu|gpu] [--torch-device cpu|cuda] [--python EXE] [--threads N] [--models tiny,small,medium] [--rounds N] [--warmup N] [--repeats N] [--gen-warmup N] [--gen-repeats N] [--max-seconds S] [--blas-dir DIR] [--coretype NAME] [--measure-cores] [--out DIR] [--no-torch] [--quick]';
 }
 
-async function timed(fn: () => Promise<unknown>, warmup: number, repeats: number): Promise<number[]> {
+/** Warm-up calls, then timed calls until `repeats`, or at least one and `maxSeconds` spent. */
+async function timed(
+  fn: () => Promise<unknown>,
+  warmup: number,
+  repeats: number,
+  maxSeconds = Number.POSITIVE_INFINITY,
+): Promise<number[]> {
   for (let i = 0; i < warmup; i++) await fn();
   const times: number[] = [];
+  const start = performance.now();
   while (times.length < repeats) {
     const t0 = performance.now();
     await fn();
     times.push((performance.now() - t0) / 1000);
+    if ((performance.now() - start) / 1000 > maxSeconds) break;
   }
   return times;
 }
@@ -461,12 +476,12 @@ async function roundsOf(
     let mine: number[] = [];
     let theirs: TorchReply | null = null;
     const runTorch = async () => {
-      if (torch) theirs = await torch.run({ ...torchCmd, warmup: 0, repeats });
+      if (torch) theirs = await torch.run({ ...torchCmd, warmup: 0, repeats, max_seconds: a.maxSeconds });
     };
     let mineCpu = 0;
     const runMine = async () => {
       const c0 = processCpu();
-      mine = await timed(rmtRun, 0, repeats);
+      mine = await timed(rmtRun, 0, repeats, a.maxSeconds);
       mineCpu = processCpu() - c0;
     };
     let theirsCpu = Number.NaN;
@@ -709,6 +724,7 @@ async function main(): Promise<void> {
       repeats: a.repeats,
       gen_warmup: a.genWarmup,
       gen_repeats: a.genRepeats,
+      max_seconds: a.maxSeconds,
       threads: a.threads,
       loaded_cores: LOADED_CORES,
     },
