@@ -108,12 +108,14 @@ class TorchBench {
     return { bench, header };
   }
 
-  async time(s: MatmulShape, minTime: number): Promise<number> {
+  /** Seconds per call, and the child's CPU seconds per call (all its threads). */
+  async time(s: MatmulShape, minTime: number): Promise<{ seconds: number; cpuSeconds: number }> {
     const reply = this.next();
     this.child.stdin.write(`${JSON.stringify({ ...s, minTime, trials: 1 })}\n`);
     const line = await reply;
     if (!line) throw new Error(`torch_kernels.py exited: ${this.stderr.trim()}`);
-    return (JSON.parse(line) as { seconds: number }).seconds;
+    const r = JSON.parse(line) as { seconds: number; cpu_seconds: number };
+    return { seconds: r.seconds, cpuSeconds: r.cpu_seconds };
   }
 
   get pid(): number | null {
@@ -128,9 +130,21 @@ class TorchBench {
 // ---------------------------------------------------------------------------------------------------
 // rmt timing
 
-/** Seconds per call of one trial: calls until at least `minTime` has passed (at least one). */
-async function trial(fn: () => Promise<unknown>, minTime: number): Promise<number> {
+const processCpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+/**
+ * Seconds per call of one trial (calls until at least `minTime` has passed, at least one), and this
+ * process's CPU seconds per call (all its threads: the pool's workers, spinning included).
+ */
+async function trial(
+  fn: () => Promise<unknown>,
+  minTime: number,
+): Promise<{ seconds: number; cpuSeconds: number }> {
   let calls = 0;
+  const c0 = processCpu();
   const t0 = performance.now();
   let dt = 0;
   do {
@@ -138,7 +152,7 @@ async function trial(fn: () => Promise<unknown>, minTime: number): Promise<numbe
     calls++;
     dt = (performance.now() - t0) / 1000;
   } while (dt < minTime);
-  return dt / calls;
+  return { seconds: dt / calls, cpuSeconds: (processCpu() - c0) / calls };
 }
 
 function matmulFn(be: Backend, s: MatmulShape, rng: Rng): () => Promise<unknown> {
@@ -219,6 +233,8 @@ interface Row {
   /** rmt's median over the wasm FMA peak on all threads; OpenBLAS's over the native peak. */
   rmtShareOfWasmPeak: number | null;
   baselineShareOfNativePeak: number | null;
+  /** rmt's on-CPU GFLOP/s (flops per CPU-second, all threads) over the one-thread on-CPU FMA peak. */
+  rmtOnCpuShareOfWasmPeak: number | null;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -289,8 +305,8 @@ async function main(argv: string[]): Promise<void> {
     const records: RoundRecord[] = [];
     for (let r = 0; r < rounds; r++) {
       meter.begin();
-      let tRmt: number;
-      let tBase: number;
+      let tRmt: { seconds: number; cpuSeconds: number };
+      let tBase: { seconds: number; cpuSeconds: number };
       if (r % 2 === 0) {
         tRmt = await trial(rmtRun, minTime);
         tBase = await base.bench.time(s, minTime);
@@ -301,15 +317,16 @@ async function main(argv: string[]): Promise<void> {
         tRmt = await trial(rmtRun, minTime);
       }
       const load = meter.end();
-      const rmt = flops / tRmt / 1e9;
-      const baseline = flops / tBase / 1e9;
-      records.push({ round: r + 1, rmt, baseline, ratio: rmt / baseline, load });
+      const rmt = flops / tRmt.seconds / 1e9;
+      const baseline = flops / tBase.seconds / 1e9;
+      const onCpu = { rmt: flops / tRmt.cpuSeconds / 1e9, baseline: flops / tBase.cpuSeconds / 1e9 };
+      records.push({ round: r + 1, rmt, baseline, ratio: rmt / baseline, load, onCpu });
     }
     let gpujs: number | null = null;
     if (gpujsBe) {
       const run = matmulFn(gpujsBe, s, rng);
       await run(); // compiles the kernel
-      gpujs = flops / (await trial(run, minTime)) / 1e9;
+      gpujs = flops / (await trial(run, minTime)).seconds / 1e9;
     }
     const summary = summarize(records);
     const rmt = summary.rmt?.median ?? Number.NaN;
@@ -326,6 +343,7 @@ async function main(argv: string[]): Promise<void> {
       gpujs,
       summary,
       rmtShareOfWasmPeak: null,
+      rmtOnCpuShareOfWasmPeak: null,
       baselineShareOfNativePeak: native ? baseline / native.gflops : null,
     };
     rows.push(row);
@@ -339,17 +357,32 @@ async function main(argv: string[]): Promise<void> {
   const a = Float32Array.from({ length: sq.m * sq.k }, () => rng.normal());
   const b = Float32Array.from({ length: sq.k * sq.n }, () => rng.normal());
   const scaling: Record<string, number> = {};
+  const scalingOnCpu: Record<string, number> = {};
+  const r1 = (x: number) => Math.round(x * 10) / 10;
   for (const t of threadCounts) {
     const run = async () => wasm.matmul(a, b, sq, { threads: t });
     await run();
     let best = Number.POSITIVE_INFINITY;
-    for (let r = 0; r < 3; r++) best = Math.min(best, await trial(run, minTime));
-    scaling[String(t)] = Math.round((flopsOf(sq) / best / 1e9) * 10) / 10;
+    let bestCpu = Number.POSITIVE_INFINITY;
+    for (let r = 0; r < 3; r++) {
+      const x = await trial(run, minTime);
+      best = Math.min(best, x.seconds);
+      bestCpu = Math.min(bestCpu, x.cpuSeconds);
+    }
+    scaling[String(t)] = r1(flopsOf(sq) / best / 1e9);
+    // per CPU-second of the whole process, so on N threads: N times the per-thread rate
+    scalingOnCpu[String(t)] = r1(flopsOf(sq) / bestCpu / 1e9);
   }
   const peakAfter = await wasmPeak(threadCounts);
   // a peak is the least disturbed reading: the higher of the two probes
   const wasmPeakAll = Math.max(peakBefore.fma[String(threads)] ?? 0, peakAfter.fma[String(threads)] ?? 0);
-  for (const r of rows) r.rmtShareOfWasmPeak = wasmPeakAll > 0 ? r.rmt / wasmPeakAll : null;
+  const onCpuPeak1 = Math.max(peakBefore.fmaOnCpu['1'] ?? 0, peakAfter.fmaOnCpu['1'] ?? 0);
+  for (const r of rows) {
+    r.rmtShareOfWasmPeak = wasmPeakAll > 0 ? r.rmt / wasmPeakAll : null;
+    // on-CPU GFLOP/s count all threads' CPU time, so they compare with the one-thread on-CPU peak
+    const oc = r.summary.onCpu?.rmt?.median;
+    r.rmtOnCpuShareOfWasmPeak = oc && onCpuPeak1 > 0 ? oc / onCpuPeak1 : null;
+  }
   const loadEnd = os.loadavg();
   base.bench.close();
   await rmtBe.dispose();
@@ -379,11 +412,12 @@ async function main(argv: string[]): Promise<void> {
       wasmBefore: peakBefore,
       wasmAfter: peakAfter,
       native,
-      note: 'wasm: best of 3 trials of register-only f32x4 loops (asm/peak.ts); native: cores x clock x flops per cycle of the widest FMA, 2 pipes assumed',
+      note: 'wasm: best of 2 trials of each register-only f32x4 loop of asm/peak.ts (6, 8, 10 accumulators); native: cores x clock x flops per cycle of the widest FMA, 2 pipes assumed',
     },
     threadScaling1024: {
       gflops: scaling,
-      note: 'the wasm kernel called directly, best of 3 trials per thread count',
+      gflopsPerCpuSecond: scalingOnCpu,
+      note: 'the wasm kernel called directly, best of 3 trials per thread count; per CPU-second: flops over the process CPU time (all threads)',
     },
     method: {
       unit: 'GFLOP/s = 2 m k n / seconds per call',
@@ -416,7 +450,7 @@ function markdown(
     rmt: { kernel: string; threads: number };
     baseline: TorchHeader & { openblasCore: CoreChoice };
     peak: { wasmBefore: PeakResult; wasmAfter: PeakResult; native: NativePeak | null };
-    threadScaling1024: { gflops: Record<string, number> };
+    threadScaling1024: { gflops: Record<string, number>; gflopsPerCpuSecond: Record<string, number> };
     method: { rounds: number; minTimeSeconds: number };
     summary: {
       geomeanMedianRatio: number;
@@ -439,20 +473,24 @@ function markdown(
     `- Machine: ${m.cpu}, ${m.cores} cores (${m.simd.join(' ')}), L2 ${m.caches.l2 ?? '?'}, ${m.hypervisor ? `${m.hypervisor} VM, ` : ''}${m.os}; load average (1/5/15 min) ${m.loadavg.start.join(' / ')} at the start, ${m.loadavg.end.join(' / ')} at the end.`,
     `- rmt: \`${result.rmt.kernel}\` (shared/kernels/wasm, asm/matmul.ts) on ${result.rmt.threads} threads, Node ${m.node} (V8 ${m.v8}), timed through the gpu.js backend's \`webasm\` matmul including the copies in and out.`,
     `- baseline: PyTorch ${result.baseline.torch} \`torch.mm\`, ${String(result.baseline.blas.config ?? result.baseline.blas.name)}, ${result.baseline.threads} threads; ${describeCore(result.baseline.openblasCore)}.`,
-    `- peaks (GFLOP/s): wasm f32x4 fused multiply-add ${JSON.stringify(p.wasmBefore.fma)} before the cases and ${JSON.stringify(p.wasmAfter.fma)} after, multiply-then-add ${JSON.stringify(p.wasmBefore.mulAdd)} / ${JSON.stringify(p.wasmAfter.mulAdd)} (per thread count; bench/peak.ts); native ${p.native ? `${p.native.gflops} on ${p.native.cores} cores (${p.native.mhz} MHz x ${p.native.flopsPerCycle} flops/cycle, ${p.native.isa})` : 'unknown'}. Shares below use the higher of the two wasm FMA peaks on ${t} threads and the native peak.`,
+    `- peaks (GFLOP/s): wasm f32x4 fused multiply-add ${JSON.stringify(p.wasmBefore.fma)} before the cases and ${JSON.stringify(p.wasmAfter.fma)} after, multiply-then-add ${JSON.stringify(p.wasmBefore.mulAdd)} / ${JSON.stringify(p.wasmAfter.mulAdd)} (per thread count; bench/peak.ts); native ${p.native ? `${p.native.gflops} on ${p.native.cores} cores (${p.native.mhz} MHz x ${p.native.flopsPerCycle} flops/cycle, ${p.native.isa})` : 'unknown'}. Shares below use the higher of the two wasm FMA peaks on ${t} threads and the native peak. Per CPU-second of each thread (what the loop does while scheduled): fused ${JSON.stringify(p.wasmBefore.fmaOnCpu)} / ${JSON.stringify(p.wasmAfter.fmaOnCpu)}, multiply-then-add ${JSON.stringify(p.wasmBefore.mulAddOnCpu)} / ${JSON.stringify(p.wasmAfter.mulAddOnCpu)}.`,
     `- 1024^3 on 1 / ${t} threads (the kernel called directly): ${Object.entries(
       result.threadScaling1024.gflops,
     )
       .map(([k, v]) => `${k}: ${v}`)
-      .join(', ')} GFLOP/s.`,
+      .join(
+        ', ',
+      )} GFLOP/s; per CPU-second of the process ${JSON.stringify(result.threadScaling1024.gflopsPerCpuSecond)}.`,
     `- ${result.method.rounds} rounds per case, each with one trial (calls repeated for ${result.method.minTimeSeconds} s) of each side, alternating which goes first; GFLOP/s are medians over rounds; ratio = rmt / torch per round (higher is better), median [min-max, IQR]. A round is *loaded* when other processes kept at least ${LOADED_CORES} of a core busy during it; "unloaded" is the median over the other rounds. Per-round loads (others' cores, 1-minute load average at start/end) are in kernels-cpu.json.`,
     '',
-    '| case | shape | rmt | torch | ratio median [min-max, IQR] | unloaded ratio | loaded rounds | rmt / wasm peak | torch / native peak |',
-    '|---|---|---:|---:|---|---:|---|---:|---:|',
+    '| case | shape | rmt | torch | ratio median [min-max, IQR] | unloaded ratio | loaded rounds | rmt / wasm peak | torch / native peak | on-CPU rmt / torch | on-CPU ratio | rmt on-CPU / wasm on-CPU peak |',
+    '|---|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|',
     ...rows.map(
       (r) =>
-        `| ${r.name} | ${r.shape} | ${fmt(r.rmt)} | ${fmt(r.baseline)} | ${formatSpread(r.summary.ratio)} | ${r.summary.ratioUnloaded ? `${fmt(r.summary.ratioUnloaded.median, 2)} (${r.summary.ratioUnloaded.n})` : '-'} | ${r.summary.loadedRounds.join(', ') || 'none'} | ${pct(r.rmtShareOfWasmPeak)} | ${pct(r.baselineShareOfNativePeak)} |`,
+        `| ${r.name} | ${r.shape} | ${fmt(r.rmt)} | ${fmt(r.baseline)} | ${formatSpread(r.summary.ratio)} | ${r.summary.ratioUnloaded ? `${fmt(r.summary.ratioUnloaded.median, 2)} (${r.summary.ratioUnloaded.n})` : '-'} | ${r.summary.loadedRounds.join(', ') || 'none'} | ${pct(r.rmtShareOfWasmPeak)} | ${pct(r.baselineShareOfNativePeak)} | ${fmt(r.summary.onCpu?.rmt?.median)} / ${fmt(r.summary.onCpu?.baseline?.median)} | ${fmt(r.summary.onCpu?.ratio?.median, 2)} | ${pct(r.rmtOnCpuShareOfWasmPeak)} |`,
     ),
+    '',
+    'On-CPU columns: GFLOP/s per CPU-second each side used in the round, all its threads (the wasm pool and OpenBLAS both spin while waiting and are charged for it); medians over rounds. Against the one-thread on-CPU FMA peak they show how close the kernel runs to the peak while it has the cores, which other processes disturb far less than the wall-clock columns.',
     '',
     `Median ratio rmt / torch: geomean over cases ${fmt(result.summary.geomeanMedianRatio, 2)}, lowest ${fmt(result.summary.minMedianRatio, 2)}; ${result.summary.casesWithLoadedRounds} of ${result.summary.cases} cases had loaded rounds.`,
     '',

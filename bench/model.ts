@@ -23,7 +23,8 @@
  *
  * Usage: npm run bench:model -- [--backend auto|webgpu|webasm|cpu|reference] [--machine cpu|gpu]
  *   [--torch-device cpu|cuda] [--python EXE] [--threads 2] [--models tiny,small,medium] [--rounds 5]
- *   [--warmup 2] [--repeats 3] [--gen-warmup 1] [--gen-repeats 1] [--blas-dir DIR] [--coretype NAME]
+ *   [--warmup 2] [--repeats 3] [--gen-warmup 1] [--gen-repeats 1] [--max-seconds 60 (per side and round)]
+ *   [--blas-dir DIR] [--coretype NAME]
  *   [--measure-cores] [--out bench/results] [--no-torch] [--quick]
  *   [--webgpu-variants off,pool,pool+batch,pool+batch+staged,wgsl-optimizer,all,all-batch-256,all-batch-16]
  */
@@ -45,6 +46,7 @@ import {
   formatSpread,
   LOADED_CORES,
   median,
+  processCpuSeconds,
   RoundMeter,
   type RoundRecord,
   type RoundSummary,
@@ -86,6 +88,8 @@ interface Args {
   repeats: number;
   genWarmup: number;
   genRepeats: number;
+  /** Per side and round: stop the repeats once this many seconds are spent (at least one runs). */
+  maxSeconds: number;
   out: string;
   torch: boolean;
   blasDir: string | null;
@@ -108,6 +112,7 @@ function parseArgs(argv: string[]): Args {
     repeats: 3,
     genWarmup: 1,
     genRepeats: 1,
+    maxSeconds: 60,
     out: join(ROOT, 'bench', 'results'),
     torch: true,
     blasDir: null,
@@ -166,6 +171,9 @@ function parseArgs(argv: string[]): Args {
       case '--gen-repeats':
         a.genRepeats = Math.max(1, int());
         break;
+      case '--max-seconds':
+        a.maxSeconds = Math.max(1, int());
+        break;
       case '--out':
         a.out = resolve(value());
         break;
@@ -209,16 +217,24 @@ function parseArgs(argv: string[]): Args {
 }
 
 function readUsage(): string {
-  return 'usage: bench/model.ts [--backend auto|webgpu|webasm|cpu|reference] [--machine cpu|gpu] [--torch-device cpu|cuda] [--python EXE] [--threads N] [--models tiny,small,medium] [--rounds N] [--warmup N] [--repeats N] [--gen-warmup N] [--gen-repeats N] [--blas-dir DIR] [--coretype NAME] [--measure-cores] [--out DIR] [--no-torch] [--quick]';
+  return 'usage: bench/model.ts [--backend auto|webgpu|webasm|cpu|reference] [--machine cpu|gpu] [--torch-device cpu|cuda] [--python EXE] [--threads N] [--models tiny,small,medium] [--rounds N] [--warmup N] [--repeats N] [--gen-warmup N] [--gen-repeats N] [--max-seconds S] [--blas-dir DIR] [--coretype NAME] [--measure-cores] [--out DIR] [--no-torch] [--quick]';
 }
 
-async function timed(fn: () => Promise<unknown>, warmup: number, repeats: number): Promise<number[]> {
+/** Warm-up calls, then timed calls until `repeats`, or at least one and `maxSeconds` spent. */
+async function timed(
+  fn: () => Promise<unknown>,
+  warmup: number,
+  repeats: number,
+  maxSeconds = Number.POSITIVE_INFINITY,
+): Promise<number[]> {
   for (let i = 0; i < warmup; i++) await fn();
   const times: number[] = [];
+  const start = performance.now();
   while (times.length < repeats) {
     const t0 = performance.now();
     await fn();
     times.push((performance.now() - t0) / 1000);
+    if ((performance.now() - start) / 1000 > maxSeconds) break;
   }
   return times;
 }
@@ -391,17 +407,17 @@ function markdown(
     `- rmt backend: ${d.rmt_backend}${d.wasm_variant ? ` (WebAssembly kernels: ${d.wasm_variant} build)` : ''}${d.webgpu ? ` (WebGPU: ${d.webgpu})` : ''}`,
     `- baseline: ${d.baseline}`,
     `- learner step: forward + loss + backward + clip + AdamW on batch x seq tokens; generation: G sequences, prompt P, N new tokens, greedy, KV cache, prefill included (shapes per case below)`,
-    `- ${st.rounds} rounds per case; in each, rmt and PyTorch (order alternating) run ${st.repeats} learner steps or ${st.gen_repeats} generation(s) each after a shared warm-up; tokens/s are medians over rounds of each round's median; ratio = rmt / PyTorch per round (higher is better), median [min-max, IQR]. A round is *loaded* when other processes kept at least ${LOADED_CORES} of a core busy during it (per-round loads: cores taken by others, and the 1-minute load average at its start/end, are listed below and in the JSON); "unloaded" is the median ratio over the other rounds (their count in parentheses). RSS: process high-water marks after the case.`,
+    `- ${st.rounds} rounds per case; in each, rmt and PyTorch (order alternating) run ${st.repeats} learner steps or ${st.gen_repeats} generation(s) each after a shared warm-up; tokens/s are medians over rounds of each round's median; ratio = rmt / PyTorch per round (higher is better), median [min-max, IQR]. A round is *loaded* when other processes kept at least ${LOADED_CORES} of a core busy during it (per-round loads: cores taken by others, and the 1-minute load average at its start/end, are listed below and in the JSON); "unloaded" is the median ratio over the other rounds (their count in parentheses). On-CPU ratio: tokens per CPU-second each side used over its repeats (all its threads; the wasm pool and OpenBLAS/OpenMP both spin while waiting and are charged for it), less disturbed by other processes than the wall-clock ratio. RSS: process high-water marks after the case.`,
     '',
-    `| case | shape | rmt (${rmtLabel}) | PyTorch (${baseLabel}) | ratio median [min-max, IQR] | unloaded ratio | loaded rounds | rmt / torch peak RSS MiB |`,
-    '|---|---|---:|---:|---|---:|---|---|',
+    `| case | shape | rmt (${rmtLabel}) | PyTorch (${baseLabel}) | ratio median [min-max, IQR] | unloaded ratio | loaded rounds | on-CPU ratio [min-max] | rmt / torch peak RSS MiB |`,
+    '|---|---|---:|---:|---|---:|---|---|---|',
     ...cases.map(
       (c) =>
         `| ${c.name} | ${Object.entries(c.shape)
           .map(([k, v]) => `${k} ${v}`)
           .join(
             ', ',
-          )} | ${fmt(c.rmt)} | ${fmt(c.baseline)} | ${formatSpread(c.summary?.ratio ?? null)} | ${c.summary?.ratioUnloaded ? `${fmt(c.summary.ratioUnloaded.median, 2)} (${c.summary.ratioUnloaded.n})` : '-'} | ${c.summary ? c.summary.loadedRounds.join(', ') || 'none' : '-'} | ${fmt(c.rmt_max_rss_mib)} / ${fmt(c.baseline_max_rss_mib)} |`,
+          )} | ${fmt(c.rmt)} | ${fmt(c.baseline)} | ${formatSpread(c.summary?.ratio ?? null)} | ${c.summary?.ratioUnloaded ? `${fmt(c.summary.ratioUnloaded.median, 2)} (${c.summary.ratioUnloaded.n})` : '-'} | ${c.summary ? c.summary.loadedRounds.join(', ') || 'none' : '-'} | ${c.summary?.onCpu?.ratio ? `${fmt(c.summary.onCpu.ratio.median, 2)} [${fmt(c.summary.onCpu.ratio.min, 2)}-${fmt(c.summary.onCpu.ratio.max, 2)}]` : '-'} | ${fmt(c.rmt_max_rss_mib)} / ${fmt(c.baseline_max_rss_mib)} |`,
     ),
     '',
     'Per-round load (round: cores others kept busy (1-minute load average at start/end), * = loaded):',
@@ -420,6 +436,10 @@ function markdown(
 }
 
 const medianOf = (xs: number[]) => median(xs);
+const processCpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
 
 /** One case in rounds: rmt's `run` and PyTorch's command alternate; returns the case record. */
 async function roundsOf(
@@ -456,14 +476,28 @@ async function roundsOf(
     let mine: number[] = [];
     let theirs: TorchReply | null = null;
     const runTorch = async () => {
-      if (torch) theirs = await torch.run({ ...torchCmd, warmup: 0, repeats });
+      if (torch) theirs = await torch.run({ ...torchCmd, warmup: 0, repeats, max_seconds: a.maxSeconds });
+    };
+    let mineCpu = 0;
+    const runMine = async () => {
+      const c0 = processCpu();
+      mine = await timed(rmtRun, 0, repeats, a.maxSeconds);
+      mineCpu = processCpu() - c0;
+    };
+    let theirsCpu = Number.NaN;
+    const runTheirs = async () => {
+      const pid = torch?.pid ?? null;
+      const c0 = pid === null ? null : processCpuSeconds(pid);
+      await runTorch();
+      const c1 = pid === null ? null : processCpuSeconds(pid);
+      if (c0 !== null && c1 !== null) theirsCpu = c1 - c0;
     };
     if (r % 2 === 0) {
-      mine = await timed(rmtRun, 0, repeats);
-      await runTorch();
+      await runMine();
+      await runTheirs();
     } else {
-      await runTorch();
-      mine = await timed(rmtRun, 0, repeats);
+      await runTheirs();
+      await runMine();
     }
     const load = meter.end();
     rmtSeconds.push(mine);
@@ -474,7 +508,12 @@ async function roundsOf(
       torchRss = t.max_rss_mib;
       if (t.loss) torchLoss = torchLoss ? [torchLoss[0], t.loss[1]] : t.loss;
       const baseline = tokens / medianOf(t.seconds);
-      records.push({ round: r + 1, rmt, baseline, ratio: rmt / baseline, load });
+      // tokens per CPU-second over the round's repeats (10 ms ticks for the child)
+      const onCpu =
+        mineCpu > 0 && theirsCpu > 0
+          ? { rmt: (tokens * mine.length) / mineCpu, baseline: (tokens * t.seconds.length) / theirsCpu }
+          : undefined;
+      records.push({ round: r + 1, rmt, baseline, ratio: rmt / baseline, load, onCpu });
     } else {
       records.push({ round: r + 1, rmt, baseline: Number.NaN, ratio: Number.NaN, load });
     }
@@ -685,6 +724,7 @@ async function main(): Promise<void> {
       repeats: a.repeats,
       gen_warmup: a.genWarmup,
       gen_repeats: a.genRepeats,
+      max_seconds: a.maxSeconds,
       threads: a.threads,
       loaded_cores: LOADED_CORES,
     },

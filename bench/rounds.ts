@@ -135,6 +135,12 @@ export interface RoundRecord {
   baseline: number;
   ratio: number;
   load: RoundLoad;
+  /**
+   * The same work per second of CPU time each side used (all its threads, spin-waits included):
+   * how fast each side computes while scheduled, which others' load disturbs far less than the
+   * wall-clock figures; where a side spins while waiting, it is charged for it.
+   */
+  onCpu?: { rmt: number; baseline: number };
 }
 
 export interface RoundSummary {
@@ -145,6 +151,8 @@ export interface RoundSummary {
   rmt: Spread | null;
   baseline: Spread | null;
   loadedRounds: number[];
+  /** Spreads of the on-CPU rates and their ratio, where the rounds recorded them. */
+  onCpu: { rmt: Spread | null; baseline: Spread | null; ratio: Spread | null } | null;
   rounds: RoundRecord[];
 }
 
@@ -156,6 +164,13 @@ export function summarize(rounds: RoundRecord[]): RoundSummary {
     rmt: spread(rounds.map((r) => r.rmt)),
     baseline: spread(rounds.map((r) => r.baseline)),
     loadedRounds: rounds.filter((r) => r.load.loaded).map((r) => r.round),
+    onCpu: rounds.every((r) => r.onCpu)
+      ? {
+          rmt: spread(rounds.map((r) => r.onCpu?.rmt ?? Number.NaN)),
+          baseline: spread(rounds.map((r) => r.onCpu?.baseline ?? Number.NaN)),
+          ratio: spread(rounds.map((r) => (r.onCpu ? r.onCpu.rmt / r.onCpu.baseline : Number.NaN))),
+        }
+      : null,
     rounds,
   };
 }

@@ -270,7 +270,7 @@ def timed(torch, device, fn, warmup, repeats, max_seconds):
         fn()
         sync(torch, device)
         times.append(time.perf_counter() - t0)
-        if len(times) >= 3 and time.perf_counter() - start > max_seconds:
+        if time.perf_counter() - start > max_seconds:
             break
     return times
 
@@ -404,7 +404,8 @@ def main():
             else:
                 cases[key] = (make_generate(torch, device, c, m, {**spec, **cmd}), None, params)
         fn, losses, params = cases[key]
-        times = timed(torch, device, fn, int(cmd.get("warmup", 0)), int(cmd["repeats"]), float("inf"))
+        max_seconds = float(cmd.get("max_seconds", float("inf")))
+        times = timed(torch, device, fn, int(cmd.get("warmup", 0)), int(cmd["repeats"]), max_seconds)
         out = {"seconds": times, "params": params, "max_rss_mib": max_rss_mib()}
         if losses:
             out["loss"] = [losses[0], losses[-1]]
