@@ -1,9 +1,13 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { applySets } from '../shared/config/set-overrides.js';
 import { parseTrainConfig } from '../shared/config/train-config.js';
 import { didYouMean, editDistance } from '../shared/util/did-you-mean.js';
+import { tinyBaseCheckpoint, tinyRunConfig } from './helpers/tiny-run.js';
 
 const run = promisify(execFile);
 const rmt = async (...args: string[]) => {
@@ -91,4 +95,44 @@ test('compare needs a checkpoint and as many names as checkpoints', async (t) =>
   );
   t.is(names.code, 2);
   t.regex(names.stderr, /--name given 2 times for 1 checkpoints/);
+});
+
+test('compare evaluates two checkpoints on the same positions under one prompt and prints them side by side', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'rmt-compare-'));
+  try {
+    const base = tinyBaseCheckpoint(root);
+    const cfg = tinyRunConfig(base, join(root, 'out'), 'rmt', 2);
+    const yaml = join(root, 'run.yaml');
+    writeFileSync(yaml, JSON.stringify({ ...cfg, eval: { ...cfg.eval, positions: 4 } }));
+    const r = await rmt(
+      'compare',
+      '--config',
+      yaml,
+      '--checkpoint',
+      base,
+      '--name',
+      'base',
+      '--checkpoint',
+      base,
+      '--name',
+      'again',
+    );
+    t.is(r.code, 0, r.stderr);
+    t.regex(
+      r.stdout,
+      /held-out next-token accuracy \(ntr, prompt of rmt, budget \d+ stated, same positions\)/,
+    );
+    t.regex(r.stdout, /^base\s/m);
+    t.regex(r.stdout, /^again\s/m);
+    const saved = JSON.parse(readFileSync(join(root, 'out', 'compare-ntr.json'), 'utf8'));
+    t.deepEqual(
+      saved.rows.map((x: { name: string }) => x.name),
+      ['base', 'again'],
+    );
+    // The same checkpoint twice: the same answers, so the same accuracies.
+    t.deepEqual(saved.rows[0].result.avg, saved.rows[1].result.avg);
+    t.is(saved.rows[0].result.positions, 4);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
