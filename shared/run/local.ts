@@ -61,8 +61,10 @@ export class LearnerHost implements LearnerApi, PolicySource {
     groups: Rollout[][],
     positions: KeyPosition[],
   ): Promise<Record<string, number>> {
-    this.idle = false;
-    return this.learner(run.runId).trainStep(step, groups, positions);
+    // Busy only once the request has passed its checks: a refused call must not lock the learner.
+    return this.learner(run.runId).trainStep(step, groups, positions, () => {
+      this.idle = false;
+    });
   }
 
   async checkpoint(run: RunRef, state: CoordinatorState): Promise<string> {
@@ -85,6 +87,7 @@ export class LearnerHost implements LearnerApi, PolicySource {
   release(): void {
     this.current?.learner.dispose();
     this.current = null;
+    this.idle = true;
   }
 }
 

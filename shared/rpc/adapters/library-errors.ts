@@ -1,8 +1,16 @@
 import { RunConfigError } from '../../config/merge.js';
-import { LearnerError } from '../../run/learner.js';
+import { RequestError } from '../../run/request-error.js';
 import type { RunContexts } from '../../run/run-context.js';
 import { NoWorkersError } from '../../run/worker-pool.js';
-import { failedPrecondition, invalidArgument, isServiceError, RpcError, unavailable } from '../errors.js';
+import {
+  FIELD_KEY,
+  failedPrecondition,
+  invalidArgument,
+  isServiceError,
+  RpcError,
+  Status,
+  unavailable,
+} from '../errors.js';
 import type { RunRef as PbRunRef } from '../gen/rmt/v1/common.js';
 
 /**
@@ -13,10 +21,12 @@ export function statusOf(e: unknown, configField = 'run.config_json'): unknown {
   if (e instanceof RpcError || isServiceError(e)) return e;
   if (e instanceof RunConfigError) return invalidArgument(`${configField}: ${e.field}`, e.reason);
   if (e instanceof SyntaxError) return invalidArgument(configField, `not JSON: ${e.message}`);
-  if (e instanceof LearnerError) {
-    return e.kind === 'precondition'
-      ? failedPrecondition(e.message)
-      : invalidArgument(configField, e.message);
+  if (e instanceof RequestError) {
+    if (e.kind === 'precondition') return failedPrecondition(e.message);
+    if (e.kind === 'conflict') return new RpcError(Status.ALREADY_EXISTS, e.message);
+    return e.field === undefined
+      ? invalidArgument(configField, e.message)
+      : new RpcError(Status.INVALID_ARGUMENT, e.message, { [FIELD_KEY]: e.field });
   }
   if (e instanceof NoWorkersError) return unavailable('rollout workers', e.message);
   return e;
