@@ -48,6 +48,8 @@ export interface ClusterOptions {
   logs?: (name: string, line: string) => void;
   heartbeatS?: number;
   workerTtlS?: number;
+  /** The services' data root (--data-root): run paths must lie under it; the working folder when unset. */
+  dataRoot?: string;
 }
 
 /** Starts the processes of a local cluster and waits until every gRPC server reports SERVING. */
@@ -114,6 +116,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       nats!,
       '--metrics-port',
       '0',
+      ...(o.dataRoot ? ['--data-root', o.dataRoot] : []),
     ];
     const backend = o.backend ? ['--backend', o.backend] : [];
     const serve = (name: string, args: string[]) => {

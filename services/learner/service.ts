@@ -9,6 +9,7 @@ import {
 } from '../../shared/rpc/errors.js';
 import { LearnerServiceService, type WeightsChunk } from '../../shared/rpc/gen/rmt/v1/learner.js';
 import { bindService, type ServiceBinding } from '../../shared/rpc/server.js';
+import type { DataRoot } from '../../shared/run/data-root.js';
 import type { CoordinatorState } from '../../shared/run/learner.js';
 import type { LearnerHost } from '../../shared/run/local.js';
 import { RunContexts } from '../../shared/run/run-context.js';
@@ -17,6 +18,10 @@ const DEFAULT_CHUNK_BYTES = 1 << 20;
 
 export interface LearnerServiceOptions {
   host: LearnerHost;
+  /** Where run paths must lie (the host resolves them under the same root). */
+  root?: DataRoot;
+  /** Longest RunRef.config_json accepted (SERVICE_LIMITS.max_config_bytes by default). */
+  maxConfigBytes?: number;
   bus: EventBus;
   /** The address workers pull weights from (announced in rmt.weights.published). */
   advertise: () => string;
@@ -29,7 +34,7 @@ export interface LearnerServiceOptions {
  * announced on `rmt.weights.published` so workers can start pulling before they are asked to.
  */
 export function learnerService(o: LearnerServiceOptions): ServiceBinding {
-  const contexts = new RunContexts();
+  const contexts = new RunContexts({ root: o.root, maxConfigBytes: o.maxConfigBytes });
   const announce = async (runId: string) => {
     const l = o.host.learner(runId);
     let bytes = 0;

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { overlay, RunConfigError } from './merge.js';
 import type { OptimizerSettings } from './optimizer-config.js';
+import { checkOptimizer } from './ranges.js';
 
 /**
  * Everything `rmt pretrain` reads, with its default. A YAML file overrides any subset; nothing in
@@ -102,7 +103,7 @@ export function parsePretrainConfig(raw: unknown, source: string): PretrainConfi
   };
   positive('train.steps', c.train.steps);
   positive('train.batch_size', c.train.batch_size);
-  positive('train.lr', c.train.lr);
+  checkOptimizer(source, c.train);
   positive('data.seq_len', c.data.seq_len);
   positive('eval.every', c.eval.every);
   positive('checkpoint.every', c.checkpoint.every);

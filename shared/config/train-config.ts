@@ -3,6 +3,7 @@ import { parse } from 'yaml';
 import { overlay, RunConfigError } from './merge.js';
 import type { OptimizerSettings } from './optimizer-config.js';
 import { METHOD_TABLE, type Method, RMT_DEFAULTS, type RmtDefaults } from './rmt-defaults.js';
+import { checkTrainRanges } from './train-ranges.js';
 
 /**
  * Everything `rmt train` and `rmt eval` read. The algorithm's sections (budget, reward, prompt,
@@ -167,6 +168,7 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
   if (c.eval.ntp_over !== 'text' && c.eval.ntp_over !== 'vocab') {
     throw new RunConfigError(source, 'eval.ntp_over', `must be "text" or "vocab", got "${c.eval.ntp_over}"`);
   }
+  checkTrainRanges(c, source);
   if (c.train.generation_batch < c.grpo.G) {
     throw new RunConfigError(
       source,

@@ -10,7 +10,6 @@ import {
   checkpointStep,
   latestCheckpoint,
   listCheckpoints,
-  loadCheckpoint,
   saveCheckpoint,
 } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
@@ -22,6 +21,7 @@ import { type DualLossMetrics, dualLossAndGrad } from '../rl/dual-loss.js';
 import type { KeyPosition } from '../rl/key-positions.js';
 import type { Rollout } from '../rl/rollouts.js';
 import type { RngState } from '../util/rng.js';
+import { openCheckpoint } from './open-files.js';
 import type { Policy, PolicySource } from './policy.js';
 import { RequestError, type RequestErrorKind } from './request-error.js';
 import { checkTrainStep, trainStepDigest } from './train-step-check.js';
@@ -73,12 +73,18 @@ export class Learner implements PolicySource {
       throw new LearnerError('model.init_from: a pre-trained checkpoint folder is required', 'argument');
     const out = resolve(cfg.run.out_dir);
     const resumeFrom = latestCheckpoint(out);
-    const ck = loadCheckpoint(resumeFrom ?? cfg.model.init_from);
+    const ck = resumeFrom
+      ? openCheckpoint(resumeFrom, 'run.out_dir')
+      : openCheckpoint(cfg.model.init_from, 'model.init_from');
     this.config = ck.config;
     this.model = new Decoder(ck.config, backend, uploadParams(backend, ck.params));
     this.reference =
       cfg.grpo.beta !== 0
-        ? new Decoder(ck.config, backend, uploadParams(backend, loadCheckpoint(cfg.model.init_from).params))
+        ? new Decoder(
+            ck.config,
+            backend,
+            uploadParams(backend, openCheckpoint(cfg.model.init_from, 'model.init_from').params),
+          )
         : undefined;
     const specs = paramSpecs(ck.config);
     this.shapes = new Map(specs.map((p) => [p.name, p.shape]));

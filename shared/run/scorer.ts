@@ -3,14 +3,14 @@ import { join, resolve } from 'node:path';
 import type { TrainConfig } from '../config/train-config.js';
 import { scoreStream } from '../curriculum/scoring.js';
 import { readInts, tokenStreams } from '../data/token-streams.js';
-import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
+import type { Tokenizer } from '../data/tokenizer.js';
 import type { Backend } from '../kernels/backend.js';
-import { loadCheckpoint } from '../model/checkpoint.js';
 import { Decoder } from '../model/decoder.js';
 import { uploadParams } from '../model/weights.js';
 import { type KeyPosition, keyPositions } from '../rl/key-positions.js';
 import type { Progress } from '../util/progress.js';
 import type { ScorerApi } from './interfaces.js';
+import { openCheckpoint, openTokenizer } from './open-files.js';
 import type { RunRef } from './run-context.js';
 
 export type Split = 'train' | 'held_out';
@@ -36,7 +36,7 @@ export class Scorer implements ScorerApi {
     const { cfg } = run;
     const log = o.log ?? (() => {});
     const out = resolve(cfg.run.out_dir);
-    const tokenizer = await loadTokenizer(cfg.model.init_from);
+    const tokenizer = await openTokenizer(cfg.model.init_from, 'model.init_from');
     const streams = this.tokenStreams(cfg, tokenizer, out, log);
     const [tokens, answers] =
       split === 'train'
@@ -102,7 +102,7 @@ export class Scorer implements ScorerApi {
     if (existsSync(path) && existsSync(`${path}.key`) && readFileSync(`${path}.key`, 'utf8') === key) {
       return new Float32Array(readInts(path).buffer);
     }
-    const proxy = loadCheckpoint(proxyDir);
+    const proxy = openCheckpoint(proxyDir, cfg.model.proxy === null ? 'model.init_from' : 'model.proxy');
     const model = new Decoder(proxy.config, this.backend, uploadParams(this.backend, proxy.params));
     const total = Math.ceil(tokens.length / Math.max(1, Math.floor(cfg.data.score_window / 2)));
     const progress: Progress = { update: (done) => o.progress?.(done, total), stop: () => {} };

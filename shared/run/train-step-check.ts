@@ -31,6 +31,34 @@ function checkFinite(v: number, field: string, lo: number, hi: number): void {
 }
 
 /**
+ * Key positions a request brings (TrainStep, GenerateRollouts, Evaluate): at most `max`, each with
+ * a context of 1 to data.context_len ids and a continuation of at most data.continuation_len, ids
+ * in the vocabulary, a finite entropy.
+ */
+export function checkKeyPositions(
+  positions: readonly KeyPosition[],
+  V: number,
+  cfg: TrainConfig,
+  field: string,
+  max: number,
+): void {
+  if (positions.length > max) throw bad(field, `${positions.length} positions, at most ${max}`);
+  for (const [i, p] of positions.entries()) {
+    const f = `${field}[${i}]`;
+    if (!(Number.isSafeInteger(p.id) && p.id >= 0)) {
+      throw bad(`${f}.id`, `must be a non-negative integer, got ${p.id}`);
+    }
+    if (p.context.length === 0) throw bad(`${f}.context`, 'empty');
+    checkIds(p.context, V, `${f}.context`, cfg.data.context_len);
+    checkIds([p.target], V, `${f}.target`, 1);
+    checkIds(p.continuation, V, `${f}.continuation`, cfg.data.continuation_len);
+    if (!(Number.isFinite(p.entropy) && p.entropy >= 0)) {
+      throw bad(`${f}.entropy`, `must be finite and >= 0, got ${p.entropy}`);
+    }
+  }
+}
+
+/**
  * Every number a TrainStep brings is checked before it touches the learner: token ids in the
  * vocabulary, one finite log-probability <= 0 per response token, finite rewards in the range the
  * run's reward kind can produce, group and batch sizes the run's config allows, lengths the model
@@ -49,21 +77,10 @@ export function checkTrainStep(groups: Rollout[][], positions: KeyPosition[], li
   if (!ntp && groups.length === 0)
     throw bad('groups', `method ${cfg.method} trains on rollouts only: at least one group`);
   const rMax = Math.abs(cfg.reward.r_max);
-  for (const [i, p] of positions.entries()) {
-    const f = `positions[${i}]`;
-    if (!(Number.isSafeInteger(p.id) && p.id >= 0))
-      throw bad(`${f}.id`, `must be a non-negative integer, got ${p.id}`);
-    if (p.context.length !== cfg.data.context_len) {
-      throw bad(
-        `${f}.context`,
-        `${p.context.length} tokens, the run's data.context_len is ${cfg.data.context_len}`,
-      );
-    }
-    checkIds(p.context, V, `${f}.context`, cfg.data.context_len);
-    checkIds([p.target], V, `${f}.target`, 1);
-    checkIds(p.continuation, V, `${f}.continuation`, cfg.data.continuation_len);
-    if (!Number.isFinite(p.entropy) || p.entropy < 0)
-      throw bad(`${f}.entropy`, `must be finite and >= 0, got ${p.entropy}`);
+  checkKeyPositions(positions, V, cfg, 'positions', perStep);
+  // The NTP term averages over the window's tokens but the first and the key position's.
+  if (ntp && positions.reduce((n, p) => n + p.context.length + p.continuation.length - 2, 0) < 1) {
+    throw bad('positions', 'the windows hold no next-token targets (context plus continuation too short)');
   }
   for (const [i, g] of groups.entries()) {
     if (g.length !== cfg.grpo.G)

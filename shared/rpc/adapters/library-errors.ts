@@ -1,4 +1,5 @@
 import { RunConfigError } from '../../config/merge.js';
+import { SERVICE_LIMITS } from '../../config/service-limits.js';
 import { RequestError } from '../../run/request-error.js';
 import type { RunContexts } from '../../run/run-context.js';
 import { NoWorkersError } from '../../run/worker-pool.js';
@@ -41,8 +42,16 @@ export async function asStatus<T>(f: () => Promise<T>, configField?: string): Pr
   }
 }
 
+/** A run id as every service takes it: bounded, and only characters safe in logs, subjects and paths. */
+export function checkRunId(runId: string, field: string): void {
+  const max = SERVICE_LIMITS.max_run_id_chars;
+  if (runId.length > max) throw invalidArgument(field, `${runId.length} characters, at most ${max}`);
+  if (!/^[A-Za-z0-9_-]+$/.test(runId)) throw invalidArgument(field, 'letters, digits, "-" and "_" only');
+}
+
 /** The run a request names, with its tokenizer and prompt layout loaded (INVALID_ARGUMENT if bad). */
 export function runOf(contexts: RunContexts, run: PbRunRef | undefined) {
   if (!run?.runId) throw invalidArgument('run.run_id', 'required');
+  checkRunId(run.runId, 'run.run_id');
   return asStatus(async () => contexts.get(run.runId, run.configJson));
 }

@@ -1,0 +1,23 @@
+/**
+ * Bounds on what one request may ask of a service, so that no client can make a service spend
+ * minutes or gigabytes on a single call. Each is the default of a flag (`rmt serve <service>
+ * --help`, docs/services.md); a request over a bound is refused with INVALID_ARGUMENT (or
+ * RESOURCE_EXHAUSTED for a message over the gRPC size), naming the field.
+ */
+export const SERVICE_LIMITS = {
+  /** Bytes of a run config (StartRun's YAML, a RunRef's JSON), checked before it is parsed. */
+  max_config_bytes: 1 << 20,
+  /** Characters of a run id. */
+  max_run_id_chars: 128,
+  /** Characters of one Tokenize text (about a second of tokenizing). */
+  max_tokenize_chars: 1 << 20,
+  /** Token ids of one Detokenize. */
+  max_detokenize_ids: 1 << 18,
+  /** Largest gRPC message a service accepts, in MiB: the learner takes a step's rollouts, the
+   * others take configs and positions. */
+  max_receive_mib: { scorer: 8, rollout: 16, learner: 64, coordinator: 4 },
+  /** Finished runs the coordinator keeps answering GetRunStatus for (the oldest go first). */
+  finished_runs_kept: 32,
+  /** Seconds a finished run is kept at most. */
+  finished_run_ttl_s: 24 * 3600,
+} as const;
