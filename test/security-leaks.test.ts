@@ -18,7 +18,7 @@ import { startServer } from '../shared/rpc/server.js';
 import { LearnerHost, LocalEndpoint } from '../shared/run/local.js';
 import type { PolicySource } from '../shared/run/policy.js';
 import { RolloutWorker } from '../shared/run/rollout-worker.js';
-import { loadRunContext } from '../shared/run/run-context.js';
+import { loadRunContext, RunContexts } from '../shared/run/run-context.js';
 import { Scorer } from '../shared/run/scorer.js';
 import { WorkerPool } from '../shared/run/worker-pool.js';
 import { tinyBaseCheckpoint, tinyRunConfig } from './helpers/tiny-run.js';
@@ -250,3 +250,18 @@ test.serial(
     t.is(host.runs.size, 0);
   },
 );
+
+test.serial('services keep a bounded number of runs loaded, the least recently used let go', async (t) => {
+  const contexts = new RunContexts({ kept: 2 });
+  for (let i = 0; i < 5; i++) {
+    await contexts.get(`run-${i}`, JSON.stringify(tinyRunConfig(base, join(root, `ctx-${i}`), 'rmt', 2)));
+  }
+  t.is(contexts.size, 2);
+  // A run let go is loaded again from the config its next request carries.
+  const again = await contexts.get(
+    'run-0',
+    JSON.stringify(tinyRunConfig(base, join(root, 'ctx-0'), 'rmt', 2)),
+  );
+  t.is(again.runId, 'run-0');
+  t.is(contexts.size, 2);
+});

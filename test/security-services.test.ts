@@ -188,6 +188,9 @@ test.serial(
       collect(rollout.generateRollouts({ run, positions: [good], settings, seed: 1, minWeightVersion: 5 })),
     );
     t.is(ahead?.code, Status.FAILED_PRECONDITION, 'weights the learner does not have yet');
+    const chunk = await fail(collect(learner.getWeights({ runId: 'r1', chunkBytes: 1 })));
+    t.is(chunk?.code, Status.INVALID_ARGUMENT, 'a chunk size that would send millions of messages');
+    t.is(errorField(chunk), 'chunk_bytes');
     const ok = await collect(rollout.generateRollouts({ run, positions: [good], settings, seed: 1 }));
     t.is(ok.length, 1, 'and a good request is still served');
     host.release();

@@ -1,4 +1,5 @@
 import type { EventBus } from '../../shared/bus/bus.js';
+import { SERVICE_LIMITS } from '../../shared/config/service-limits.js';
 import { groupFromPb, keyPositionFromPb } from '../../shared/rpc/adapters/convert.js';
 import { asStatus, runOf } from '../../shared/rpc/adapters/library-errors.js';
 import {
@@ -80,6 +81,10 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
       const learner = await asStatus(async () => o.host.learner(req.runId));
       if (req.minVersion > learner.step) {
         throw failedPrecondition(`weights ${req.minVersion} asked for, the learner is at ${learner.step}`);
+      }
+      const maxChunk = SERVICE_LIMITS.max_weights_chunk_bytes;
+      if (req.chunkBytes !== 0 && !(req.chunkBytes >= 4096 && req.chunkBytes <= maxChunk)) {
+        throw invalidArgument('chunk_bytes', `0 (1 MiB) or in [4096, ${maxChunk}], got ${req.chunkBytes}`);
       }
       const chunkBytes = req.chunkBytes > 0 ? req.chunkBytes : DEFAULT_CHUNK_BYTES;
       // A consistent snapshot: the weights of this version, read before any later step changes them.

@@ -52,6 +52,10 @@ export function scorerService(o: ScorerServiceOptions): ServiceBinding {
         t = openTokenizer(d, 'tokenizer');
         tokenizers.set(d, t);
         t.catch(() => tokenizers.delete(d));
+        for (const k of tokenizers.keys()) {
+          if (tokenizers.size <= SERVICE_LIMITS.tokenizers_kept) break;
+          tokenizers.delete(k);
+        }
       }
       return t;
     }, 'tokenizer');

@@ -16,6 +16,15 @@ export const SERVICE_LIMITS = {
   /** Largest gRPC message a service accepts, in MiB: the learner takes a step's rollouts, the
    * others take configs and positions. */
   max_receive_mib: { scorer: 8, rollout: 16, learner: 64, coordinator: 4 },
+  /** Runs whose config and tokenizer a scorer, learner or rollout service keeps loaded (the least
+   * recently used go first; a run seen again is loaded again from its RunRef). */
+  run_contexts_kept: 8,
+  /** Tokenizer folders the scorer keeps loaded for Tokenize and Detokenize. */
+  tokenizers_kept: 8,
+  /** Token streams of runs the scorer keeps in memory (they are cached on disk too). */
+  token_streams_kept: 4,
+  /** Largest GetWeights chunk a client may ask for, in bytes (and the smallest, 4 KiB). */
+  max_weights_chunk_bytes: 16 << 20,
   /** Finished runs the coordinator keeps answering GetRunStatus for (the oldest go first). */
   finished_runs_kept: 32,
   /** Seconds a finished run is kept at most. */

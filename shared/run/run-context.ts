@@ -32,13 +32,27 @@ export async function loadRunContext(runId: string, cfg: TrainConfig): Promise<R
 export class RunContexts {
   private readonly byId = new Map<string, { json: string; ctx: Promise<RunContext> }>();
 
-  constructor(private readonly o: { root?: DataRoot; maxConfigBytes?: number } = {}) {}
+  constructor(private readonly o: { root?: DataRoot; maxConfigBytes?: number; kept?: number } = {}) {}
+
+  /** Runs held now (at most `kept`, SERVICE_LIMITS.run_contexts_kept by default). */
+  get size(): number {
+    return this.byId.size;
+  }
 
   get(runId: string, configJson: string): Promise<RunContext> {
     const known = this.byId.get(runId);
-    if (known && (configJson === '' || known.json === configJson)) return known.ctx;
-    if (configJson === '')
-      throw new Error(`run "${runId}" is unknown here and the request carries no config`);
+    if (known && (configJson === '' || known.json === configJson)) {
+      // Most recently used last: the oldest run is the one let go.
+      this.byId.delete(runId);
+      this.byId.set(runId, known);
+      return known.ctx;
+    }
+    if (configJson === '') {
+      throw new RequestError(
+        `run "${runId}" is unknown here and the request carries no config`,
+        'precondition',
+      );
+    }
     const max = this.o.maxConfigBytes ?? SERVICE_LIMITS.max_config_bytes;
     if (configJson.length > max) {
       throw new RequestError(
@@ -50,8 +64,16 @@ export class RunContexts {
     const parsed = parseTrainConfig(JSON.parse(configJson), `run ${runId}`);
     const cfg = this.o.root ? this.o.root.config(parsed) : parsed;
     const ctx = loadRunContext(runId, cfg);
+    this.byId.delete(runId);
     this.byId.set(runId, { json: configJson, ctx });
-    ctx.catch(() => this.byId.delete(runId));
+    const kept = this.o.kept ?? SERVICE_LIMITS.run_contexts_kept;
+    for (const id of this.byId.keys()) {
+      if (this.byId.size <= kept) break;
+      this.byId.delete(id);
+    }
+    ctx.catch(() => {
+      if (this.byId.get(runId)?.ctx === ctx) this.byId.delete(runId);
+    });
     return ctx;
   }
 }

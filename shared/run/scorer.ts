@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { SERVICE_LIMITS } from '../config/service-limits.js';
 import type { TrainConfig } from '../config/train-config.js';
 import { scoreStream } from '../curriculum/scoring.js';
 import { readInts, tokenStreams } from '../data/token-streams.js';
@@ -79,6 +80,10 @@ export class Scorer implements ScorerApi {
         log,
       );
       this.streams.set(key, s);
+      for (const k of this.streams.keys()) {
+        if (this.streams.size <= SERVICE_LIMITS.token_streams_kept) break;
+        this.streams.delete(k);
+      }
     }
     return s;
   }
