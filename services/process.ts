@@ -108,7 +108,12 @@ export interface CommonSettings {
 
 /** The service's data root: --data-root, else the working folder at start (resolved once, here). */
 export function dataRootOf(s: CommonSettings): DataRoot {
-  return new DataRoot(s.dataRoot ?? process.cwd());
+  const dir = s.dataRoot ?? process.cwd();
+  try {
+    return new DataRoot(dir);
+  } catch {
+    throw new Error(`--data-root (env RMT_DATA_ROOT): ${dir} is not a folder this service can open`);
+  }
 }
 
 /** Options of the gRPC clients a service uses to call the others (TLS when --peer-tls-ca is set). */

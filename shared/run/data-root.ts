@@ -1,4 +1,4 @@
-import { lstatSync, realpathSync } from 'node:fs';
+import { lstatSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import type { TrainConfig } from '../config/train-config.js';
 import { echo, RequestError } from './request-error.js';
@@ -21,6 +21,7 @@ export class DataRoot {
 
   constructor(dir: string) {
     this.dir = realpathSync(resolve(dir));
+    if (!statSync(this.dir).isDirectory()) throw new Error(`data root ${dir}: not a folder`);
   }
 
   /** `p` as an absolute path inside the root, or a RequestError naming `field`. */

@@ -71,9 +71,17 @@ export class LearnerHost implements LearnerApi, PolicySource {
     positions: KeyPosition[],
   ): Promise<Record<string, number>> {
     // Busy only once the request has passed its checks: a refused call must not lock the learner.
-    return this.learner(run.runId).trainStep(step, groups, positions, () => {
-      this.idle = false;
-    });
+    // A step refused later (a non-finite loss) changed nothing either, so the flag goes back.
+    const learner = this.learner(run.runId);
+    const before = { idle: this.idle, step: learner.step };
+    return learner
+      .trainStep(step, groups, positions, () => {
+        this.idle = false;
+      })
+      .catch((e: unknown) => {
+        if (learner.step === before.step && this.current?.learner === learner) this.idle = before.idle;
+        throw e;
+      });
   }
 
   async checkpoint(run: RunRef, state: CoordinatorState): Promise<string> {
