@@ -188,6 +188,18 @@ test.serial(
       collect(rollout.generateRollouts({ run, positions: [good], settings, seed: 1, minWeightVersion: 5 })),
     );
     t.is(ahead?.code, Status.FAILED_PRECONDITION, 'weights the learner does not have yet');
+    const hot = await fail(
+      collect(
+        rollout.generateRollouts({
+          run,
+          positions: [good],
+          settings: { ...settings, temperature: Number.POSITIVE_INFINITY },
+          seed: 1,
+        }),
+      ),
+    );
+    t.is(hot?.code, Status.INVALID_ARGUMENT, 'an infinite temperature');
+    t.is(errorField(hot), 'settings.temperature');
     const chunk = await fail(collect(learner.getWeights({ runId: 'r1', chunkBytes: 1 })));
     t.is(chunk?.code, Status.INVALID_ARGUMENT, 'a chunk size that would send millions of messages');
     t.is(errorField(chunk), 'chunk_bytes');
