@@ -2,10 +2,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
+import { FLAGS as COORDINATOR_FLAGS } from '../services/coordinator/main.js';
 import { CoordinatorHost, coordinatorService } from '../services/coordinator/service.js';
+import { FLAGS as SCORER_FLAGS } from '../services/scorer/main.js';
 import { InProcessBus } from '../shared/bus/in-process.js';
 import { RunConfigError } from '../shared/config/merge.js';
 import { loadPretrainConfig } from '../shared/config/pretrain-config.js';
+import { parseServiceFlags } from '../shared/config/service-flags.js';
+import { SERVICE_LIMITS } from '../shared/config/service-limits.js';
 import { loadTrainConfig, parseTrainConfig } from '../shared/config/train-config.js';
 import { WorkerRegistry } from '../shared/rpc/adapters/worker-registry.js';
 import { coordinatorClient } from '../shared/rpc/client.js';
@@ -105,4 +109,39 @@ test('StartRun: the same refusals as INVALID_ARGUMENT naming the field, before a
     t.is(errorField(err), field, yaml);
   }
   t.is(host.runs.size, 0);
+});
+
+test('service flags: the limits and the data root are flags with their defaults and RMT_* variables', (t) => {
+  const f = parseServiceFlags(COORDINATOR_FLAGS, [], { RMT_DATA_ROOT: '/var/lib/rmt' });
+  t.is(f.dataRoot, '/var/lib/rmt');
+  t.is(f.maxReceiveMib, SERVICE_LIMITS.max_receive_mib.coordinator);
+  t.is(f.maxConfigBytes, SERVICE_LIMITS.max_config_bytes);
+  t.is(f.finishedRunsKept, SERVICE_LIMITS.finished_runs_kept);
+  t.is(parseServiceFlags(COORDINATOR_FLAGS, ['--data-root', 'runs'], {}).dataRoot, 'runs');
+  const s = parseServiceFlags(SCORER_FLAGS, [], {});
+  t.is(s.maxTokenizeChars, SERVICE_LIMITS.max_tokenize_chars);
+  t.is(s.maxReceiveMib, SERVICE_LIMITS.max_receive_mib.scorer);
+  t.is(s.dataRoot, undefined, 'the working folder, resolved when the service starts');
+});
+
+test('a message over the receive limit is RESOURCE_EXHAUSTED at once, without reaching the handler', async (t) => {
+  const small = await startServer({
+    host: '127.0.0.1',
+    port: 0,
+    services: [coordinatorService(host, registry)],
+    options: { 'grpc.max_receive_message_length': 1 << 20 },
+  });
+  const c = coordinatorClient(small.address);
+  t.teardown(async () => {
+    c.close();
+    await small.shutdown(100);
+  });
+  const t0 = performance.now();
+  const err = (await c.startRun({ config: 'x'.repeat(3 << 20) }).then(
+    () => null,
+    (e: unknown) => e,
+  )) as { code: number; details: string } | null;
+  t.is(err?.code, Status.RESOURCE_EXHAUSTED);
+  t.true(performance.now() - t0 < 3000);
+  t.true((err?.details.length ?? 0) < 300);
 });
