@@ -15,7 +15,8 @@ import { progress } from '../shared/util/progress.js';
  * (with a checkpoint: `rmt up` again resumes) and then the processes.
  */
 export const UP_USAGE = `usage: rmt up --config <yaml> [--rollout-workers N] [--method M] [--steps N] [--out DIR]
-            [--backend B] [--nats nats://host:port] [--logs DIR]`;
+            [--backend B] [--nats nats://host:port] [--logs DIR] [--data-root DIR]
+  --data-root: the only folder the run's paths may name (default: the working folder)`;
 
 const root = resolve(new URL('..', import.meta.url).pathname);
 
@@ -228,6 +229,7 @@ export async function up(argv: string[]): Promise<number> {
       out: { type: 'string' },
       backend: { type: 'string' },
       nats: { type: 'string' },
+      'data-root': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -243,6 +245,7 @@ export async function up(argv: string[]): Promise<number> {
     workers,
     backend: values.backend,
     nats: values.nats,
+    dataRoot: values['data-root'],
     logs: (name, line) => {
       if (verbose || /"level":"(warn|error)"|^\S*Error|level=(warn|error)/.test(line))
         process.stderr.write(`[${name}] ${line}\n`);
