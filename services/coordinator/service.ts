@@ -1,6 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { EventBus } from '../../shared/bus/bus.js';
 import { RunConfigError } from '../../shared/config/merge.js';
@@ -127,16 +125,12 @@ export class CoordinatorHost {
         throw e instanceof RunConfigError ? invalidArgument(e.field, e.reason) : e;
       }
     })();
-    // Everything about the run's folders is settled before it starts: inside the data root, the
-    // starting checkpoint there, and an out_dir that is new or holds this same run.
+    // Everything about the run's folders is settled before it starts: inside the data root, and an
+    // out_dir that is new or holds this same run. (The checkpoint itself is read by the learner and
+    // the scorer: on Kubernetes the coordinator does not mount the models volume.)
     const cfg = this.o.root ? this.o.root.config(parsed) : parsed;
     if (!cfg.model.init_from)
       throw invalidArgument('model.init_from', 'a pre-trained checkpoint folder is required');
-    for (const f of ['config.json', 'tokenizer.json']) {
-      if (!existsSync(join(cfg.model.init_from, f))) {
-        throw failedPrecondition(`model.init_from: the folder holds no ${f} (not a checkpoint folder)`);
-      }
-    }
     checkOutDir(cfg, { strict: true });
     this.prune();
     const runId =
