@@ -112,7 +112,7 @@ async function main() {
     }
     console.log(`in-process: ${median(embedded).toFixed(0)} tokens/s`);
 
-    const cluster = await startCluster({ workers: 2, backend: backendName, logs: () => {} });
+    const cluster = await startCluster({ workers: 2, backend: backendName, logs: () => {}, dataRoot: root });
     try {
       const learner = learnerClient(cluster.addresses.learner);
       await learner.initRun({ run: runRefToPb(run) });

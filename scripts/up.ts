@@ -16,7 +16,8 @@ import { progress } from '../shared/util/progress.js';
  * (with a checkpoint: `rmt up` again resumes) and then the processes.
  */
 export const UP_USAGE = `usage: rmt up --config <yaml> [--rollout-workers N] [--method M] [--steps N] [--out DIR]
-            [--backend B] [--nats nats://host:port] [--logs DIR]`;
+            [--backend B] [--nats nats://host:port] [--logs DIR] [--data-root DIR]
+  --data-root: the only folder the run's paths may name (default: the working folder)`;
 
 const root = resolve(new URL('..', import.meta.url).pathname);
 
@@ -49,6 +50,8 @@ export interface ClusterOptions {
   logs?: (name: string, line: string) => void;
   heartbeatS?: number;
   workerTtlS?: number;
+  /** The services' data root (--data-root): run paths must lie under it; the working folder when unset. */
+  dataRoot?: string;
 }
 
 /** Starts the processes of a local cluster and waits until every gRPC server reports SERVING. */
@@ -115,6 +118,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       nats!,
       '--metrics-port',
       '0',
+      ...(o.dataRoot ? ['--data-root', o.dataRoot] : []),
     ];
     const backend = o.backend ? ['--backend', o.backend] : [];
     const serve = (name: string, args: string[]) => {
@@ -226,6 +230,7 @@ export async function up(argv: string[]): Promise<number> {
       out: { type: 'string' },
       backend: { type: 'string' },
       nats: { type: 'string' },
+      'data-root': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -241,6 +246,7 @@ export async function up(argv: string[]): Promise<number> {
     workers,
     backend: values.backend,
     nats: values.nats,
+    dataRoot: values['data-root'],
     logs: (name, line) => {
       if (verbose || /"level":"(warn|error)"|^\S*Error|level=(warn|error)/.test(line))
         process.stderr.write(`[${name}] ${line}\n`);

@@ -1,14 +1,16 @@
 import { hostname } from 'node:os';
 import { createBus, type EventBus } from '../shared/bus/index.js';
+import { SERVICE_LIMITS } from '../shared/config/service-limits.js';
 import { createLogger, type Logger } from '../shared/obs/log.js';
 import { type MetricsServer, ServiceMetrics } from '../shared/obs/metrics.js';
 import type { ClientOptions } from '../shared/rpc/client.js';
 import type { RunningServer, ServiceBinding } from '../shared/rpc/server.js';
 import { startServer } from '../shared/rpc/server.js';
+import { DataRoot } from '../shared/run/data-root.js';
 import { onShutdown } from '../shared/util/shutdown.js';
 
 /** Flags every service process takes (each also settable by its RMT_* environment variable). */
-export const commonFlags = (port: number, metricsPort: number) =>
+export const commonFlags = (port: number, metricsPort: number, maxReceiveMib: number) =>
   ({
     host: { type: 'string', default: '0.0.0.0', doc: 'interface the gRPC server listens on' },
     port: { type: 'int', default: port, min: 0, max: 65535, doc: 'gRPC port (0: any free port)' },
@@ -45,6 +47,23 @@ export const commonFlags = (port: number, metricsPort: number) =>
     'bus-tls-ca': { type: 'string', doc: 'PEM CA to verify the NATS server (TLS to the bus)' },
     'bus-tls-cert': { type: 'string', doc: 'PEM client certificate for the NATS server' },
     'bus-tls-key': { type: 'string', doc: 'PEM private key of --bus-tls-cert' },
+    'data-root': {
+      type: 'string',
+      doc: 'the only folder run paths (out_dir, init_from, proxy, tokenizer) may name, relative ones from it (default: the working folder at start)',
+    },
+    'max-receive-mib': {
+      type: 'int',
+      default: maxReceiveMib,
+      min: 1,
+      max: 1024,
+      doc: 'largest gRPC message accepted, in MiB (a bigger one is refused with RESOURCE_EXHAUSTED)',
+    },
+    'max-config-bytes': {
+      type: 'int',
+      default: SERVICE_LIMITS.max_config_bytes,
+      min: 1024,
+      doc: 'largest run config accepted (StartRun config, RunRef.config_json), checked before parsing',
+    },
     'bus-replicas': {
       type: 'int',
       default: 1,
@@ -82,6 +101,19 @@ export interface CommonSettings {
   busTlsCert?: string;
   busTlsKey?: string;
   busReplicas: number;
+  dataRoot?: string;
+  maxReceiveMib: number;
+  maxConfigBytes: number;
+}
+
+/** The service's data root: --data-root, else the working folder at start (resolved once, here). */
+export function dataRootOf(s: CommonSettings): DataRoot {
+  const dir = s.dataRoot ?? process.cwd();
+  try {
+    return new DataRoot(dir);
+  } catch {
+    throw new Error(`--data-root (env RMT_DATA_ROOT): ${dir} is not a folder this service can open`);
+  }
 }
 
 /** Options of the gRPC clients a service uses to call the others (TLS when --peer-tls-ca is set). */
@@ -134,6 +166,7 @@ export async function startServiceProcess(
     port: s.port,
     services,
     tls: s.tlsCert && s.tlsKey ? { cert: s.tlsCert, key: s.tlsKey, ca: s.tlsCa } : undefined,
+    options: { 'grpc.max_receive_message_length': s.maxReceiveMib * 1024 * 1024 },
     log: (line) => log.info(line),
   });
   address =

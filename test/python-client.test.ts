@@ -48,6 +48,7 @@ test.before(async () => {
     logs: (name, line) => logs.push(`[${name}] ${line}`),
     heartbeatS: 0.5,
     workerTtlS: 3,
+    dataRoot: root,
   });
 });
 

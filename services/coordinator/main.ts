@@ -1,17 +1,30 @@
 import { defineFlags, parseServiceFlagsOrExit } from '../../shared/config/service-flags.js';
+import { SERVICE_LIMITS } from '../../shared/config/service-limits.js';
 import { stepGauges } from '../../shared/obs/step-gauges.js';
 import { RemoteLearner, RemoteScorer } from '../../shared/rpc/adapters/remote.js';
 import { WorkerRegistry } from '../../shared/rpc/adapters/worker-registry.js';
 import { learnerClient, scorerClient } from '../../shared/rpc/client.js';
 import { WorkerPool } from '../../shared/run/worker-pool.js';
-import { commonFlags, peerClientOptions, startServiceProcess } from '../process.js';
+import { commonFlags, dataRootOf, peerClientOptions, startServiceProcess } from '../process.js';
 import { CoordinatorHost, coordinatorService } from './service.js';
 
 /** This service's flags (each also an RMT_* environment variable). */
 export const FLAGS = defineFlags({
-  ...commonFlags(50054, 9454),
+  ...commonFlags(50054, 9454, SERVICE_LIMITS.max_receive_mib.coordinator),
   scorer: { type: 'string', default: '127.0.0.1:50051', doc: 'scorer service address' },
   learner: { type: 'string', default: '127.0.0.1:50053', doc: 'learner service address' },
+  'finished-runs-kept': {
+    type: 'int',
+    default: SERVICE_LIMITS.finished_runs_kept,
+    min: 0,
+    doc: 'finished runs GetRunStatus still answers for (the oldest are forgotten first)',
+  },
+  'finished-run-ttl-s': {
+    type: 'number',
+    default: SERVICE_LIMITS.finished_run_ttl_s,
+    min: 0,
+    doc: 'seconds a finished run is remembered at most',
+  },
   'worker-ttl-s': {
     type: 'number',
     default: 10,
@@ -54,6 +67,10 @@ export async function main(argv: string[]): Promise<void> {
       host = new CoordinatorHost({
         bus,
         registry,
+        root: dataRootOf(f),
+        maxConfigBytes: f.maxConfigBytes,
+        finishedRunsKept: f.finishedRunsKept,
+        finishedRunTtlS: f.finishedRunTtlS,
         log: (l) => log.info(l),
         onStep: (step, m) => {
           steps.set(step);

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import type { EventBus } from '../../shared/bus/bus.js';
 import { RunConfigError } from '../../shared/config/merge.js';
+import { SERVICE_LIMITS } from '../../shared/config/service-limits.js';
 import { parseTrainConfig, type TrainConfig } from '../../shared/config/train-config.js';
-import { asStatus } from '../../shared/rpc/adapters/library-errors.js';
+import { asStatus, checkRunId } from '../../shared/rpc/adapters/library-errors.js';
 import type { WorkerRegistry } from '../../shared/rpc/adapters/worker-registry.js';
 import {
   failedPrecondition,
@@ -23,6 +24,8 @@ import {
   RunCoordinator,
   type RunStatusView,
 } from '../../shared/run/coordinator.js';
+import type { DataRoot } from '../../shared/run/data-root.js';
+import { checkOutDir } from '../../shared/run/out-dir.js';
 
 const STATE: Record<RunStatusView['state'], RunState> = {
   preparing: RunState.RUN_STATE_PREPARING,
@@ -57,6 +60,8 @@ interface Active {
   stop: AbortController;
   done: Promise<unknown>;
   watchers: Set<() => void>;
+  /** When the run ended (ms since the epoch); null while it runs. */
+  endedAt: number | null;
 }
 
 export interface CoordinatorServiceOptions {
@@ -65,6 +70,14 @@ export interface CoordinatorServiceOptions {
   registry: WorkerRegistry;
   log: (line: string) => void;
   onStep?: (step: number, metrics: Record<string, number>) => void;
+  /** Where run paths must lie (out_dir, init_from, proxy); unrestricted when unset (tests only). */
+  root?: DataRoot;
+  /** Longest StartRun config, checked before parsing (SERVICE_LIMITS.max_config_bytes by default). */
+  maxConfigBytes?: number;
+  /** Finished runs kept for GetRunStatus (SERVICE_LIMITS.finished_runs_kept by default). */
+  finishedRunsKept?: number;
+  /** Seconds a finished run is kept at most (SERVICE_LIMITS.finished_run_ttl_s by default). */
+  finishedRunTtlS?: number;
 }
 
 /**
@@ -88,6 +101,11 @@ export class CoordinatorHost {
     if (this.active && !terminal(this.active.coordinator.status().state)) {
       throw failedPrecondition(`run "${this.active.coordinator.runId}" is still active; StopRun it first`);
     }
+    const maxBytes = this.o.maxConfigBytes ?? SERVICE_LIMITS.max_config_bytes;
+    if (req.config.length > maxBytes) {
+      throw invalidArgument('config', `${req.config.length} characters, at most ${maxBytes}`);
+    }
+    if (req.runId) checkRunId(req.runId, 'run_id');
     if (!req.config.trim()) throw invalidArgument('config', 'the run config (YAML or JSON) is required');
     let raw: unknown;
     try {
@@ -95,7 +113,7 @@ export class CoordinatorHost {
     } catch (e) {
       throw invalidArgument('config', `not YAML/JSON: ${(e as Error).message}`);
     }
-    const cfg = (() => {
+    const parsed = (() => {
       try {
         const c = parseTrainConfig(raw, 'config');
         if (req.method)
@@ -107,13 +125,20 @@ export class CoordinatorHost {
         throw e instanceof RunConfigError ? invalidArgument(e.field, e.reason) : e;
       }
     })();
+    // Everything about the run's folders is settled before it starts: inside the data root, and an
+    // out_dir that is new or holds this same run. (The checkpoint itself is read by the learner and
+    // the scorer: on Kubernetes the coordinator does not mount the models volume.)
+    const cfg = this.o.root ? this.o.root.config(parsed) : parsed;
+    if (!cfg.model.init_from)
+      throw invalidArgument('model.init_from', 'a pre-trained checkpoint folder is required');
+    checkOutDir(cfg, { strict: true });
+    this.prune();
     const runId =
       req.runId ||
       `${cfg.method}-${new Date()
         .toISOString()
         .replace(/[-:.TZ]/g, '')
         .slice(0, 14)}-${randomBytes(2).toString('hex')}`;
-    if (!/^[A-Za-z0-9_-]+$/.test(runId)) throw invalidArgument('run_id', 'letters, digits, "-" and "_" only');
     const stop = new AbortController();
     const watchers = new Set<() => void>();
     const coordinator = new RunCoordinator(
@@ -130,14 +155,42 @@ export class CoordinatorHost {
         },
       },
     );
-    const done = coordinator.run().catch((e: Error) => this.o.log(`[${runId}] failed: ${e.message}`));
-    const active: Active = { coordinator, stop, done, watchers };
+    const active: Active = { coordinator, stop, done: Promise.resolve(), watchers, endedAt: null };
+    active.done = coordinator
+      .run()
+      .catch((e: Error) => this.o.log(`[${runId}] failed: ${e.message}`))
+      .finally(() => {
+        active.endedAt = Date.now();
+        // The watchers hear the end from the last status; none is left holding the run.
+        for (const w of watchers) w();
+        this.prune();
+      });
     this.runs.set(runId, active);
     this.active = active;
     return coordinator.status();
   }
 
+  /**
+   * Forgets finished runs beyond the newest `finishedRunsKept`, and those ended more than
+   * `finishedRunTtlS` ago: a coordinator that serves many runs must not hold each one forever.
+   */
+  prune(now = Date.now()): void {
+    const kept = this.o.finishedRunsKept ?? SERVICE_LIMITS.finished_runs_kept;
+    const ttlMs = (this.o.finishedRunTtlS ?? SERVICE_LIMITS.finished_run_ttl_s) * 1000;
+    const ended = [...this.runs.entries()]
+      .filter(([, a]) => a.endedAt !== null)
+      .sort(([, a], [, b]) => b.endedAt! - a.endedAt!);
+    for (const [i, [id, a]] of ended.entries()) {
+      if (i >= kept || now - a.endedAt! > ttlMs) {
+        this.runs.delete(id);
+        if (this.active === a) this.active = null;
+      }
+    }
+  }
+
   find(runId: string): Active {
+    if (runId) checkRunId(runId, 'run_id');
+    this.prune();
     const a = runId ? this.runs.get(runId) : this.active;
     if (!a) throw notFound(runId ? `run "${runId}"` : 'an active run');
     return a;
@@ -163,6 +216,9 @@ export function coordinatorService(host: CoordinatorHost, registry: WorkerRegist
         changed = true;
         wake?.();
       };
+      // One listener for the whole stream (not one per status): a long run sends thousands.
+      const onAbort = () => wake?.();
+      ctx.signal.addEventListener('abort', onAbort, { once: true });
       a.watchers.add(notify);
       try {
         for (;;) {
@@ -172,15 +228,16 @@ export function coordinatorService(host: CoordinatorHost, registry: WorkerRegist
             yield statusToPb(s);
             if (terminal(s.state)) return;
           }
+          ctx.signal.throwIfAborted();
           await new Promise<void>((resolve) => {
             wake = resolve;
-            ctx.signal.addEventListener('abort', () => resolve(), { once: true });
           });
           wake = null;
           ctx.signal.throwIfAborted();
         }
       } finally {
         a.watchers.delete(notify);
+        ctx.signal.removeEventListener('abort', onAbort);
       }
     }),
     stopRun: handleUnary(async (req) => {

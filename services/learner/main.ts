@@ -1,12 +1,13 @@
 import { defineFlags, parseServiceFlagsOrExit } from '../../shared/config/service-flags.js';
+import { SERVICE_LIMITS } from '../../shared/config/service-limits.js';
 import { createBackend } from '../../shared/kernels/index.js';
 import { LearnerHost } from '../../shared/run/local.js';
-import { commonFlags, startServiceProcess } from '../process.js';
+import { commonFlags, dataRootOf, startServiceProcess } from '../process.js';
 import { learnerService } from './service.js';
 
 /** This service's flags (each also an RMT_* environment variable). */
 export const FLAGS = defineFlags({
-  ...commonFlags(50053, 9453),
+  ...commonFlags(50053, 9453, SERVICE_LIMITS.max_receive_mib.learner),
   backend: {
     type: 'enum',
     choices: ['auto', 'webgpu', 'webasm', 'cpu'],
@@ -18,7 +19,8 @@ export const FLAGS = defineFlags({
 export async function main(argv: string[]): Promise<void> {
   const f = parseServiceFlagsOrExit(FLAGS, 'rmt serve learner [flags]', argv);
   const backend = await createBackend(f.backend);
-  const host = new LearnerHost(backend);
+  const root = dataRootOf(f);
+  const host = new LearnerHost(backend, root);
   const p = await startServiceProcess('learner', f, async ({ bus, metrics, address }) => {
     const steps = metrics.counter({ name: 'learner_steps_total', help: 'optimizer steps taken' });
     const tokens = metrics.counter({
@@ -32,6 +34,8 @@ export async function main(argv: string[]): Promise<void> {
     return [
       learnerService({
         host,
+        root,
+        maxConfigBytes: f.maxConfigBytes,
         bus,
         advertise: address,
         onStep: (m) => {
@@ -42,5 +46,5 @@ export async function main(argv: string[]): Promise<void> {
       }),
     ];
   });
-  p.log.info('backend', { backend: backend.name });
+  p.log.info('backend', { backend: backend.name, data_root: root.dir });
 }

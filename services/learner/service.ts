@@ -1,4 +1,5 @@
 import type { EventBus } from '../../shared/bus/bus.js';
+import { SERVICE_LIMITS } from '../../shared/config/service-limits.js';
 import { groupFromPb, keyPositionFromPb } from '../../shared/rpc/adapters/convert.js';
 import { asStatus, runOf } from '../../shared/rpc/adapters/library-errors.js';
 import {
@@ -9,6 +10,7 @@ import {
 } from '../../shared/rpc/errors.js';
 import { LearnerServiceService, type WeightsChunk } from '../../shared/rpc/gen/rmt/v1/learner.js';
 import { bindService, type ServiceBinding } from '../../shared/rpc/server.js';
+import type { DataRoot } from '../../shared/run/data-root.js';
 import type { CoordinatorState } from '../../shared/run/learner.js';
 import type { LearnerHost } from '../../shared/run/local.js';
 import { RunContexts } from '../../shared/run/run-context.js';
@@ -17,6 +19,10 @@ const DEFAULT_CHUNK_BYTES = 1 << 20;
 
 export interface LearnerServiceOptions {
   host: LearnerHost;
+  /** Where run paths must lie (the host resolves them under the same root). */
+  root?: DataRoot;
+  /** Longest RunRef.config_json accepted (SERVICE_LIMITS.max_config_bytes by default). */
+  maxConfigBytes?: number;
   bus: EventBus;
   /** The address workers pull weights from (announced in rmt.weights.published). */
   advertise: () => string;
@@ -29,7 +35,7 @@ export interface LearnerServiceOptions {
  * announced on `rmt.weights.published` so workers can start pulling before they are asked to.
  */
 export function learnerService(o: LearnerServiceOptions): ServiceBinding {
-  const contexts = new RunContexts();
+  const contexts = new RunContexts({ root: o.root, maxConfigBytes: o.maxConfigBytes });
   const announce = async (runId: string) => {
     const l = o.host.learner(runId);
     let bytes = 0;
@@ -75,6 +81,10 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
       const learner = await asStatus(async () => o.host.learner(req.runId));
       if (req.minVersion > learner.step) {
         throw failedPrecondition(`weights ${req.minVersion} asked for, the learner is at ${learner.step}`);
+      }
+      const maxChunk = SERVICE_LIMITS.max_weights_chunk_bytes;
+      if (req.chunkBytes !== 0 && !(req.chunkBytes >= 4096 && req.chunkBytes <= maxChunk)) {
+        throw invalidArgument('chunk_bytes', `0 (1 MiB) or in [4096, ${maxChunk}], got ${req.chunkBytes}`);
       }
       const chunkBytes = req.chunkBytes > 0 ? req.chunkBytes : DEFAULT_CHUNK_BYTES;
       // A consistent snapshot: the weights of this version, read before any later step changes them.

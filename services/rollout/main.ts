@@ -1,14 +1,21 @@
 import { defineFlags, parseServiceFlagsOrExit } from '../../shared/config/service-flags.js';
+import { SERVICE_LIMITS } from '../../shared/config/service-limits.js';
 import { createBackend } from '../../shared/kernels/index.js';
 import { PulledPolicy } from '../../shared/rpc/adapters/pulled-policy.js';
 import { learnerClient } from '../../shared/rpc/client.js';
 import { RolloutWorker } from '../../shared/run/rollout-worker.js';
-import { commonFlags, defaultWorkerId, peerClientOptions, startServiceProcess } from '../process.js';
+import {
+  commonFlags,
+  dataRootOf,
+  defaultWorkerId,
+  peerClientOptions,
+  startServiceProcess,
+} from '../process.js';
 import { rolloutService } from './service.js';
 
 /** This service's flags (each also an RMT_* environment variable). */
 export const FLAGS = defineFlags({
-  ...commonFlags(50052, 9452),
+  ...commonFlags(50052, 9452, SERVICE_LIMITS.max_receive_mib.rollout),
   backend: {
     type: 'enum',
     choices: ['auto', 'webgpu', 'webasm', 'cpu'],
@@ -48,6 +55,8 @@ export async function main(argv: string[]): Promise<void> {
       return [
         rolloutService({
           worker: w,
+          root: dataRootOf(f),
+          maxConfigBytes: f.maxConfigBytes,
           address,
           backend: backend.name,
           onJob: (n, seconds) => {

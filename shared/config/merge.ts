@@ -19,6 +19,14 @@ export class RunConfigError extends Error {
 
 type Plain = Record<string, unknown>;
 
+/** Longest part of a user's value an error repeats: a config can be megabytes long. */
+const ECHO_CHARS = 200;
+
+function echo(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > ECHO_CHARS ? `${s.slice(0, ECHO_CHARS)}... (${s.length} chars)` : s;
+}
+
 const isPlain = (v: unknown): v is Plain => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /**
@@ -36,8 +44,7 @@ export function overlay<T>(
   const here = path || '(root)';
   if (defaults === null) return user as T;
   if (isPlain(defaults)) {
-    if (!isPlain(user))
-      throw new RunConfigError(source, here, `expected a mapping, got ${JSON.stringify(user)}`);
+    if (!isPlain(user)) throw new RunConfigError(source, here, `expected a mapping, got ${echo(user)}`);
     const out: Plain = {};
     for (const key of Object.keys(user)) {
       if (open.has(here)) {
@@ -61,12 +68,15 @@ export function overlay<T>(
     return out as T;
   }
   if (Array.isArray(defaults)) {
-    if (!Array.isArray(user))
-      throw new RunConfigError(source, here, `expected a list, got ${JSON.stringify(user)}`);
+    if (!Array.isArray(user)) throw new RunConfigError(source, here, `expected a list, got ${echo(user)}`);
     return user as T;
   }
   if (typeof user !== typeof defaults) {
-    throw new RunConfigError(source, here, `expected a ${typeof defaults}, got ${JSON.stringify(user)}`);
+    throw new RunConfigError(source, here, `expected a ${typeof defaults}, got ${echo(user)}`);
+  }
+  // YAML's .nan and .inf are numbers too; JSON (how services pass a config on) has no such value.
+  if (typeof user === 'number' && !Number.isFinite(user)) {
+    throw new RunConfigError(source, here, `expected a finite number, got ${user}`);
   }
   return user as T;
 }

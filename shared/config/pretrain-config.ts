@@ -4,6 +4,7 @@ import { parseReportTo, type ReportTarget } from '../obs/run-metrics.js';
 import { checkSourceSettings, resolveDataRoot, type SourceSettings } from './data-sources.js';
 import { overlay, RunConfigError } from './merge.js';
 import type { OptimizerSettings } from './optimizer-config.js';
+import { checkOptimizer } from './ranges.js';
 import { applySets } from './set-overrides.js';
 
 /**
@@ -112,7 +113,7 @@ export function parsePretrainConfig(raw: unknown, source: string): PretrainConfi
   };
   positive('train.steps', c.train.steps);
   positive('train.batch_size', c.train.batch_size);
-  positive('train.lr', c.train.lr);
+  checkOptimizer(source, c.train);
   positive('data.seq_len', c.data.seq_len);
   positive('eval.every', c.eval.every);
   positive('checkpoint.every', c.checkpoint.every);

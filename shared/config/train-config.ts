@@ -8,6 +8,7 @@ import { overlay, RunConfigError } from './merge.js';
 import type { OptimizerSettings } from './optimizer-config.js';
 import { METHOD_TABLE, type Method, RMT_DEFAULTS, type RmtDefaults } from './rmt-defaults.js';
 import { applySets } from './set-overrides.js';
+import { checkTrainRanges } from './train-ranges.js';
 
 /**
  * Everything `rmt train` and `rmt eval` read. The algorithm's sections (budget, reward, prompt,
@@ -199,6 +200,7 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
   }
   const prompt = promptConfigProblem(c.prompt);
   if (prompt) throw new RunConfigError(source, prompt.field, prompt.reason);
+  checkTrainRanges(c, source);
   if (c.train.generation_batch < c.grpo.G) {
     throw new RunConfigError(
       source,

@@ -26,6 +26,15 @@ export const FIELD_KEY = 'rmt-field';
 /** Trailing-metadata key naming the dependency an UNAVAILABLE is about (e.g. "learner"). */
 export const DEPENDENCY_KEY = 'rmt-dependency';
 
+/**
+ * Longest status message sent: messages quote a client's values, and a client's value can be
+ * megabytes (the message then ends with how long it was).
+ */
+export const MAX_DETAILS_CHARS = 1024;
+
+const cut = (s: string) =>
+  s.length > MAX_DETAILS_CHARS ? `${s.slice(0, MAX_DETAILS_CHARS)}... (${s.length} chars)` : s;
+
 /** An error with a gRPC status; thrown by handlers, sent to the client as that status. */
 export class RpcError extends Error {
   override readonly name = 'RpcError';
@@ -41,9 +50,9 @@ export class RpcError extends Error {
     metadata: Record<string, string> = {},
     options?: { cause?: unknown },
   ) {
-    super(`${Status[code]}: ${details}`, options);
+    super(`${Status[code]}: ${cut(details)}`, options);
     this.code = code;
-    this.details = details;
+    this.details = cut(details);
     this.metadata = new Metadata();
     for (const [k, v] of Object.entries(metadata)) this.metadata.set(k, v);
     this.metadata.set(

@@ -3,14 +3,13 @@ import { join, resolve } from 'node:path';
 import { adamwConfig, lrSchedule } from '../config/optimizer-config.js';
 import { METHOD_TABLE } from '../config/rmt-defaults.js';
 import type { TrainConfig } from '../config/train-config.js';
-import type { Backend } from '../kernels/backend.js';
+import type { Backend, Buf } from '../kernels/backend.js';
 import { AdamW } from '../model/adamw.js';
 import {
   checkpointDir,
   checkpointStep,
   latestCheckpoint,
   listCheckpoints,
-  loadCheckpoint,
   saveCheckpoint,
 } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
@@ -18,11 +17,14 @@ import { Decoder } from '../model/decoder.js';
 import { learningRate } from '../model/lr-schedule.js';
 import { paramSpecs } from '../model/params.js';
 import { downloadParams, uploadParams } from '../model/weights.js';
-import { dualLossAndGrad } from '../rl/dual-loss.js';
+import { type DualLossMetrics, dualLossAndGrad } from '../rl/dual-loss.js';
 import type { KeyPosition } from '../rl/key-positions.js';
 import type { Rollout } from '../rl/rollouts.js';
 import type { RngState } from '../util/rng.js';
+import { openCheckpoint } from './open-files.js';
 import type { Policy, PolicySource } from './policy.js';
+import { RequestError, type RequestErrorKind } from './request-error.js';
+import { checkTrainStep, trainStepDigest } from './train-step-check.js';
 
 /** What the coordinator keeps in a checkpoint beside the learner's state. */
 export interface CoordinatorState extends Record<string, unknown> {
@@ -36,12 +38,11 @@ export interface LearnerStart {
   resumedFrom: string | null;
 }
 
-export class LearnerError extends Error {
-  constructor(
-    message: string,
-    readonly kind: 'precondition' | 'argument',
-  ) {
-    super(message);
+/** A request the learner refuses (see RequestError for what each kind tells the caller). */
+export class LearnerError extends RequestError {
+  constructor(message: string, kind: RequestErrorKind, field?: string) {
+    super(message, kind, field);
+    this.name = 'LearnerError';
   }
 }
 
@@ -58,7 +59,7 @@ export class Learner implements PolicySource {
   private readonly opt: AdamW;
   private readonly shapes: Map<string, number[]>;
   private stepCount: number;
-  private last: { step: number; metrics: Record<string, number> } | null = null;
+  private last: { step: number; digest: string; metrics: Record<string, number> } | null = null;
   /** Updates, weight reads and checkpoints take turns: a read never sees a half-applied step. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -72,12 +73,18 @@ export class Learner implements PolicySource {
       throw new LearnerError('model.init_from: a pre-trained checkpoint folder is required', 'argument');
     const out = resolve(cfg.run.out_dir);
     const resumeFrom = latestCheckpoint(out);
-    const ck = loadCheckpoint(resumeFrom ?? cfg.model.init_from);
+    const ck = resumeFrom
+      ? openCheckpoint(resumeFrom, 'run.out_dir')
+      : openCheckpoint(cfg.model.init_from, 'model.init_from');
     this.config = ck.config;
     this.model = new Decoder(ck.config, backend, uploadParams(backend, ck.params));
     this.reference =
       cfg.grpo.beta !== 0
-        ? new Decoder(ck.config, backend, uploadParams(backend, loadCheckpoint(cfg.model.init_from).params))
+        ? new Decoder(
+            ck.config,
+            backend,
+            uploadParams(backend, openCheckpoint(cfg.model.init_from, 'model.init_from').params),
+          )
         : undefined;
     const specs = paramSpecs(ck.config);
     this.shapes = new Map(specs.map((p) => [p.name, p.shape]));
@@ -117,21 +124,57 @@ export class Learner implements PolicySource {
 
   /**
    * One update: the dual loss on `groups` (the GRPO term) and the NTP tokens of `positions`, then
-   * AdamW. `step` must be the learner's step; a repeat of the step just taken (a retried call)
-   * returns the same metrics without stepping twice.
+   * AdamW. `step` must be the learner's step; a repeat of the step just taken with the same request
+   * (a retried call, same digest) returns the same metrics without stepping twice, a different
+   * request for that step is refused. Every number of the request is checked before anything is
+   * computed (`accepted` is called once it passed, before the update starts), and a step whose loss
+   * or gradient is not finite is refused before AdamW touches the weights.
    */
   async trainStep(
     step: number,
     groups: Rollout[][],
     positions: KeyPosition[],
+    accepted?: () => void,
   ): Promise<Record<string, number>> {
-    if (this.last && step === this.last.step && step === this.stepCount - 1) return this.last.metrics;
-    if (step !== this.stepCount) {
+    // The step first (cheap, and what a caller out of order needs to hear), then every number.
+    this.checkStepNumber(step);
+    checkTrainStep(groups, positions, {
+      vocabSize: this.config.vocab_size,
+      maxPositions: this.config.max_position_embeddings,
+      cfg: this.cfg,
+    });
+    const digest = trainStepDigest(step, groups, positions);
+    return this.exclusive(async () => {
+      if (this.last && step === this.last.step && step === this.stepCount - 1) {
+        if (digest === this.last.digest) return this.last.metrics;
+        throw new LearnerError(
+          `train step ${step} was already taken with a different request; the learner's next step is ${this.stepCount}`,
+          'conflict',
+        );
+      }
+      this.checkStepNumber(step);
+      accepted?.();
+      const metrics = await this.update(step, groups, positions);
+      this.last = { step, digest, metrics };
+      return metrics;
+    });
+  }
+
+  private checkStepNumber(step: number): void {
+    const retry = this.last !== null && step === this.last.step && step === this.stepCount - 1;
+    if (step !== this.stepCount && !retry) {
       throw new LearnerError(
         `train step ${step} asked for, the learner's next step is ${this.stepCount}`,
         'precondition',
       );
     }
+  }
+
+  private async update(
+    step: number,
+    groups: Rollout[][],
+    positions: KeyPosition[],
+  ): Promise<Record<string, number>> {
     const spec = METHOD_TABLE[this.cfg.method];
     const t0 = performance.now();
     const { grads, metrics } = await dualLossAndGrad(
@@ -151,10 +194,11 @@ export class Learner implements PolicySource {
       },
       this.reference,
     );
+    await this.refuseNonFinite(step, metrics, grads);
     const lr = learningRate(lrSchedule(this.cfg.train), step);
     const { gradNorm } = await this.opt.update(this.model.params, grads, lr);
     this.stepCount++;
-    const out = {
+    return {
       'actor/pg_loss': metrics['actor/pg_loss'],
       'actor/ntp_loss': metrics['actor/ntp_loss'],
       'actor/pg_clipfrac': metrics['actor/pg_clipfrac'],
@@ -165,8 +209,42 @@ export class Learner implements PolicySource {
       rl_tokens: metrics.rl_tokens,
       ntp_tokens: metrics.ntp_tokens,
     };
-    this.last = { step, metrics: out };
-    return out;
+  }
+
+  /**
+   * A non-finite loss or gradient must never reach the weights: one NaN there turns every weight
+   * into NaN at the next step. The step is refused (gradients freed, weights and optimizer state
+   * unchanged) with the step and the cause.
+   */
+  private async refuseNonFinite(
+    step: number,
+    metrics: DualLossMetrics,
+    grads: Map<string, Buf>,
+  ): Promise<void> {
+    let cause = '';
+    for (const k of ['actor/pg_loss', 'actor/ntp_loss', 'actor/ppo_kl', 'actor/kl_loss'] as const) {
+      const v = metrics[k];
+      if (v !== undefined && !Number.isFinite(v)) {
+        cause = `${k} = ${v}`;
+        break;
+      }
+    }
+    if (!cause) {
+      const be = this.backend;
+      const gs = [...grads.values()];
+      const squares = be.sumSquaresMany
+        ? await be.sumSquaresMany(gs)
+        : await Promise.all(gs.map((g) => be.sumSquares(g)));
+      const names = [...grads.keys()];
+      const i = squares.findIndex((x) => !Number.isFinite(x));
+      if (i >= 0) cause = `the gradient of ${names[i]} is not finite`;
+    }
+    if (!cause) return;
+    for (const g of grads.values()) this.backend.free(g);
+    throw new LearnerError(
+      `train step ${step} refused: ${cause}; the weights are unchanged (step ${step} was not taken)`,
+      'precondition',
+    );
   }
 
   /** The weights and the version they are, read between updates. */

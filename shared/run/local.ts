@@ -1,12 +1,14 @@
 import type { TrainConfig } from '../config/train-config.js';
-import { loadTokenizer } from '../data/tokenizer.js';
 import type { Backend } from '../kernels/backend.js';
 import type { KeyPosition } from '../rl/key-positions.js';
 import type { RolloutJob } from '../rl/rollout-job.js';
 import type { Rollout } from '../rl/rollouts.js';
 import type { EvalMode, EvalResult } from '../train/evaluate.js';
+import type { DataRoot } from './data-root.js';
 import type { LearnerApi, RolloutEndpoint } from './interfaces.js';
 import { type CoordinatorState, Learner, LearnerError, type LearnerStart } from './learner.js';
+import { openTokenizer } from './open-files.js';
+import { checkOutDir } from './out-dir.js';
 import type { Policy, PolicySource } from './policy.js';
 import type { JobResult, RolloutWorker } from './rollout-worker.js';
 import { RunContexts, type RunRef } from './run-context.js';
@@ -20,7 +22,11 @@ export class LearnerHost implements LearnerApi, PolicySource {
   /** True when the run held has just checkpointed (stopped or finished): another run may take over. */
   private idle = true;
 
-  constructor(private readonly backend: Backend) {}
+  /** With a data root (the learner service), a run's paths are resolved under it, and refused outside. */
+  constructor(
+    private readonly backend: Backend,
+    private readonly root?: DataRoot,
+  ) {}
 
   get backendName(): string {
     return this.backend.name;
@@ -37,8 +43,11 @@ export class LearnerHost implements LearnerApi, PolicySource {
       }
       this.release();
     }
-    const tokenizer = await loadTokenizer(run.cfg.model.init_from);
-    const learner = new Learner(run.cfg, this.backend, tokenizer.eosId);
+    const cfg = this.root ? this.root.config(run.cfg) : run.cfg;
+    // Checkpoints of one run never go into the folder of another.
+    checkOutDir(cfg, { strict: false });
+    const tokenizer = await openTokenizer(cfg.model.init_from, 'model.init_from');
+    const learner = new Learner(cfg, this.backend, tokenizer.eosId);
     this.current = { runId: run.runId, learner };
     return learner.start;
   }
@@ -61,8 +70,18 @@ export class LearnerHost implements LearnerApi, PolicySource {
     groups: Rollout[][],
     positions: KeyPosition[],
   ): Promise<Record<string, number>> {
-    this.idle = false;
-    return this.learner(run.runId).trainStep(step, groups, positions);
+    // Busy only once the request has passed its checks: a refused call must not lock the learner.
+    // A step refused later (a non-finite loss) changed nothing either, so the flag goes back.
+    const learner = this.learner(run.runId);
+    const before = { idle: this.idle, step: learner.step };
+    return learner
+      .trainStep(step, groups, positions, () => {
+        this.idle = false;
+      })
+      .catch((e: unknown) => {
+        if (learner.step === before.step && this.current?.learner === learner) this.idle = before.idle;
+        throw e;
+      });
   }
 
   async checkpoint(run: RunRef, state: CoordinatorState): Promise<string> {
@@ -85,6 +104,7 @@ export class LearnerHost implements LearnerApi, PolicySource {
   release(): void {
     this.current?.learner.dispose();
     this.current = null;
+    this.idle = true;
   }
 }
 

@@ -4,6 +4,7 @@ import type { RolloutJob } from '../rl/rollout-job.js';
 import { generateRollouts, type Rollout } from '../rl/rollouts.js';
 import { type EvalMode, type EvalResult, evaluatePositions, ntpExcluded } from '../train/evaluate.js';
 import { Rng } from '../util/rng.js';
+import { stopOnAbort } from './abortable-model.js';
 import type { PolicySource } from './policy.js';
 import type { RunContext } from './run-context.js';
 
@@ -57,7 +58,7 @@ export class RolloutWorker {
       this.stats.runId = ctx.runId;
       this.stats.version = policy.version;
       const groups = await generateRollouts(
-        policy.model,
+        stopOnAbort(policy.model, signal),
         ctx.tokenizer,
         ctx.format,
         job.positions,
@@ -94,7 +95,8 @@ export class RolloutWorker {
   ): Promise<EvalResult> {
     return this.exclusive(async () => {
       const policy = await this.policy.acquire(ctx.runId, minVersion, signal);
-      return evaluatePositions(policy.model, ctx.tokenizer, ctx.format, positions, {
+      signal?.throwIfAborted();
+      return evaluatePositions(stopOnAbort(policy.model, signal), ctx.tokenizer, ctx.format, positions, {
         mode,
         eval_splits: ctx.cfg.curriculum.eval_splits,
         budget,

@@ -2,13 +2,13 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { dataRoot } from '../config/data-sources.js';
+import { SERVICE_LIMITS } from '../config/service-limits.js';
 import type { TrainConfig } from '../config/train-config.js';
 import { scoreStream } from '../curriculum/scoring.js';
 import { readSourceStreams, sourceStreams } from '../data/source-streams.js';
 import { readInts, tokenStreams } from '../data/token-streams.js';
-import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
+import type { Tokenizer } from '../data/tokenizer.js';
 import type { Backend } from '../kernels/backend.js';
-import { loadCheckpoint } from '../model/checkpoint.js';
 import { checkProxyTokenizer, checkpointDigest } from '../model/checkpoint-digest.js';
 import { parseModelConfig } from '../model/config.js';
 import { Decoder } from '../model/decoder.js';
@@ -17,6 +17,8 @@ import { type KeyPosition, keyPositions } from '../rl/key-positions.js';
 import { makePromptFormat } from '../rl/prompt-format.js';
 import type { Progress } from '../util/progress.js';
 import type { ScorerApi } from './interfaces.js';
+import { openCheckpoint, openTokenizer } from './open-files.js';
+import { RequestError } from './request-error.js';
 import type { RunRef } from './run-context.js';
 
 export type Split = 'train' | 'held_out';
@@ -42,7 +44,7 @@ export class Scorer implements ScorerApi {
     const { cfg } = run;
     const log = o.log ?? (() => {});
     const out = resolve(cfg.run.out_dir);
-    const tokenizer = await loadTokenizer(cfg.model.init_from);
+    const tokenizer = await openTokenizer(cfg.model.init_from, 'model.init_from');
     const streams =
       cfg.data.sources.length > 0
         ? await this.sourceStreams(cfg, tokenizer, out, log)
@@ -91,6 +93,10 @@ export class Scorer implements ScorerApi {
         log,
       );
       this.streams.set(key, s);
+      for (const k of this.streams.keys()) {
+        if (this.streams.size <= SERVICE_LIMITS.token_streams_kept) break;
+        this.streams.delete(k);
+      }
     }
     return s;
   }
@@ -153,7 +159,7 @@ export class Scorer implements ScorerApi {
     if (existsSync(path) && existsSync(`${path}.key`) && readFileSync(`${path}.key`, 'utf8') === key) {
       return new Float32Array(readInts(path).buffer);
     }
-    const proxy = loadCheckpoint(proxyDir);
+    const proxy = openCheckpoint(proxyDir, cfg.model.proxy === null ? 'model.init_from' : 'model.proxy');
     const model = new Decoder(proxy.config, this.backend, uploadParams(this.backend, proxy.params));
     const total = Math.ceil(tokens.length / Math.max(1, Math.floor(cfg.data.score_window / 2)));
     const progress: Progress = { update: (done) => o.progress?.(done, total), stop: () => {} };
@@ -183,10 +189,18 @@ function checkPromptsFit(cfg: TrainConfig, tokenizer: Tokenizer, positions: read
   if (positions.length === 0) return;
   const longest = positions.reduce((a, p) => (p.context.length > a.context.length ? p : a));
   const configPath = join(cfg.model.init_from, 'config.json');
-  const limit = parseModelConfig(
-    JSON.parse(readFileSync(configPath, 'utf8')),
-    configPath,
-  ).max_position_embeddings;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(configPath, 'utf8'));
+  } catch {
+    // The parser's message would quote the file.
+    throw new RequestError(
+      'model.init_from: config.json is missing or not valid JSON',
+      'precondition',
+      'model.init_from',
+    );
+  }
+  const limit = parseModelConfig(raw, configPath).max_position_embeddings;
   const prompt = makePromptFormat(tokenizer, cfg.prompt).buildPrompt(
     longest.context,
     cfg.budget.hard_cap,

@@ -110,8 +110,8 @@ export function settingsFromPb(s: PbSettings | undefined): RolloutSettings {
   if (!(s.maxBatch >= s.groupSize)) {
     throw invalidArgument('settings.max_batch', `must hold one group (>= ${s.groupSize}), got ${s.maxBatch}`);
   }
-  if (!(s.temperature >= 0))
-    throw invalidArgument('settings.temperature', `must be >= 0, got ${s.temperature}`);
+  if (!(Number.isFinite(s.temperature) && s.temperature >= 0))
+    throw invalidArgument('settings.temperature', `must be finite and >= 0, got ${s.temperature}`);
   if (!REWARD_KINDS.includes(s.rewardKind as RewardKind)) {
     throw invalidArgument('settings.reward_kind', `one of ${REWARD_KINDS.join(', ')}, got "${s.rewardKind}"`);
   }

@@ -4,7 +4,7 @@ import { Decoder } from '../../model/decoder.js';
 import { uploadParams } from '../../model/weights.js';
 import type { Policy, PolicySource } from '../../run/policy.js';
 import type { LearnerClient } from '../client.js';
-import { failedPrecondition } from '../errors.js';
+import { failedPrecondition, isServiceError, Status } from '../errors.js';
 
 interface Downloaded {
   runId: string;
@@ -13,6 +13,21 @@ interface Downloaded {
   params: Map<string, Float32Array>;
   bytes: number;
   seconds: number;
+}
+
+/**
+ * The learner's FAILED_PRECONDITION (no such run, weights older than asked for) is the caller's
+ * precondition too: a min_weight_version ahead of the learner is not a fault of this worker.
+ */
+async function* asPrecondition<T>(stream: AsyncIterable<T>, minVersion: number): AsyncGenerator<T> {
+  try {
+    yield* stream;
+  } catch (e) {
+    if (isServiceError(e) && e.code === Status.FAILED_PRECONDITION) {
+      throw failedPrecondition(`min_weight_version ${minVersion}: the learner says: ${e.details}`);
+    }
+    throw e;
+  }
 }
 
 /**
@@ -63,7 +78,8 @@ export class PulledPolicy implements PolicySource {
     const params = new Map<string, Float32Array>();
     let header: { version: number; modelConfigJson: string; bytes: number } | null = null;
     let bytes = 0;
-    for await (const chunk of this.client.getWeights({ runId, minVersion }, { signal })) {
+    const stream = this.client.getWeights({ runId, minVersion }, { signal });
+    for await (const chunk of asPrecondition(stream, minVersion)) {
       const part = chunk.part;
       if (part?.$case === 'header') {
         header = part.value;
