@@ -88,7 +88,7 @@ test('a generation_config.json or tokenizer_config.json naming ids that do not e
     () =>
       saveCheckpoint(join(root, 'bad-ck'), { config, params: initParams(config, 3), tokenizerDir: tokDir }),
     {
-      message: /generation_config\.json: malformed JSON/,
+      message: /generation_config\.json: not valid JSON/,
     },
   );
   writeFileSync(join(tokDir, 'generation_config.json'), '{}');

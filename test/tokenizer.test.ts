@@ -179,7 +179,11 @@ test('clear errors for a missing folder, missing file, malformed JSON and missin
   const bad = join(root, 'bad');
   mkdirSync(bad);
   writeFileSync(join(bad, 'tokenizer.json'), '{"model": {"type": "BPE", ');
-  await t.throwsAsync(loadTokenizer(bad), { message: /bad[/\\]tokenizer\.json: malformed JSON/ });
+  await t.throwsAsync(loadTokenizer(bad), { message: /bad[/\\]tokenizer\.json: not valid JSON/ });
+  // A path pointed at something secret: the error names the file, never what it holds.
+  writeFileSync(join(bad, 'tokenizer.json'), 'root:x:0:0:SECRET-TOKEN-7f3a');
+  const leak = await t.throwsAsync(loadTokenizer(bad));
+  t.notRegex(leak?.message ?? '', /root:x|SECRET/);
 
   writeFileSync(
     join(bad, 'tokenizer.json'),
@@ -192,5 +196,5 @@ test('clear errors for a missing folder, missing file, malformed JSON and missin
 
   writeFileSync(join(bad, 'tokenizer.json'), readFileSync(join(smallDir, 'tokenizer.json')));
   writeFileSync(join(bad, 'tokenizer_config.json'), '{oops');
-  await t.throwsAsync(loadTokenizer(bad), { message: /bad[/\\]tokenizer_config\.json: malformed JSON/ });
+  await t.throwsAsync(loadTokenizer(bad), { message: /bad[/\\]tokenizer_config\.json: not valid JSON/ });
 });

@@ -7,9 +7,11 @@
  *    tokens joined back into plain text.
  * Parsed corpora are cached per process.
  */
+
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { parseJsonText } from '../util/json-file.js';
 import { Rng } from '../util/rng.js';
 
 export interface Document {
@@ -105,12 +107,7 @@ function readText(path: string): string {
 }
 
 function readJson(path: string): unknown {
-  const text = readText(path);
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${path}: malformed JSON (${(e as Error).message})`);
-  }
+  return parseJsonText(path, readText(path));
 }
 
 /** Normalises line endings and trims; keeps paragraph breaks. */

@@ -3,8 +3,10 @@
  * without building a tokenizer: what a checkpoint's config.json and generation_config.json must
  * agree with so transformers pads, starts and stops generation with the tokenizer's own tokens.
  */
-import { existsSync, readFileSync } from 'node:fs';
+
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { isJsonObject, readJsonObject } from '../util/json-file.js';
 
 export interface SpecialTokenIds {
   bos: number | null;
@@ -14,20 +16,8 @@ export interface SpecialTokenIds {
   vocabSize: number;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
-
-function readObject(path: string): Record<string, unknown> {
-  let v: unknown;
-  try {
-    v = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new Error(`${path}: malformed JSON (${(e as Error).message})`);
-  }
-  if (!isObject(v)) throw new Error(`${path}: expected a JSON object at the top level`);
-  return v;
-}
+const isObject = isJsonObject;
+const readObject = readJsonObject;
 
 /**
  * The token a tokenizer_config.json field names (`"</s>"` or `{"content": "</s>", ...}`); null when

@@ -4,10 +4,12 @@
  * nothing is ever fetched. BPE models of both Hugging Face families load: byte-level (GPT-2, Qwen2/3,
  * Llama 3) and SentencePiece-style with byte fallback (Llama 2, Mistral); see token-bytes.ts.
  */
+
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { isJsonObject, parseJsonText } from '../util/json-file.js';
 import { END_THINK_TOKEN, EOS_TOKEN, THINK_TOKEN } from './gpt2-bpe.js';
 import { namedToken } from './special-tokens.js';
 import { tokenBytesFor } from './token-bytes.js';
@@ -52,16 +54,9 @@ function readRequired(path: string): Buffer {
 }
 
 function parseJson(path: string, bytes: Buffer): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(bytes.toString('utf8'));
-  } catch (e) {
-    throw new Error(`${path}: malformed JSON (${(e as Error).message})`);
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new Error(`${path}: expected a JSON object at the top level`);
-  }
-  return value as Record<string, unknown>;
+  const value = parseJsonText(path, bytes.toString('utf8'));
+  if (!isJsonObject(value)) throw new Error(`${path}: expected a JSON object at the top level`);
+  return value;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -6,9 +6,11 @@
  * transformers pads with `pad_token_id` and stops at any of `eos_token_id`, so a null there while
  * the tokenizer has the token makes `generate` warn and pad with eos.
  */
-import { existsSync, readFileSync } from 'node:fs';
+
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { specialTokenIds } from '../data/special-tokens.js';
+import { readJsonObject } from '../util/json-file.js';
 import type { ModelConfig } from './config.js';
 
 export const GENERATION_CONFIG_FILE = 'generation_config.json';
@@ -20,7 +22,7 @@ export interface CheckpointTokenIds {
   generation: Record<string, unknown>;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
+function _isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
@@ -39,13 +41,7 @@ function checkId(path: string, field: string, v: unknown, vocabSize: number): vo
 export function readGenerationConfig(dir: string, vocabSize: number): Record<string, unknown> | null {
   const path = join(dir, GENERATION_CONFIG_FILE);
   if (!existsSync(path)) return null;
-  let v: unknown;
-  try {
-    v = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new Error(`${path}: malformed JSON (${(e as Error).message})`);
-  }
-  if (!isObject(v)) throw new Error(`${path}: expected a JSON object at the top level`);
+  const v = readJsonObject(path);
   for (const field of ['bos_token_id', 'eos_token_id', 'pad_token_id']) {
     if (v[field] !== undefined) checkId(path, field, v[field], vocabSize);
   }

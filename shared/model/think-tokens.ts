@@ -10,10 +10,12 @@
  *    `resize_token_embeddings` centres new rows on that mean too), so the new tokens start as an
  *    average token rather than as noise that would dominate the logits.
  */
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { END_THINK_TOKEN, THINK_TOKEN } from '../data/gpt2-bpe.js';
+import { readJsonObject } from '../util/json-file.js';
 import { CheckpointError, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import type { ModelConfig } from './config.js';
 import { GENERATION_CONFIG_FILE } from './generation-config.js';
@@ -37,14 +39,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function readObject(path: string): Record<string, unknown> {
   if (!existsSync(path)) throw new CheckpointError(path, 'file not found');
-  let v: unknown;
   try {
-    v = JSON.parse(readFileSync(path, 'utf8'));
+    return readJsonObject(path);
   } catch (e) {
-    throw new CheckpointError(path, `malformed JSON (${(e as Error).message})`);
+    throw new CheckpointError(path, (e as Error).message.slice(path.length + 2));
   }
-  if (!isObject(v)) throw new CheckpointError(path, 'expected a JSON object at the top level');
-  return v;
 }
 
 /** Every token id tokenizer.json defines, by content. */

@@ -6,6 +6,7 @@
  * Parsing never repairs a response: a missing `</think>` is not patched in, an empty or missing
  * prediction is `no_answer`, and a response cut by the hard cap is `length` whatever it contains.
  */
+
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
@@ -13,6 +14,7 @@ import type { PromptConfig } from '../config/rmt-defaults.js';
 import { namedToken } from '../data/special-tokens.js';
 import type { Tokenizer } from '../data/tokenizer.js';
 import { readGenerationConfig } from '../model/generation-config.js';
+import { isJsonObject, readJsonObject } from '../util/json-file.js';
 
 export type FinishReason = 'stop' | 'length' | 'no_answer';
 
@@ -280,20 +282,10 @@ export class ChatTemplateFormat implements PromptFormat {
   }
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
+const isObject = isJsonObject;
 
 function readConfigObject(path: string): Record<string, unknown> {
-  if (!existsSync(path)) return {};
-  let v: unknown;
-  try {
-    v = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new Error(`${path}: malformed JSON (${(e as Error).message})`);
-  }
-  if (!isObject(v)) throw new Error(`${path}: expected a JSON object at the top level`);
-  return v;
+  return existsSync(path) ? readJsonObject(path) : {};
 }
 
 /**
