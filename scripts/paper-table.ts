@@ -15,7 +15,7 @@
  * again resumes there. See docs/paper-table.md.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus, platform, release, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -114,6 +114,33 @@ function writeJsonAtomic(path: string, value: unknown): void {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(`${path}.tmp`, `${JSON.stringify(value, null, 2)}\n`);
   renameSync(`${path}.tmp`, path);
+}
+
+/** What a run's scoring cache (`<out_dir>/data`: token streams and proxy entropies) depends on. */
+const scoringKey = (cfg: TrainConfig) =>
+  JSON.stringify({
+    data: cfg.data,
+    seed: cfg.run.seed,
+    proxy: resolve(cfg.model.proxy ?? cfg.model.init_from),
+    k: cfg.curriculum.k,
+  });
+
+/**
+ * Before a stage scores its positions: copy the scoring cache of a run of the same seed with the
+ * same data, seed and proxy, so each seed scores its streams once instead of once per row (the
+ * scorer still checks each cached file's own key and recomputes on a mismatch).
+ */
+function reuseScoring(cfg: TrainConfig, siblings: readonly TrainConfig[]): void {
+  const dir = join(cfg.run.out_dir, 'data');
+  if (existsSync(dir)) return;
+  const key = scoringKey(cfg);
+  const from = siblings.find(
+    (o) =>
+      resolve(o.run.out_dir) !== resolve(cfg.run.out_dir) &&
+      existsSync(join(o.run.out_dir, 'data', 'meta.json')) &&
+      scoringKey(o) === key,
+  );
+  if (from) cpSync(join(from.run.out_dir, 'data'), dir, { recursive: true });
 }
 
 /** A finished training run: summary at the last step, final weights and final evaluation. */
@@ -285,6 +312,13 @@ export async function runPaperBenchmark(opts: {
     run: async () =>
       (await pretrain(pre, { log, signal, onStep: (n) => opts.onStep?.('pretrain', n) })).backend,
   });
+  /** Every config of a seed whose out_dir may hold a scoring cache to share. */
+  const seedConfigs = (seed: number): TrainConfig[] => [
+    derived.baseRows(seed, 'ntr'),
+    derived.baseRows(seed, 'ntp'),
+    ...s.methods.rows.map((m) => derived.method(seed, m)),
+    ...(s.post_training?.starts ?? []).map((start) => derived.post(seed, start)),
+  ];
   const evalStage = (
     id: string,
     kind: Stage['kind'],
@@ -302,6 +336,7 @@ export async function runPaperBenchmark(opts: {
     },
     run: async () => {
       const t0 = performance.now();
+      reuseScoring(cfg, seedConfigs(cfg.run.seed));
       const e = await evaluate(cfg, checkpoint, log);
       writeJsonAtomic(file, {
         ...e,
@@ -331,6 +366,7 @@ export async function runPaperBenchmark(opts: {
       },
       run: async () => {
         const t0 = performance.now();
+        reuseScoring(cfg, seedConfigs(cfg.run.seed));
         const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
         try {
           const results = await evaluateCheckpointAt(backend, cfg, checkpoint, 'ntr', budgets, log);
@@ -356,7 +392,10 @@ export async function runPaperBenchmark(opts: {
       checkSameConfig(join(cfg.run.out_dir, 'config.resolved.json'), cfg, label);
       return trainDone(cfg);
     },
-    run: async () => (await train(cfg, { log, signal, onStep: (n) => opts.onStep?.(id, n) })).backend,
+    run: async () => {
+      reuseScoring(cfg, seedConfigs(cfg.run.seed));
+      return (await train(cfg, { log, signal, onStep: (n) => opts.onStep?.(id, n) })).backend;
+    },
   });
   for (const seed of s.seeds) {
     const ev = L.evals(seed);

@@ -435,13 +435,15 @@ export function markdown(
     '',
     "Each NTR row with the same budget B_T stated, with no budget stated, and under its own method's prompt " +
       "(what the older tables reported), each scored by the exact next token and by RPT's byte-prefix rule; " +
-      'reasoning tokens in brackets.',
+      'reasoning tokens in brackets. NTP rows (argmax, no budget) are in the first two columns.',
     '',
     '| row | B_T, token | B_T, byte prefix | no budget, token | no budget, byte prefix | own prompt, token | own prompt, byte prefix |',
     '|---|---|---|---|---|---|---|',
   );
   for (const r of rows) {
     const c = (prompt: ConditionPrompt, rule: MatchRule) => {
+      // NTP rows state no budget: their argmax sits in the first two columns only.
+      if (r.mode === 'ntp' && prompt !== 'same_budget') return '-';
       const x = r.eval_conditions[conditionKey(r.mode === 'ntp' ? 'argmax' : prompt, rule)];
       if (!x) return 'n/a';
       const len =
