@@ -1,6 +1,6 @@
 /**
  * `npm run bench:paper -- [--setting smoke|full|<yaml>] [--out DIR] [--results DIR] [--quiet]`:
- * the paper's table from nothing (issue 5). Stages, each skipped when its output exists:
+ * the paper's table from nothing. Stages, each skipped when its output exists:
  *
  *   1. tokenizer + pre-training of the base (once);
  *   2. per seed: the base's NTP and NTR evaluations; each trained row (ntp, rpt, rmt, the ablations)

@@ -14,7 +14,7 @@ import type { Method } from '../../shared/config/rmt-defaults.js';
 import { parseTrainConfig, type TrainConfig } from '../../shared/config/train-config.js';
 import { budgetSchedule } from '../../shared/rl/budget.js';
 
-/** The rows trained from the base (every method of the spec but `ntr`, which is an evaluation mode). */
+/** The rows trained from the base (every method of docs/method.md section 6 but `ntr`, which is an evaluation mode). */
 export type TrainedMethod = Exclude<Method, 'ntr'>;
 const TRAINED: readonly TrainedMethod[] = ['ntp', 'rpt', 'rmt', 'rmt-no-dtb', 'rmt-no-cas', 'rmt-no-ntp'];
 

@@ -1,6 +1,6 @@
 /**
  * Every default the method (`docs/method.md`) gives for the model-independent parts
- * of RMT: budget schedule, rewards, prompt layout, curriculum, GRPO. Field names are the spec's
+ * of RMT: budget schedule, rewards, prompt layout, curriculum, GRPO. Field names are docs/method.md's
  * names (`B_0`, `B_min`, `r_max`, `w`, `p1`, `eps_low`, ...), so a YAML config, the code and the
  * paper read the same. Each field says where its value comes from: *paper* (RMT, Tian et al. 2025,
  * arXiv 2509.24375), *RPT* (Dong et al. 2025, arXiv 2506.08007), *verl* / *DAPO* (the convention we
@@ -196,7 +196,7 @@ export const RMT_DEFAULTS: RmtDefaults = {
   },
 };
 
-/** The seven runs of the spec's section 6: one config each. */
+/** The seven runs of docs/method.md section 6: one config each. */
 export type Method = 'ntp' | 'ntr' | 'rpt' | 'rmt' | 'rmt-no-dtb' | 'rmt-no-cas' | 'rmt-no-ntp';
 
 export const METHODS: readonly Method[] = [
@@ -223,7 +223,7 @@ export interface MethodSpec {
   reward: RewardKind | 'none';
 }
 
-/** Section 6 of the spec, row by row. */
+/** Section 6 of docs/method.md, row by row. */
 export const METHOD_TABLE: Readonly<Record<Method, MethodSpec>> = {
   ntp: { reasoning: 'no', budget: 'none', curriculum: 'none', ntp_loss: false, reward: 'none' },
   ntr: { reasoning: 'untrained', budget: 'none', curriculum: 'none', ntp_loss: false, reward: 'none' },

@@ -12,8 +12,8 @@ import { checkTrainRanges } from './train-ranges.js';
 
 /**
  * Everything `rmt train` and `rmt eval` read. The algorithm's sections (budget, reward, prompt,
- * curriculum, grpo, loss) are the spec's defaults from `rmt-defaults.ts`; budget and hard cap take
- * the spec's small-model values since the runs here are small models.
+ * curriculum, grpo, loss) are the method's defaults (docs/method.md) from `rmt-defaults.ts`; budget and hard cap take
+ * the method's small-model values since the runs here are small models.
  */
 export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
   method: Method;
@@ -27,7 +27,7 @@ export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
   model: {
     /** Checkpoint folder of the starting (pre-trained) model and its tokenizer; required. */
     init_from: string;
-    /** Checkpoint of the entropy proxy; null = init_from (the base model, as the spec says). */
+    /** Checkpoint of the entropy proxy; null = init_from (the base model, as docs/method.md section 4 says). */
     proxy: string | null;
   };
   /** `sources`, `eval_sources`, `root`, `max_document_bytes`, `max_context`: data-sources.ts. */

@@ -7,7 +7,7 @@ import type { TrainConfig } from './train-config.js';
 const SUM_TOLERANCE = 1e-6;
 
 /**
- * The ranges of every numeric setting of an RL run (the spec's meaning of each: a budget is a
+ * The ranges of every numeric setting of an RL run (docs/method.md's meaning of each: a budget is a
  * positive number of tokens, w and the tier mixes are weights in [0, 1], ...). One function for
  * `rmt train`, StartRun and every service that receives a run's config.
  */

@@ -124,7 +124,7 @@ function makeSampler(
  * difficulty table, has the rollout workers generate G rollouts each (jobs dispatched across the
  * workers alive, at weights no older than the staleness bound), waits for the groups' difficulty
  * observations from the bus, sends the rollouts to the learner for one dual-loss step, and logs the
- * spec's metrics. The embedded `rmt train` and the coordinator service run this same loop; only the
+ * metric names of docs/method.md section 8. The embedded `rmt train` and the coordinator service run this same loop; only the
  * services behind `CoordinatorServices` differ.
  */
 export class RunCoordinator {

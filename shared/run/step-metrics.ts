@@ -3,7 +3,7 @@ import type { EvalResult } from '../train/evaluate.js';
 import { readMetrics } from '../train/metrics-log.js';
 import { lineChartSvg } from '../util/plot.js';
 
-/** The spec's rollout metrics (section 8). score = correctness, rewards = the total incl. length. */
+/** The rollout metrics of docs/method.md section 8. score = correctness, rewards = the total incl. length. */
 export function rolloutMetrics(groups: readonly Rollout[][], hardCap: number): Record<string, number> {
   const all = groups.flat();
   if (all.length === 0) return {};
