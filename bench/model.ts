@@ -17,14 +17,17 @@
  * median ratio over rounds with min-max and interquartile range, the load of every round (1-minute
  * load average, cores other processes kept busy) and the median over rounds not marked loaded. Peak
  * RSS (process high-water marks of rmt and of the PyTorch child) is recorded after each case.
- * On CPU the baseline runs on its best OpenBLAS core (bench/openblas.ts); it refuses the reference
- * BLAS. Writes bench/results/model-<machine>.json and .md (machine `cpu` or `gpu`, from the backend
+ * On CPU the baseline runs on its best OpenBLAS core (bench/openblas.ts) with OMP_WAIT_POLICY=PASSIVE
+ * (--omp-wait-policy): with the default active policy, PyTorch's OpenMP threads spin-wait for
+ * partners, and once another process takes a core its small-op steps slow down by 10-40x (small
+ * learner step on a shared 2-core VM: 29-64 tokens/s active, 300-2241 passive, alternated); it
+ * refuses the reference BLAS. Writes bench/results/model-<machine>.json and .md (machine `cpu` or `gpu`, from the backend
  * unless --machine is given).
  *
  * Usage: npm run bench:model -- [--backend auto|webgpu|webasm|cpu|reference] [--machine cpu|gpu]
  *   [--torch-device cpu|cuda] [--python EXE] [--threads 2] [--models tiny,small,medium] [--rounds 5]
  *   [--warmup 2] [--repeats 3] [--gen-warmup 1] [--gen-repeats 1] [--max-seconds 60 (per side and round)]
- *   [--blas-dir DIR] [--coretype NAME]
+ *   [--omp-wait-policy passive|active|inherit] [--blas-dir DIR] [--coretype NAME]
  *   [--measure-cores] [--out bench/results] [--no-torch] [--quick]
  *   [--webgpu-variants off,pool,pool+batch,pool+batch+staged,wgsl-optimizer,all,all-batch-256,all-batch-16]
  */
@@ -93,6 +96,8 @@ interface Args {
   out: string;
   torch: boolean;
   blasDir: string | null;
+  /** OMP_WAIT_POLICY for the PyTorch child: 'inherit' leaves the environment's. */
+  ompWaitPolicy: 'passive' | 'active' | 'inherit';
   coretype: string | null;
   measureCores: boolean;
   /** webgpu: device-batching settings also measured, by name (WEBGPU_VARIANTS). */
@@ -116,6 +121,7 @@ function parseArgs(argv: string[]): Args {
     out: join(ROOT, 'bench', 'results'),
     torch: true,
     blasDir: null,
+    ompWaitPolicy: 'passive',
     coretype: null,
     measureCores: false,
     variants: [],
@@ -183,6 +189,13 @@ function parseArgs(argv: string[]): Args {
       case '--blas-dir':
         a.blasDir = resolve(value());
         break;
+      case '--omp-wait-policy': {
+        const v = value();
+        if (v !== 'passive' && v !== 'active' && v !== 'inherit')
+          throw new Error('--omp-wait-policy: passive, active or inherit');
+        a.ompWaitPolicy = v;
+        break;
+      }
       case '--coretype':
         a.coretype = value();
         if (!/^[A-Za-z0-9]+$/.test(a.coretype)) throw new Error('--coretype: an OpenBLAS core name');
@@ -217,7 +230,7 @@ function parseArgs(argv: string[]): Args {
 }
 
 function readUsage(): string {
-  return 'usage: bench/model.ts [--backend auto|webgpu|webasm|cpu|reference] [--machine cpu|gpu] [--torch-device cpu|cuda] [--python EXE] [--threads N] [--models tiny,small,medium] [--rounds N] [--warmup N] [--repeats N] [--gen-warmup N] [--gen-repeats N] [--max-seconds S] [--blas-dir DIR] [--coretype NAME] [--measure-cores] [--out DIR] [--no-torch] [--quick]';
+  return 'usage: bench/model.ts [--backend auto|webgpu|webasm|cpu|reference] [--machine cpu|gpu] [--torch-device cpu|cuda] [--python EXE] [--threads N] [--models tiny,small,medium] [--rounds N] [--warmup N] [--repeats N] [--gen-warmup N] [--gen-repeats N] [--max-seconds S] [--omp-wait-policy passive|active|inherit] [--blas-dir DIR] [--coretype NAME] [--measure-cores] [--out DIR] [--no-torch] [--quick]';
 }
 
 /** Warm-up calls, then timed calls until `repeats`, or at least one and `maxSeconds` spent. */
@@ -556,6 +569,7 @@ async function main(): Promise<void> {
       core = chooseCore(python, a.threads, base, a.coretype, a.measureCores);
       console.log(describeCore(core));
       env = withCore(base, core.coretype);
+      if (a.ompWaitPolicy !== 'inherit') env.OMP_WAIT_POLICY = a.ompWaitPolicy.toUpperCase();
     }
     console.log(`PyTorch: ${python} bench/torch_model.py (device ${torchDevice})`);
     torch = await TorchModel.start(
@@ -705,7 +719,7 @@ async function main(): Promise<void> {
       webgpu: gpu?.reason ?? null,
       gpu: (ti.gpu as string | undefined) ?? null,
       baseline: torch
-        ? `PyTorch ${ti.torch} float32 eager on ${ti.device}${ti.gpu ? ` (${ti.gpu}, CUDA ${ti.cuda}, TF32 ${ti.tf32 ? 'on' : 'off'})` : ` (BLAS ${ti.blas}: ${ti.blas_detail}; ${ti.threads} threads)`}; 1024^2 sgemm ${ti.sgemm_1024_gflops} GFLOP/s${core ? `; ${describeCore(core)}` : ''}`
+        ? `PyTorch ${ti.torch} float32 eager on ${ti.device}${ti.gpu ? ` (${ti.gpu}, CUDA ${ti.cuda}, TF32 ${ti.tf32 ? 'on' : 'off'})` : ` (BLAS ${ti.blas}: ${ti.blas_detail}; ${ti.threads} threads)`}; 1024^2 sgemm ${ti.sgemm_1024_gflops} GFLOP/s${core ? `; ${describeCore(core)}; OMP_WAIT_POLICY ${a.ompWaitPolicy}` : ''}`
         : 'not run (--no-torch)',
       torch: ti,
       openblas_core: core,
@@ -726,6 +740,7 @@ async function main(): Promise<void> {
       gen_repeats: a.genRepeats,
       max_seconds: a.maxSeconds,
       threads: a.threads,
+      omp_wait_policy: a.ompWaitPolicy,
       loaded_cores: LOADED_CORES,
     },
     models: Object.fromEntries(
