@@ -240,8 +240,10 @@ export class RunCoordinator {
     for (const p of train) table.setEntropy(p.id, p.entropy);
     const rng = new Rng((start.extra?.rng as RngState | undefined) ?? cfg.run.seed);
     if (start.resumedFrom) log(`resuming from ${start.resumedFrom} at step ${step}`);
+    // Rows after the learner's step are replaced once the learner takes that step; a learner that
+    // refuses it (one already further along) leaves every row in place.
     const metrics = new RunMetrics(out, {
-      resumeStep: start.resumedFrom ? step : null,
+      resumeStep: step,
       reportTo: cfg.run.report_to,
     });
     const metricsPath = metrics.jsonlPath;
