@@ -1,4 +1,8 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import test from 'ava';
+import { createBackend } from '../shared/kernels/index.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
 import type { Decoder } from '../shared/model/decoder.js';
 import { generate } from '../shared/model/generate.js';
@@ -6,8 +10,10 @@ import { paramSpecs } from '../shared/model/params.js';
 import { logSoftmax } from '../shared/model/sampling.js';
 import { dualLossAndGrad, responseBatch } from '../shared/rl/dual-loss.js';
 import type { Rollout } from '../shared/rl/rollouts.js';
+import { Learner } from '../shared/run/learner.js';
 import { Rng } from '../shared/util/rng.js';
 import { makeDecoder, randomParams, TINY_CONFIGS } from './helpers/tiny-models.js';
+import { tinyBaseCheckpoint, tinyRunConfig } from './helpers/tiny-run.js';
 
 /**
  * A step built from rollouts one weight version behind: the learner holds theta_1, the rollouts were
@@ -196,4 +202,66 @@ test('a stale group needs one sampler log-prob per response token', async (t) =>
   await t.throwsAsync(dualLossAndGrad(model1, groups, [], options(2), undefined, [true]), {
     message: /1 staleness flags for 2 groups/,
   });
+});
+
+test('the learner trains a group older than its weights off-policy, and its version is part of the request', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'rmt-off-policy-'));
+  const cpu = await createBackend('cpu');
+  const cfg = tinyRunConfig(tinyBaseCheckpoint(root), join(root, 'run'), 'rmt', 4, {
+    distributed: { max_staleness: 1 },
+  });
+  const learner = new Learner(cfg, cpu, 0);
+  t.teardown(async () => {
+    learner.dispose();
+    await cpu.dispose();
+    rmSync(root, { recursive: true, force: true });
+  });
+  // Rollouts sampled by the learner's step-0 weights, used at step 0 (on-policy) and at step 1.
+  const gen = new Rng(4);
+  const positions = [0, 1].map((p) => ({
+    id: 100 * (p + 1),
+    context: Array.from({ length: 8 }, () => 1 + gen.int(200)),
+    target: 5,
+    continuation: [6, 7, 8],
+    entropy: 2,
+  }));
+  const groups: Rollout[][] = [];
+  for (const [p, pos] of positions.entries()) {
+    const prompt = [...pos.context, 9];
+    const gens = await generate(learner.model, [prompt, prompt], {
+      temperature: cfg.grpo.temperature,
+      topK: 0,
+      topP: 1,
+      maxNewTokens: 3,
+      stopTokens: [],
+      rng: gen,
+    });
+    groups.push(
+      gens.map((g, i) => ({
+        positionId: pos.id,
+        promptIds: prompt,
+        responseIds: g.tokens,
+        logprobs: g.logprobs,
+        parsed: {
+          reasoningIds: [],
+          predictionIds: [],
+          predictionBytes: new Uint8Array(),
+          finishReason: 'stop',
+        },
+        reward: { reward: i === p ? 1 : 0, rMatch: i === p ? 1 : 0, rLen: 0 },
+        budget: 8,
+      })),
+    );
+  }
+  const onPolicy = await learner.trainStep(0, groups, positions, [0, 0]);
+  t.is(onPolicy['actor/ppo_kl'], 0);
+  t.is(onPolicy['actor/pg_clipfrac'], 0);
+  const stale = await learner.trainStep(1, groups, positions, [0, 0]);
+  t.true(Number.isFinite(stale['actor/ppo_kl']) && stale['actor/ppo_kl'] !== 0, `${stale['actor/ppo_kl']}`);
+  t.is(learner.step, 2);
+  // The same rollouts claimed at another version are another request.
+  await t.throwsAsync(learner.trainStep(1, groups, positions, [1, 1]), {
+    message: /already taken with a different request/,
+  });
+  t.deepEqual(await learner.trainStep(1, groups, positions, [0, 0]), stale, 'the identical retry');
 });
