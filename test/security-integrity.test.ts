@@ -80,7 +80,8 @@ function goodStep(): { groups: Rollout[][]; positions: KeyPosition[] } {
 const request = (runId: string, step: number, s: { groups: Rollout[][]; positions: KeyPosition[] }) => ({
   runId,
   step,
-  groups: s.groups.map((g) => groupToPb(g, 0, '')),
+  // Sampled at the learner's current weights (on-policy).
+  groups: s.groups.map((g) => groupToPb(g, step, '')),
   positions: s.positions.map(keyPositionToPb),
 });
 
@@ -188,6 +189,21 @@ test.serial('TrainStep: the retry cache answers only the identical request', asy
   t.regex(err?.details ?? '', /already taken with a different request/);
   t.is(host.learner('int').step, 2);
 });
+
+test.serial(
+  'TrainStep: a weight version newer than the learner or past the staleness bound is refused by field',
+  async (t) => {
+    // Continues the run above, at step 2, with distributed.max_staleness = 0.
+    for (const v of [3, 1]) {
+      const r = request('int', 2, goodStep());
+      r.groups[1].weightVersion = v;
+      const err = await fail(learner.trainStep(r));
+      t.is(err?.code, Status.INVALID_ARGUMENT, `version ${v}`);
+      t.is(errorField(err), 'groups[1].weight_version', `version ${v}`);
+    }
+    t.is(host.learner('int').step, 2, 'no refused request took a step');
+  },
+);
 
 test.serial('a refused TrainStep leaves the learner free for another run', async (t) => {
   host.release();

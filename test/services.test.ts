@@ -181,6 +181,17 @@ test.serial(
       Array.from({ length: steps }, (_, i) => i + 1),
     );
     t.true(rows.every((r) => r['perf/weight_staleness'] >= 0 && r['perf/weight_staleness'] <= 1));
+    // An on-policy step recomputes pi_old (ratio 1, nothing clipped); a stale one takes the
+    // sampler's log-probs, so the policy's move since sampling shows in actor/ppo_kl.
+    const onPolicy = rows.filter((r) => r['perf/weight_staleness'] === 0);
+    t.true(onPolicy.every((r) => r['actor/ppo_kl'] === 0 && r['actor/pg_clipfrac'] === 0));
+    const stale = rows.filter((r) => r['perf/weight_staleness'] === 1);
+    t.true(stale.every((r) => Number.isFinite(r['actor/ppo_kl']) && Number.isFinite(r['actor/pg_clipfrac'])));
+    if (stale.length > 0)
+      t.true(
+        stale.some((r) => r['actor/ppo_kl'] !== 0),
+        'stale steps are visible',
+      );
     t.log(
       `steps sampled one version behind: ${rows.filter((r) => r['perf/weight_staleness'] === 1).length}/${steps}`,
     );

@@ -71,7 +71,13 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
           throw invalidArgument(`groups[${i}].rollouts`, 'a group needs at least one rollout');
       }
       const metrics = await asStatus(() =>
-        o.host.trainStep({ runId: req.runId, cfg: learner.cfg }, req.step, groups, positions),
+        o.host.trainStep(
+          { runId: req.runId, cfg: learner.cfg },
+          req.step,
+          groups,
+          positions,
+          req.groups.map((g) => g.weightVersion),
+        ),
       );
       o.onStep?.(metrics);
       await announce(req.runId);

@@ -9,24 +9,40 @@ export type ReportTarget = (typeof REPORT_TARGETS)[number];
 
 /**
  * The metrics of one job folder: `metrics.jsonl` and, when asked, TensorBoard event files under
- * `tensorboard/`. A fresh job starts both anew; a resumed one keeps the rows up to its checkpoint
- * and logs the rest again.
+ * `tensorboard/`. A job continues from `resumeStep` (null or 0: a fresh job): rows up to that step
+ * are kept, later ones (logged by an earlier attempt past its last checkpoint) are replaced, and a
+ * fresh job starts both anew. Nothing is removed until the job logs its first row: a job that fails
+ * before its first step (a learner that refuses the step it was asked for, say) leaves the folder's
+ * history as it found it.
  */
 export class RunMetrics {
   readonly jsonlPath: string;
-  private readonly tb: TensorBoardWriter | null;
+  private readonly tbDir: string;
+  private readonly resumeStep: number;
+  private tb: TensorBoardWriter | null = null;
+  private started = false;
 
-  constructor(out: string, opts: { resumeStep: number | null; reportTo: readonly ReportTarget[] }) {
+  constructor(
+    out: string,
+    private readonly opts: { resumeStep: number | null; reportTo: readonly ReportTarget[] },
+  ) {
     this.jsonlPath = join(out, 'metrics.jsonl');
-    const tbDir = join(out, 'tensorboard');
-    if (opts.resumeStep !== null) {
-      truncateMetrics(this.jsonlPath, opts.resumeStep);
+    this.tbDir = join(out, 'tensorboard');
+    this.resumeStep = opts.resumeStep ?? 0;
+  }
+
+  /** Drops what the job will log again, once it is about to log. */
+  private start(): void {
+    this.started = true;
+    const resumed = this.resumeStep > 0;
+    if (resumed) {
+      truncateMetrics(this.jsonlPath, this.resumeStep);
     } else {
       if (existsSync(this.jsonlPath)) rmSync(this.jsonlPath);
-      if (existsSync(tbDir)) rmSync(tbDir, { recursive: true, force: true });
+      if (existsSync(this.tbDir)) rmSync(this.tbDir, { recursive: true, force: true });
     }
-    this.tb = opts.reportTo.includes('tensorboard')
-      ? new TensorBoardWriter(tbDir, opts.resumeStep !== null ? { resumeStep: opts.resumeStep } : {})
+    this.tb = this.opts.reportTo.includes('tensorboard')
+      ? new TensorBoardWriter(this.tbDir, resumed ? { resumeStep: this.resumeStep } : {})
       : null;
   }
 
@@ -36,6 +52,7 @@ export class RunMetrics {
   }
 
   append(row: Record<string, number>): void {
+    if (!this.started) this.start();
     appendFileSync(this.jsonlPath, `${JSON.stringify(row)}\n`);
     this.tb?.scalars(row.step, row);
   }

@@ -12,11 +12,16 @@ import type { Rollout } from './rollouts.js';
  * optimizer step.
  *
  * L_RL is GRPO over every response token of the batch (token-mean), with group-normalised
- * advantages. The learner takes one update per batch of rollouts, so the policy that sampled them is
- * the policy being updated: pi_old is the learner's own forward pass (recomputed, as verl does),
- * the ratio starts at 1 and the clip only matters for callers that reuse a batch. Its log-probs (and
- * the reference's, for the k3 KL) are those of softmax(logits / T) at the rollouts' sampling
- * temperature T (`DualLossOptions.temperature`).
+ * advantages. The learner takes one update per batch of rollouts. When a group was sampled at the
+ * weights being updated (on-policy), pi_old is the learner's own forward pass (recomputed, as verl
+ * does): the ratio is exactly 1 and the clip never acts. When it was sampled at an older weight
+ * version (`distributed.max_staleness >= 1`), recomputing would give the newer policy and hide the
+ * staleness, so pi_old is the sampler's own log-probs that travel with the rollout (as verl and
+ * OpenRLHF do when generation overlaps training): the ratio pi_theta / pi_old then corrects for the
+ * policy having moved, and the clip bounds how far one stale token may push. Both sides are
+ * log-probs of softmax(logits / T) at the rollouts' sampling temperature T
+ * (`DualLossOptions.temperature`; the sampler records them so, shared/model/sampling.ts), as are the
+ * reference's for the k3 KL.
  *
  * L_NTP is the next-token cross-entropy on the same text windows the key positions come from, on
  * every token that is not a position of the step's key set C (m_pos = 1[pos not in C]), mean over
@@ -67,9 +72,21 @@ export async function dualLossAndGrad(
   ntpPositions: readonly KeyPosition[],
   o: DualLossOptions,
   reference?: Decoder,
+  /**
+   * One flag per group: true when the group was sampled at an older weight version than `model`
+   * holds, so pi_old is its rollouts' recorded `logprobs`. Absent or false: on-policy.
+   */
+  stale?: readonly boolean[],
 ): Promise<{ grads: Params; metrics: DualLossMetrics }> {
   const grads: Params = new Map();
+  if (stale !== undefined && stale.length !== groups.length)
+    throw new Error(`dualLossAndGrad: ${stale.length} staleness flags for ${groups.length} groups`);
   const rollouts = groups.flat();
+  const staleRollout = groups.flatMap((g, i) => g.map(() => stale?.[i] === true));
+  rollouts.forEach((r, i) => {
+    if (staleRollout[i] && r.logprobs.length !== r.responseIds.length)
+      throw new Error(`dualLossAndGrad: a stale rollout needs one sampler log-prob per response token`);
+  });
   const advantages = groups.flatMap((g) =>
     groupAdvantages(
       g.map((r) => r.reward.reward),
@@ -86,8 +103,14 @@ export async function dualLossAndGrad(
   for (let i = 0; i < rollouts.length; i += o.microBatch) {
     const part = rollouts.slice(i, i + o.microBatch);
     const adv = advantages.slice(i, i + o.microBatch);
+    const partStale = staleRollout.slice(i, i + o.microBatch);
     const { batch, targets, rows } = responseBatch(part, o.padId);
     const tokenAdv = Float64Array.from(rows.map((r) => adv[r.seq]));
+    // Row j of `rows` is response token j - first[seq] of rollout seq (rows are in rollout order).
+    const first = new Map<number, number>();
+    rows.forEach((r, j) => {
+      if (!first.has(r.seq)) first.set(r.seq, j);
+    });
     let refLogProbs: Float64Array | undefined;
     if (o.clip.beta !== 0) {
       if (!reference) throw new Error('beta > 0 needs a reference model');
@@ -101,8 +124,15 @@ export async function dualLossAndGrad(
     }
     const weightsOf = (nll: Float64Array): Float64Array => {
       const logProbs = Float64Array.from(rows, (r) => -nll[r.row]);
+      // On-policy tokens keep pi_old = pi_theta (the same array when no group is stale, so an
+      // on-policy step computes exactly what it always did); stale ones take the sampler's.
+      const oldLogProbs = partStale.some((x) => x)
+        ? Float64Array.from(rows, (r, j) =>
+            partStale[r.seq] ? part[r.seq].logprobs[j - (first.get(r.seq) ?? 0)] : logProbs[j],
+          )
+        : logProbs;
       const pl = policyLoss(
-        { logProbs, oldLogProbs: logProbs, advantages: tokenAdv, refLogProbs, tokenCount: rlTokens },
+        { logProbs, oldLogProbs, advantages: tokenAdv, refLogProbs, tokenCount: rlTokens },
         o.clip,
       );
       // policyLoss reports token means over this micro-batch; weight them back to batch means.

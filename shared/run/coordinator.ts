@@ -82,6 +82,8 @@ interface GeneratedStep {
   B_t: number;
   row: Record<string, number>;
   groups: Rollout[][];
+  /** The weight version each of `groups` was sampled at. */
+  versions: number[];
   positions: KeyPosition[];
   snapshot: CoordinatorState;
 }
@@ -238,8 +240,10 @@ export class RunCoordinator {
     for (const p of train) table.setEntropy(p.id, p.entropy);
     const rng = new Rng((start.extra?.rng as RngState | undefined) ?? cfg.run.seed);
     if (start.resumedFrom) log(`resuming from ${start.resumedFrom} at step ${step}`);
+    // Rows after the learner's step are replaced once the learner takes that step; a learner that
+    // refuses it (one already further along) leaves every row in place.
     const metrics = new RunMetrics(out, {
-      resumeStep: start.resumedFrom ? step : null,
+      resumeStep: step,
       reportTo: cfg.run.report_to,
     });
     const metricsPath = metrics.jsonlPath;
@@ -277,6 +281,8 @@ export class RunCoordinator {
       }
       this.update({ budget: B_t, tierMix: spec.curriculum === 'cas' ? [...mix] : [] });
       let groups: Rollout[][] = [];
+      // Which weights sampled each group: the learner's pi_old depends on it.
+      const sampledAt = new Map<Rollout[], number>();
       const tGen = performance.now();
       if (spec.reward !== 'none') {
         const settings: RolloutSettings = {
@@ -297,7 +303,10 @@ export class RunCoordinator {
           jobs += planned.length;
           // Not the stop signal: a stop lets the step in flight finish.
           const results = await this.s.pool.run(ref, planned);
-          for (const r of results) oldest = Math.min(oldest, r.version);
+          for (const r of results) {
+            oldest = Math.min(oldest, r.version);
+            for (const gr of r.groups) sampledAt.set(gr, r.version);
+          }
           const gs = results.flatMap((r) => r.groups);
           generated.push(...gs);
           return gs;
@@ -340,13 +349,14 @@ export class RunCoordinator {
       row['timing_s/gen'] = (performance.now() - tGen) / 1000;
       // What a checkpoint after this step must hold to resume it exactly, taken before the next
       // step's sampling moves the RNG.
-      return { t, tStep, B_t, row, groups, positions, snapshot: state() };
+      const versions = groups.map((gr) => sampledAt.get(gr) ?? t);
+      return { t, tStep, B_t, row, groups, versions, positions, snapshot: state() };
     };
 
     /** The update of a generated step, its metrics and checkpoint. Returns true when told to stop. */
     const apply = async (g: GeneratedStep): Promise<boolean> => {
       const { row } = g;
-      const learned = await this.s.learner.trainStep(ref, g.t, g.groups, g.positions);
+      const learned = await this.s.learner.trainStep(ref, g.t, g.groups, g.positions, g.versions);
       const done = g.t + 1;
       const { rl_tokens, ntp_tokens, ...actor } = learned;
       Object.assign(row, actor);

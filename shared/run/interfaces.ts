@@ -24,6 +24,8 @@ export interface LearnerApi {
     step: number,
     groups: Rollout[][],
     positions: KeyPosition[],
+    /** The weight version each group was sampled at (pi_old is the sampler's when older). */
+    versions: readonly number[],
   ): Promise<Record<string, number>>;
   checkpoint(run: RunRef, state: CoordinatorState): Promise<string>;
   saveFinal(run: RunRef): Promise<string>;

@@ -24,7 +24,7 @@ import type { RngState } from '../util/rng.js';
 import { openCheckpoint } from './open-files.js';
 import type { Policy, PolicySource } from './policy.js';
 import { RequestError, type RequestErrorKind } from './request-error.js';
-import { checkTrainStep, trainStepDigest } from './train-step-check.js';
+import { checkGroupVersions, checkTrainStep, trainStepDigest } from './train-step-check.js';
 
 /** What the coordinator keeps in a checkpoint beside the learner's state. */
 export interface CoordinatorState extends Record<string, unknown> {
@@ -124,7 +124,9 @@ export class Learner implements PolicySource {
 
   /**
    * One update: the dual loss on `groups` (the GRPO term) and the NTP tokens of `positions`, then
-   * AdamW. `step` must be the learner's step; a repeat of the step just taken with the same request
+   * AdamW. `versions` holds the weight version each group was sampled at (default: this step, i.e.
+   * on-policy); each must lie in [step - distributed.max_staleness, step], and a group older than
+   * the learner's weights is trained with its sampler's log-probs as pi_old (see dualLossAndGrad). `step` must be the learner's step; a repeat of the step just taken with the same request
    * (a retried call, same digest) returns the same metrics without stepping twice, a different
    * request for that step is refused. Every number of the request is checked before anything is
    * computed (`accepted` is called once it passed, before the update starts), and a step whose loss
@@ -134,6 +136,7 @@ export class Learner implements PolicySource {
     step: number,
     groups: Rollout[][],
     positions: KeyPosition[],
+    versions: readonly number[] = groups.map(() => step),
     accepted?: () => void,
   ): Promise<Record<string, number>> {
     // The step first (cheap, and what a caller out of order needs to hear), then every number.
@@ -143,7 +146,8 @@ export class Learner implements PolicySource {
       maxPositions: this.config.max_position_embeddings,
       cfg: this.cfg,
     });
-    const digest = trainStepDigest(step, groups, positions);
+    checkGroupVersions(versions, groups.length, step, this.cfg.distributed.max_staleness);
+    const digest = trainStepDigest(step, groups, positions, versions);
     return this.exclusive(async () => {
       if (this.last && step === this.last.step && step === this.stepCount - 1) {
         if (digest === this.last.digest) return this.last.metrics;
@@ -154,7 +158,7 @@ export class Learner implements PolicySource {
       }
       this.checkStepNumber(step);
       accepted?.();
-      const metrics = await this.update(step, groups, positions);
+      const metrics = await this.update(step, groups, positions, versions);
       this.last = { step, digest, metrics };
       return metrics;
     });
@@ -174,6 +178,7 @@ export class Learner implements PolicySource {
     step: number,
     groups: Rollout[][],
     positions: KeyPosition[],
+    versions: readonly number[],
   ): Promise<Record<string, number>> {
     const spec = METHOD_TABLE[this.cfg.method];
     const t0 = performance.now();
@@ -193,6 +198,7 @@ export class Learner implements PolicySource {
         padId: this.padId,
       },
       this.reference,
+      versions.map((v) => v < this.stepCount),
     );
     await this.refuseNonFinite(step, metrics, grads);
     const lr = learningRate(lrSchedule(this.cfg.train), step);

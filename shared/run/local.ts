@@ -69,13 +69,14 @@ export class LearnerHost implements LearnerApi, PolicySource {
     step: number,
     groups: Rollout[][],
     positions: KeyPosition[],
+    versions: readonly number[] = groups.map(() => step),
   ): Promise<Record<string, number>> {
     // Busy only once the request has passed its checks: a refused call must not lock the learner.
     // A step refused later (a non-finite loss) changed nothing either, so the flag goes back.
     const learner = this.learner(run.runId);
     const before = { idle: this.idle, step: learner.step };
     return learner
-      .trainStep(step, groups, positions, () => {
+      .trainStep(step, groups, positions, versions, () => {
         this.idle = false;
       })
       .catch((e: unknown) => {

@@ -114,12 +114,42 @@ export function checkTrainStep(groups: Rollout[][], positions: KeyPosition[], li
 }
 
 /**
+ * The weight version each group was sampled at: one per group, an integer no newer than the
+ * learner's weights (`step`) and no older than the staleness bound allows. The version decides
+ * whether the sampler's log-probs become pi_old, so a wrong one would silently change the update.
+ */
+export function checkGroupVersions(
+  versions: readonly number[],
+  groups: number,
+  step: number,
+  maxStaleness: number,
+): void {
+  if (versions.length !== groups)
+    throw bad('groups', `${versions.length} weight versions for ${groups} groups`);
+  const oldest = Math.max(0, step - maxStaleness);
+  for (const [i, v] of versions.entries()) {
+    if (!(Number.isSafeInteger(v) && v >= oldest && v <= step)) {
+      throw bad(
+        `groups[${i}].weight_version`,
+        `must be an integer in [${oldest}, ${step}] (step ${step}, distributed.max_staleness ${maxStaleness}), got ${v}`,
+      );
+    }
+  }
+}
+
+/**
  * A digest of everything a TrainStep asks for: a retried call is answered from the learner's cache
  * only when its digest is the one the step was taken with.
  */
-export function trainStepDigest(step: number, groups: Rollout[][], positions: KeyPosition[]): string {
+export function trainStepDigest(
+  step: number,
+  groups: Rollout[][],
+  positions: KeyPosition[],
+  versions: readonly number[] = groups.map(() => step),
+): string {
   const h = createHash('sha256');
   h.update(`step ${step}\n`);
+  h.update(`versions ${JSON.stringify(versions)}\n`);
   for (const p of positions) h.update(JSON.stringify([p.id, p.context, p.target, p.continuation, p.entropy]));
   h.update('\ngroups\n');
   for (const g of groups) {

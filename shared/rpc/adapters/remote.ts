@@ -61,12 +61,13 @@ export class RemoteLearner implements LearnerApi {
     step: number,
     groups: Rollout[][],
     positions: KeyPosition[],
+    versions: readonly number[],
   ): Promise<Record<string, number>> {
     const r = await this.client.trainStep(
       {
         runId: run.runId,
         step,
-        groups: groups.map((g) => groupToPb(g, 0, '')),
+        groups: groups.map((g, i) => groupToPb(g, versions[i], '')),
         positions: positions.map(keyPositionToPb),
       },
       { deadlineMs: this.stepDeadlineMs },
