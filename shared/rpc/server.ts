@@ -18,6 +18,7 @@ import {
 } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
+import { tokenServerInterceptor } from './auth.js';
 import { SERVER_CHANNEL_OPTIONS } from './options.js';
 
 /** The full name of the standard health service. */
@@ -73,15 +74,17 @@ export interface TlsFiles {
 }
 
 export interface StartServerOptions {
-  /** Interface to listen on; "0.0.0.0" (all IPv4) by default, "::" for all, "127.0.0.1" for loopback. */
+  /** Interface to listen on; loopback ("127.0.0.1") by default, "0.0.0.0" for all IPv4, "::" for all. */
   host?: string;
   /** Port; 0 picks a free one (see the returned `port`). */
   port: number;
   services: ServiceBinding[];
   /** Names reported by the health service besides the overall ""; the services' full names by default. */
   serviceNames?: string[];
-  /** Serve TLS instead of plaintext. */
+  /** Serve TLS instead of plaintext; with `tls.ca`, mutual TLS. */
   tls?: TlsFiles;
+  /** Refuse calls without `authorization: Bearer <authToken>` (UNAUTHENTICATED); health stays open. */
+  authToken?: string;
   /** Serve reflection (default true). */
   reflection?: boolean;
   /** The descriptor set reflection answers from; DESCRIPTOR_SET_URL by default. */
@@ -166,8 +169,13 @@ function hostPort(host: string, port: number): string {
 /** Starts a server with the given services plus health and reflection; resolves once it listens. */
 export async function startServer(opts: StartServerOptions): Promise<RunningServer> {
   const log = opts.log ?? (() => {});
-  const host = opts.host ?? '0.0.0.0';
-  const server = new Server({ ...SERVER_CHANNEL_OPTIONS, ...opts.options });
+  const host = opts.host ?? '127.0.0.1';
+  const interceptors = opts.authToken ? [tokenServerInterceptor(opts.authToken)] : [];
+  const server = new Server({
+    ...SERVER_CHANNEL_OPTIONS,
+    ...opts.options,
+    interceptors: [...interceptors, ...(opts.options?.interceptors ?? [])],
+  });
   const names = opts.services.map((s) => serviceNameOf(s.definition));
   for (const s of opts.services) server.addService(s.definition, s.implementation);
 
@@ -187,7 +195,9 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   });
   const wildcard = host === '0.0.0.0' || host === '::' || host === '[::]' || host === '';
   const address = hostPort(wildcard ? '127.0.0.1' : host, port);
-  log(`grpc: serving ${names.join(', ')} on ${hostPort(host, port)}${opts.tls ? ' (TLS)' : ''}`);
+  const security = [opts.tls ? (opts.tls.ca ? 'mutual TLS' : 'TLS') : 'plaintext'];
+  if (opts.authToken) security.push('bearer token');
+  log(`grpc: serving ${names.join(', ')} on ${hostPort(host, port)} (${security.join(', ')})`);
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = 10_000, so: { drainMs?: number } = {}): Promise<void> => {
