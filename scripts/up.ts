@@ -5,9 +5,11 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { BusRole } from '../shared/bus/permissions.js';
 import { type ClientOptions, coordinatorClient, healthClient } from '../shared/rpc/client.js';
 import { RunState } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 import { progress } from '../shared/util/progress.js';
+import { writeLocalNatsConfig } from './local-nats.js';
 import { haveOpenssl, makeLocalPki } from './local-pki.js';
 
 /**
@@ -48,6 +50,8 @@ export interface Cluster {
   nats: string;
   /** How the gRPC calls are authenticated. */
   auth: ClusterAuth;
+  /** Each service's NATS key (an nkey seed file), when the cluster runs its own nats-server. */
+  busSeeds: Record<BusRole, string> | null;
   /** What a client of this cluster's services needs (the client certificate, or the token). */
   clientOptions: ClientOptions;
   /** The same as flags of `rmt status`, `rmt submit` and examples/python/rmt_client.py. */
@@ -145,6 +149,8 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
   let natsDir: string | null = null;
   let nats = o.nats;
   const secretsDir = mkdtempSync(join(tmpdir(), 'rmt-up-secrets-'));
+  // The services' NATS keys, when this cluster runs its own nats-server.
+  let busSeeds: Record<BusRole, string> | null = null;
   const stop = async () => {
     const order = [...children.entries()].reverse();
     await Promise.all(
@@ -166,13 +172,9 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
     if (!nats) {
       const port = await freePort();
       natsDir = mkdtempSync(join(tmpdir(), 'rmt-nats-'));
-      const child = spawn(
-        natsServerBinary(),
-        ['-js', '-sd', natsDir, '-a', '127.0.0.1', '-p', String(port)],
-        {
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
-      );
+      const natsConf = writeLocalNatsConfig(secretsDir, port, natsDir);
+      busSeeds = natsConf.seeds;
+      const child = spawn(natsServerBinary(), ['-c', natsConf.conf], { stdio: ['ignore', 'pipe', 'pipe'] });
       child.once('error', (e) =>
         logs('nats', `cannot start nats-server (apt-get install nats-server): ${e.message}`),
       );
@@ -207,8 +209,12 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       rollout: [] as string[],
     };
     const wait = (address: string) => waitServing(address, 120_000, secrets.client);
-    serve('scorer', ['scorer', ...common(scorerPort), ...backend, ...secrets.flags('scorer')]);
-    serve('learner', ['learner', ...common(learnerPort), ...backend, ...secrets.flags('learner')]);
+    const auth = (role: BusRole) => [
+      ...secrets.flags(role),
+      ...(busSeeds ? ['--bus-nkey-seed', busSeeds[role]] : []),
+    ];
+    serve('scorer', ['scorer', ...common(scorerPort), ...backend, ...auth('scorer')]);
+    serve('learner', ['learner', ...common(learnerPort), ...backend, ...auth('learner')]);
     const addWorker = async (id: string) => {
       const port = await freePort();
       const child = serve(id, [
@@ -221,7 +227,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
         id,
         '--heartbeat-s',
         String(o.heartbeatS ?? 1),
-        ...secrets.flags('rollout'),
+        ...auth('rollout'),
       ]);
       addresses.rollout.push(`127.0.0.1:${port}`);
       await wait(`127.0.0.1:${port}`);
@@ -234,7 +240,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       addresses.scorer,
       '--learner',
       addresses.learner,
-      ...secrets.flags('coordinator'),
+      ...auth('coordinator'),
     ];
     serve('coordinator', [...coordArgs, '--worker-ttl-s', String(o.workerTtlS ?? 5)]);
     await Promise.all([
@@ -246,6 +252,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
     return {
       nats: nats!,
       auth: secrets.auth,
+      busSeeds,
       clientOptions: secrets.client,
       clientFlags: secrets.clientFlags,
       addresses,

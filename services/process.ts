@@ -51,6 +51,7 @@ export const commonFlags = (port: number, metricsPort: number) =>
       doc: 'file holding a bearer token: calls to this service must present it, and calls to the others send it (where mutual TLS is not wanted)',
     },
     'bus-creds': { type: 'string', doc: 'NATS credentials file (user JWT and nkey seed)' },
+    'bus-nkey-seed': { type: 'string', doc: 'file holding the nkey user seed to connect to NATS with' },
     'bus-tls-ca': { type: 'string', doc: 'PEM CA to verify the NATS server (TLS to the bus)' },
     'bus-tls-cert': { type: 'string', doc: 'PEM client certificate for the NATS server' },
     'bus-tls-key': { type: 'string', doc: 'PEM private key of --bus-tls-cert' },
@@ -88,6 +89,7 @@ export interface CommonSettings {
   peerTlsServerName?: string;
   authTokenFile?: string;
   busCreds?: string;
+  busNkeySeed?: string;
   busTlsCa?: string;
   busTlsCert?: string;
   busTlsKey?: string;
@@ -145,6 +147,7 @@ export async function startServiceProcess(
     name,
     logger: log,
     credsFile: s.busCreds,
+    nkeySeedFile: s.busNkeySeed,
     tls: busTls,
     stream: { replicas: s.busReplicas },
   });
