@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import {
+  status as grpcStatus,
   type handleBidiStreamingCall,
   type handleClientStreamingCall,
   type handleServerStreamingCall,
@@ -13,7 +14,10 @@ import {
   Server,
   ServerCredentials,
   type ServerOptions,
+  type ServerUnaryCall,
+  type ServerWritableStream,
   type ServiceDefinition,
+  type sendUnaryData,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
@@ -56,7 +60,57 @@ export function bindService<D extends ServiceDefinition>(
   definition: D,
   implementation: ImplementationOf<D>,
 ): ServiceBinding {
-  return { definition, implementation: implementation as unknown as UntypedServiceImplementation };
+  return guardDecoding({
+    definition,
+    implementation: implementation as unknown as UntypedServiceImplementation,
+  });
+}
+
+/** What a request that cannot be decoded becomes, for its handler's guard to refuse. */
+class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+/**
+ * Requests whose bytes do not decode (a broken encoding, an int64 beyond 2^53, which the generated
+ * code refuses) end with INVALID_ARGUMENT, not the INTERNAL grpc-js gives a decoder's exception: the
+ * client sent them, the server did not fail. Their handlers never run.
+ */
+function guardDecoding(b: ServiceBinding): ServiceBinding {
+  const definition: Record<string, ServiceDefinition[string]> = {};
+  const implementation: UntypedServiceImplementation = {};
+  for (const [name, m] of Object.entries(b.definition)) {
+    const decode = m.requestDeserialize;
+    definition[name] = {
+      ...m,
+      requestDeserialize: (buf: Buffer) => {
+        try {
+          return decode(buf);
+        } catch (e) {
+          return new UndecodableRequest(String((e as Error).message ?? e).slice(0, 200));
+        }
+      },
+    };
+    const handler = b.implementation[name] as (call: { request?: unknown }, cb?: unknown) => void;
+    if (!handler || m.requestStream) {
+      implementation[name] = b.implementation[name]!;
+      continue;
+    }
+    const status = (u: UndecodableRequest) => ({
+      code: grpcStatus.INVALID_ARGUMENT,
+      details: `the request is not a valid ${m.path.split('/')[2]} message: ${u.reason}`,
+    });
+    implementation[name] = m.responseStream
+      ? (call: ServerWritableStream<unknown, unknown>) => {
+          if (call.request instanceof UndecodableRequest) call.emit('error', status(call.request));
+          else handler(call);
+        }
+      : (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => {
+          if (call.request instanceof UndecodableRequest) cb(status(call.request));
+          else handler(call, cb);
+        };
+  }
+  return { definition: definition as ServiceDefinition, implementation };
 }
 
 /** The full name of the service a definition describes, e.g. "rmt.v1.ScorerService". */
