@@ -175,3 +175,28 @@ test('token files: a line of at least 32 printable characters; errors never show
   t.false(tokenMatches(TOKEN, ''));
   t.false(tokenMatches(TOKEN, TOKEN.toUpperCase()));
 });
+
+test('an error whose details hold a lone surrogate (a value cut short) reaches the client; the server stays up', async (t) => {
+  const server = await startServer({
+    port: 0,
+    services: [
+      bindService(CoordinatorServiceService, {
+        getRunStatus: (call, callback) =>
+          callback({ code: Status.NOT_FOUND, details: `no run ${call.request.runId.slice(0, 2)}` }),
+        listWorkers: (_call, callback) => callback(null, ListWorkersResponse.fromPartial({})),
+        startRun: (_call, callback) => callback({ code: Status.UNIMPLEMENTED }),
+        stopRun: (_call, callback) => callback({ code: Status.UNIMPLEMENTED }),
+        watchRun: (call) => call.end(),
+      }),
+    ],
+    reflection: false,
+  });
+  t.teardown(() => server.shutdown(0));
+  const c = coordinatorClient(server.address);
+  t.teardown(() => c.close());
+  // The handler cuts the id in the middle of the emoji's surrogate pair, as a truncated value would be.
+  const e = await t.throwsAsync(c.getRunStatus({ runId: 'a\u{1F600}b' }, { deadlineMs: 5_000 }));
+  t.is((e as unknown as { code: Status }).code, Status.NOT_FOUND);
+  t.is((e as unknown as { details: string }).details, 'no run a\uFFFD');
+  t.is(await healthCheck(server.address, '', { deadlineMs: 3_000 }), 'SERVING');
+});

@@ -13,6 +13,8 @@ import {
   type handleUnaryCall,
   Server,
   ServerCredentials,
+  ServerInterceptingCall,
+  type ServerInterceptor,
   type ServerOptions,
   type ServerUnaryCall,
   type ServerWritableStream,
@@ -65,6 +67,19 @@ export function bindService<D extends ServiceDefinition>(
     implementation: implementation as unknown as UntypedServiceImplementation,
   });
 }
+
+/**
+ * Status details made well-formed UTF-16 before grpc-js percent-encodes them: a lone surrogate from a
+ * client's string echoed in an error makes encodeURI throw inside grpc-js, outside any handler, and
+ * the process exits. Replaced by U+FFFD instead.
+ */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+export const wellFormed = (s: string): string => s.replace(LONE_SURROGATE, '\uFFFD');
+const wellFormedStatus: ServerInterceptor = (_method, call) =>
+  new ServerInterceptingCall(call, {
+    sendStatus: (status, next) =>
+      next(typeof status.details === 'string' ? { ...status, details: wellFormed(status.details) } : status),
+  });
 
 /** What a request that cannot be decoded becomes, for its handler's guard to refuse. */
 class UndecodableRequest {
@@ -224,7 +239,10 @@ function hostPort(host: string, port: number): string {
 export async function startServer(opts: StartServerOptions): Promise<RunningServer> {
   const log = opts.log ?? (() => {});
   const host = opts.host ?? '127.0.0.1';
-  const interceptors = opts.authToken ? [tokenServerInterceptor(opts.authToken)] : [];
+  const interceptors = [
+    wellFormedStatus,
+    ...(opts.authToken ? [tokenServerInterceptor(opts.authToken)] : []),
+  ];
   const server = new Server({
     ...SERVER_CHANNEL_OPTIONS,
     ...opts.options,
