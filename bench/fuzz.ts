@@ -48,6 +48,8 @@ export interface MethodReport {
   statuses: Record<string, number>;
   /** A few INTERNAL/UNKNOWN details, truncated. */
   failures: string[];
+  /** The first details of each status other than OK, truncated (what the refusals say). */
+  examples: Record<string, string[]>;
 }
 
 export interface FuzzReport {
@@ -68,6 +70,8 @@ export interface FuzzReport {
   seconds: number;
 }
 
+/** Both ends of a long detail: where it starts and what it says at the end. */
+const shorten = (d: string): string => (d.length > 240 ? `${d.slice(0, 120)}…${d.slice(-120)}` : d);
 const statusName = (code: number): string => Status[code] ?? `CODE_${code}`;
 
 /** Sends one request as raw bytes; resolves to the status it ended with (and its details). */
@@ -126,13 +130,16 @@ async function send(
     while (next < requests.length) {
       const r = requests[next++]!;
       const { code, details } = await call(client, r, o.deadlineMs);
-      into[r.method.name] ??= { calls: 0, statuses: {}, failures: [] };
+      into[r.method.name] ??= { calls: 0, statuses: {}, failures: [], examples: {} };
       const m = into[r.method.name]!;
       m.calls++;
       const name = statusName(code);
       m.statuses[name] = (m.statuses[name] ?? 0) + 1;
-      if (FAILURE_STATUSES.includes(name) && m.failures.length < 5) {
-        m.failures.push(`${name} (${r.wellFormed ? 'well-formed' : 'malformed'}): ${details.slice(0, 200)}`);
+      const what = `${r.wellFormed ? 'well-formed' : 'malformed'}: ${shorten(details)}`;
+      if (FAILURE_STATUSES.includes(name) && m.failures.length < 5) m.failures.push(`${name} (${what})`);
+      if (name !== 'OK') {
+        m.examples[name] ??= [];
+        if (m.examples[name].length < 2) m.examples[name].push(what);
       }
     }
   };

@@ -200,3 +200,29 @@ test('an error whose details hold a lone surrogate (a value cut short) reaches t
   t.is((e as unknown as { details: string }).details, 'no run a\uFFFD');
   t.is(await healthCheck(server.address, '', { deadlineMs: 3_000 }), 'SERVING');
 });
+
+test('an error that quotes a huge value reaches the client cut short; its connection stays usable', async (t) => {
+  const server = await startServer({
+    port: 0,
+    services: [
+      bindService(CoordinatorServiceService, {
+        getRunStatus: (call, callback) =>
+          callback({ code: Status.NOT_FOUND, details: `run ${call.request.runId}: not found` }),
+        listWorkers: (_call, callback) => callback(null, ListWorkersResponse.fromPartial({})),
+        startRun: (_call, callback) => callback({ code: Status.UNIMPLEMENTED }),
+        stopRun: (_call, callback) => callback({ code: Status.UNIMPLEMENTED }),
+        watchRun: (call) => call.end(),
+      }),
+    ],
+    reflection: false,
+  });
+  t.teardown(() => server.shutdown(0));
+  const c = coordinatorClient(server.address);
+  t.teardown(() => c.close());
+  const e = await t.throwsAsync(c.getRunStatus({ runId: 'é'.repeat(100_000) }, { deadlineMs: 5_000 }));
+  t.is((e as unknown as { code: Status }).code, Status.NOT_FOUND);
+  const details = (e as unknown as { details: string }).details;
+  t.true(details.length <= 1100, `${details.length} characters`);
+  t.regex(details, /^run é+ … \(\d+ characters left out\) … é+: not found$/);
+  t.like(await c.listWorkers({}, { deadlineMs: 5_000 }), { workers: [] });
+});

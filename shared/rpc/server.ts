@@ -74,7 +74,22 @@ export function bindService<D extends ServiceDefinition>(
  * the process exits. Replaced by U+FFFD instead.
  */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-export const wellFormed = (s: string): string => s.replace(LONE_SURROGATE, '\uFFFD');
+/**
+ * Longest status details sent, in characters: details travel in an HTTP/2 header, and one over the
+ * client's header list limit (16 KiB in Node) makes the client drop the whole connection, with every
+ * call on it (an error that quotes a 100 kB value did).
+ */
+export const MAX_STATUS_DETAILS = 1024;
+/** Details as sent: well-formed UTF-16, at most MAX_STATUS_DETAILS characters (both ends kept). */
+export const wellFormed = (s: string): string => {
+  const w = s.replace(LONE_SURROGATE, '\uFFFD');
+  if (w.length <= MAX_STATUS_DETAILS) return w;
+  const half = MAX_STATUS_DETAILS / 2 - 16;
+  return `${w.slice(0, half)} … (${w.length - 2 * half} characters left out) … ${w.slice(-half)}`.replace(
+    LONE_SURROGATE,
+    '\uFFFD',
+  );
+};
 const wellFormedStatus: ServerInterceptor = (_method, call) =>
   new ServerInterceptingCall(call, {
     sendStatus: (status, next) =>
