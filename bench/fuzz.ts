@@ -307,6 +307,8 @@ async function main(): Promise<number> {
     },
     heartbeatS: 0.5,
     workerTtlS: 3,
+    // Requests name relative paths; whatever a service makes of them stays in the temporary folder.
+    cwd: root,
   });
   try {
     const report = await fuzzCluster(cluster, root, opts);

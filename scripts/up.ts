@@ -74,6 +74,8 @@ export interface ClusterOptions {
   workerTtlS?: number;
   /** 'mtls' by default ('token' where openssl is missing). */
   auth?: ClusterAuth;
+  /** Working folder of the service processes (relative paths in requests resolve there); this one's by default. */
+  cwd?: string;
 }
 
 interface Secrets {
@@ -198,6 +200,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       const child = spawn(process.execPath, [join(root, 'bin/rmt.js'), 'serve', ...args], {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, RMT_LOG_FORMAT: process.env.RMT_LOG_FORMAT ?? 'json' },
+        cwd: o.cwd,
       });
       watch(name, child);
       return child;

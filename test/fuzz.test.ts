@@ -31,6 +31,7 @@ fuzzTest(
       logs: (name, line) => logs.push(`[${name}] ${line}`),
       heartbeatS: 0.5,
       workerTtlS: 3,
+      cwd: root,
     });
     const report = await fuzzCluster(cluster, root, {
       requestsPerService: 100,
