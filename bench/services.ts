@@ -114,7 +114,7 @@ async function main() {
 
     const cluster = await startCluster({ workers: 2, backend: backendName, logs: () => {}, dataRoot: root });
     try {
-      const learner = learnerClient(cluster.addresses.learner);
+      const learner = learnerClient(cluster.addresses.learner, cluster.clientOptions);
       await learner.initRun({ run: runRefToPb(run) });
       // Weight sync: the learner's GetWeights stream into a worker-side copy on this backend.
       const puller = new PulledPolicy(learner, be);
@@ -133,7 +133,7 @@ async function main() {
       );
 
       const endpoints = cluster.addresses.rollout.map(
-        (a, i) => new RemoteEndpoint(`rollout-${i}`, rolloutClient(a)),
+        (a, i) => new RemoteEndpoint(`rollout-${i}`, rolloutClient(a, cluster.clientOptions)),
       );
       // Warm-up: every worker pulls weights and compiles its kernels for the job shape.
       await Promise.all(endpoints.map((e) => e.generate(run, jobs(100)[0])));

@@ -1,23 +1,39 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { BusRole } from '../shared/bus/permissions.js';
 import { configTextForCoordinator } from '../shared/config/data-sources.js';
-import { coordinatorClient, healthClient } from '../shared/rpc/client.js';
+import { type ClientOptions, coordinatorClient, healthClient } from '../shared/rpc/client.js';
 import { RunState } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 import { progress } from '../shared/util/progress.js';
+import { writeLocalNatsConfig } from './local-nats.js';
+import { haveOpenssl, makeLocalPki } from './local-pki.js';
 
 /**
  * `rmt up`: a local cluster on this machine. Starts nats-server (JetStream), the scorer, the
  * learner, N rollout workers and the coordinator, each its own process on loopback, runs one
  * training job through them and stops everything. Ctrl-C stops the run after its step in flight
- * (with a checkpoint: `rmt up` again resumes) and then the processes.
+ * (with a checkpoint: `rmt up` again resumes) and then the processes. Every gRPC call is mutual TLS
+ * with a throwaway CA by default (docs/security.md).
  */
 export const UP_USAGE = `usage: rmt up --config <yaml> [--rollout-workers N] [--method M] [--steps N] [--out DIR]
-            [--backend B] [--nats nats://host:port] [--logs DIR] [--data-root DIR]
+            [--backend B] [--nats nats://host:port] [--auth mtls|token|none] [--data-root DIR]
   --data-root: the only folder the run's paths may name (default: the working folder)`;
+
+/**
+ * How the processes of a local cluster authenticate each other's gRPC calls: mutual TLS with a
+ * throwaway CA, a throwaway bearer token, or nothing (any process of this machine can call them).
+ */
+export type ClusterAuth = 'mtls' | 'token' | 'none';
+export const CLUSTER_AUTH: readonly ClusterAuth[] = ['mtls', 'token', 'none'];
+
+/** The roles that get a certificate: one per service (all rollout workers share one) and the client. */
+const CERT_NAMES = ['scorer', 'learner', 'rollout', 'coordinator', 'client'] as const;
+type CertName = (typeof CERT_NAMES)[number];
 
 const root = resolve(new URL('..', import.meta.url).pathname);
 
@@ -34,6 +50,14 @@ function freePort(): Promise<number> {
 
 export interface Cluster {
   nats: string;
+  /** How the gRPC calls are authenticated. */
+  auth: ClusterAuth;
+  /** Each service's NATS key (an nkey seed file), when the cluster runs its own nats-server. */
+  busSeeds: Record<BusRole, string> | null;
+  /** What a client of this cluster's services needs (the client certificate, or the token). */
+  clientOptions: ClientOptions;
+  /** The same as flags of `rmt status`, `rmt submit` and examples/python/rmt_client.py. */
+  clientFlags: string[];
   addresses: { scorer: string; learner: string; coordinator: string; rollout: string[] };
   stop(): Promise<void>;
   /** Starts one more rollout worker (e.g. mid-run); returns its process. */
@@ -52,6 +76,61 @@ export interface ClusterOptions {
   workerTtlS?: number;
   /** The services' data root (--data-root): run paths must lie under it; the working folder when unset. */
   dataRoot?: string;
+  /** 'mtls' by default ('token' where openssl is missing). */
+  auth?: ClusterAuth;
+  /** Working folder of the service processes (relative paths in requests resolve there); this one's by default. */
+  cwd?: string;
+}
+
+interface Secrets {
+  auth: ClusterAuth;
+  /** Flags of the service process of a role. */
+  flags(role: Exclude<CertName, 'client'>): string[];
+  client: ClientOptions;
+  clientFlags: string[];
+}
+
+/** The certificates or the token of a cluster, in `dir` (private to this user). */
+function makeSecrets(dir: string, wanted: ClusterAuth, log: (line: string) => void): Secrets {
+  let auth = wanted;
+  if (auth === 'mtls' && !haveOpenssl()) {
+    log('no openssl for the cluster certificates: calls are authenticated by a bearer token instead');
+    auth = 'token';
+  }
+  if (auth === 'mtls') {
+    const pki = makeLocalPki(dir, CERT_NAMES);
+    return {
+      auth,
+      flags: (role) => {
+        const { cert, key } = pki.certs[role];
+        return [
+          ...['--tls-cert', cert, '--tls-key', key, '--tls-ca', pki.ca],
+          ...['--peer-tls-ca', pki.ca, '--peer-tls-cert', cert, '--peer-tls-key', key],
+          // Every certificate names localhost; an IP address is no name to send in TLS (SNI).
+          ...['--peer-tls-server-name', 'localhost'],
+        ];
+      },
+      client: {
+        tls: { ca: pki.ca, cert: pki.certs.client.cert, key: pki.certs.client.key, serverName: 'localhost' },
+      },
+      clientFlags: [
+        '--tls-ca',
+        pki.ca,
+        '--tls-cert',
+        pki.certs.client.cert,
+        '--tls-key',
+        pki.certs.client.key,
+      ],
+    };
+  }
+  if (auth === 'token') {
+    const token = randomBytes(32).toString('hex');
+    const file = join(dir, 'auth.token');
+    writeFileSync(file, `${token}\n`, { mode: 0o600 });
+    const flags = ['--auth-token-file', file];
+    return { auth, flags: () => flags, client: { token }, clientFlags: flags };
+  }
+  return { auth, flags: () => [], client: {}, clientFlags: [] };
 }
 
 /** Starts the processes of a local cluster and waits until every gRPC server reports SERVING. */
@@ -75,6 +154,9 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
   };
   let natsDir: string | null = null;
   let nats = o.nats;
+  const secretsDir = mkdtempSync(join(tmpdir(), 'rmt-up-secrets-'));
+  // The services' NATS keys, when this cluster runs its own nats-server.
+  let busSeeds: Record<BusRole, string> | null = null;
   const stop = async () => {
     const order = [...children.entries()].reverse();
     await Promise.all(
@@ -89,18 +171,16 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       ),
     );
     if (natsDir) rmSync(natsDir, { recursive: true, force: true });
+    rmSync(secretsDir, { recursive: true, force: true });
   };
   try {
+    const secrets = makeSecrets(secretsDir, o.auth ?? 'mtls', (line) => logs('up', line));
     if (!nats) {
       const port = await freePort();
       natsDir = mkdtempSync(join(tmpdir(), 'rmt-nats-'));
-      const child = spawn(
-        natsServerBinary(),
-        ['-js', '-sd', natsDir, '-a', '127.0.0.1', '-p', String(port)],
-        {
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
-      );
+      const natsConf = writeLocalNatsConfig(secretsDir, port, natsDir);
+      busSeeds = natsConf.seeds;
+      const child = spawn(natsServerBinary(), ['-c', natsConf.conf], { stdio: ['ignore', 'pipe', 'pipe'] });
       child.once('error', (e) =>
         logs('nats', `cannot start nats-server (apt-get install nats-server): ${e.message}`),
       );
@@ -125,6 +205,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       const child = spawn(process.execPath, [join(root, 'bin/rmt.js'), 'serve', ...args], {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, RMT_LOG_FORMAT: process.env.RMT_LOG_FORMAT ?? 'json' },
+        cwd: o.cwd,
       });
       watch(name, child);
       return child;
@@ -135,8 +216,13 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       coordinator: `127.0.0.1:${coordPort}`,
       rollout: [] as string[],
     };
-    serve('scorer', ['scorer', ...common(scorerPort), ...backend]);
-    serve('learner', ['learner', ...common(learnerPort), ...backend]);
+    const wait = (address: string) => waitServing(address, 120_000, secrets.client);
+    const auth = (role: BusRole) => [
+      ...secrets.flags(role),
+      ...(busSeeds ? ['--bus-nkey-seed', busSeeds[role]] : []),
+    ];
+    serve('scorer', ['scorer', ...common(scorerPort), ...backend, ...auth('scorer')]);
+    serve('learner', ['learner', ...common(learnerPort), ...backend, ...auth('learner')]);
     const addWorker = async (id: string) => {
       const port = await freePort();
       const child = serve(id, [
@@ -149,9 +235,10 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
         id,
         '--heartbeat-s',
         String(o.heartbeatS ?? 1),
+        ...auth('rollout'),
       ]);
       addresses.rollout.push(`127.0.0.1:${port}`);
-      await waitServing(`127.0.0.1:${port}`, 120_000);
+      await wait(`127.0.0.1:${port}`);
       return child;
     };
     const coordArgs = [
@@ -161,15 +248,26 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       addresses.scorer,
       '--learner',
       addresses.learner,
+      ...auth('coordinator'),
     ];
     serve('coordinator', [...coordArgs, '--worker-ttl-s', String(o.workerTtlS ?? 5)]);
     await Promise.all([
-      waitServing(addresses.scorer, 120_000),
-      waitServing(addresses.learner, 120_000),
-      waitServing(addresses.coordinator, 120_000),
+      wait(addresses.scorer),
+      wait(addresses.learner),
+      wait(addresses.coordinator),
       ...Array.from({ length: o.workers }, (_, i) => addWorker(`rollout-${i}`)),
     ]);
-    return { nats: nats!, addresses, stop, addWorker, children };
+    return {
+      nats: nats!,
+      auth: secrets.auth,
+      busSeeds,
+      clientOptions: secrets.client,
+      clientFlags: secrets.clientFlags,
+      addresses,
+      stop,
+      addWorker,
+      children,
+    };
   } catch (e) {
     await stop();
     throw e;
@@ -203,8 +301,8 @@ async function waitForPort(port: number, ms: number): Promise<void> {
 }
 
 /** Polls the standard health service until the server reports SERVING. */
-export async function waitServing(address: string, ms: number): Promise<void> {
-  const h = healthClient(address);
+export async function waitServing(address: string, ms: number, opts: ClientOptions = {}): Promise<void> {
+  const h = healthClient(address, opts);
   const end = Date.now() + ms;
   try {
     for (;;) {
@@ -231,6 +329,7 @@ export async function up(argv: string[]): Promise<number> {
       backend: { type: 'string' },
       nats: { type: 'string' },
       'data-root': { type: 'string' },
+      auth: { type: 'string', default: 'mtls' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -241,21 +340,25 @@ export async function up(argv: string[]): Promise<number> {
   const workers = Number(values['rollout-workers']);
   if (!Number.isInteger(workers) || workers < 1)
     throw new Error(`--rollout-workers: a positive integer, got ${values['rollout-workers']}`);
+  const auth = values.auth as ClusterAuth;
+  if (!CLUSTER_AUTH.includes(auth))
+    throw new Error(`--auth: one of ${CLUSTER_AUTH.join(', ')}, got ${values.auth}`);
   const verbose = process.env.RMT_UP_LOGS === '1';
   const cluster = await startCluster({
     workers,
     backend: values.backend,
     nats: values.nats,
     dataRoot: values['data-root'],
+    auth,
     logs: (name, line) => {
       if (verbose || /"level":"(warn|error)"|^\S*Error|level=(warn|error)/.test(line))
         process.stderr.write(`[${name}] ${line}\n`);
     },
   });
   process.stderr.write(
-    `cluster up: nats ${cluster.nats}, coordinator ${cluster.addresses.coordinator}, ${workers} rollout workers\n`,
+    `cluster up: nats ${cluster.nats}, coordinator ${cluster.addresses.coordinator}, ${workers} rollout workers, gRPC auth ${cluster.auth}\n`,
   );
-  const client = coordinatorClient(cluster.addresses.coordinator);
+  const client = coordinatorClient(cluster.addresses.coordinator, cluster.clientOptions);
   let stopping = false;
   const onSigint = () => {
     if (stopping) process.exit(130);

@@ -3,6 +3,7 @@ import { createBus, type EventBus } from '../shared/bus/index.js';
 import { SERVICE_LIMITS } from '../shared/config/service-limits.js';
 import { createLogger, type Logger } from '../shared/obs/log.js';
 import { type MetricsServer, ServiceMetrics } from '../shared/obs/metrics.js';
+import { readTokenFile } from '../shared/rpc/auth.js';
 import type { ClientOptions } from '../shared/rpc/client.js';
 import type { RunningServer, ServiceBinding } from '../shared/rpc/server.js';
 import { startServer } from '../shared/rpc/server.js';
@@ -12,7 +13,11 @@ import { onShutdown } from '../shared/util/shutdown.js';
 /** Flags every service process takes (each also settable by its RMT_* environment variable). */
 export const commonFlags = (port: number, metricsPort: number, maxReceiveMib: number) =>
   ({
-    host: { type: 'string', default: '0.0.0.0', doc: 'interface the gRPC server listens on' },
+    host: {
+      type: 'string',
+      default: '127.0.0.1',
+      doc: 'interface the gRPC and metrics servers listen on (0.0.0.0: every interface, for containers)',
+    },
     port: { type: 'int', default: port, min: 0, max: 65535, doc: 'gRPC port (0: any free port)' },
     advertise: {
       type: 'string',
@@ -43,7 +48,12 @@ export const commonFlags = (port: number, metricsPort: number, maxReceiveMib: nu
       type: 'string',
       doc: 'name to verify in the certificates of the services called (when it is not their address, e.g. pod IPs)',
     },
+    'auth-token-file': {
+      type: 'string',
+      doc: 'file holding a bearer token: calls to this service must present it, and calls to the others send it (where mutual TLS is not wanted)',
+    },
     'bus-creds': { type: 'string', doc: 'NATS credentials file (user JWT and nkey seed)' },
+    'bus-nkey-seed': { type: 'string', doc: 'file holding the nkey user seed to connect to NATS with' },
     'bus-tls-ca': { type: 'string', doc: 'PEM CA to verify the NATS server (TLS to the bus)' },
     'bus-tls-cert': { type: 'string', doc: 'PEM client certificate for the NATS server' },
     'bus-tls-key': { type: 'string', doc: 'PEM private key of --bus-tls-cert' },
@@ -96,7 +106,9 @@ export interface CommonSettings {
   peerTlsCert?: string;
   peerTlsKey?: string;
   peerTlsServerName?: string;
+  authTokenFile?: string;
   busCreds?: string;
+  busNkeySeed?: string;
   busTlsCa?: string;
   busTlsCert?: string;
   busTlsKey?: string;
@@ -116,14 +128,23 @@ export function dataRootOf(s: CommonSettings): DataRoot {
   }
 }
 
-/** Options of the gRPC clients a service uses to call the others (TLS when --peer-tls-ca is set). */
+/**
+ * Options of the gRPC clients a service uses to call the others: TLS when --peer-tls-ca is set
+ * (mutual with --peer-tls-cert), the bearer token of --auth-token-file when set.
+ */
 export function peerClientOptions(s: CommonSettings): ClientOptions {
   if ((s.peerTlsCert === undefined) !== (s.peerTlsKey === undefined)) {
     throw new Error('--peer-tls-cert and --peer-tls-key go together (RMT_PEER_TLS_CERT, RMT_PEER_TLS_KEY)');
   }
-  return s.peerTlsCa
-    ? { tls: { ca: s.peerTlsCa, cert: s.peerTlsCert, key: s.peerTlsKey, serverName: s.peerTlsServerName } }
-    : {};
+  if (s.peerTlsCert && !s.peerTlsCa) {
+    throw new Error('--peer-tls-cert needs --peer-tls-ca (RMT_PEER_TLS_CA) to verify the services called');
+  }
+  return {
+    ...(s.peerTlsCa
+      ? { tls: { ca: s.peerTlsCa, cert: s.peerTlsCert, key: s.peerTlsKey, serverName: s.peerTlsServerName } }
+      : {}),
+    ...(s.authTokenFile ? { token: readTokenFile(s.authTokenFile) } : {}),
+  };
 }
 
 /**
@@ -147,6 +168,9 @@ export async function startServiceProcess(
   if ((s.tlsCert === undefined) !== (s.tlsKey === undefined)) {
     throw new Error('--tls-cert and --tls-key go together (RMT_TLS_CERT, RMT_TLS_KEY)');
   }
+  if (s.tlsCa && !s.tlsCert) {
+    throw new Error('--tls-ca (client certificates) needs --tls-cert and --tls-key: mutual TLS is TLS');
+  }
   const busTls =
     s.busTlsCa || s.busTlsCert
       ? { caFile: s.busTlsCa, certFile: s.busTlsCert, keyFile: s.busTlsKey }
@@ -155,6 +179,7 @@ export async function startServiceProcess(
     name,
     logger: log,
     credsFile: s.busCreds,
+    nkeySeedFile: s.busNkeySeed,
     tls: busTls,
     stream: { replicas: s.busReplicas },
   });
@@ -167,6 +192,7 @@ export async function startServiceProcess(
     services,
     tls: s.tlsCert && s.tlsKey ? { cert: s.tlsCert, key: s.tlsKey, ca: s.tlsCa } : undefined,
     options: { 'grpc.max_receive_message_length': s.maxReceiveMib * 1024 * 1024 },
+    authToken: s.authTokenFile ? readTokenFile(s.authTokenFile) : undefined,
     log: (line) => log.info(line),
   });
   address =

@@ -162,7 +162,7 @@ test('rmt containers: flags and RMT_* variables the services accept, probes on t
       const where = `${target}: ${w.metadata.name}/${c.name}`;
       t.true(
         ['0.0.0.0', '::'].includes(flags.host),
-        `${where}: --host ${flags.host} (probes come from outside)`,
+        `${where}: --host ${flags.host}: the services listen on loopback unless the manifest says --host=0.0.0.0 (probes and peers come from outside)`,
       );
       const ports = new Map<string, number>((c.ports ?? []).map((p: Any) => [p.name, p.containerPort]));
       t.is(ports.get('grpc'), flags.port, `${where}: container port "grpc" is not --port`);

@@ -1,10 +1,11 @@
 // NATS in the Kubernetes manifests: its configuration matches the StatefulSet and nats-server accepts
 // it; every service reaches it with the credentials its pod mounts (where nats-server is installed).
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import test from 'ava';
+import { credsAuthenticator, connect as natsConnect } from 'nats';
 import { DEFAULT_USERS, NATS_TLS_DIR, natsAuth } from '../k8s/tools/nats-auth.js';
 import { createBus } from '../shared/bus/index.js';
 import {
@@ -202,7 +203,11 @@ test("NATS authentication: every service reaches a nats-server with the credenti
         });
         await b.close();
       };
-      for (const { w, c, service, flags } of eff) {
+      // The coordinator first: only its user may create the stream, the others wait for it.
+      const byOwner = [...eff].sort(
+        (x, y) => Number(y.service === 'coordinator') - Number(x.service === 'coordinator'),
+      );
+      for (const { w, c, service, flags } of byOwner) {
         const where = `${target}: ${service}`;
         const creds = podFile(w, c, flags.busCreds);
         const ca = podFile(w, c, flags.busTlsCa);
@@ -226,6 +231,29 @@ test("NATS authentication: every service reaches a nats-server with the credenti
       const cli = join(root, 'cli.creds');
       writeFileSync(cli, auth.creds.cli);
       await t.notThrowsAsync(connect(flags.bus, cli, ca, 1), `${target}: the cli user of the guide`);
+      // A worker's user publishes heartbeats but may not read them, nor announce weights.
+      const rolloutCreds = join(root, 'rollout.creds');
+      writeFileSync(rolloutCreds, auth.creds.rollout);
+      const nc = await natsConnect({
+        servers: url(flags.bus),
+        authenticator: credsAuthenticator(readFileSync(rolloutCreds)),
+        tls: ca ? { caFile: ca } : undefined,
+      });
+      const violations: string[] = [];
+      void (async () => {
+        for await (const s of nc.status()) if (s.type === 'error') violations.push(String(s.data));
+      })();
+      nc.publish('rmt.workers.heartbeat', '{}');
+      nc.subscribe('rmt.workers.heartbeat');
+      nc.publish('rmt.weights.published', '{}');
+      await nc.flush().catch(() => {});
+      await new Promise((r) => setTimeout(r, 300));
+      await nc.close().catch(() => {});
+      t.deepEqual(
+        violations,
+        ['PERMISSIONS_VIOLATION', 'PERMISSIONS_VIOLATION'],
+        `${target}: the rollout user's permissions`,
+      );
     } finally {
       await server.stop();
       rmSync(root, { recursive: true, force: true });

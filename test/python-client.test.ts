@@ -67,7 +67,7 @@ test.serial('the Python client starts a run, watches it to the end and prints it
   const config = tinyRunConfig(tinyBaseCheckpoint(root), join(root, 'out'), 'rmt', steps);
   writeFileSync(configPath, JSON.stringify(config));
   const py = (...args: string[]) =>
-    runPython([client, '--coordinator', cluster!.addresses.coordinator, ...args]);
+    runPython([client, '--coordinator', cluster!.addresses.coordinator, ...cluster!.clientFlags, ...args]);
 
   const r = await py('--config', configPath);
   t.is(r.code, 0, why(r));

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import test from 'ava';
 import { type Cluster, startCluster } from '../scripts/up.js';
 import { latestCheckpoint, loadCheckpoint } from '../shared/model/checkpoint.js';
-import { coordinatorClient, rolloutClient } from '../shared/rpc/client.js';
+import { coordinatorClient, healthCheck, rolloutClient } from '../shared/rpc/client.js';
 import { RunState, type RunStatus } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 import { train } from '../shared/train/rmt-train.js';
 import { startNatsServer } from './helpers/nats-server.js';
@@ -55,7 +55,7 @@ async function runThroughCluster(
   config: object,
   onStatus: (s: RunStatus) => void | Promise<void> = () => {},
 ): Promise<RunStatus> {
-  const client = coordinatorClient(cluster.addresses.coordinator);
+  const client = coordinatorClient(cluster.addresses.coordinator, cluster.clientOptions);
   try {
     const start = await client.startRun({ config: JSON.stringify(config) });
     let last = start;
@@ -85,7 +85,7 @@ test.serial(
     t.deepEqual(trajectory(rowsOf(distributed.run.out_dir)), trajectory(rowsOf(embedded.run.out_dir)));
     // Both workers took jobs (2 positions per job, 2 jobs per step).
     for (const address of cluster.addresses.rollout) {
-      const c = rolloutClient(address);
+      const c = rolloutClient(address, cluster.clientOptions);
       const s = await c.status({});
       c.close();
       t.true(s.tokensGenerated > 0, `${s.workerId} generated nothing`);
@@ -97,6 +97,7 @@ test.serial(
       'status',
       '--coordinator',
       cluster.addresses.coordinator,
+      ...cluster.clientFlags,
     ]);
     t.regex(stdout, new RegExp(`done step ${steps}/${steps} B=\\d+`));
     t.regex(stdout, /worker rollout-0 127\.0\.0\.1:\d+ v\d+/);
@@ -149,7 +150,7 @@ test.serial(
       Array.from({ length: steps }, (_, i) => i + 1),
       'every step once',
     );
-    const c = rolloutClient(cluster.addresses.rollout[2]);
+    const c = rolloutClient(cluster.addresses.rollout[2], cluster.clientOptions);
     const joined = await c.status({});
     c.close();
     t.true(joined.tokensGenerated > 0, 'the new worker took jobs');
@@ -195,5 +196,33 @@ test.serial(
     t.log(
       `steps sampled one version behind: ${rows.filter((r) => r['perf/weight_staleness'] === 1).length}/${steps}`,
     );
+  },
+);
+
+test.serial(
+  "every process of the local cluster speaks mutual TLS only: clients without the cluster's certificate are refused",
+  async (t) => {
+    t.is(cluster.auth, 'mtls');
+    const { tls } = cluster.clientOptions;
+    const { scorer, learner, coordinator, rollout } = cluster.addresses;
+    // The workers still running (an earlier test kills rollout-0).
+    const alive = rollout.filter((_, i) => {
+      const c = cluster.children.get(`rollout-${i}`);
+      return c !== undefined && c.exitCode === null && c.signalCode === null;
+    });
+    t.true(alive.length > 0);
+    for (const address of [scorer, learner, coordinator, ...alive]) {
+      t.is(await healthCheck(address, '', cluster.clientOptions), 'SERVING', address);
+      for (const [what, opts] of [
+        ['plaintext', {}],
+        ['TLS without a client certificate', { tls: { ca: tls!.ca } }],
+      ] as const) {
+        await t.throwsAsync(
+          healthCheck(address, '', { ...opts, deadlineMs: 3_000 }),
+          undefined,
+          `${address}: ${what}`,
+        );
+      }
+    }
   },
 );

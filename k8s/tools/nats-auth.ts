@@ -1,6 +1,8 @@
 // The NATS authentication of the rmt deployment (docs/kubernetes.md, NATS authentication), without
 // nsc: an operator, a system account and the account RMT (JetStream on), one user per rmt service,
-// all as NATS JWTs (decentralized auth, the "operator mode" of nats-server 2.2 and later). Writes to
+// all as NATS JWTs (decentralized auth, the "operator mode" of nats-server 2.2 and later). The user of
+// each service may publish and subscribe to that service's subjects only (shared/bus/permissions.ts);
+// `cli` and other users are unrestricted within the account. Writes to
 // --out:
 //
 //   auth.conf          the server side (operator JWT, system account, MEMORY resolver with the two
@@ -17,6 +19,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { nkeys } from 'nats';
+import { BUS_ROLES, type BusRole, busPermissions } from '../../shared/bus/permissions.js';
 import { defineFlags, parseServiceFlagsOrExit } from '../../shared/config/service-flags.js';
 
 type KeyPair = ReturnType<typeof nkeys.createUser>;
@@ -137,10 +140,12 @@ export function natsAuth(
   const creds: Record<string, string> = {};
   for (const name of users) {
     const user = nkeys.createUser();
+    // A service's user gets that service's subjects only; any other user (cli) is the operator's.
+    const role = (BUS_ROLES as readonly string[]).includes(name) ? busPermissions(name as BusRole) : null;
     const userJwt = jwt(rmt, user.getPublicKey(), name, {
       type: 'user',
-      pub: {},
-      sub: {},
+      pub: role ? { allow: role.publish } : {},
+      sub: role ? { allow: role.subscribe } : {},
       subs: -1,
       data: -1,
       payload: -1,

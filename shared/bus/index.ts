@@ -5,6 +5,7 @@ import { NatsBus, type StreamSettings } from './nats.js';
 export * from './bus.js';
 export { InProcessBus, type InProcessBusOptions } from './in-process.js';
 export { consumerName, NatsBus, type NatsBusOptions, type StreamSettings } from './nats.js';
+export * from './permissions.js';
 export * from './subjects.js';
 
 export interface CreateBusOptions extends BusOptions {
@@ -14,6 +15,8 @@ export interface CreateBusOptions extends BusOptions {
   stream?: StreamSettings;
   /** NATS credentials file (NATS only). */
   credsFile?: string;
+  /** File holding an nkey user seed (NATS only). */
+  nkeySeedFile?: string;
   /** TLS to the NATS server (NATS only). */
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
   /** Retention of the in-process log (embedded mode only). */
@@ -41,6 +44,7 @@ export async function createBus(url: string | undefined, opts: CreateBusOptions 
     name: opts.name ?? 'rmt',
     stream: opts.stream,
     credsFile: opts.credsFile,
+    nkeySeedFile: opts.nkeySeedFile,
     tls: opts.tls,
     logger: opts.logger,
     redelivery: opts.redelivery,

@@ -11,6 +11,7 @@
 import { readFileSync } from 'node:fs';
 import {
   AckPolicy,
+  type Authenticator,
   connect,
   createInbox,
   credsAuthenticator,
@@ -23,6 +24,7 @@ import {
   type NatsConnection,
   type Subscription as NatsSubscription,
   nanos,
+  nkeyAuthenticator,
   nuid,
   ReplayPolicy,
   RetentionPolicy,
@@ -69,6 +71,13 @@ export interface NatsBusOptions extends BusOptions {
   connectTimeoutMs?: number;
   /** A NATS credentials file (user JWT + nkey seed), e.g. mounted from a Kubernetes Secret. */
   credsFile?: string;
+  /** A file holding an nkey seed (`SU...`): the user of a server that lists nkeys (`rmt up`'s). */
+  nkeySeedFile?: string;
+  /**
+   * How long to wait for the RMT stream when this connection may not create it (its owner, the
+   * coordinator, has not started yet); default 60 s.
+   */
+  streamWaitMs?: number;
   /** TLS to the server: `caFile` to verify it, `certFile`/`keyFile` for a client certificate. */
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
 }
@@ -126,7 +135,7 @@ export class NatsBus implements EventBus {
         servers,
         name: opts.name,
         timeout: opts.connectTimeoutMs ?? 5000,
-        authenticator: opts.credsFile ? credsAuthenticator(readFileSync(opts.credsFile)) : undefined,
+        authenticator: authenticatorOf(opts),
         tls: opts.tls,
         // Once connected, outages are ridden out: the client reconnects forever and resubscribes.
         maxReconnectAttempts: -1,
@@ -135,9 +144,12 @@ export class NatsBus implements EventBus {
     } catch (err) {
       const e = err as { code?: string; message?: string };
       if (e.code === 'AUTHORIZATION_VIOLATION' || /authoriz|authentic/i.test(e.message ?? '')) {
-        throw new Error(`${where} refused the connection's credentials (${e.message}); check --bus-creds`, {
-          cause: err,
-        });
+        throw new Error(
+          `${where} refused the connection's credentials (${e.message}); check --bus-creds or --bus-nkey-seed`,
+          {
+            cause: err,
+          },
+        );
       }
       throw new Error(
         `${where} could not be reached (${e.code ?? e.message}); is nats-server running there?`,
@@ -149,7 +161,7 @@ export class NatsBus implements EventBus {
     try {
       const jsm = await nc.jetstreamManager();
       const stream = { ...DEFAULT_STREAM, ...opts.stream };
-      await ensureStream(jsm, stream);
+      await ensureStream(jsm, stream, opts.streamWaitMs ?? 60_000);
       return new NatsBus(nc, nc.jetstream(), jsm, stream, opts);
     } catch (err) {
       await nc.close().catch(() => {});
@@ -386,7 +398,23 @@ export function consumerName(durable: string, subject: Subject): string {
   return `${durable}__${subject.replace(/^rmt\./, '').replace(/\./g, '_')}`;
 }
 
-async function ensureStream(jsm: JetStreamManager, s: Required<StreamSettings>): Promise<void> {
+/** The credentials of a connection: a creds file (JWT), an nkey seed file, or none. */
+function authenticatorOf(opts: NatsBusOptions): Authenticator | undefined {
+  if (opts.credsFile && opts.nkeySeedFile)
+    throw new Error('NATS credentials: a creds file or an nkey seed, not both');
+  if (opts.credsFile) return credsAuthenticator(readFileSync(opts.credsFile));
+  if (!opts.nkeySeedFile) return undefined;
+  const seed = readFileSync(opts.nkeySeedFile, 'utf8').trim();
+  // A user seed is "SU" and 56 more base32 characters; the error never shows the file's content.
+  if (!/^SU[A-Z2-7]{56}$/.test(seed)) throw new Error(`${opts.nkeySeedFile}: not an nkey user seed (SU...)`);
+  return nkeyAuthenticator(new TextEncoder().encode(seed));
+}
+
+async function ensureStream(
+  jsm: JetStreamManager,
+  s: Required<StreamSettings>,
+  waitMs: number,
+): Promise<void> {
   const limits = {
     max_age: nanos(s.maxAgeS * 1000),
     max_bytes: s.maxBytes,
@@ -408,8 +436,14 @@ async function ensureStream(jsm: JetStreamManager, s: Required<StreamSettings>):
       });
       return;
     } catch (err) {
-      // Several services start at once; whoever lost the race uses the winner's stream.
+      // Several services start at once; whoever lost the race uses the winner's stream. A service
+      // that may not create it (NATS permissions) waits for the one that may.
+      const end = Date.now() + waitMs;
       info = await jsm.streams.info(STREAM_NAME).catch(() => null);
+      while (!info && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 500));
+        info = await jsm.streams.info(STREAM_NAME).catch(() => null);
+      }
       if (!info) throw err;
     }
   }

@@ -14,6 +14,7 @@ import {
   status as Status,
 } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
+import { tokenClientInterceptor } from './auth.js';
 import {
   CoordinatorServiceService,
   ListWorkersRequest,
@@ -54,6 +55,8 @@ export interface ClientTls {
 export interface ClientOptions {
   /** Use TLS (plaintext when unset). */
   tls?: ClientTls;
+  /** Send `authorization: Bearer <token>` with every call (servers started with `authToken`). */
+  token?: string;
   /** Channel options over CLIENT_CHANNEL_OPTIONS. */
   channelOptions?: ChannelOptions;
   /** Deadline for unary calls that set none (none by default; streams never get one implicitly). */
@@ -104,7 +107,10 @@ function channelOptions(opts: ClientOptions): ChannelOptions {
 
 /** A grpc-js client with our channel settings (for services without a factory here). */
 export function makeGrpcClient(address: string, opts: ClientOptions = {}): Client {
-  return new Client(address, channelCredentials(opts.tls), channelOptions(opts));
+  return new Client(address, channelCredentials(opts.tls), {
+    ...channelOptions(opts),
+    ...(opts.token ? { interceptors: [tokenClientInterceptor(opts.token)] } : {}),
+  });
 }
 
 function metadataOf(m: RpcCallOptions['metadata']): Metadata {

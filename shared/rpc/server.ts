@@ -6,18 +6,25 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import {
+  status as grpcStatus,
   type handleBidiStreamingCall,
   type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   Server,
   ServerCredentials,
+  ServerInterceptingCall,
+  type ServerInterceptor,
   type ServerOptions,
+  type ServerUnaryCall,
+  type ServerWritableStream,
   type ServiceDefinition,
+  type sendUnaryData,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
+import { tokenServerInterceptor } from './auth.js';
 import { SERVER_CHANNEL_OPTIONS } from './options.js';
 
 /** The full name of the standard health service. */
@@ -55,7 +62,85 @@ export function bindService<D extends ServiceDefinition>(
   definition: D,
   implementation: ImplementationOf<D>,
 ): ServiceBinding {
-  return { definition, implementation: implementation as unknown as UntypedServiceImplementation };
+  return guardDecoding({
+    definition,
+    implementation: implementation as unknown as UntypedServiceImplementation,
+  });
+}
+
+/**
+ * Status details made well-formed UTF-16 before grpc-js percent-encodes them: a lone surrogate from a
+ * client's string echoed in an error makes encodeURI throw inside grpc-js, outside any handler, and
+ * the process exits. Replaced by U+FFFD instead.
+ */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+/**
+ * Longest status details sent, in characters: details travel in an HTTP/2 header, and one over the
+ * client's header list limit (16 KiB in Node) makes the client drop the whole connection, with every
+ * call on it (an error that quotes a 100 kB value did).
+ */
+export const MAX_STATUS_DETAILS = 1024;
+/** Details as sent: well-formed UTF-16, at most MAX_STATUS_DETAILS characters (both ends kept). */
+export const wellFormed = (s: string): string => {
+  const w = s.replace(LONE_SURROGATE, '\uFFFD');
+  if (w.length <= MAX_STATUS_DETAILS) return w;
+  const half = MAX_STATUS_DETAILS / 2 - 16;
+  return `${w.slice(0, half)} … (${w.length - 2 * half} characters left out) … ${w.slice(-half)}`.replace(
+    LONE_SURROGATE,
+    '\uFFFD',
+  );
+};
+const wellFormedStatus: ServerInterceptor = (_method, call) =>
+  new ServerInterceptingCall(call, {
+    sendStatus: (status, next) =>
+      next(typeof status.details === 'string' ? { ...status, details: wellFormed(status.details) } : status),
+  });
+
+/** What a request that cannot be decoded becomes, for its handler's guard to refuse. */
+class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+/**
+ * Requests whose bytes do not decode (a broken encoding, an int64 beyond 2^53, which the generated
+ * code refuses) end with INVALID_ARGUMENT, not the INTERNAL grpc-js gives a decoder's exception: the
+ * client sent them, the server did not fail. Their handlers never run.
+ */
+function guardDecoding(b: ServiceBinding): ServiceBinding {
+  const definition: Record<string, ServiceDefinition[string]> = {};
+  const implementation: UntypedServiceImplementation = {};
+  for (const [name, m] of Object.entries(b.definition)) {
+    const decode = m.requestDeserialize;
+    definition[name] = {
+      ...m,
+      requestDeserialize: (buf: Buffer) => {
+        try {
+          return decode(buf);
+        } catch (e) {
+          return new UndecodableRequest(String((e as Error).message ?? e).slice(0, 200));
+        }
+      },
+    };
+    const handler = b.implementation[name] as (call: { request?: unknown }, cb?: unknown) => void;
+    if (!handler || m.requestStream) {
+      implementation[name] = b.implementation[name]!;
+      continue;
+    }
+    const status = (u: UndecodableRequest) => ({
+      code: grpcStatus.INVALID_ARGUMENT,
+      details: `the request is not a valid ${m.path.split('/')[2]} message: ${u.reason}`,
+    });
+    implementation[name] = m.responseStream
+      ? (call: ServerWritableStream<unknown, unknown>) => {
+          if (call.request instanceof UndecodableRequest) call.emit('error', status(call.request));
+          else handler(call);
+        }
+      : (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => {
+          if (call.request instanceof UndecodableRequest) cb(status(call.request));
+          else handler(call, cb);
+        };
+  }
+  return { definition: definition as ServiceDefinition, implementation };
 }
 
 /** The full name of the service a definition describes, e.g. "rmt.v1.ScorerService". */
@@ -73,15 +158,17 @@ export interface TlsFiles {
 }
 
 export interface StartServerOptions {
-  /** Interface to listen on; "0.0.0.0" (all IPv4) by default, "::" for all, "127.0.0.1" for loopback. */
+  /** Interface to listen on; loopback ("127.0.0.1") by default, "0.0.0.0" for all IPv4, "::" for all. */
   host?: string;
   /** Port; 0 picks a free one (see the returned `port`). */
   port: number;
   services: ServiceBinding[];
   /** Names reported by the health service besides the overall ""; the services' full names by default. */
   serviceNames?: string[];
-  /** Serve TLS instead of plaintext. */
+  /** Serve TLS instead of plaintext; with `tls.ca`, mutual TLS. */
   tls?: TlsFiles;
+  /** Refuse calls without `authorization: Bearer <authToken>` (UNAUTHENTICATED); health stays open. */
+  authToken?: string;
   /** Serve reflection (default true). */
   reflection?: boolean;
   /** The descriptor set reflection answers from; DESCRIPTOR_SET_URL by default. */
@@ -166,8 +253,16 @@ function hostPort(host: string, port: number): string {
 /** Starts a server with the given services plus health and reflection; resolves once it listens. */
 export async function startServer(opts: StartServerOptions): Promise<RunningServer> {
   const log = opts.log ?? (() => {});
-  const host = opts.host ?? '0.0.0.0';
-  const server = new Server({ ...SERVER_CHANNEL_OPTIONS, ...opts.options });
+  const host = opts.host ?? '127.0.0.1';
+  const interceptors = [
+    wellFormedStatus,
+    ...(opts.authToken ? [tokenServerInterceptor(opts.authToken)] : []),
+  ];
+  const server = new Server({
+    ...SERVER_CHANNEL_OPTIONS,
+    ...opts.options,
+    interceptors: [...interceptors, ...(opts.options?.interceptors ?? [])],
+  });
   const names = opts.services.map((s) => serviceNameOf(s.definition));
   for (const s of opts.services) server.addService(s.definition, s.implementation);
 
@@ -187,7 +282,9 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   });
   const wildcard = host === '0.0.0.0' || host === '::' || host === '[::]' || host === '';
   const address = hostPort(wildcard ? '127.0.0.1' : host, port);
-  log(`grpc: serving ${names.join(', ')} on ${hostPort(host, port)}${opts.tls ? ' (TLS)' : ''}`);
+  const security = [opts.tls ? (opts.tls.ca ? 'mutual TLS' : 'TLS') : 'plaintext'];
+  if (opts.authToken) security.push('bearer token');
+  log(`grpc: serving ${names.join(', ')} on ${hostPort(host, port)} (${security.join(', ')})`);
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = 10_000, so: { drainMs?: number } = {}): Promise<void> => {
