@@ -136,9 +136,17 @@ interface Phase {
   tokens?: number;
   tokens_per_s?: number;
   peak_rss_bytes: number;
+  /** process.memoryUsage() at the phase's end: resident set and the ArrayBuffers (live or not yet collected). */
+  rss_bytes: number;
+  array_buffers_bytes: number;
   detail?: Record<string, number>;
   error?: string;
 }
+
+const memoryNow = () => {
+  const m = process.memoryUsage();
+  return { rss_bytes: m.rss, array_buffers_bytes: m.arrayBuffers };
+};
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
@@ -167,6 +175,7 @@ async function main(): Promise<void> {
         seconds,
         ...(tokens !== undefined ? { tokens, tokens_per_s: tokens / seconds } : {}),
         peak_rss_bytes: peakRss(),
+        ...memoryNow(),
         ...(detail ? { detail } : {}),
       });
       log(`${name}: ${seconds.toFixed(1)} s, peak RSS ${gb(peakRss())} GiB`);
@@ -178,6 +187,7 @@ async function main(): Promise<void> {
         ok: false,
         seconds: (performance.now() - t0) / 1000,
         peak_rss_bytes: peakRss(),
+        ...memoryNow(),
         error,
       });
       log(`${name} failed: ${error}`);
@@ -361,15 +371,15 @@ function markdown(r: {
           .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toPrecision(4)}`)
           .join(', ')
       : '';
-    return `| ${p.name} | ${p.seconds.toFixed(1)} | ${what} | ${gb(p.peak_rss_bytes)} | ${extra} |`;
+    return `| ${p.name} | ${p.seconds.toFixed(1)} | ${what} | ${gb(p.peak_rss_bytes)} | ${gb(p.rss_bytes)} / ${gb(p.array_buffers_bytes)} | ${extra} |`;
   });
   return [
     '# Qwen3-0.6B dimensions on the CPU: one learner step, one short generation',
     '',
     `Random weights at Qwen/Qwen3-0.6B's config.json (${(r.model.parameters / 1e6).toFixed(1)} M parameters, ${gb(r.model.float32_bytes)} GiB float32), backend \`${r.backend}\`; learner step on ${r.shapes.batch} x ${r.shapes.seq} tokens, greedy generation of ${r.shapes.new_tokens} tokens after a ${r.shapes.prompt}-token prompt (prefill included).`,
     '',
-    '| phase | seconds | result | peak RSS after (GiB) | detail |',
-    '|---|---|---|---|---|',
+    '| phase | seconds | result | peak RSS so far (GiB) | RSS / ArrayBuffers at the end (GiB) | detail |',
+    '|---|---|---|---|---|---|',
     ...rows,
     '',
     r.learner_step
