@@ -1,6 +1,7 @@
 /**
  * `npm run bench:qwen3-0.6b`: one learner step and one short KV-cache generation at Qwen3-0.6B's real
- * dimensions, with random weights built in memory (nothing is downloaded), on the CPU backends.
+ * dimensions, with random weights built in memory (nothing is downloaded), on the CPU (webasm, the
+ * default) or with --backend webgpu on a GPU.
  *
  * The model is Qwen/Qwen3-0.6B's own config.json (below, as published) read by parseModelConfig.
  * Phases, each timed, with the process's peak RSS (process.resourceUsage().maxRSS, a high-water mark)
@@ -17,8 +18,8 @@
  * with its error and the phases after it are skipped. Writes <out>/qwen3-0.6b-<machine>.json and .md
  * with the machine, the commit and the load average before and after.
  *
- * Usage: npm run bench:qwen3-0.6b -- [--backend webasm|cpu] [--seq 128] [--batch 1] [--prompt 16]
- *   [--new-tokens 8] [--machine cpu] [--out bench/results]
+ * Usage: npm run bench:qwen3-0.6b -- [--backend webasm|cpu|webgpu] [--seq 128] [--batch 1]
+ *   [--prompt 16] [--new-tokens 8] [--machine cpu|gpu (from the backend)] [--out bench/results]
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -74,7 +75,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const GiB = 1024 ** 3;
 
 interface Args {
-  backend: 'webasm' | 'cpu';
+  backend: 'webasm' | 'cpu' | 'webgpu';
   seq: number;
   batch: number;
   prompt: number;
@@ -90,7 +91,7 @@ function parseArgs(argv: string[]): Args {
     batch: 1,
     prompt: 16,
     newTokens: 8,
-    machine: 'cpu',
+    machine: '',
     out: join(ROOT, 'bench', 'results'),
   };
   const int = (flag: string, v: string | undefined, max: number): number => {
@@ -103,7 +104,9 @@ function parseArgs(argv: string[]): Args {
     const flag = argv[i];
     const v = argv[++i];
     if (flag === '--backend') {
-      if (v !== 'webasm' && v !== 'cpu') throw new Error('--backend: expected webasm or cpu');
+      if (v !== 'webasm' && v !== 'cpu' && v !== 'webgpu') {
+        throw new Error('--backend: expected webasm, cpu or webgpu');
+      }
       a.backend = v;
     } else if (flag === '--seq') a.seq = int(flag, v, 4096);
     else if (flag === '--batch') a.batch = int(flag, v, 64);
@@ -117,6 +120,7 @@ function parseArgs(argv: string[]): Args {
       a.out = resolve(v);
     } else throw new Error(`unknown flag ${flag}`);
   }
+  if (a.machine === '') a.machine = a.backend === 'webgpu' ? 'gpu' : 'cpu';
   return a;
 }
 
@@ -374,7 +378,7 @@ function markdown(r: {
     return `| ${p.name} | ${p.seconds.toFixed(1)} | ${what} | ${gb(p.peak_rss_bytes)} | ${gb(p.rss_bytes)} / ${gb(p.array_buffers_bytes)} | ${extra} |`;
   });
   return [
-    '# Qwen3-0.6B dimensions on the CPU: one learner step, one short generation',
+    `# Qwen3-0.6B dimensions on the ${r.backend === 'webgpu' ? 'GPU' : 'CPU'}: one learner step, one short generation`,
     '',
     `Random weights at Qwen/Qwen3-0.6B's config.json (${(r.model.parameters / 1e6).toFixed(1)} M parameters, ${gb(r.model.float32_bytes)} GiB float32), backend \`${r.backend}\`; learner step on ${r.shapes.batch} x ${r.shapes.seq} tokens, greedy generation of ${r.shapes.new_tokens} tokens after a ${r.shapes.prompt}-token prompt (prefill included).`,
     '',
@@ -388,7 +392,7 @@ function markdown(r: {
     '',
     `Peak RSS of the process: ${gb(r.peak_rss_bytes)} GiB (process.resourceUsage().maxRSS).`,
     '',
-    `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${gb(r.machine.memory_bytes)} GiB memory, Node.js ${r.machine.node}; 1/5/15-minute load average ${loads(r.machine.load_average_before)} before, ${loads(r.machine.load_average_after)} after. The machine is shared with other jobs: with a load above the core count, wall times are longer than the code alone needs.`,
+    `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${gb(r.machine.memory_bytes)} GiB memory, Node.js ${r.machine.node}; 1/5/15-minute load average ${loads(r.machine.load_average_before)} before, ${loads(r.machine.load_average_after)} after.${r.machine.load_average_before[0] > r.machine.cores ? ' The machine is shared with other jobs: with a load above the core count, wall times are longer than the code alone needs.' : ''}`,
     '',
     `Commit ${r.commit}${r.dirty ? ' (with uncommitted changes)' : ''}, ${r.date}. Command: \`npm run bench:qwen3-0.6b\`.`,
     '',
