@@ -5,17 +5,19 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { parquetWriteFile } from 'hyparquet-writer';
-import { writeGpt2Tokenizer } from '../shared/data/gpt2-bpe.js';
 import { readSourceStreams } from '../shared/data/source-streams.js';
 import { loadTokenizer } from '../shared/data/tokenizer.js';
 import { saveCheckpoint } from '../shared/model/checkpoint.js';
 import { parseModelConfig } from '../shared/model/config.js';
 import { initParams } from '../shared/model/init.js';
+import { writeHfTokenizer } from './helpers/hf-tokenizers.js';
 
 /**
  * docs/own-model.md as a user follows it: a Qwen3-architecture checkpoint folder with its tokenizer,
  * a JSONL file and a Parquet file of their own, one run config beside them, `rmt train --method rmt`
- * and `rmt eval` through the command line.
+ * and `rmt eval` through the command line. The folder is laid out as current transformers saves a
+ * Qwen3 checkpoint (RoPE only in `rope_parameters`, `layer_types`, `dtype`) with a Qwen-style
+ * tokenizer (byte-level BPE, Qwen2's split regex, ChatML specials, `<think>` / `</think>` added).
  */
 const repo = resolve(import.meta.dirname, '..');
 const root = mkdtempSync(join(tmpdir(), 'rmt-own-'));
@@ -28,32 +30,58 @@ const rmt = (...args: string[]) =>
     maxBuffer: 64 * 1024 * 1024,
   });
 
-function qwen3Folder(dir: string): void {
-  const tokDir = join(root, 'tokenizer-src');
-  const tok = writeGpt2Tokenizer(tokDir, { merges: 300 });
-  const config = parseModelConfig({
+/** The config.json transformers 5 writes for a Qwen3ForCausalLM, at small dimensions. */
+function qwen3ConfigJson(vocabSize: number, ids: { eos: number; pad: number }): Record<string, unknown> {
+  const layers = 2;
+  return {
     architectures: ['Qwen3ForCausalLM'],
-    model_type: 'qwen3',
-    vocab_size: tok.vocabSize + 7, // padded past the tokenizer, as real Qwen3 checkpoints are
-    hidden_size: 16,
-    intermediate_size: 32,
-    num_hidden_layers: 2,
-    num_attention_heads: 2,
-    num_key_value_heads: 1,
+    attention_bias: false,
+    attention_dropout: 0.0,
+    bos_token_id: ids.pad,
+    dtype: 'float32',
+    eos_token_id: ids.eos,
     head_dim: 8,
-    rms_norm_eps: 1e-6,
-    rope_theta: 1000000,
-    tie_word_embeddings: true,
+    hidden_act: 'silu',
+    hidden_size: 16,
+    initializer_range: 0.02,
+    intermediate_size: 32,
+    layer_types: Array.from({ length: layers }, () => 'full_attention'),
     max_position_embeddings: 256,
-  });
+    max_window_layers: layers,
+    model_type: 'qwen3',
+    num_attention_heads: 2,
+    num_hidden_layers: layers,
+    num_key_value_heads: 1,
+    pad_token_id: null,
+    rms_norm_eps: 1e-6,
+    rope_parameters: { rope_theta: 1000000, rope_type: 'default' },
+    sliding_window: null,
+    tie_word_embeddings: true,
+    transformers_version: '5.0.0',
+    use_cache: true,
+    use_sliding_window: false,
+    vocab_size: vocabSize + 7, // padded past the tokenizer, as real Qwen3 checkpoints are
+  };
+}
+
+async function qwen3Folder(dir: string): Promise<Record<string, unknown>> {
+  const tokDir = join(root, 'tokenizer-src');
+  writeHfTokenizer(tokDir, 'qwen', { merges: 300 });
+  const tok = await loadTokenizer(tokDir);
+  const raw = qwen3ConfigJson(tok.vocabSize, { eos: tok.eosId, pad: tok.padId as number });
+  const config = parseModelConfig(raw);
   saveCheckpoint(dir, { config, params: initParams(config, 5, 0.5), tokenizerDir: tokDir });
+  // The folder holds the file as transformers wrote it, not rmt's rewrite of it.
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(raw, null, 2));
+  return raw;
 }
 
 const sentence = (i: number) =>
   `Problem ${i}: a ship sails ${i % 9} miles north and ${(i * 3) % 7} miles east. The total is ${(i % 9) + ((i * 3) % 7)} miles.`;
 
 test('a Qwen3 folder, a JSONL and a Parquet corpus: rmt train --method rmt, then rmt eval on the held-out documents', async (t) => {
-  qwen3Folder(join(root, 'models', 'my-qwen3'));
+  const raw = await qwen3Folder(join(root, 'models', 'my-qwen3'));
+  t.false('rope_theta' in raw);
   mkdirSync(join(root, 'corpus'));
   writeFileSync(
     join(root, 'corpus', 'train.jsonl'),
@@ -101,6 +129,11 @@ checkpoint: { every: 2, keep: 1 }
   t.regex(trained.stderr, /data\.sources\[1\] \(parquet corpus\/train-00000-of-00001\.parquet\)/);
   const final = join(root, 'runs', 'my-rmt', 'final');
   t.true(existsSync(join(final, 'model.safetensors')));
+  const saved = parseModelConfig(JSON.parse(readFileSync(join(final, 'config.json'), 'utf8')));
+  t.deepEqual([saved.model_type, saved.rope_theta, saved.vocab_size], ['qwen3', 1000000, raw.vocab_size]);
+  const finalTok = await loadTokenizer(final);
+  t.is(finalTok.tokenOf(finalTok.thinkId), '<think>');
+  t.is(finalTok.tokenOf(finalTok.eosId), '<|im_end|>');
   const evaluated = await rmt(
     'eval',
     '--config',
@@ -119,7 +152,7 @@ checkpoint: { every: 2, keep: 1 }
   const data = join(root, 'runs', 'my-rmt', 'data');
   const meta = JSON.parse(readFileSync(join(data, 'meta.json'), 'utf8'));
   const streams = readSourceStreams({ dir: data, train: meta.train, held_out: meta.held_out }, 0, 0);
-  const eos = (await loadTokenizer(final)).eosId;
+  const eos = finalTok.eosId;
   const docs = (ids: Int32Array) => Array.from(ids).join(',').split(`,${eos},`).filter(Boolean);
   const train = new Set(docs(streams.train));
   const held = docs(streams.heldOut);
