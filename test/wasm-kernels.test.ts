@@ -126,6 +126,30 @@ for (const n of [5, 4099, 50_003]) {
   });
 }
 
+test('adamw in slices (a tensor larger than one wasm call takes) gives the same bits as whole', (t) => {
+  if (!ops) return t.pass('no WebAssembly SIMD here');
+  const rng = new Rng(seedOf('adamw slices'));
+  const n = 10_007;
+  const [p, g, m] = [normals(rng, n), normals(rng, n), normals(rng, n, 0.1)];
+  const v = normals(rng, n, 0.1).map((x) => x * x);
+  const hp = adamwHyperVector({
+    lr: 1e-3,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0.01,
+    step: 3,
+    gradScale: 1,
+  });
+  const whole = ops.adamw(f32(p), f32(g), f32(m), f32(v), hp);
+  for (const chunk of [1000, 1001, 4096]) {
+    const sliced = ops.adamw(f32(p), f32(g), f32(m), f32(v), hp, chunk);
+    t.deepEqual(sliced.p, whole.p, `chunk ${chunk}: p`);
+    t.deepEqual(sliced.m, whole.m, `chunk ${chunk}: m`);
+    t.deepEqual(sliced.v, whole.v, `chunk ${chunk}: v`);
+  }
+});
+
 // -------------------------------------------------------------------------------------------------
 // rmsnorm, rope
 

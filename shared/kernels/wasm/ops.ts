@@ -49,6 +49,9 @@ const OP_ATTN_BWD = 11;
 const OP_CE = 12;
 const SUMSQ_BLOCK = 4096;
 
+/** Elements per AdamW call: 7 arrays of 2^24 floats are 448 MiB of wasm memory, far below its 4 GiB. */
+export const ADAMW_CHUNK_ELEMENTS = 1 << 24;
+
 /** Below this much work (about one unit per multiply-add or exp) an op runs on the main thread alone. */
 export const OPS_PARALLEL_MIN_WORK = 1 << 18;
 /** Chunks per participant when an op is split (a late or busy thread only delays its own share). */
@@ -252,8 +255,31 @@ export class WasmOps {
     m: Float32Array,
     v: Float32Array,
     hp: ArrayLike<number>,
+    chunk = ADAMW_CHUNK_ELEMENTS,
   ): { p: Float32Array; m: Float32Array; v: Float32Array } {
     const n = p.length;
+    if (n > chunk) {
+      // Seven arrays of a large tensor (Qwen3's 151936 x 1024 embedding) pass the 4 GiB a wasm
+      // memory holds; AdamW is per element, so slices give the same numbers (slices start at
+      // multiples of 4, so every element meets the same SIMD or tail code as whole).
+      const out = { p: new Float32Array(n), m: new Float32Array(n), v: new Float32Array(n) };
+      const step = chunk - (chunk % 4) || 4;
+      for (let s = 0; s < n; s += step) {
+        const e = Math.min(n, s + step);
+        const r = this.adamw(
+          p.subarray(s, e),
+          g.subarray(s, e),
+          m.subarray(s, e),
+          v.subarray(s, e),
+          hp,
+          step,
+        );
+        out.p.set(r.p, s);
+        out.m.set(r.m, s);
+        out.v.set(r.v, s);
+      }
+      return out;
+    }
     const [pp, pg, pm, pv, np, nm, nv] = this.place(new Array(7).fill(n * 4));
     this.put(pp, p, n);
     this.put(pg, g, n);
