@@ -33,6 +33,7 @@ test.before(async () => {
     logs: (name, line) => logs.push(`[${name}] ${line}`),
     heartbeatS: 0.5,
     workerTtlS: 3,
+    dataRoot: root,
   });
 });
 test.after.always(async () => {
