@@ -9,8 +9,9 @@
 // Calls an authenticated client may make on purpose to change the run in progress (StopRun; the
 // learner's InitRun, TrainStep, Checkpoint: the coordinator's own calls) are sent after the run has
 // finished, so that the run under test is disturbed only by what should not disturb it.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Metadata, type ServiceError, status as Status } from '@grpc/grpc-js';
@@ -314,7 +315,14 @@ async function main(): Promise<number> {
     const report = await fuzzCluster(cluster, root, opts);
     const out = resolve(values.out!);
     mkdirSync(resolve(out, '..'), { recursive: true });
-    writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+    const provenance = {
+      command: `npm run fuzz -- ${process.argv.slice(2).join(' ')}`.trim(),
+      commit: gitCommit(),
+      machine: `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node.js ${process.version}`,
+      date: new Date().toISOString(),
+    };
+    writeFileSync(out, `${JSON.stringify({ ...provenance, ...report }, null, 2)}\n`);
+    writeFileSync(out.replace(/\.json$/, '.md'), fuzzMarkdown(provenance, report));
     process.stderr.write(
       `fuzz: ${JSON.stringify({ failures: report.failures, healthMs: report.healthMs, exited: report.exited, run: report.run, seconds: report.seconds })}\nwrote ${out}\n`,
     );
@@ -343,4 +351,36 @@ if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.
       process.exit(2);
     },
   );
+}
+
+function gitCommit(): string {
+  try {
+    return execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The status counts per service as a table, with where and how they were made. */
+function fuzzMarkdown(
+  p: { command: string; commit: string; machine: string; date: string },
+  r: Awaited<ReturnType<typeof fuzzCluster>>,
+): string {
+  const codes = [...new Set(Object.values(r.services).flatMap((s) => Object.keys(s.statuses)))].sort();
+  const rows = Object.entries(r.services).map(
+    ([name, s]) =>
+      `| ${name} | ${s.calls} | ${codes.map((c) => s.statuses[c] ?? 0).join(' | ')} | ${r.healthMs[name] ?? '-'} |`,
+  );
+  return [
+    '# Fuzzing the services',
+    '',
+    `\`${p.command}\` at ${p.commit} on ${p.machine}, ${p.date}.`,
+    '',
+    `| service | calls | ${codes.join(' | ')} | health check after (ms) |`,
+    `|---|---:|${codes.map(() => '---:').join('|')}|---:|`,
+    ...rows,
+    '',
+    `Processes that exited: ${r.exited.length === 0 ? 'none' : r.exited.join('; ')}. The tiny run fuzzed alongside ended ${r.run.state} with ${r.run.sameMetrics ? 'the same metrics as' : 'other metrics than'} the run without fuzzing. INTERNAL or UNKNOWN: ${Object.keys(r.failures).length === 0 ? 'none' : JSON.stringify(r.failures)}. ${r.seconds.toFixed(0)} s.`,
+    '',
+  ].join('\n');
 }
