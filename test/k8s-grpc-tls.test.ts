@@ -3,19 +3,23 @@
 // of its own Secret, and those files, as the tool makes them, let a peer call through at an address
 // no certificate names while a caller without a client certificate is refused.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import test from 'ava';
+import { parseAllDocuments } from 'yaml';
 import {
   DEFAULT_PEER_NAME,
   GRPC_ROLES,
+  GRPC_SECRET_KEYS,
   type GrpcRole,
   type GrpcTls,
   grpcCertNames,
   grpcSecretName,
   grpcSecretsYaml,
   grpcTls,
+  main,
+  SECRETS_FILE,
 } from '../k8s/tools/grpc-tls.js';
 import { SUBMIT_FLAGS } from '../scripts/submit.js';
 import { type CommonSettings, peerClientOptions } from '../services/process.js';
@@ -152,6 +156,18 @@ sslTest(
     const yaml = grpcSecretsYaml(tls);
     for (const role of GRPC_ROLES) t.true(yaml.includes(`name: ${grpcSecretName(role)}`));
     t.false(yaml.includes('PRIVATE KEY-----\n---'), 'keys are block scalars');
+    // The command: writes secrets.yaml (private), and refuses to overwrite it.
+    const out = join(dir, 'out');
+    const env = { GRPC_TLS_OUT: out };
+    t.is(main([], env), 0);
+    const written = parseAllDocuments(readFileSync(join(out, SECRETS_FILE), 'utf8')).map((d) => d.toJS());
+    t.deepEqual(
+      written.map((o) => o.metadata.name),
+      GRPC_ROLES.map(grpcSecretName),
+    );
+    for (const o of written) t.deepEqual(Object.keys(o.stringData).sort(), [...GRPC_SECRET_KEYS].sort());
+    t.is(statSync(join(out, SECRETS_FILE)).mode & 0o077, 0, 'secrets.yaml is private');
+    t.is(main([], env), 1, 'an existing secrets.yaml is not overwritten');
     t.throws(() => grpcTls({ namespace: 'Not A Label' }), { message: /--namespace/ });
     t.throws(() => grpcTls({ days: 0 }), { message: /--days/ });
   },

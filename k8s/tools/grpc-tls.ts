@@ -14,6 +14,7 @@
 // rotate, generate everything again and replace the Secrets. Keep --out outside the repository.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
@@ -92,7 +93,7 @@ export function grpcTls(opts: { namespace?: string; peerName?: string; days?: nu
     throw new Error(`--namespace ${JSON.stringify(namespace)}: not a DNS label`);
   if (!DNS_LABEL.test(peerName)) throw new Error(`--peer-name ${JSON.stringify(peerName)}: not a DNS label`);
   if (!Number.isInteger(days) || days < 1 || days > 3650) throw new Error(`--days ${days}: use 1 to 3650`);
-  const dir = mkdtempSync(join(process.env.TMPDIR ?? '/tmp', 'rmt-grpc-tls-'));
+  const dir = mkdtempSync(join(tmpdir(), 'rmt-grpc-tls-'));
   try {
     const d = String(days);
     openssl(dir, [
