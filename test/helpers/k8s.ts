@@ -18,6 +18,7 @@ import { dirname, join, posix, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { parse, parseAllDocuments, stringify } from 'yaml';
+import { GRPC_ROLES, GRPC_SECRET_KEYS, grpcSecretName } from '../../k8s/tools/grpc-tls.js';
 import { NATS_TLS_DIR } from '../../k8s/tools/nats-auth.js';
 import { FLAGS as COORDINATOR_FLAGS } from '../../services/coordinator/main.js';
 import { FLAGS as LEARNER_FLAGS } from '../../services/learner/main.js';
@@ -463,10 +464,21 @@ export function natsPodFiles(
   return join(root, cfgPath);
 }
 
-/** The Secrets the guide creates: name -> key -> the file the key is made from (its basename). */
+/**
+ * The Secrets the guide creates: name -> key -> the file the key is made from (its basename; for
+ * the Secrets of k8s/tools/grpc-tls.ts, which the guide applies as the tool writes them, the key).
+ */
 export function guideSecrets(): Map<string, Map<string, string>> {
   const out = new Map<string, Map<string, string>>();
-  for (const cmd of guideCommands()) {
+  const cmds = guideCommands();
+  const grpcOut = cmds
+    .map((c) => /k8s\/tools\/grpc-tls\.ts\b.*--out[ =](\S+)/.exec(c)?.[1])
+    .find((d) => d !== undefined);
+  if (grpcOut && cmds.some((c) => c.includes(`apply -n ${NAMESPACE} -f ${grpcOut}/secrets.yaml`))) {
+    for (const role of GRPC_ROLES)
+      out.set(grpcSecretName(role), new Map(GRPC_SECRET_KEYS.map((k) => [k, k] as [string, string])));
+  }
+  for (const cmd of cmds) {
     const m = /\bcreate secret generic ([a-z0-9-]+)(.*)$/.exec(cmd);
     if (!m) continue;
     const keys = new Map<string, string>();
