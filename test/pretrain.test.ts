@@ -5,31 +5,9 @@ import test from 'ava';
 import { loadPretrainConfig, parsePretrainConfig } from '../shared/config/pretrain-config.js';
 import { listCheckpoints, loadCheckpoint } from '../shared/model/checkpoint.js';
 import { pretrain } from '../shared/train/pretrain.js';
+import { tinyPretrainConfig } from './helpers/tiny-pretrain.js';
 
-const tiny = (outDir: string, steps: number) =>
-  parsePretrainConfig(
-    {
-      run: { out_dir: outDir, seed: 7, backend: 'cpu' },
-      tokenizer: { gpt2_merges: 300 },
-      model: {
-        config: {
-          model_type: 'qwen3',
-          hidden_size: 16,
-          intermediate_size: 32,
-          num_hidden_layers: 1,
-          num_attention_heads: 2,
-          num_key_value_heads: 1,
-          head_dim: 8,
-          max_position_embeddings: 64,
-        },
-      },
-      data: { corpora: ['moby-dick'], max_chars_per_corpus: 20000, seq_len: 16 },
-      train: { steps, batch_size: 2, warmup_steps: 2 },
-      eval: { every: 3, batches: 1 },
-      checkpoint: { every: 3, keep: 5 },
-    },
-    'test',
-  );
+const tiny = (outDir: string, steps: number) => tinyPretrainConfig(outDir, [`train.steps=${steps}`]);
 
 const quiet = () => {};
 

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { parsePretrainConfig } from '../shared/config/pretrain-config.js';
 import { RMT_DEFAULTS } from '../shared/config/rmt-defaults.js';
 import { loadTokenizer } from '../shared/data/tokenizer.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
@@ -15,6 +14,7 @@ import { uploadParams } from '../shared/model/weights.js';
 import { BareFormat } from '../shared/rl/prompt-format.js';
 import { pretrain } from '../shared/train/pretrain.js';
 import { Rng } from '../shared/util/rng.js';
+import { tinyPretrainConfig } from './helpers/tiny-pretrain.js';
 
 const PYTHON = process.env.RMT_PYTHON ?? '/usr/bin/python3';
 const run = promisify(execFile);
@@ -23,29 +23,17 @@ test('examples/python/load_checkpoint.py: same prompt ids and the same greedy re
   const out = mkdtempSync(join(tmpdir(), 'rmt-pyload-'));
   try {
     await pretrain(
-      parsePretrainConfig(
-        {
-          run: { out_dir: out, seed: 11, backend: 'cpu' },
-          tokenizer: { gpt2_merges: 300 },
-          model: {
-            config: {
-              model_type: 'qwen3',
-              hidden_size: 16,
-              intermediate_size: 32,
-              num_hidden_layers: 2,
-              num_attention_heads: 2,
-              num_key_value_heads: 1,
-              head_dim: 8,
-              max_position_embeddings: 128,
-            },
-          },
-          data: { corpora: ['moby-dick', 'math'], max_chars_per_corpus: 20000, seq_len: 16 },
-          train: { steps: 2, batch_size: 2, warmup_steps: 1 },
-          eval: { every: 2, batches: 1 },
-          checkpoint: { every: 2, keep: 1 },
-        },
-        'test',
-      ),
+      tinyPretrainConfig(out, [
+        'run.seed=11',
+        'model.config.num_hidden_layers=2',
+        'model.config.max_position_embeddings=128',
+        'data.corpora=[moby-dick, math]',
+        'train.steps=2',
+        'train.warmup_steps=1',
+        'eval.every=2',
+        'checkpoint.every=2',
+        'checkpoint.keep=1',
+      ]),
       { log: () => {} },
     );
     const ckpt = join(out, 'final');

@@ -8,6 +8,7 @@ import { parsePretrainConfig } from '../shared/config/pretrain-config.js';
 import { parseTrainConfig } from '../shared/config/train-config.js';
 import { crc32c, TensorBoardWriter } from '../shared/obs/tensorboard.js';
 import { pretrain } from '../shared/train/pretrain.js';
+import { tinyPretrainConfig } from './helpers/tiny-pretrain.js';
 
 const PYTHON = process.env.RMT_PYTHON ?? '/usr/bin/python3';
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'tensorboard');
@@ -79,29 +80,14 @@ test('event files read back with the protobuf definitions: version first, then t
 });
 
 const tinyPretrain = (outDir: string, reportTo: string[]) =>
-  parsePretrainConfig(
-    {
-      run: { out_dir: outDir, seed: 3, backend: 'cpu', report_to: reportTo },
-      tokenizer: { gpt2_merges: 300 },
-      model: {
-        config: {
-          model_type: 'qwen3',
-          hidden_size: 16,
-          intermediate_size: 32,
-          num_hidden_layers: 1,
-          num_attention_heads: 2,
-          num_key_value_heads: 1,
-          head_dim: 8,
-          max_position_embeddings: 64,
-        },
-      },
-      data: { corpora: ['moby-dick'], max_chars_per_corpus: 20000, seq_len: 16 },
-      train: { steps: 4, batch_size: 2, warmup_steps: 1 },
-      eval: { every: 2, batches: 1 },
-      checkpoint: { every: 2, keep: 5 },
-    },
-    'test',
-  );
+  tinyPretrainConfig(outDir, [
+    'run.seed=3',
+    `run.report_to=[${reportTo.join(',')}]`,
+    'train.steps=4',
+    'train.warmup_steps=1',
+    'eval.every=2',
+    'checkpoint.every=2',
+  ]);
 
 test('pretrain with report_to tensorboard: the event files hold metrics.jsonl, and a resume restarts the curve at its checkpoint', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'rmt-tb-pretrain-'));
