@@ -41,19 +41,29 @@ export function haveOpenssl(): boolean {
   return !r.error && r.status === 0;
 }
 
+/** One certificate to sign: its file stem, subject name, subject alternative names and use. */
+export interface CertRequest {
+  file: string;
+  cn: string;
+  /** openssl subjectAltName entries, e.g. `DNS:localhost`, `IP:127.0.0.1`. */
+  sans: readonly string[];
+  /** A client-only certificate (clientAuth); otherwise it serves and calls (serverAuth, clientAuth). */
+  clientOnly?: boolean;
+}
+
 /**
- * Makes a CA named `caName` and a certificate for each of `names` in `dir` (which must exist and be
- * private to the caller). Names are [a-z0-9-] (they become file names and CNs).
+ * Makes a CA and signs `requests` in `dir` (which must exist and be private to the caller), then
+ * deletes the CA's key so nothing else can be signed. Files: ca.crt and <file>.crt / <file>.key.
  */
-export function makeLocalPki(
+export function makePki(
   dir: string,
-  names: readonly string[],
-  caName = 'rmt local cluster CA',
+  opts: { caName: string; days: number; requests: readonly CertRequest[] },
 ): LocalPki {
-  for (const n of names) {
-    if (!/^[a-z][a-z0-9-]*$/.test(n)) throw new Error(`certificate name ${JSON.stringify(n)}: use [a-z0-9-]`);
+  for (const r of opts.requests) {
+    if (!/^[a-z][a-z0-9-]*$/.test(r.file))
+      throw new Error(`certificate name ${JSON.stringify(r.file)}: use [a-z0-9-]`);
   }
-  const days = String(LOCAL_CERT_DAYS);
+  const days = String(opts.days);
   openssl(dir, [
     'req',
     '-x509',
@@ -63,43 +73,46 @@ export function makeLocalPki(
     '-out',
     'ca.crt',
     '-subj',
-    `/CN=${caName}`,
+    `/CN=${opts.caName}`,
     '-days',
     days,
   ]);
   const certs: Record<string, CertFiles> = {};
   try {
-    for (const name of names) {
+    for (const r of opts.requests) {
       openssl(dir, [
         'req',
         '-x509',
         ...EC_KEY,
-        '-CA',
-        'ca.crt',
-        '-CAkey',
-        'ca.key',
-        '-keyout',
-        `${name}.key`,
-        '-out',
-        `${name}.crt`,
-        '-subj',
-        `/CN=${name}`,
-        '-days',
-        days,
-        '-addext',
-        `subjectAltName=DNS:${name},DNS:localhost,IP:127.0.0.1`,
-        '-addext',
-        'extendedKeyUsage=serverAuth,clientAuth',
-        '-addext',
-        'keyUsage=critical,digitalSignature',
-        '-addext',
-        'basicConstraints=critical,CA:FALSE',
+        ...['-CA', 'ca.crt', '-CAkey', 'ca.key'],
+        ...['-keyout', `${r.file}.key`, '-out', `${r.file}.crt`],
+        ...['-subj', `/CN=${r.cn}`, '-days', days],
+        ...['-addext', `subjectAltName=${r.sans.join(',')}`],
+        ...['-addext', `extendedKeyUsage=${r.clientOnly ? 'clientAuth' : 'serverAuth,clientAuth'}`],
+        ...['-addext', 'keyUsage=critical,digitalSignature'],
+        ...['-addext', 'basicConstraints=critical,CA:FALSE'],
       ]);
-      chmodSync(join(dir, `${name}.key`), 0o600);
-      certs[name] = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+      chmodSync(join(dir, `${r.file}.key`), 0o600);
+      certs[r.file] = { cert: join(dir, `${r.file}.crt`), key: join(dir, `${r.file}.key`) };
     }
   } finally {
     rmSync(join(dir, 'ca.key'), { force: true });
   }
   return { ca: join(dir, 'ca.crt'), certs };
+}
+
+/**
+ * A local cluster's CA and a certificate for each of `names`, each naming itself and loopback.
+ * Names are [a-z0-9-] (they become file names and CNs).
+ */
+export function makeLocalPki(
+  dir: string,
+  names: readonly string[],
+  caName = 'rmt local cluster CA',
+): LocalPki {
+  return makePki(dir, {
+    caName,
+    days: LOCAL_CERT_DAYS,
+    requests: names.map((n) => ({ file: n, cn: n, sans: [`DNS:${n}`, 'DNS:localhost', 'IP:127.0.0.1'] })),
+  });
 }

@@ -12,12 +12,12 @@
 // (--peer-tls-server-name) and the CA. The coordinator's also names localhost and 127.0.0.1, for
 // `kubectl port-forward`. The CA's key is deleted once the certificates are signed: to add a role or
 // rotate, generate everything again and replace the Secrets. Keep --out outside the repository.
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
+import { makePki } from '../../scripts/local-pki.js';
 import { defineFlags, parseServiceFlagsOrExit } from '../../shared/config/service-flags.js';
 
 /** The roles that get a certificate: the four services and the client that submits runs. */
@@ -52,17 +52,6 @@ export const GRPC_TLS_FLAGS = defineFlags({
 });
 
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-
-function openssl(dir: string, args: string[]): void {
-  const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
-  if (r.error) throw new Error(`cannot run openssl (apt-get install openssl): ${r.error.message}`);
-  if (r.status !== 0) {
-    throw new Error(`openssl ${args[0]} failed (exit ${r.status}): ${r.stderr.trim().split('\n')[0] ?? ''}`);
-  }
-}
-
-/** The names in a role's certificate. */
 export function grpcCertNames(role: GrpcRole, namespace: string, peerName: string): string[] {
   if (role === 'client') return ['DNS:rmt-client'];
   const svc = `rmt-${role}`;
@@ -95,51 +84,22 @@ export function grpcTls(opts: { namespace?: string; peerName?: string; days?: nu
   if (!Number.isInteger(days) || days < 1 || days > 3650) throw new Error(`--days ${days}: use 1 to 3650`);
   const dir = mkdtempSync(join(tmpdir(), 'rmt-grpc-tls-'));
   try {
-    const d = String(days);
-    openssl(dir, [
-      'req',
-      '-x509',
-      ...EC_KEY,
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.crt',
-      '-subj',
-      '/CN=rmt gRPC CA',
-      '-days',
-      d,
-    ]);
+    const pki = makePki(dir, {
+      caName: 'rmt gRPC CA',
+      days,
+      // A service serves with its certificate and calls the others with it; the client only calls.
+      requests: GRPC_ROLES.map((role) => ({
+        file: role,
+        cn: `rmt-${role}`,
+        sans: grpcCertNames(role, namespace, peerName),
+        clientOnly: role === 'client',
+      })),
+    });
     const certs = {} as GrpcTls['certs'];
     for (const role of GRPC_ROLES) {
-      openssl(dir, [
-        'req',
-        '-x509',
-        ...EC_KEY,
-        '-CA',
-        'ca.crt',
-        '-CAkey',
-        'ca.key',
-        '-keyout',
-        `${role}.key`,
-        '-out',
-        `${role}.crt`,
-        '-subj',
-        `/CN=rmt-${role}`,
-        '-days',
-        d,
-        '-addext',
-        `subjectAltName=${grpcCertNames(role, namespace, peerName).join(',')}`,
-        '-addext',
-        // A service serves with its certificate and calls the others with it; the client only calls.
-        `extendedKeyUsage=${role === 'client' ? 'clientAuth' : 'serverAuth,clientAuth'}`,
-        '-addext',
-        'keyUsage=critical,digitalSignature',
-        '-addext',
-        'basicConstraints=critical,CA:FALSE',
-      ]);
       certs[role] = {
-        cert: readFileSync(join(dir, `${role}.crt`), 'utf8'),
-        key: readFileSync(join(dir, `${role}.key`), 'utf8'),
+        cert: readFileSync(pki.certs[role].cert, 'utf8'),
+        key: readFileSync(pki.certs[role].key, 'utf8'),
       };
     }
     return { ca: readFileSync(join(dir, 'ca.crt'), 'utf8'), certs };
