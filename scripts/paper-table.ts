@@ -112,8 +112,11 @@ function checkSameConfig(file: string, cfg: unknown, what: string, field?: 'conf
 
 function writeJsonAtomic(path: string, value: unknown): void {
   mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(`${path}.tmp`, `${JSON.stringify(value, null, 2)}\n`);
-  renameSync(`${path}.tmp`, path);
+  // A temporary file of this process's own: invocations with disjoint --seeds write the same ledger,
+  // and two writing one shared .tmp at once interleave their bytes (then rename the mix into place).
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
+  renameSync(tmp, path);
 }
 
 /** What a run's scoring cache (`<out_dir>/data`: token streams and proxy entropies) depends on. */
