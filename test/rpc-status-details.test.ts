@@ -3,10 +3,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { CoordinatorHost, coordinatorService } from '../services/coordinator/service.js';
-import { InProcessBus } from '../shared/bus/in-process.js';
-import { WorkerRegistry } from '../shared/rpc/adapters/worker-registry.js';
-import { coordinatorClient } from '../shared/rpc/client.js';
 import {
   errorField,
   failedPrecondition,
@@ -14,8 +10,8 @@ import {
   Status,
   unavailable,
 } from '../shared/rpc/errors.js';
-import { startServer } from '../shared/rpc/server.js';
 import { decodeStatusDetails, STATUS_DETAILS_KEY } from '../shared/rpc/status-details.js';
+import { startRefusingCoordinator } from './helpers/refusing-coordinator.js';
 
 const PYTHON = process.env.RMT_PYTHON ?? '/usr/bin/python3';
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'google-rpc');
@@ -69,22 +65,7 @@ test('every RpcError carries google.rpc.Status details: BadRequest for a field, 
 });
 
 test('over gRPC, a refused StartRun names its field in the rmt-field trailer and in BadRequest, as Python decodes it', async (t) => {
-  const bus = new InProcessBus();
-  const registry = new WorkerRegistry(5000);
-  const host = new CoordinatorHost({
-    bus,
-    registry,
-    log: () => {},
-    services: () => {
-      throw new Error('not used: the StartRun here is refused');
-    },
-  });
-  const server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
-    services: [coordinatorService(host, registry)],
-  });
-  const client = coordinatorClient(server.address);
+  const { client, close } = await startRefusingCoordinator();
   try {
     const err = (await client
       .startRun({ config: 'train:\n  steps: -3\n', method: '', steps: 0, outDir: '', runId: '' })
@@ -104,8 +85,6 @@ test('over gRPC, a refused StartRun names its field in the rmt-field trailer and
     const info = py.details.find((x) => x.type === 'ErrorInfo') as { reason: string; domain: string };
     t.deepEqual([info.reason, info.domain], ['INVALID_FIELD', 'rmt.v1']);
   } finally {
-    client.close();
-    await server.shutdown(100);
-    await bus.close();
+    await close();
   }
 });

@@ -3,43 +3,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { FLAGS as COORDINATOR_FLAGS } from '../services/coordinator/main.js';
-import { CoordinatorHost, coordinatorService } from '../services/coordinator/service.js';
+import { coordinatorService } from '../services/coordinator/service.js';
 import { FLAGS as SCORER_FLAGS } from '../services/scorer/main.js';
-import { InProcessBus } from '../shared/bus/in-process.js';
 import { RunConfigError } from '../shared/config/merge.js';
 import { loadPretrainConfig } from '../shared/config/pretrain-config.js';
 import { parseServiceFlags } from '../shared/config/service-flags.js';
 import { SERVICE_LIMITS } from '../shared/config/service-limits.js';
 import { loadTrainConfig, parseTrainConfig } from '../shared/config/train-config.js';
-import { WorkerRegistry } from '../shared/rpc/adapters/worker-registry.js';
 import { coordinatorClient } from '../shared/rpc/client.js';
 import { errorField, Status } from '../shared/rpc/errors.js';
 import { startServer } from '../shared/rpc/server.js';
+import { startRefusingCoordinator } from './helpers/refusing-coordinator.js';
 
 // Every numeric setting is checked when a config is loaded, by the one parser `rmt train` and
 // StartRun share: YAML's .nan and .inf, and values outside the spec's ranges, are refused with the
 // field named, before anything runs.
 const root = mkdtempSync(join(tmpdir(), 'rmt-sec-config-'));
-const bus = new InProcessBus();
-const registry = new WorkerRegistry(5000);
-const host = new CoordinatorHost({
-  bus,
-  registry,
-  log: () => {},
-  services: () => {
-    throw new Error('not used: every StartRun here is refused');
-  },
-});
-const server = await startServer({
-  host: '127.0.0.1',
-  port: 0,
-  services: [coordinatorService(host, registry)],
-});
-const coordinator = coordinatorClient(server.address);
+const { host, registry, client: coordinator, close } = await startRefusingCoordinator();
 test.after.always(async () => {
-  coordinator.close();
-  await server.shutdown(100);
-  await bus.close();
+  await close();
   rmSync(root, { recursive: true, force: true });
 });
 
