@@ -178,13 +178,15 @@ async function confounds(
   derived: Derived,
   row: (seed: number) => TrainConfig,
 ): Promise<Record<string, unknown>> {
-  const info = budgetTargetInformation(derived.pretrain());
+  let info: ReturnType<typeof budgetTargetInformation> = null;
   const backend = await createBackend(s.backend as Parameters<typeof createBackend>[0]);
   const bySeed: { seed: number; train: Record<string, TierShare>; eval: Record<string, TierShare> }[] = [];
   try {
     for (const seed of s.seeds) {
       const cfg = row(seed);
       const run = await loadRunContext('eval', cfg);
+      // The rows read the base's tokenizer, the one its pre-training corpus was cut with.
+      info ??= budgetTargetInformation(derived.pretrain(), (p) => run.tokenizer.encode(p).length === 1);
       const scorer = new Scorer(backend);
       const train = await scorer.keyPositions(run, 'train');
       const heldOut = await scorer.keyPositions(run, 'held_out');

@@ -390,3 +390,40 @@ test('independent budgets: a range whose minimum cannot hold the longest answer 
   t.throws(() => resolveMathCorpusOptions({ budgetMode: 'fixed' as never }), { message: /budgetMode/ });
   t.throws(() => resolveMathCorpusOptions({ budgetRange: [0, 4] }), { message: /budgetRange/ });
 });
+
+test('statement examples: cut where a token starts, the next piece restated, prompt + response as BareFormat', (t) => {
+  const opts = {
+    documents: 200,
+    reasoningFraction: 0.6,
+    statementFraction: 0.5,
+    isOneToken: (piece: string) => tok.encode(piece).length === 1,
+  };
+  const docs = generateMathDocuments(opts, 11);
+  const examples = docs.flatMap((d) => d.problems.filter((p) => p.reasoning).map((p) => ({ doc: d, p })));
+  const inStatement = examples.filter(({ p }) => p.reasoning!.digit === -1);
+  t.true(inStatement.length > 0.35 * examples.length && inStatement.length < 0.65 * examples.length);
+  const kinds = new Set<string>();
+  for (const { doc, p } of inStatement) {
+    const r = p.reasoning!;
+    t.regex(r.target, /^(\p{N}| \p{L}+| [^\s\p{L}\p{N}]+)$/u);
+    kinds.add(/\p{N}/u.test(r.target) ? 'digit' : /\p{L}/u.test(r.target) ? 'word' : 'operator');
+    t.is(doc.text.slice(r.predictionOffset, p.end), `${r.target}<|endoftext|>`);
+    t.true(r.thinkStart > p.start && r.thinkStart < p.answerStart + 1);
+    t.is(r.reasoning, r.target.trim().length <= r.budget ? r.target.trim() : '');
+    t.true(r.budget >= MATH_CORPUS_DEFAULTS.budgetRange[0] && r.budget <= MATH_CORPUS_DEFAULTS.budgetRange[1]);
+    const contextIds = tok.encode(doc.text.slice(r.contextStart, r.thinkStart));
+    const ids = tok.encode(doc.text.slice(r.contextStart, p.end));
+    const prompt = bare.buildPrompt(contextIds, r.budget);
+    t.deepEqual(ids.slice(0, prompt.length), prompt);
+    const parsed = bare.parseResponse(ids.slice(prompt.length));
+    t.is(parsed.finishReason, 'stop');
+    t.deepEqual(parsed.predictionIds, tok.encode(r.target));
+    t.is(parsed.predictionIds.length, 1, r.target);
+  }
+  t.deepEqual([...kinds].sort(), ['digit', 'operator', 'word']);
+  // Asked for none, the corpus is the one it always was (no extra random draws).
+  t.deepEqual(
+    generateMathDocuments({ ...opts, statementFraction: 0 }, 11).map((d) => d.text),
+    generateMathDocuments({ documents: 200, reasoningFraction: 0.6 }, 11).map((d) => d.text),
+  );
+});

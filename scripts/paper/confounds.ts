@@ -30,19 +30,21 @@ export interface BudgetInformation {
  * The reasoning examples of the math documents a pre-training config trains on (the same options
  * and seed the token streams use), and what their stated budgets say about their targets.
  */
-export function budgetTargetInformation(cfg: Pick<PretrainConfig, 'data' | 'run'>): BudgetInformation | null {
+export function budgetTargetInformation(
+  cfg: Pick<PretrainConfig, 'data' | 'run'>,
+  isOneToken?: (piece: string) => boolean,
+): BudgetInformation | null {
   if (!cfg.data.corpora.includes('math')) return null;
   const math = (cfg.data.math ?? {}) as MathCorpusOptions;
-  const docs = generateMathDocuments({ ...math, split: 'train' }, cfg.run.seed);
+  const docs = generateMathDocuments({ ...math, isOneToken, split: 'train' }, cfg.run.seed);
   const target: [number, string][] = [];
   const leading: [number, string][] = [];
   for (const d of docs) {
     for (const p of d.problems) {
       const r = p.reasoning;
       if (!r) continue;
-      const ans = String(p.answer);
-      target.push([r.budget, ans[r.digit]]);
-      leading.push([r.budget, ans[0]]);
+      target.push([r.budget, r.target]);
+      if (r.digit >= 0) leading.push([r.budget, String(p.answer)[0]]);
     }
   }
   if (target.length === 0) return null;

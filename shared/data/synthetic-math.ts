@@ -55,6 +55,19 @@ export interface MathCorpusOptions {
    * min(1, f * P / (P - 1)) for a document of P problems.
    */
   reasoningFraction?: number;
+  /**
+   * Fraction of reasoning examples cut inside the problem's statement instead of at an answer digit
+   * (default 0): at the start of an operand digit, a word or an operator, with the next token's text
+   * restated as the whole reasoning (no working helps there). Without them a base only ever reasons
+   * before answer digits and, asked to reason at any other position, answers with a digit.
+   */
+  statementFraction?: number;
+  /**
+   * Whether a statement piece (` plus`, `4`) is one token of the tokenizer the corpus is read with;
+   * statement examples are cut only before such pieces, so the rollout's one-token answer can match
+   * them. Set by the code that tokenizes (not a settings-file field); without it every piece counts.
+   */
+  isOneToken?: (piece: string) => boolean;
   /** Fraction of problems written as word problems rather than equations (default 0.4). */
   wordProblemFraction?: number;
   /** Relative weights of the operations; a missing operation has weight 0 (default add 0.4, sub 0.3, mul 0.3). */
@@ -97,6 +110,9 @@ export interface ResolvedMathCorpusOptions {
   documents: number;
   problemsPerDocument: IntRange;
   reasoningFraction: number;
+  statementFraction: number;
+  /** Not a settings-file field, so not in MATH_CORPUS_DEFAULTS (whose keys are the known settings). */
+  isOneToken?: (piece: string) => boolean;
   wordProblemFraction: number;
   operations: Record<MathOp, number>;
   ranges: Record<MathOp, OperandRanges>;
@@ -115,6 +131,7 @@ const DEFAULTS: ResolvedMathCorpusOptions = {
   documents: 1000,
   problemsPerDocument: [4, 8],
   reasoningFraction: 0.3,
+  statementFraction: 0,
   wordProblemFraction: 0.4,
   operations: { add: 0.4, sub: 0.3, mul: 0.3 },
   ranges: {
@@ -136,8 +153,10 @@ export const MATH_CORPUS_DEFAULTS: Readonly<ResolvedMathCorpusOptions> = Object.
 
 /** A problem written in the reasoning layout (all offsets are character offsets into the document text). */
 export interface ReasoningExample {
-  /** Index of the answer digit that is the prediction (the context holds digits [0, digit)). */
+  /** Index of the answer digit that is the prediction (the context holds digits [0, digit)); -1 when cut in the statement. */
   digit: number;
+  /** The text written after `</think>` (an answer digit, or the statement's next piece: ` plus`, `4`, ` =`). */
+  target: string;
   /** Start of the context: the document start or just after the previous example's `<|endoftext|>`. */
   contextStart: number;
   /** Offset of `<think>` (the context is text[contextStart, thinkStart)). */
@@ -239,6 +258,8 @@ export function resolveMathCorpusOptions(opts: MathCorpusOptions = {}): Resolved
     documents: opts.documents ?? d.documents,
     problemsPerDocument: opts.problemsPerDocument ?? d.problemsPerDocument,
     reasoningFraction: fraction('reasoningFraction', opts.reasoningFraction ?? d.reasoningFraction),
+    statementFraction: fraction('statementFraction', opts.statementFraction ?? d.statementFraction),
+    isOneToken: opts.isOneToken,
     wordProblemFraction: fraction('wordProblemFraction', opts.wordProblemFraction ?? d.wordProblemFraction),
     operations: weights('operations', MATH_OPS, opts.operations, d.operations),
     ranges: { ...d.ranges, ...opts.ranges },
@@ -677,6 +698,31 @@ function fitToBudget(
   return { style, reasoning: texts.get(style)!, budget };
 }
 
+/**
+ * Offsets in a statement where a token starts for the digit-splitting byte-level pre-tokenizer: each
+ * digit, and each space that begins a word (` plus`) or an operator (` =`). Offset 0 is left out so
+ * the example has context of its own problem.
+ */
+export function statementCuts(before: string): number[] {
+  const cuts: number[] = [];
+  for (let i = 1; i < before.length; i++) {
+    const c = before[i];
+    const next = before[i + 1] ?? '';
+    if (/\p{N}/u.test(c)) cuts.push(i);
+    else if (c === ' ' && next !== '' && !/[\s\p{N}]/u.test(next)) cuts.push(i);
+  }
+  return cuts;
+}
+
+/** End of the pre-tokenizer piece starting at `cut` (see statementCuts). */
+function pieceEnd(text: string, cut: number): number {
+  if (/\p{N}/u.test(text[cut])) return cut + 1;
+  let j = cut + 1;
+  const letters = /\p{L}/u.test(text[j]);
+  while (j < text.length && (letters ? /\p{L}/u.test(text[j]) : /[^\s\p{L}\p{N}]/u.test(text[j]))) j++;
+  return j;
+}
+
 function fillBudget(marker: string, budget: number): string {
   return marker.replace(/\{B\}/g, String(budget));
 }
@@ -733,7 +779,35 @@ function generateDocument(rng: Rng, o: ResolvedMathCorpusOptions, id: string): M
       answerStart,
       layout: 'plain',
     };
-    if (i < count - 1 && rng.next() < pReasoning) {
+    const reasoningHere = i < count - 1 && rng.next() < pReasoning;
+    // Drawn only when asked for, so a corpus without statement examples is the one it always was.
+    const inStatement = reasoningHere && o.statementFraction > 0 && rng.next() < o.statementFraction;
+    const oneToken = o.isOneToken ?? (() => true);
+    const cuts = inStatement ? statementCuts(before).filter((c) => oneToken(before.slice(c, pieceEnd(before, c)))) : [];
+    if (cuts.length > 0) {
+      const cut = cuts[rng.int(cuts.length)];
+      const target = before.slice(cut, pieceEnd(before, cut));
+      const budget = o.budgetRange[0] + rng.int(o.budgetRange[1] - o.budgetRange[0] + 1);
+      const said = target.trim();
+      const reasoning = said.length <= budget ? said : '';
+      text += before.slice(0, cut);
+      const thinkStart = text.length;
+      text += THINK_TOKEN + fillBudget(o.budgetMarker, budget) + reasoning + END_THINK_TOKEN;
+      const predictionOffset = text.length;
+      text += target + EOS_TOKEN;
+      problem.layout = 'reasoning';
+      problem.reasoning = {
+        digit: -1,
+        target,
+        contextStart,
+        thinkStart,
+        budget,
+        style: 'answer',
+        reasoning,
+        predictionOffset,
+      };
+      contextStart = text.length;
+    } else if (reasoningHere) {
       const digit = rng.int(ans.length);
       const { style, reasoning, budget } =
         o.budgetMode === 'independent'
@@ -745,7 +819,7 @@ function generateDocument(rng: Rng, o: ResolvedMathCorpusOptions, id: string): M
       const predictionOffset = text.length;
       text += ans[digit] + EOS_TOKEN;
       problem.layout = 'reasoning';
-      problem.reasoning = { digit, contextStart, thinkStart, budget, style, reasoning, predictionOffset };
+      problem.reasoning = { digit, target: ans[digit], contextStart, thinkStart, budget, style, reasoning, predictionOffset };
       contextStart = text.length;
     } else {
       text += before + ans + after;

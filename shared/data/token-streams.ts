@@ -55,7 +55,7 @@ export function tokenStreams(
   const train = new StreamBuilder();
   const heldOut = new StreamBuilder();
   for (const name of o.corpora) {
-    const split = corpusSplit(name, o);
+    const split = corpusSplit(name, o, (piece) => tok.encode(piece).length === 1);
     const budget = o.max_chars_per_corpus;
     const take = (list: readonly Document[], chars: number, into: StreamBuilder) => {
       let used = 0;
@@ -118,7 +118,11 @@ export const isMathDocument = (d: Document): d is MathDocument => Array.isArray(
  * generated twice from disjoint problem buckets (the generator's `split`), so no held-out problem is
  * ever trained on.
  */
-export function corpusSplit(name: string, o: StreamOptions): { train: Document[]; heldOut: Document[] } {
+export function corpusSplit(
+  name: string,
+  o: StreamOptions,
+  isOneToken?: (piece: string) => boolean,
+): { train: Document[]; heldOut: Document[] } {
   if (name === 'math') {
     const m = o.math ?? {};
     for (const key of Object.keys(m)) {
@@ -129,9 +133,9 @@ export function corpusSplit(name: string, o: StreamOptions): { train: Document[]
     }
     const docs = m.documents ?? 1000;
     return {
-      train: generateMathDocuments({ ...m, split: 'train' }, o.seed),
+      train: generateMathDocuments({ ...m, isOneToken, split: 'train' }, o.seed),
       heldOut: generateMathDocuments(
-        { ...m, split: 'held_out', documents: Math.max(1, Math.ceil(docs * o.held_out_fraction)) },
+        { ...m, isOneToken, split: 'held_out', documents: Math.max(1, Math.ceil(docs * o.held_out_fraction)) },
         o.seed + 1,
       ),
     };
