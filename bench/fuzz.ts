@@ -18,7 +18,7 @@ import { Metadata, type ServiceError, status as Status } from '@grpc/grpc-js';
 import { type Cluster, startCluster } from '../scripts/up.js';
 import { coordinatorClient, healthCheck, makeGrpcClient } from '../shared/rpc/client.js';
 import { RunState } from '../shared/rpc/gen/rmt/v1/coordinator.js';
-import { tinyBaseCheckpoint, tinyRunConfig } from '../test/helpers/tiny-run.js';
+import { tinyBaseCheckpoint, tinyRunConfig } from './fixtures/tiny-run.js';
 import {
   FUZZ_SERVICES,
   type FuzzRequest,

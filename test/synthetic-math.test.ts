@@ -410,7 +410,9 @@ test('statement examples: cut where a token starts, the next piece restated, pro
     t.is(doc.text.slice(r.predictionOffset, p.end), `${r.target}<|endoftext|>`);
     t.true(r.thinkStart > p.start && r.thinkStart < p.answerStart + 1);
     t.is(r.reasoning, r.target.trim().length <= r.budget ? r.target.trim() : '');
-    t.true(r.budget >= MATH_CORPUS_DEFAULTS.budgetRange[0] && r.budget <= MATH_CORPUS_DEFAULTS.budgetRange[1]);
+    t.true(
+      r.budget >= MATH_CORPUS_DEFAULTS.budgetRange[0] && r.budget <= MATH_CORPUS_DEFAULTS.budgetRange[1],
+    );
     const contextIds = tok.encode(doc.text.slice(r.contextStart, r.thinkStart));
     const ids = tok.encode(doc.text.slice(r.contextStart, p.end));
     const prompt = bare.buildPrompt(contextIds, r.budget);

@@ -783,7 +783,9 @@ function generateDocument(rng: Rng, o: ResolvedMathCorpusOptions, id: string): M
     // Drawn only when asked for, so a corpus without statement examples is the one it always was.
     const inStatement = reasoningHere && o.statementFraction > 0 && rng.next() < o.statementFraction;
     const oneToken = o.isOneToken ?? (() => true);
-    const cuts = inStatement ? statementCuts(before).filter((c) => oneToken(before.slice(c, pieceEnd(before, c)))) : [];
+    const cuts = inStatement
+      ? statementCuts(before).filter((c) => oneToken(before.slice(c, pieceEnd(before, c))))
+      : [];
     if (cuts.length > 0) {
       const cut = cuts[rng.int(cuts.length)];
       const target = before.slice(cut, pieceEnd(before, cut));
@@ -819,7 +821,16 @@ function generateDocument(rng: Rng, o: ResolvedMathCorpusOptions, id: string): M
       const predictionOffset = text.length;
       text += ans[digit] + EOS_TOKEN;
       problem.layout = 'reasoning';
-      problem.reasoning = { digit, target: ans[digit], contextStart, thinkStart, budget, style, reasoning, predictionOffset };
+      problem.reasoning = {
+        digit,
+        target: ans[digit],
+        contextStart,
+        thinkStart,
+        budget,
+        style,
+        reasoning,
+        predictionOffset,
+      };
       contextStart = text.length;
     } else {
       text += before + ans + after;

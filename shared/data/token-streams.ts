@@ -135,7 +135,12 @@ export function corpusSplit(
     return {
       train: generateMathDocuments({ ...m, isOneToken, split: 'train' }, o.seed),
       heldOut: generateMathDocuments(
-        { ...m, isOneToken, split: 'held_out', documents: Math.max(1, Math.ceil(docs * o.held_out_fraction)) },
+        {
+          ...m,
+          isOneToken,
+          split: 'held_out',
+          documents: Math.max(1, Math.ceil(docs * o.held_out_fraction)),
+        },
         o.seed + 1,
       ),
     };
