@@ -18,6 +18,18 @@ for tool in go protoc protoc-gen-go protoc-gen-go-grpc; do
   command -v "$tool" >/dev/null || { echo "build.sh: $tool not found (see examples/go/README.md)" >&2; exit 1; }
 done
 
+# grpc-go 1.33 marshals through github.com/golang/protobuf. Debian's v1.3 of it (the first
+# alternative golang-google-grpc-dev depends on, so apt picks it when neither is installed) builds
+# this program but panics at the first response ("protobuf tag not enough fields"): it cannot
+# handle the messages protoc-gen-go 1.28 generates. v1.5 (golang-github-golang-protobuf-1-5-dev)
+# is the one that wraps google.golang.org/protobuf; its go.mod requires it.
+legacy=/usr/share/gocode/src/github.com/golang/protobuf/go.mod
+if [ -f "$legacy" ] && ! grep -q 'google.golang.org/protobuf' "$legacy"; then
+  echo "build.sh: /usr/share/gocode has github.com/golang/protobuf v1.3, which panics on the generated messages;" \
+    "apt-get install golang-github-golang-protobuf-1-5-dev (it replaces golang-github-golang-protobuf-1-3-dev)" >&2
+  exit 1
+fi
+
 # The stubs' import path comes from the protos' go_package (rmt/gen/go/rmt/v1), so under
 # $build/gopath/src it is importable in GOPATH mode. Regenerated every time: they follow proto/.
 gen=$build/gopath/src
