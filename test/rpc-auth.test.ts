@@ -7,6 +7,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Metadata } from '@grpc/grpc-js';
 import test from 'ava';
 import { haveOpenssl, makeLocalPki } from '../scripts/local-pki.js';
 import { FLAGS as COORDINATOR_FLAGS } from '../services/coordinator/main.js';
@@ -29,6 +30,7 @@ import {
   type StartServerOptions,
   startServer,
 } from '../shared/rpc/server.js';
+import { decodeStatusDetails, STATUS_DETAILS_KEY } from '../shared/rpc/status-details.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rmt-auth-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -143,7 +145,17 @@ test('a bearer token: no token, a wrong one or a malformed header is UNAUTHENTIC
     t.is((e as unknown as { code: Status }).code, Status.UNAUTHENTICATED, header);
     // The reply names neither token.
     t.false(e!.message.includes(TOKEN.slice(0, 16)), e!.message);
+    // An ErrorInfo as on every other refusal, so clients branch on its reason.
+    const trailer = (e as unknown as { metadata: Metadata }).metadata.get(STATUS_DETAILS_KEY)[0] as Buffer;
+    const details = decodeStatusDetails(new Uint8Array(trailer));
+    t.is(details.code, Status.UNAUTHENTICATED);
+    t.is(details.reason, 'TOKEN_WRONG', header);
   }
+  const none = await t.throwsAsync(c.getRunStatus({}, { deadlineMs: 5_000 }));
+  const noneTrailer = (none as unknown as { metadata: Metadata }).metadata.get(
+    STATUS_DETAILS_KEY,
+  )[0] as Buffer;
+  t.is(decodeStatusDetails(new Uint8Array(noneTrailer)).reason, 'TOKEN_MISSING');
   c.close();
   t.is(await healthCheck(server.address, '', { deadlineMs: 3_000 }), 'SERVING');
 });

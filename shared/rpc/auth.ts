@@ -13,6 +13,7 @@ import {
   type ServerInterceptor,
   status as Status,
 } from '@grpc/grpc-js';
+import { encodeStatusDetails, STATUS_DETAILS_KEY } from './status-details.js';
 
 /** The metadata key the token travels in (HTTP's, so that proxies and other clients know it). */
 export const AUTH_METADATA_KEY = 'authorization';
@@ -97,12 +98,23 @@ export function tokenServerInterceptor(token: string): ServerInterceptor {
               return;
             }
             refused = true;
-            // The reason without the token presented or expected.
-            call.sendStatus({
-              code: Status.UNAUTHENTICATED,
-              details: md.get(AUTH_METADATA_KEY).length === 0 ? 'no bearer token' : 'wrong bearer token',
-              metadata: new Metadata(),
-            });
+            // The reason without the token presented or expected; an ErrorInfo as on every other
+            // refusal, so clients branch on the reason rather than on the message.
+            const missing = md.get(AUTH_METADATA_KEY).length === 0;
+            const message = missing ? 'no bearer token' : 'wrong bearer token';
+            const trailer = new Metadata();
+            trailer.set(
+              STATUS_DETAILS_KEY,
+              Buffer.from(
+                encodeStatusDetails({
+                  code: Status.UNAUTHENTICATED,
+                  message,
+                  reason: missing ? 'TOKEN_MISSING' : 'TOKEN_WRONG',
+                  metadata: {},
+                }),
+              ),
+            );
+            call.sendStatus({ code: Status.UNAUTHENTICATED, details: message, metadata: trailer });
           },
           // A refused call's messages never reach the handler.
           onReceiveMessage: (msg, pass) => {
