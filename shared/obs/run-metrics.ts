@@ -1,6 +1,6 @@
 import { appendFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { truncateMetrics } from '../train/metrics-log.js';
+import { truncateMetrics } from './metrics-log.js';
 import { TensorBoardWriter } from './tensorboard.js';
 
 /** Where a job's per-step metrics go besides metrics.jsonl, which is always written (resume reads it). */

@@ -31,11 +31,11 @@ import { lossAndGrad, lossOnly } from '../model/loss.js';
 import { learningRate } from '../model/lr-schedule.js';
 import { paramSpecs } from '../model/params.js';
 import { downloadParams, uploadParams } from '../model/weights.js';
+import { readMetrics } from '../obs/metrics-log.js';
 import { RunMetrics } from '../obs/run-metrics.js';
 import { lineChartSvg } from '../util/plot.js';
 import { progress } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
-import { readMetrics } from './metrics-log.js';
 
 /**
  * `rmt pretrain`: next-token prediction on the prose corpora, nanoGPT-style (random windows of a
