@@ -13,6 +13,9 @@ import {
 import { downloadParams, uploadParams } from '../model/weights.js';
 import { type ReportTarget, RunMetrics } from '../obs/run-metrics.js';
 
+/** The file a run's folder is recognised by: the resolved config, written before anything else. */
+export const RUN_CONFIG_FILE = 'config.resolved.json';
+
 /** Where a training job's progress lines go: one line each, without its newline. */
 export type LineLog = (line: string) => void;
 
@@ -50,7 +53,7 @@ export class RunDir {
   /** Creates the folder and records the configuration the job runs with, defaults filled in. */
   writeConfig(resolved: unknown): void {
     mkdirSync(this.path, { recursive: true });
-    this.writeJson('config.resolved.json', resolved);
+    this.writeJson(RUN_CONFIG_FILE, resolved);
   }
 
   /** The newest training checkpoint, to resume from; undefined for a fresh job. */
