@@ -99,3 +99,30 @@ test('no folder below shared/train and shared/run imports either of them: no cyc
     }
   }
 });
+
+test('the product (shared/, services/, cli/, bin/) imports nothing from the development tools, tests, benchmarks or experiments', (t) => {
+  const outside = ['scripts', 'test', 'bench', 'experiments', 'k8s'];
+  const walk = (dir: string): string[] =>
+    readdirSync(dir).flatMap((name) => {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) return name === 'gen' || name === 'node_modules' ? [] : walk(path);
+      return /\.(ts|js|mjs)$/.test(name) ? [path] : [];
+    });
+  const files = ['shared', 'services', 'cli', 'bin'].flatMap((d) => walk(join(ROOT, d)));
+  t.true(files.length > 100, 'the scan sees the product files');
+  // shared/ is the library: it does not reach up into the processes either.
+  for (const file of files) {
+    const from = relative(ROOT, file);
+    const src = readFileSync(file, 'utf8');
+    const specs = [
+      ...src.matchAll(/^\s*(?:import|export)\s+(?:type\s+)?(?:[^;'"]*?\s+from\s+)?['"]([^'"]+)['"]/gm),
+      ...src.matchAll(/\bimport\(\s*[`'"]([^`'"]+)[`'"]\s*\)/g),
+    ].map((m) => m[1]);
+    for (const spec of specs) {
+      if (!spec.startsWith('.')) continue;
+      const top = relative(ROOT, resolve(dirname(file), spec)).split('/')[0];
+      const refused = from.startsWith('shared/') ? [...outside, 'services', 'cli', 'bin'] : outside;
+      t.false(refused.includes(top), `${from} imports ${spec}`);
+    }
+  }
+});
