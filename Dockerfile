@@ -46,7 +46,7 @@ COPY --from=build /src/asm/build/ asm/build/
 COPY --from=build /src/shared/rpc/gen/ shared/rpc/gen/
 COPY tsconfig.json ./
 COPY bin/ bin/
-COPY scripts/ scripts/
+COPY cli/ cli/
 COPY services/ services/
 COPY shared/ shared/
 # The `node` user of the base image; files stay owned by root, so the code is read-only to it.

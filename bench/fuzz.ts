@@ -15,7 +15,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Metadata, type ServiceError, status as Status } from '@grpc/grpc-js';
-import { type Cluster, startCluster } from '../scripts/up.js';
+import { type Cluster, startCluster } from '../cli/up.js';
 import { coordinatorClient, healthCheck, makeGrpcClient } from '../shared/rpc/client.js';
 import { RunState } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 import { tinyBaseCheckpoint, tinyRunConfig } from './fixtures/tiny-run.js';

@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startCluster } from '../scripts/up.js';
+import { startCluster } from '../cli/up.js';
 import { parseTrainConfig } from '../shared/config/train-config.js';
 import { writeGpt2Tokenizer } from '../shared/data/gpt2-bpe.js';
 import { createBackend } from '../shared/kernels/index.js';

@@ -16,7 +16,7 @@ import { loadTrainConfig } from '../shared/config/train-config.js';
 import { createBackend } from '../shared/kernels/index.js';
 import { generateRollouts } from '../shared/rl/rollouts.js';
 import { evalBudget } from '../shared/run/coordinator.js';
-import { MATCH_ONLY_REWARD } from '../shared/train/evaluate.js';
+import { MATCH_ONLY_REWARD } from '../shared/run/evaluate.js';
 import { checkpointOnHeldOut } from '../shared/train/evaluate-checkpoint.js';
 import { Rng } from '../shared/util/rng.js';
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { connect, type NatsConnection, nkeyAuthenticator } from 'nats';
-import { type Cluster, startCluster } from '../scripts/up.js';
+import { type Cluster, startCluster } from '../cli/up.js';
 import { BUS_ROLES, type BusRole, type WorkerHeartbeat } from '../shared/bus/index.js';
 import { coordinatorClient, healthCheck } from '../shared/rpc/client.js';
 import { Status } from '../shared/rpc/errors.js';

@@ -81,7 +81,7 @@ test('Dockerfile: multi-stage on node:20, npm ci --omit=dev, non-root, the serve
       );
       t.false(
         p.startsWith('k8s'),
-        `COPY ${src}: nothing of k8s/ belongs in the image (\`rmt submit\` is in scripts/)`,
+        `COPY ${src}: nothing of k8s/ belongs in the image (\`rmt submit\` is in cli/)`,
       );
     }
   }

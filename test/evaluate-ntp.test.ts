@@ -5,7 +5,7 @@ import { padBatch } from '../shared/model/batch.js';
 import type { KeyPosition } from '../shared/rl/key-positions.js';
 import type { PromptFormat } from '../shared/rl/prompt-format.js';
 import { predictionCorrect } from '../shared/rl/rewards.js';
-import { evaluatePositions, ntpExcluded } from '../shared/train/evaluate.js';
+import { evaluatePositions, ntpExcluded } from '../shared/run/evaluate.js';
 import { Rng } from '../shared/util/rng.js';
 import { makeDecoder, randomParams, TINY_CONFIGS } from './helpers/tiny-models.js';
 

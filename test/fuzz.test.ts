@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { fuzzCluster, HEALTH_DEADLINE_MS } from '../bench/fuzz.js';
-import { type Cluster, startCluster } from '../scripts/up.js';
+import { type Cluster, startCluster } from '../cli/up.js';
 import { findNatsServer } from './helpers/nats-server.js';
 
 const root = mkdtempSync(join(tmpdir(), 'rmt-fuzz-test-'));

@@ -23,8 +23,8 @@ test('the image holds every file the services import, and every package they imp
   const transitive = new Set<string>();
   const roots = [
     'bin/rmt.js',
-    'scripts/cli.ts',
-    'scripts/submit.ts',
+    'cli/main.ts',
+    'cli/submit.ts',
     ...SERVICES.map((s) => `services/${s}/main.ts`),
   ];
   const seen = new Set<string>();

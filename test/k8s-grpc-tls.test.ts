@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import test from 'ava';
 import { parseAllDocuments } from 'yaml';
+import { SUBMIT_FLAGS } from '../cli/submit.js';
 import {
   DEFAULT_PEER_NAME,
   GRPC_ROLES,
@@ -21,7 +22,6 @@ import {
   main,
   SECRETS_FILE,
 } from '../k8s/tools/grpc-tls.js';
-import { SUBMIT_FLAGS } from '../scripts/submit.js';
 import { type CommonSettings, peerClientOptions } from '../services/process.js';
 import { parseServiceFlags } from '../shared/config/service-flags.js';
 import { healthCheck } from '../shared/rpc/client.js';

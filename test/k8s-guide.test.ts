@@ -3,8 +3,8 @@
 import { existsSync } from 'node:fs';
 import { posix } from 'node:path';
 import test from 'ava';
+import { SUBMIT_FLAGS } from '../cli/submit.js';
 import { NATS_AUTH_FLAGS, NATS_TLS_DIR } from '../k8s/tools/nats-auth.js';
-import { SUBMIT_FLAGS } from '../scripts/submit.js';
 import { parseServiceFlags } from '../shared/config/service-flags.js';
 import { CoordinatorServiceService } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 import {

@@ -9,8 +9,8 @@ import { isDeepStrictEqual } from 'node:util';
 import test from 'ava';
 import ts from 'typescript';
 import { parse, parseAllDocuments } from 'yaml';
+import { SUBMIT_FLAGS } from '../cli/submit.js';
 import { DEFAULT_USERS } from '../k8s/tools/nats-auth.js';
-import { SUBMIT_FLAGS } from '../scripts/submit.js';
 import { parseServiceFlags } from '../shared/config/service-flags.js';
 import { parseTrainConfig } from '../shared/config/train-config.js';
 import {

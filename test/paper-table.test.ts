@@ -7,7 +7,7 @@ import test from 'ava';
 import { parse } from 'yaml';
 import { Derived, loadSettings } from '../scripts/paper/settings.js';
 import { runPaperBenchmark } from '../scripts/paper-table.js';
-import { readMetrics } from '../shared/train/metrics-log.js';
+import { readMetrics } from '../shared/obs/metrics-log.js';
 
 /**
  * The paper benchmark's smoke setting end to end: interrupted mid-run, resumed by the real

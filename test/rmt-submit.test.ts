@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
-import { submit } from '../scripts/submit.js';
+import { submit } from '../cli/submit.js';
 import { failedPrecondition, handleServerStream, handleUnary } from '../shared/rpc/errors.js';
 import {
   CoordinatorServiceService,

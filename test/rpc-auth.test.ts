@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import test from 'ava';
-import { haveOpenssl, makeLocalPki } from '../scripts/local-pki.js';
+import { haveOpenssl, makeLocalPki } from '../cli/local-pki.js';
 import { FLAGS as COORDINATOR_FLAGS } from '../services/coordinator/main.js';
 import { FLAGS as LEARNER_FLAGS } from '../services/learner/main.js';
 import { FLAGS as ROLLOUT_FLAGS } from '../services/rollout/main.js';

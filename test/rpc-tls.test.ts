@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { status } from '../scripts/status.js';
+import { status } from '../cli/status.js';
 import { coordinatorClient } from '../shared/rpc/client.js';
 import { Status } from '../shared/rpc/errors.js';
 import {

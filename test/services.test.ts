@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { type Cluster, startCluster } from '../scripts/up.js';
+import { type Cluster, startCluster } from '../cli/up.js';
 import { latestCheckpoint, loadCheckpoint } from '../shared/model/checkpoint.js';
 import { coordinatorClient, healthCheck, rolloutClient } from '../shared/rpc/client.js';
 import { RunState, type RunStatus } from '../shared/rpc/gen/rmt/v1/coordinator.js';

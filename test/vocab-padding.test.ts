@@ -9,7 +9,7 @@ import { parseModelConfig } from '../shared/model/config.js';
 import { generate } from '../shared/model/generate.js';
 import { logSoftmax, sampleToken } from '../shared/model/sampling.js';
 import { BareFormat } from '../shared/rl/prompt-format.js';
-import { evaluatePositions } from '../shared/train/evaluate.js';
+import { evaluatePositions } from '../shared/run/evaluate.js';
 import { Rng } from '../shared/util/rng.js';
 import { makeDecoder, randomParams } from './helpers/tiny-models.js';
 

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
-import { makePki } from '../../scripts/local-pki.js';
+import { makePki } from '../../cli/local-pki.js';
 import { defineFlags, parseServiceFlagsOrExit } from '../../shared/config/service-flags.js';
 
 /** The roles that get a certificate: the four services and the client that submits runs. */

@@ -5,9 +5,9 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readMetrics } from '../../shared/obs/metrics-log.js';
 import type { MatchRule } from '../../shared/rl/rewards.js';
-import type { EvalResult } from '../../shared/train/evaluate.js';
-import { readMetrics } from '../../shared/train/metrics-log.js';
+import type { EvalResult } from '../../shared/run/evaluate.js';
 import { lineChartSvg, type Series } from '../../shared/util/plot.js';
 import { layout, type PaperSettings, type Start, type TrainedMethod } from './settings.js';
 import { type MeanCi, meanCi } from './stats.js';

@@ -1,6 +1,6 @@
 import { appendFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { truncateMetrics } from '../train/metrics-log.js';
+import { keepMetricsThrough } from './metrics-log.js';
 import { TensorBoardWriter } from './tensorboard.js';
 
 /** Where a job's per-step metrics go besides metrics.jsonl, which is always written (resume reads it). */
@@ -36,7 +36,7 @@ export class RunMetrics {
     this.started = true;
     const resumed = this.resumeStep > 0;
     if (resumed) {
-      truncateMetrics(this.jsonlPath, this.resumeStep);
+      keepMetricsThrough(this.jsonlPath, this.resumeStep);
     } else {
       if (existsSync(this.jsonlPath)) rmSync(this.jsonlPath);
       if (existsSync(this.tbDir)) rmSync(this.tbDir, { recursive: true, force: true });

@@ -1,20 +1,18 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import type { EventBus, Subscription } from '../bus/bus.js';
 import { METHOD_TABLE, type MethodSpec, type TierProbs } from '../config/rmt-defaults.js';
 import type { TrainConfig } from '../config/train-config.js';
 import { DifficultyTable, type DifficultyTableJson } from '../curriculum/difficulty-table.js';
 import { CasSampler, filterByEntropy, type PositionSampler, UniformSampler } from '../curriculum/sampler.js';
 import { tierMix } from '../curriculum/schedule.js';
-import { RunMetrics } from '../obs/run-metrics.js';
 import { budgetSchedule } from '../rl/budget.js';
 import { dynamicSampling, fracRewardZeroStd } from '../rl/grpo.js';
 import { type KeyPosition, stepKeySet } from '../rl/key-positions.js';
 import { planJobs, type RolloutSettings } from '../rl/rollout-job.js';
 import type { Rollout } from '../rl/rollouts.js';
-import type { EvalResult } from '../train/evaluate.js';
+import { type LineLog, RunDir } from '../run-dir/run-dir.js';
 import { type Progress, progress as progressBar } from '../util/progress.js';
 import { Rng, type RngState } from '../util/rng.js';
+import type { EvalResult } from './evaluate.js';
 import type { LearnerApi, ScorerApi } from './interfaces.js';
 import type { CoordinatorState } from './learner.js';
 import { ObservationInbox } from './observations.js';
@@ -62,7 +60,7 @@ export interface CoordinatorServices {
 }
 
 export interface CoordinatorOptions {
-  log?: (line: string) => void;
+  log?: LineLog;
   /** Stops the run after the step in flight, with a checkpoint. */
   signal?: AbortSignal;
   onStep?: (step: number, metrics: Record<string, number>) => void;
@@ -193,7 +191,8 @@ export class RunCoordinator {
 
   private async loop(): Promise<TrainSummary> {
     const { cfg, runId } = this;
-    const log = this.o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    const dir = new RunDir(cfg, this.o.log);
+    const { log } = dir;
     const spec = METHOD_TABLE[cfg.method];
     if (spec.reasoning === 'untrained') {
       throw new Error(
@@ -201,9 +200,7 @@ export class RunCoordinator {
       );
     }
     const ref: RunRef = { runId, cfg };
-    const out = resolve(cfg.run.out_dir);
-    mkdirSync(out, { recursive: true });
-    writeFileSync(join(out, 'config.resolved.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+    dir.writeConfig(cfg);
 
     const score = async (split: 'train' | 'held_out') => {
       // The scorer knows the window count only once it starts, so the bar starts with its first report.
@@ -242,10 +239,7 @@ export class RunCoordinator {
     if (start.resumedFrom) log(`resuming from ${start.resumedFrom} at step ${step}`);
     // Rows after the learner's step are replaced once the learner takes that step; a learner that
     // refuses it (one already further along) leaves every row in place.
-    const metrics = new RunMetrics(out, {
-      resumeStep: step,
-      reportTo: cfg.run.report_to,
-    });
+    const metrics = dir.metrics(step);
     const metricsPath = metrics.jsonlPath;
     const inbox = new ObservationInbox(runId, table, step);
     const sub: Subscription = await this.s.bus.subscribe('rmt.difficulty.observed', (m) => inbox.receive(m), {
@@ -369,8 +363,8 @@ export class RunCoordinator {
       metrics.append(row);
       // The plots follow the run: refreshed at every evaluation, not only after the last step.
       if ('eval/avg' in row) {
-        writeFileSync(join(out, 'training.svg'), trainingChart(metricsPath, cfg.method));
-        writeFileSync(join(out, 'schedule.svg'), scheduleChart(metricsPath));
+        dir.write('training.svg', trainingChart(metricsPath, cfg.method));
+        dir.write('schedule.svg', scheduleChart(metricsPath));
       }
       // JSON has no NaN: an undefined metric (an empty eval split) is left out of the event.
       const finite = Object.fromEntries(Object.entries(row).filter(([, v]) => Number.isFinite(v)));
@@ -418,12 +412,13 @@ export class RunCoordinator {
     if (step === T) {
       finalDir = await this.s.learner.saveFinal(ref);
       lastEval = await evaluate(step);
-      writeFileSync(join(out, 'eval.json'), `${JSON.stringify(lastEval, null, 2)}\n`);
-      writeFileSync(join(out, 'training.svg'), trainingChart(metricsPath, cfg.method));
-      writeFileSync(join(out, 'schedule.svg'), scheduleChart(metricsPath));
-      files.push(...['eval.json', 'training.svg', 'schedule.svg'].map((f) => join(out, f)));
+      files.push(
+        dir.writeJson('eval.json', lastEval),
+        dir.write('training.svg', trainingChart(metricsPath, cfg.method)),
+        dir.write('schedule.svg', scheduleChart(metricsPath)),
+      );
     }
-    files.push(join(out, 'summary.json'));
+    files.push(dir.file('summary.json'));
     const summary: TrainSummary = {
       method: cfg.method,
       run_id: runId,
@@ -434,7 +429,7 @@ export class RunCoordinator {
       eval: lastEval,
       files,
     };
-    writeFileSync(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+    dir.writeJson('summary.json', summary);
     this.update({ state: step === T ? 'done' : 'stopped' });
     return summary;
   }

@@ -1,7 +1,7 @@
 import type { KeyPosition } from '../rl/key-positions.js';
 import type { RolloutJob } from '../rl/rollout-job.js';
 import type { Rollout } from '../rl/rollouts.js';
-import type { EvalMode, EvalResult } from '../train/evaluate.js';
+import type { EvalMode, EvalResult } from './evaluate.js';
 import type { CoordinatorState, LearnerStart } from './learner.js';
 import type { JobResult } from './rollout-worker.js';
 import type { RunRef } from './run-context.js';

@@ -1,17 +1,8 @@
-import { rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { adamwConfig, lrSchedule } from '../config/optimizer-config.js';
 import { METHOD_TABLE } from '../config/rmt-defaults.js';
 import type { TrainConfig } from '../config/train-config.js';
 import type { Backend, Buf } from '../kernels/backend.js';
 import { AdamW } from '../model/adamw.js';
-import {
-  checkpointDir,
-  checkpointStep,
-  latestCheckpoint,
-  listCheckpoints,
-  saveCheckpoint,
-} from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
 import { Decoder } from '../model/decoder.js';
 import { learningRate } from '../model/lr-schedule.js';
@@ -20,6 +11,7 @@ import { downloadParams, uploadParams } from '../model/weights.js';
 import { type DualLossMetrics, dualLossAndGrad } from '../rl/dual-loss.js';
 import type { KeyPosition } from '../rl/key-positions.js';
 import type { Rollout } from '../rl/rollouts.js';
+import { optimizerState, RunDir, restoreOptimizer } from '../run-dir/run-dir.js';
 import type { RngState } from '../util/rng.js';
 import { openCheckpoint } from './open-files.js';
 import type { Policy, PolicySource } from './policy.js';
@@ -57,6 +49,7 @@ export class Learner implements PolicySource {
   readonly start: LearnerStart;
   private readonly reference?: Decoder;
   private readonly opt: AdamW;
+  private readonly dir: RunDir;
   private readonly shapes: Map<string, number[]>;
   private stepCount: number;
   private last: { step: number; digest: string; metrics: Record<string, number> } | null = null;
@@ -71,8 +64,8 @@ export class Learner implements PolicySource {
   ) {
     if (!cfg.model.init_from)
       throw new LearnerError('model.init_from: a pre-trained checkpoint folder is required', 'argument');
-    const out = resolve(cfg.run.out_dir);
-    const resumeFrom = latestCheckpoint(out);
+    this.dir = new RunDir(cfg);
+    const resumeFrom = this.dir.latestCheckpoint();
     const ck = resumeFrom
       ? openCheckpoint(resumeFrom, 'run.out_dir')
       : openCheckpoint(cfg.model.init_from, 'model.init_from');
@@ -93,9 +86,7 @@ export class Learner implements PolicySource {
     let extra: Record<string, unknown> | null = null;
     if (resumeFrom && ck.training) {
       this.stepCount = ck.training.step;
-      this.opt.step = ck.training.step;
-      this.opt.m = uploadParams(backend, ck.training.optimizer.m);
-      this.opt.v = uploadParams(backend, ck.training.optimizer.v);
+      restoreOptimizer(this.opt, ck.training);
       extra = { ...(ck.training.extra ?? {}), rng: ck.training.rng };
     }
     this.start = { step: this.stepCount, extra, resumedFrom: resumeFrom && ck.training ? resumeFrom : null };
@@ -277,11 +268,9 @@ export class Learner implements PolicySource {
   }
 
   private async writeCheckpoint(extra: CoordinatorState): Promise<string> {
-    const out = resolve(this.cfg.run.out_dir);
     const step = this.stepCount;
-    const dir = checkpointDir(out, step);
     const { rng, ...rest } = extra;
-    saveCheckpoint(dir, {
+    return this.dir.saveCheckpoint(step, {
       config: this.config,
       params: await this.weights(),
       tokenizerDir: this.cfg.model.init_from,
@@ -289,24 +278,15 @@ export class Learner implements PolicySource {
         step,
         rng,
         dataPosition: { kind: 'sampled-key-positions' },
-        optimizer: {
-          m: await downloadParams(this.backend, this.opt.m),
-          v: await downloadParams(this.backend, this.opt.v),
-          hyper: {
-            lr: this.cfg.train.lr,
-            beta1: this.cfg.train.beta1,
-            beta2: this.cfg.train.beta2,
-            weight_decay: this.cfg.train.weight_decay,
-          },
-        },
+        optimizer: await optimizerState(this.opt, {
+          lr: this.cfg.train.lr,
+          beta1: this.cfg.train.beta1,
+          beta2: this.cfg.train.beta2,
+          weight_decay: this.cfg.train.weight_decay,
+        }),
         extra: rest,
       },
     });
-    const all = listCheckpoints(out);
-    for (const old of all.slice(0, Math.max(0, all.length - this.cfg.checkpoint.keep))) {
-      if (checkpointStep(old) !== this.cfg.train.steps) rmSync(old, { recursive: true, force: true });
-    }
-    return dir;
   }
 
   /** `final/`: weights only, loadable by `rmt eval` and by PyTorch. */
@@ -315,13 +295,11 @@ export class Learner implements PolicySource {
   }
 
   private async writeFinal(): Promise<string> {
-    const dir = join(resolve(this.cfg.run.out_dir), 'final');
-    saveCheckpoint(dir, {
+    return this.dir.saveFinal({
       config: this.config,
       params: await this.weights(),
       tokenizerDir: this.cfg.model.init_from,
     });
-    return dir;
   }
 
   dispose(): void {

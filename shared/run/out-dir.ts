@@ -2,10 +2,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { TrainConfig } from '../config/train-config.js';
+import { RUN_CONFIG_FILE } from '../run-dir/run-dir.js';
 import { RequestError } from './request-error.js';
-
-/** The file a run's folder is recognised by: the resolved config the coordinator writes first. */
-export const RUN_CONFIG_FILE = 'config.resolved.json';
 
 /**
  * What makes two configs the same run: everything but where its folder is and which backend

@@ -2,9 +2,9 @@ import type { EventBus } from '../bus/bus.js';
 import type { KeyPosition } from '../rl/key-positions.js';
 import type { RolloutJob } from '../rl/rollout-job.js';
 import { generateRollouts, type Rollout } from '../rl/rollouts.js';
-import { type EvalMode, type EvalResult, evaluatePositions, ntpExcluded } from '../train/evaluate.js';
 import { Rng } from '../util/rng.js';
 import { stopOnAbort } from './abortable-model.js';
+import { type EvalMode, type EvalResult, evaluatePositions, ntpExcluded } from './evaluate.js';
 import type { PolicySource } from './policy.js';
 import type { RunContext } from './run-context.js';
 

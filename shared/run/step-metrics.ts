@@ -1,7 +1,7 @@
+import { readMetrics } from '../obs/metrics-log.js';
 import type { Rollout } from '../rl/rollouts.js';
-import type { EvalResult } from '../train/evaluate.js';
-import { readMetrics } from '../train/metrics-log.js';
 import { lineChartSvg } from '../util/plot.js';
+import type { EvalResult } from './evaluate.js';
 
 /** The rollout metrics of docs/method.md section 8. score = correctness, rewards = the total incl. length. */
 export function rolloutMetrics(groups: readonly Rollout[][], hardCap: number): Record<string, number> {

@@ -1,6 +1,6 @@
 import type { KeyPosition } from '../rl/key-positions.js';
 import type { RolloutJob } from '../rl/rollout-job.js';
-import type { EvalMode, EvalResult } from '../train/evaluate.js';
+import type { EvalMode, EvalResult } from './evaluate.js';
 import type { RolloutEndpoint } from './interfaces.js';
 import type { JobResult } from './rollout-worker.js';
 import type { RunRef } from './run-context.js';

@@ -1,4 +1,4 @@
-import type { EvalResult, SplitAccuracy } from './evaluate.js';
+import type { EvalResult, SplitAccuracy } from '../run/evaluate.js';
 
 const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : 'n/a');
 

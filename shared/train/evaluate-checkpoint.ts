@@ -5,9 +5,9 @@ import { Decoder } from '../model/decoder.js';
 import { uploadParams } from '../model/weights.js';
 import type { KeyPosition } from '../rl/key-positions.js';
 import { evalBudget, evalSubset } from '../run/coordinator.js';
+import { type EvalMode, type EvalResult, evaluatePositions, ntpExcluded } from '../run/evaluate.js';
 import { loadRunContext, type RunContext } from '../run/run-context.js';
 import { Scorer } from '../run/scorer.js';
-import { type EvalMode, type EvalResult, evaluatePositions, ntpExcluded } from './evaluate.js';
 
 /**
  * A checkpoint on the backend with `count` of a run config's held-out key positions (proxy-scored,

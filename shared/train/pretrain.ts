@@ -1,5 +1,5 @@
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { dataRoot } from '../config/data-sources.js';
 import { adamwConfig, lrSchedule } from '../config/optimizer-config.js';
 import type { PretrainConfig } from '../config/pretrain-config.js';
@@ -16,14 +16,7 @@ import {
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { createBackend } from '../kernels/index.js';
 import { AdamW } from '../model/adamw.js';
-import {
-  checkpointDir,
-  checkpointStep,
-  latestCheckpoint,
-  listCheckpoints,
-  loadCheckpoint,
-  saveCheckpoint,
-} from '../model/checkpoint.js';
+import { loadCheckpoint } from '../model/checkpoint.js';
 import { type ModelConfig, parseModelConfig } from '../model/config.js';
 import { Decoder } from '../model/decoder.js';
 import { initParams } from '../model/init.js';
@@ -31,11 +24,11 @@ import { lossAndGrad, lossOnly } from '../model/loss.js';
 import { learningRate } from '../model/lr-schedule.js';
 import { paramSpecs } from '../model/params.js';
 import { downloadParams, uploadParams } from '../model/weights.js';
-import { RunMetrics } from '../obs/run-metrics.js';
+import { readMetrics } from '../obs/metrics-log.js';
+import { type LineLog, optimizerState, RunDir, restoreOptimizer } from '../run-dir/run-dir.js';
 import { lineChartSvg } from '../util/plot.js';
 import { progress } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
-import { readMetrics } from './metrics-log.js';
 
 /**
  * `rmt pretrain`: next-token prediction on the prose corpora, nanoGPT-style (random windows of a
@@ -64,17 +57,16 @@ interface EvalPoint {
 }
 
 export interface PretrainOptions {
-  log?: (line: string) => void;
+  log?: LineLog;
   /** Stops after the current step with a checkpoint (Ctrl-C in the CLI); the run resumes from it. */
   signal?: AbortSignal;
   onStep?: (step: number) => void;
 }
 
 export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}): Promise<PretrainSummary> {
-  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const out = resolve(cfg.run.out_dir);
-  mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'config.resolved.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  const dir = new RunDir(cfg, opts.log);
+  const { log, path: out } = dir;
+  dir.writeConfig(cfg);
 
   const tokenizer = await prepareTokenizer(cfg, out);
   const { train, heldOut } =
@@ -97,7 +89,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
 
   const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
   log(`backend: ${backend.name}`);
-  const resumeFrom = latestCheckpoint(out);
+  const resumeFrom = dir.latestCheckpoint();
   const start = resumeFrom
     ? loadCheckpoint(resumeFrom)
     : cfg.model.init_from
@@ -139,14 +131,12 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
     const t = start.training;
     step = t.step;
     rng = new Rng(t.rng);
-    opt.step = step;
-    opt.m = uploadParams(backend, t.optimizer.m);
-    opt.v = uploadParams(backend, t.optimizer.v);
+    restoreOptimizer(opt, t);
     evals = (t.extra?.evals as EvalPoint[]) ?? [];
     log(`resuming from ${resumeFrom} at step ${step}`);
     resumeStep = step;
   }
-  const metrics = new RunMetrics(out, { resumeStep, reportTo: cfg.run.report_to });
+  const metrics = dir.metrics(resumeStep);
 
   const seqLen = cfg.data.seq_len;
   const B = cfg.train.batch_size;
@@ -169,8 +159,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
     return sum / count;
   };
   const save = async (atStep: number) => {
-    const dir = checkpointDir(out, atStep);
-    saveCheckpoint(dir, {
+    dir.saveCheckpoint(atStep, {
       config,
       params: await downloadParams(backend, model.params),
       tokenizerDir: tokenizer.dir,
@@ -178,18 +167,10 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
         step: atStep,
         rng: rng.state(),
         dataPosition: { kind: 'random-windows', seed_stream: 'rng' },
-        optimizer: {
-          m: await downloadParams(backend, opt.m),
-          v: await downloadParams(backend, opt.v),
-          hyper: { ...cfg.train },
-        },
+        optimizer: await optimizerState(opt, { ...cfg.train }),
         extra: { evals },
       },
     });
-    const all = listCheckpoints(out);
-    for (const old of all.slice(0, Math.max(0, all.length - cfg.checkpoint.keep))) {
-      if (checkpointStep(old) !== cfg.train.steps) rmSync(old, { recursive: true, force: true });
-    }
   };
 
   if (step === 0) {
@@ -260,15 +241,14 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
     params: specs.reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0),
   };
   if (step === cfg.train.steps) {
-    // A stable name for the finished model, for configs that start from it (no optimizer state).
-    saveCheckpoint(join(out, 'final'), {
+    dir.saveFinal({
       config,
       params: await downloadParams(backend, model.params),
       tokenizerDir: tokenizer.dir,
     });
   }
-  writeFileSync(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
-  writeFileSync(join(out, 'loss.svg'), lossChart(metrics.jsonlPath, unigram));
+  dir.writeJson('summary.json', summary);
+  dir.write('loss.svg', lossChart(metrics.jsonlPath, unigram));
   await backend.dispose();
   return summary;
 }

@@ -7,6 +7,7 @@ import { LearnerHost, LocalEndpoint } from '../run/local.js';
 import { RolloutWorker } from '../run/rollout-worker.js';
 import { Scorer } from '../run/scorer.js';
 import { WorkerPool } from '../run/worker-pool.js';
+import { type LineLog, stderrLog } from '../run-dir/run-dir.js';
 
 export { evalBudget, evalSubset } from '../run/coordinator.js';
 
@@ -18,7 +19,7 @@ export { evalBudget, evalSubset } from '../run/coordinator.js';
  * copied between them. Methods differ only through their row of METHOD_TABLE.
  */
 export interface TrainOptions {
-  log?: (line: string) => void;
+  log?: LineLog;
   signal?: AbortSignal;
   onStep?: (step: number, metrics: Record<string, number>) => void;
 }
@@ -28,7 +29,7 @@ export interface TrainSummary extends RunSummary {
 }
 
 export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
-  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = opts.log ?? stderrLog;
   const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
   log(`method ${cfg.method} on backend ${backend.name}`);
   const bus = new InProcessBus();

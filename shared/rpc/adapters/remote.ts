@@ -1,12 +1,12 @@
 import type { KeyPosition } from '../../rl/key-positions.js';
 import type { RolloutJob } from '../../rl/rollout-job.js';
 import type { Rollout } from '../../rl/rollouts.js';
+import type { EvalMode, EvalResult } from '../../run/evaluate.js';
 import type { LearnerApi, RolloutEndpoint, ScorerApi } from '../../run/interfaces.js';
 import type { CoordinatorState, LearnerStart } from '../../run/learner.js';
 import type { JobResult } from '../../run/rollout-worker.js';
 import type { RunRef } from '../../run/run-context.js';
 import type { ScoreOptions, Split } from '../../run/scorer.js';
-import type { EvalMode, EvalResult } from '../../train/evaluate.js';
 import type { LearnerClient, RolloutClient, ScorerClient } from '../client.js';
 import { Split as PbSplit } from '../gen/rmt/v1/scorer.js';
 import {
