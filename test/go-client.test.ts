@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import test from 'ava';
-import { type Cluster, startCluster } from '../scripts/up.js';
+import { type Cluster, startCluster } from '../cli/up.js';
 import { openTokenizer } from '../shared/run/open-files.js';
 import { startNatsServer } from './helpers/nats-server.js';
 import { tinyBaseCheckpoint, tinyRunConfig } from './helpers/tiny-run.js';
