@@ -4,7 +4,7 @@
  * (bench/kernel-cases.ts) plus 2048^3 and 4096^3. Results: kernels-gpu.{json,md} in --out.
  *
  * Columns, all GFLOP/s (2 m n k / seconds per call, fastest of several interleaved trials):
- * - rmt: `GpujsBackend.matmul` with both operands and the result resident on the device. Kernel calls
+ * - rmt: `WebgpuBackend.matmul` with both operands and the result resident on the device. Kernel calls
  *   return once queued, so a trial is `calls` calls followed by one wait for the device, `calls`
  *   grown until a trial lasts --min-time; the host's cost of queueing each call is part of the time.
  * - baseline: torch.mm on CUDA (bench/torch_kernels.py --device cuda), timed the same way with
@@ -22,8 +22,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Buf, MatmulShape } from '../shared/kernels/backend.js';
-import { GpujsBackend } from '../shared/kernels/gpujs/backend.js';
 import { setupWebgpu } from '../shared/kernels/index.js';
+import { WebgpuBackend } from '../shared/kernels/webgpu/backend.js';
 import { Rng } from '../shared/util/rng.js';
 import { CASES, type Case, flopsOf, GPU_ONLY_CASES, layoutOf, shapeOf } from './kernel-cases.js';
 
@@ -87,7 +87,7 @@ async function startTorch(python: string) {
 }
 
 /** One trial: `calls` matmuls queued back to back, then a wait for the device. Seconds in all. */
-async function trial(be: GpujsBackend, a: Buf, b: Buf, s: MatmulShape, calls: number): Promise<number> {
+async function trial(be: WebgpuBackend, a: Buf, b: Buf, s: MatmulShape, calls: number): Promise<number> {
   await be.sync();
   const t0 = performance.now();
   for (let i = 0; i < calls; i++) be.free(await be.matmul(a, b, s));
@@ -190,7 +190,7 @@ export async function benchGpuKernels(argv: string[]): Promise<void> {
 
   // PyTorch first: a host without CUDA torch fails before the long part
   const torch = values['no-torch'] ? null : await startTorch(values.python);
-  const be = await GpujsBackend.create('webgpu');
+  const be = await WebgpuBackend.create();
   const cpu = `${os.cpus()[0]?.model ?? 'unknown CPU'} x ${os.cpus().length}`;
   console.log(`bench:kernels --backend webgpu: ${setup.reason}${setup.software ? ' (software)' : ''}`);
   console.log(
@@ -245,7 +245,7 @@ export async function benchGpuKernels(argv: string[]): Promise<void> {
     rmt: {
       backend: 'webgpu',
       kernel:
-        "gpu.js's matmul (shared/kernels/gpujs, matmulAB): naive, one thread per output; B stored [n, k] is first transposed by a separate kernel, included in the time",
+        "gpu.js's matmul (shared/kernels/webgpu, matmulAB): naive, one thread per output; B stored [n, k] is first transposed by a separate kernel, included in the time",
       includes: 'queueing each call on the host and the device work; operands and result stay on the device',
       deviceBatching,
     },
@@ -270,7 +270,7 @@ export async function benchGpuKernels(argv: string[]): Promise<void> {
 }
 
 async function benchCase(
-  be: GpujsBackend,
+  be: WebgpuBackend,
   torch: Awaited<ReturnType<typeof startTorch>> | null,
   c: Case,
   rng: Rng,
@@ -359,7 +359,7 @@ function markdown(
     `Generated on ${result.date} at commit \`${result.commit}\` by \`${result.command}\`.`,
     '',
     `- Machine: GPU ${m.gpu ?? 'not named (PyTorch not run)'}; WebGPU adapter ${m.webgpu}; CPU ${m.cpu}, ${m.memoryGiB} GiB, ${m.os}; Node ${m.node}.`,
-    "- rmt: `GpujsBackend.matmul` on the `webgpu` backend, which is gpu.js's matmul: naive, one thread per output element; a B stored [n, k] (layout xT) is first transposed by a separate kernel, and that kernel's time is included. Operands and result stay on the device; the time includes queueing each call on the host.",
+    "- rmt: `WebgpuBackend.matmul` on the `webgpu` backend, which is gpu.js's matmul: naive, one thread per output element; a B stored [n, k] (layout xT) is first transposed by a separate kernel, and that kernel's time is included. Operands and result stay on the device; the time includes queueing each call on the host.",
     t
       ? `- baseline: PyTorch ${t.torch} \`torch.mm\` float32 on ${t.gpu}, CUDA ${t.cuda}, TF32 off (matmul ${t.tf32.matmul}, cudnn ${t.tf32.cudnn}), operands on the device.`
       : '- baseline: not run (--no-torch).',

@@ -37,9 +37,9 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { GpujsBackend, type GpujsOptions } from '../shared/kernels/gpujs/backend.js';
 import { BACKEND_CHOICES, type BackendChoice, createBackend, setupWebgpu } from '../shared/kernels/index.js';
 import { WasmMatmul } from '../shared/kernels/wasm/matmul.js';
+import { WebgpuBackend, type WebgpuOptions } from '../shared/kernels/webgpu/backend.js';
 import type { ModelConfig } from '../shared/model/config.js';
 import { paramSpecs } from '../shared/model/params.js';
 import { BENCH_MODELS, generationCase, learnerCase, OPTIMIZER, shapesOf } from './models.js';
@@ -57,10 +57,10 @@ import {
 } from './rounds.js';
 
 /**
- * The webgpu host-cost settings `--webgpu-variants` compares (shared/kernels/gpujs/device-batching.ts
+ * The webgpu host-cost settings `--webgpu-variants` compares (shared/kernels/webgpu/device-batching.ts
  * and wgsl-optimizer.ts), each run in the same process against the same PyTorch numbers.
  */
-const WEBGPU_VARIANTS: Record<string, GpujsOptions> = {
+const WEBGPU_VARIANTS: Record<string, WebgpuOptions> = {
   off: { deviceBatching: { bufferPool: false, batchSubmits: false }, wgslOptimizer: false },
   pool: { deviceBatching: { bufferPool: true, batchSubmits: false }, wgslOptimizer: false },
   'pool+batch': {
@@ -385,7 +385,7 @@ function variantTable(variants: Record<string, Record<string, VariantCell>>): st
   const cell = (x: number, r: number | null) => `${fmt(x)}${r === null ? '' : ` (${fmt(r, 3)})`}`;
   return [
     '',
-    'Host-cost settings (`--webgpu-variants`: shared/kernels/gpujs/device-batching.ts and wgsl-optimizer.ts), same process, tokens/s (ratio to PyTorch):',
+    'Host-cost settings (`--webgpu-variants`: shared/kernels/webgpu/device-batching.ts and wgsl-optimizer.ts), same process, tokens/s (ratio to PyTorch):',
     '',
     `| setting | ${models.map((m) => `${m} learner step | ${m} generation`).join(' | ')} |`,
     `|---|${models.map(() => '---:|---:').join('|')}|`,
@@ -661,7 +661,7 @@ async function main(): Promise<void> {
   const variants: Record<string, Record<string, unknown>> = {};
   if (be.name === 'webgpu') {
     for (const v of a.variants) {
-      const vb = await GpujsBackend.create('webgpu', WEBGPU_VARIANTS[v]);
+      const vb = await WebgpuBackend.create(WEBGPU_VARIANTS[v]);
       const row: Record<string, unknown> = { settings: WEBGPU_VARIANTS[v] };
       for (const name of a.models) {
         const c = BENCH_MODELS[name];
@@ -753,8 +753,8 @@ async function main(): Promise<void> {
       ]),
     ),
     cases,
-    device_batching: be instanceof GpujsBackend ? (be.deviceBatchingSettings() ?? null) : null,
-    wgsl_optimizer: be instanceof GpujsBackend ? be.adamwInPlace !== undefined : null,
+    device_batching: be instanceof WebgpuBackend ? (be.deviceBatchingSettings() ?? null) : null,
+    wgsl_optimizer: be instanceof WebgpuBackend ? be.adamwInPlace !== undefined : null,
     webgpu_variants: variants,
   };
   mkdirSync(a.out, { recursive: true });

@@ -248,9 +248,7 @@ async function main(): Promise<void> {
   const prof = new Profiler();
   const be = prof.wrap(raw);
   const load = os.loadavg()[0];
-  console.log(
-    `backend ${raw.name}; RMT_WASM_KERNELS=${process.env.RMT_WASM_KERNELS ?? '(unset)'}; load average ${load.toFixed(2)} on ${os.cpus().length} cores`,
-  );
+  console.log(`backend ${raw.name}; load average ${load.toFixed(2)} on ${os.cpus().length} cores`);
   const syncable = raw as Backend & { sync?: () => Promise<void> };
   if (a.sync && syncable.sync) prof.sync = syncable.sync.bind(raw);
   const primitives = await timePrimitives(raw);

@@ -29,7 +29,6 @@ import { fileURLToPath } from 'node:url';
 import { adamwConfig } from '../shared/config/optimizer-config.js';
 import { TRAIN_DEFAULTS } from '../shared/config/train-config.js';
 import type { Backend, Buf } from '../shared/kernels/backend.js';
-import { GpujsBackend } from '../shared/kernels/gpujs/backend.js';
 import { createBackend } from '../shared/kernels/index.js';
 import { AdamW } from '../shared/model/adamw.js';
 import { nextTokenTargets, padBatch } from '../shared/model/batch.js';
@@ -245,10 +244,8 @@ async function main(): Promise<void> {
       grads = r.grads;
       return { loss: r.loss };
     }));
-  // AdamW as the learner runs it. Where the WebAssembly ops cannot hold a tensor's update (one
-  // 4 GiB memory for its seven regions), the run is repeated with that tensor's update, and only its,
-  // on the gpu.js kernels (the RMT_WASM_KERNELS=0 path), recorded as a separate phase. The failed
-  // run updates nothing when the failing tensor is the first of paramSpecs (the embedding).
+  // AdamW as the learner runs it (the WebAssembly ops update tensors too big for one wasm memory in
+  // slices, ADAMW_CHUNK_ELEMENTS in shared/kernels/wasm/ops.ts).
   let optimizerOk = false;
   if (ok) {
     const optimizer = async (backend: Backend) => {
@@ -259,43 +256,11 @@ async function main(): Promise<void> {
       return { grad_norm: r.gradNorm };
     };
     optimizerOk = await phase('clip + AdamW (as the learner)', undefined, () => optimizer(be));
-    if (!optimizerOk) {
-      const fallback = await GpujsBackend.create(args.backend, { wasmKernels: false });
-      const fellBack: number[] = [];
-      const mixed = new Proxy(be, {
-        get(target, prop) {
-          if (prop === 'adamw') {
-            return async (...a: Parameters<Backend['adamw']>) => {
-              try {
-                return await target.adamw(...a);
-              } catch (e) {
-                if (!(e instanceof RangeError)) throw e;
-                fellBack.push(target.length(a[0]));
-                return fallback.adamw(...a);
-              }
-            };
-          }
-          const v = Reflect.get(target, prop, target);
-          return typeof v === 'function' ? v.bind(target) : v;
-        },
-      });
-      optimizerOk = await phase(
-        'clip + AdamW (wasm ops; tensors they cannot hold on the gpu.js kernels)',
-        undefined,
-        async () => ({
-          ...(await optimizer(mixed)),
-          tensors_on_gpujs: fellBack.length,
-          largest_on_gpujs_elements: Math.max(0, ...fellBack),
-        }),
-      );
-    }
   }
   load.after = os.loadavg();
   const done = (name: string) => phases.find((p) => p.name === name && p.ok);
   const fb = done('forward + loss + backward');
-  const adam =
-    done('clip + AdamW (as the learner)') ??
-    done('clip + AdamW (wasm ops; tensors they cannot hold on the gpu.js kernels)');
+  const adam = done('clip + AdamW (as the learner)');
   const learnerStep =
     fb && adam
       ? {

@@ -1,5 +1,5 @@
 /**
- * The webgpu buffer pool and submit batching (shared/kernels/gpujs/device-batching.ts) on the Dawn
+ * The webgpu buffer pool and submit batching (shared/kernels/webgpu/device-batching.ts) on the Dawn
  * device this machine has (Mesa llvmpipe through OpenGL ES on CPU-only machines): held work is never
  * overtaken by a write, read-backs see it, pooled buffers are handed out once, and the model's
  * learner step gives the same numbers with and without it. Skipped where no WebGPU adapter answers.
@@ -7,19 +7,14 @@
 import test from 'ava';
 import gpujs from 'gpu.js';
 import { BENCH_MODELS, learnerCase } from '../bench/models.js';
-import { GpujsBackend } from '../shared/kernels/gpujs/backend.js';
-import { type BatchableDevice, DeviceBatching } from '../shared/kernels/gpujs/device-batching.js';
 import { setupWebgpu } from '../shared/kernels/index.js';
+import { WebgpuBackend } from '../shared/kernels/webgpu/backend.js';
+import { COPY_DST, COPY_SRC, MAP_READ, STORAGE } from '../shared/kernels/webgpu/constants.js';
+import { type BatchableDevice, DeviceBatching } from '../shared/kernels/webgpu/device-batching.js';
 
 const setup = await setupWebgpu();
 const gpuTest = setup.ok ? test.serial : test.serial.skip;
 if (!setup.ok) console.log(`device-batching.test: skipped: ${setup.reason}`);
-
-// WebGPU's buffer usage bits and map mode
-const MAP_READ = 0x0001;
-const COPY_SRC = 0x0004;
-const COPY_DST = 0x0008;
-const STORAGE = 0x0080;
 
 interface RawBuffer {
   size: number;
@@ -58,7 +53,7 @@ async function readBack(dev: RawDevice, src: RawBuffer, n: number): Promise<Floa
 
 gpuTest('a write to a buffer that held work reads is not overtaken, staged or flushed', async (t) => {
   // the backend installs the batching on gpu.js's device
-  const be = await GpujsBackend.create('webgpu');
+  const be = await WebgpuBackend.create();
   t.teardown(() => be.dispose());
   const dev = await device();
   const batching = DeviceBatching.install(dev);
@@ -84,7 +79,7 @@ gpuTest('a write to a buffer that held work reads is not overtaken, staged or fl
 });
 
 gpuTest('pooled buffers are reused by size and usage, and never handed out twice', async (t) => {
-  const be = await GpujsBackend.create('webgpu');
+  const be = await WebgpuBackend.create();
   t.teardown(() => be.dispose());
   const dev = await device();
   const batching = DeviceBatching.install(dev);
@@ -107,7 +102,7 @@ gpuTest('pooled buffers are reused by size and usage, and never handed out twice
 
 gpuTest('the learner step gives the same loss and parameters with batching on and off', async (t) => {
   const run = async (on: boolean) => {
-    const be = await GpujsBackend.create('webgpu', {
+    const be = await WebgpuBackend.create({
       deviceBatching: { bufferPool: on, batchSubmits: on, stageWrites: on },
     });
     const c = learnerCase(be, BENCH_MODELS.tiny);

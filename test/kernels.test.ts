@@ -1,25 +1,30 @@
 /**
- * Every Backend op on every available gpu.js backend, against the float64 ReferenceBackend on the same
+ * Every Backend op on every available float32 backend (webasm, webgpu), against the float64 ReferenceBackend on the same
  * seeded random inputs (values ~N(0,1), never zero; ragged shapes).
  *
  * TOLERANCE: for float32 backends, relErr = max|got - ref| / max(1, max|ref|) <= 1e-4 for every output.
  *
  * Each (backend, case) pair is its own test. webgpu runs where an adapter answers (on CPU-only Linux:
- * Mesa llvmpipe through Dawn's OpenGL ES backend, see shared/kernels/webgpu-setup.ts); otherwise its
+ * Mesa llvmpipe through Dawn's OpenGL ES backend, see shared/kernels/webgpu/setup.ts); otherwise its
  * tests are skipped with the reason printed.
  */
 import test, { type ExecutionContext } from 'ava';
 import { relErr } from '../scripts/torch_ref/rel-err.js';
 import type { AttentionShape, Backend, BackendName, Buf, MatmulShape } from '../shared/kernels/backend.js';
-import { GpujsBackend } from '../shared/kernels/gpujs/backend.js';
-import { availableBackends, createBackend, setupWebgpu } from '../shared/kernels/index.js';
+import {
+  availableBackends,
+  createBackend,
+  setupWebgpu,
+  WasmBackend,
+  WebgpuBackend,
+} from '../shared/kernels/index.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
 import { defaultInvFreq } from '../shared/model/rope.js';
 import { Rng } from '../shared/util/rng.js';
 import { ints, normals, seedOf } from './helpers/random.js';
 
 const TOLERANCE = 1e-4;
-const GPUJS_BACKENDS: BackendName[] = ['cpu', 'webasm', 'webgpu'];
+const FLOAT32_BACKENDS: BackendName[] = ['webasm', 'webgpu'];
 
 type Outputs = Record<string, Float32Array | Float64Array | number>;
 interface Case {
@@ -401,7 +406,7 @@ const cases: Case[] = [
   },
 ];
 
-for (const name of GPUJS_BACKENDS) {
+for (const name of FLOAT32_BACKENDS) {
   for (const c of cases) {
     if (available.includes(name)) test(opTest, name, c);
     else test.skip(opTest, name, c);
@@ -414,8 +419,7 @@ for (const name of GPUJS_BACKENDS) {
  * onehot(target)) / T, the gradient with respect to the unscaled logits z. Fresh seeded inputs with an
  * ignored row; vocab 1000 spans several of gpu.js's logit chunks. Every backend: the float64
  * reference (relErr <= 1e-12), and the float32 ones at TOLERANCE (relErr <= 1e-4, as every float32
- * kernel above); cpu and webasm both on the wasm ops (their default) and on gpu.js's kernels
- * (wasmKernels: false).
+ * kernel above).
  */
 const CE_TEMPERATURE = 0.7;
 
@@ -443,43 +447,32 @@ function crossEntropyF64(
   return { nll, dlogits };
 }
 
-type CeVariant = BackendName | 'cpu (gpu.js kernels)' | 'webasm (gpu.js kernels)';
-
 const crossEntropyAtTemperature = test.macro({
-  async exec(t: ExecutionContext, variant: CeVariant, rows: number, vocab: number) {
+  async exec(t: ExecutionContext, variant: BackendName, rows: number, vocab: number) {
     const rng = new Rng(seedOf(`crossEntropy temperature rows=${rows} vocab=${vocab}`));
     const logits = normals(rng, rows * vocab, 3);
     const targets = ints(rng, rows, 0, vocab);
     targets[rows > 2 ? 2 : 0] = -1;
     const weights = Float64Array.from({ length: rows }, () => 0.05 + rng.next());
     const want = crossEntropyF64(logits, targets, weights, rows, vocab, CE_TEMPERATURE);
-    const gpujsKernels = variant.endsWith('(gpu.js kernels)');
-    const be = gpujsKernels
-      ? await GpujsBackend.create(variant.split(' ')[0] as 'cpu' | 'webasm', { wasmKernels: false })
-      : variant === 'reference'
-        ? reference
-        : await backend(variant as BackendName);
-    try {
-      const got = await be.crossEntropy(be.upload(logits), targets, weights, rows, vocab, CE_TEMPERATURE);
-      const tol = be.precision === 'f64' ? 1e-12 : TOLERANCE;
-      for (const key of ['nll', 'dlogits'] as const) {
-        const g = await be.read(got[key]);
-        t.is(g instanceof Float64Array, be.precision === 'f64', `${key}: the backend's precision`);
-        const err = relErr(g, want[key]);
-        t.true(err <= tol, `${key}: relErr ${err.toExponential(2)} > ${tol}`);
-        t.log(`${key} relErr ${err.toExponential(1)}`);
-      }
-      // the temperature matters: the T = 1 result is not the T = 0.7 one
-      const plain = await be.crossEntropy(be.upload(logits), targets, weights, rows, vocab);
-      t.true(relErr(await be.read(plain.nll), want.nll) > 1e-2, 'T = 1 differs from T = 0.7');
-      await t.throwsAsync(() => be.crossEntropy(be.upload(logits), targets, weights, rows, vocab, 0), {
-        instanceOf: RangeError,
-      });
-    } finally {
-      if (gpujsKernels) await be.dispose();
+    const be = variant === 'reference' ? reference : await backend(variant);
+    const got = await be.crossEntropy(be.upload(logits), targets, weights, rows, vocab, CE_TEMPERATURE);
+    const tol = be.precision === 'f64' ? 1e-12 : TOLERANCE;
+    for (const key of ['nll', 'dlogits'] as const) {
+      const g = await be.read(got[key]);
+      t.is(g instanceof Float64Array, be.precision === 'f64', `${key}: the backend's precision`);
+      const err = relErr(g, want[key]);
+      t.true(err <= tol, `${key}: relErr ${err.toExponential(2)} > ${tol}`);
+      t.log(`${key} relErr ${err.toExponential(1)}`);
     }
+    // the temperature matters: the T = 1 result is not the T = 0.7 one
+    const plain = await be.crossEntropy(be.upload(logits), targets, weights, rows, vocab);
+    t.true(relErr(await be.read(plain.nll), want.nll) > 1e-2, 'T = 1 differs from T = 0.7');
+    await t.throwsAsync(() => be.crossEntropy(be.upload(logits), targets, weights, rows, vocab, 0), {
+      instanceOf: RangeError,
+    });
   },
-  title: (_ = '', variant: CeVariant, rows: number, vocab: number) =>
+  title: (_ = '', variant: BackendName, rows: number, vocab: number) =>
     `${variant}: crossEntropy rows=${rows} vocab=${vocab} at temperature ${CE_TEMPERATURE} = float64 formula`,
 });
 
@@ -488,13 +481,9 @@ for (const [rows, vocab] of [
   [5, 1000],
 ]) {
   test(crossEntropyAtTemperature, 'reference', rows, vocab);
-  for (const name of GPUJS_BACKENDS) {
-    const variants: CeVariant[] =
-      name === 'webgpu' ? [name] : [name, `${name} (gpu.js kernels)` as CeVariant];
-    for (const v of variants) {
-      if (available.includes(name)) test(crossEntropyAtTemperature, v, rows, vocab);
-      else test.skip(crossEntropyAtTemperature, v, rows, vocab);
-    }
+  for (const name of FLOAT32_BACKENDS) {
+    if (available.includes(name)) test(crossEntropyAtTemperature, name, rows, vocab);
+    else test.skip(crossEntropyAtTemperature, name, rows, vocab);
   }
 }
 
@@ -531,15 +520,18 @@ const bigIndex = test.macro({
   title: (_ = '', name: BackendName) => `${name}: flat indices beyond 2^24 (addBias, gatherRows)`,
 });
 
-for (const name of GPUJS_BACKENDS) {
+for (const name of FLOAT32_BACKENDS) {
   if (available.includes(name)) test(bigIndex, name);
   else test.skip(bigIndex, name);
 }
 
-/** A kernel cache of 2 under concurrent ops: kernels are destroyed and rebuilt while others run. */
+/**
+ * webgpu's kernel cache at 2 under concurrent ops: kernels are destroyed and rebuilt while others run
+ * (the wasm backend compiles nothing per shape).
+ */
 const eviction = test.macro({
-  async exec(t: ExecutionContext, name: Exclude<BackendName, 'reference'>) {
-    const be = await GpujsBackend.create(name, { kernelCacheLimit: 2 });
+  async exec(t: ExecutionContext, _name: 'webgpu') {
+    const be = await WebgpuBackend.create({ kernelCacheLimit: 2 });
     try {
       const picked = cases.filter((c) =>
         /^(matmul|attention |crossEntropy|rmsnormBackward|sumSquares)/.test(c.name),
@@ -564,10 +556,8 @@ const eviction = test.macro({
   title: (_ = '', name: BackendName) => `${name}: kernel cache eviction under concurrent ops`,
 });
 
-for (const name of GPUJS_BACKENDS) {
-  if (available.includes(name)) test(eviction, name as Exclude<BackendName, 'reference'>);
-  else test.skip(eviction, name as Exclude<BackendName, 'reference'>);
-}
+if (available.includes('webgpu')) test(eviction, 'webgpu');
+else test.skip(eviction, 'webgpu');
 
 const disposeInFlight = test.macro({
   async exec(t: ExecutionContext, name: BackendName) {
@@ -583,12 +573,57 @@ const disposeInFlight = test.macro({
   title: (_ = '', name: BackendName) => `${name}: dispose with uploads still in flight`,
 });
 
-for (const name of GPUJS_BACKENDS) {
+for (const name of FLOAT32_BACKENDS) {
   if (available.includes(name)) test(disposeInFlight, name);
   else test.skip(disposeInFlight, name);
 }
 
-test('availableBackends lists reference and cpu', (t) => {
+test('availableBackends lists reference and webasm, one name per implementation', (t) => {
   t.true(available.includes('reference'));
-  t.true(available.includes('cpu'));
+  t.true(available.includes('webasm'), WasmBackend.unavailableReason());
+  t.false(available.includes('cpu'), 'cpu is webasm under its older name');
 });
+
+test('cpu selects the WebAssembly backend under its own name, with the same numbers as webasm', async (t) => {
+  const cpu = await createBackend('cpu');
+  const webasm = await backend('webasm');
+  try {
+    t.true(cpu instanceof WasmBackend);
+    t.is(cpu.name, 'cpu');
+    for (const c of cases.filter((x) =>
+      /^(matmul A\^TB\^T|attention GQA 6|crossEntropy rows=5|sumRows)/.test(x.name),
+    )) {
+      const seed = seedOf(c.name);
+      t.deepEqual(await c.run(cpu, new Rng(seed)), await c.run(webasm, new Rng(seed)), c.name);
+    }
+  } finally {
+    await cpu.dispose();
+  }
+});
+
+/** Every buffer an op returns is counted until freed; a second free of one buffer changes nothing. */
+const liveCount = test.macro({
+  async exec(t: ExecutionContext, name: BackendName) {
+    const be = await createBackend(name);
+    try {
+      const count = () => (be.liveBuffers as () => number).call(be);
+      t.is(typeof be.liveBuffers, 'function');
+      const before = count();
+      const a = be.upload([1, 2, 3, 4, 5, 6]);
+      const w = be.upload([1, 1, 1]);
+      const { y, rstd } = await be.rmsnorm(a, w, 2, 3, 1e-5);
+      t.is(count(), before + 4);
+      for (const b of [a, w, y, rstd]) be.free(b);
+      be.free(a);
+      t.is(count(), before);
+    } finally {
+      await be.dispose();
+    }
+  },
+  title: (_ = '', name: BackendName) => `${name}: liveBuffers counts what is made and not freed`,
+});
+
+for (const name of FLOAT32_BACKENDS) {
+  if (available.includes(name)) test(liveCount, name);
+  else test.skip(liveCount, name);
+}

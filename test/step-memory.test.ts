@@ -10,7 +10,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import test from 'ava';
 import { BENCH_MODELS, learnerCase, SHAPES } from '../bench/models.js';
-import { GpujsBackend } from '../shared/kernels/gpujs/backend.js';
+import { WasmBackend } from '../shared/kernels/wasm/backend.js';
 import { WasmMatmul } from '../shared/kernels/wasm/matmul.js';
 import { WasmOps } from '../shared/kernels/wasm/ops.js';
 
@@ -30,7 +30,7 @@ function retained(): number {
 }
 
 test(`${STEPS} learner steps of the tiny model: wasm memories constant, heap growth < 4 MiB per 100 steps`, async (t) => {
-  const be = await GpujsBackend.create('webasm');
+  const be = await WasmBackend.create();
   try {
     // a smaller batch than the bench's keeps the test fast; the step runs the same ops
     const step = learnerCase(be, BENCH_MODELS.tiny, { ...SHAPES, batch: 2, seq: 32 });

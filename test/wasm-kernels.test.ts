@@ -3,8 +3,7 @@
  * copies (shared/kernels/wasm/rows.ts), called directly, against the float64 ReferenceBackend on fresh
  * seeded N(0, 1) inputs: edge shapes (odd sizes and ragged SIMD tails, masks, kValid < seq, queries
  * that see no key, GQA, decoding with qOffset, tq < tk), on the main thread alone and split over all
- * participants. Also: the gpu.js backend routes to them unless told not to, and its gpu.js fallback
- * (wasmKernels: false, as RMT_WASM_KERNELS=0) still agrees with the reference.
+ * participants. Also: the webasm backend's results are these calls' bit for bit.
  *
  * TOLERANCE (as for every float32 kernel, see kernels.test.ts): relErr = max|got - ref| /
  * max(1, max|ref|) <= 1e-4.
@@ -14,10 +13,11 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import { relErr } from '../scripts/torch_ref/rel-err.js';
+import { adamwHyperVector } from '../shared/kernels/adamw-hyper.js';
 import type { AttentionShape } from '../shared/kernels/backend.js';
-import { adamwHyperVector, GpujsBackend } from '../shared/kernels/gpujs/backend.js';
-import { ropeTables } from '../shared/kernels/gpujs/host.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
+import { ropeTables } from '../shared/kernels/rope-tables.js';
+import { WasmBackend } from '../shared/kernels/wasm/backend.js';
 import { relaxedSimdSupported } from '../shared/kernels/wasm/loader.js';
 import { WasmOps } from '../shared/kernels/wasm/ops.js';
 import { embeddingBackwardF32, gatherRowsF32, scatterRowsF32 } from '../shared/kernels/wasm/rows.js';
@@ -371,36 +371,32 @@ test('results are fresh arrays and the arena does not grow on repeated calls', (
   t.deepEqual(again.dlogits, first.dlogits, 'deterministic');
 });
 
-test('the webasm backend routes to the wasm ops; wasmKernels: false falls back to gpu.js, also correct', async (t) => {
+test('the webasm backend runs the wasm ops: its attention and crossEntropy are theirs bit for bit', async (t) => {
   const s = shapeOf(3, 7, 7, 6, 2, 10, new Rng(3), { pad: true });
   const rng = new Rng(4);
   const nq = s.batch * s.tq * s.heads * s.headDim;
   const nk = s.batch * s.tk * s.kvHeads * s.headDim;
-  const [q, k, v] = [normals(rng, nq), normals(rng, nk), normals(rng, nk)];
-  const logits = normals(rng, 9 * 53);
+  const [q, k, v] = [f32(normals(rng, nq)), f32(normals(rng, nk)), f32(normals(rng, nk))];
+  const logits = f32(normals(rng, 9 * 53));
   const targets = ints(rng, 9, 0, 53);
   targets[2] = -1;
   const weights = new Float64Array(9).fill(0.5);
-  const ref = await reference.attention(R(q), R(k), R(v), s);
-  const refCe = await reference.crossEntropy(R(logits), targets, weights, 9, 53);
-  const wantOut = await read(ref.out);
-  const wantD = await read(refCe.dlogits);
-  for (const wasmKernels of [true, false]) {
-    const be = await GpujsBackend.create('webasm', { wasmKernels });
-    try {
-      const r = await be.attention(be.upload(q), be.upload(k), be.upload(v), s);
-      const ce = await be.crossEntropy(be.upload(logits), targets, weights, 9, 53);
-      t.true(relErr(await be.read(r.out), wantOut) <= TOLERANCE, `wasmKernels ${wasmKernels}: attention`);
-      t.true(
-        relErr(await be.read(ce.dlogits), wantD) <= TOLERANCE,
-        `wasmKernels ${wasmKernels}: crossEntropy`,
-      );
-      const routed = (be as unknown as { wasmOps: WasmOps | null }).wasmOps;
-      if (wasmKernels && process.env.RMT_WASM_KERNELS !== '0') t.truthy(routed, 'routed to the wasm ops');
-      if (!wasmKernels) t.is(routed, null, 'gpu.js kernels');
-    } finally {
-      await be.dispose();
-    }
+  if (!ops) {
+    t.fail(`wasm ops unavailable: ${WasmOps.unavailableReason()}`);
+    return;
+  }
+  const want = ops.attention(q, k, v, s);
+  const wantCe = ops.crossEntropy(logits, targets, weights, 9, 53);
+  const be = await WasmBackend.create();
+  try {
+    const r = await be.attention(be.upload(q), be.upload(k), be.upload(v), s);
+    const ce = await be.crossEntropy(be.upload(logits), targets, weights, 9, 53);
+    t.deepEqual(await be.read(r.out), want.out);
+    t.deepEqual(await be.read(r.probs), want.probs);
+    t.deepEqual(await be.read(ce.nll), wantCe.nll);
+    t.deepEqual(await be.read(ce.dlogits), wantCe.dlogits);
+  } finally {
+    await be.dispose();
   }
 });
 

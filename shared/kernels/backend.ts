@@ -1,7 +1,8 @@
 /**
  * The kernel interface every backend implements. The model is written once against it; backends are
- * the float64 reference (`reference.ts`, the ground truth for tests and finite differences) and the
- * gpu.js backends (`gpujs/`, modes cpu / webasm / webgpu).
+ * the float64 reference (`reference.ts`, the ground truth for tests and finite differences), the
+ * WebAssembly backend for CPUs (`wasm/`, config names `webasm` and `cpu`) and the WebGPU backend
+ * (`webgpu/`). README.md in this folder lists what adding an op takes.
  *
  * Buffers are opaque: on CPU backends they are typed arrays, on webgpu they are device-resident
  * handles. Model code never indexes a buffer; it reads back only through `read`, so tensors can stay
@@ -75,8 +76,13 @@ export interface Backend {
   zeros(n: number): Buf;
   read(x: Buf): Promise<Float32Array | Float64Array>;
   length(x: Buf): number;
-  /** Releases device memory; a freed buffer must not be used again. No-op on CPU backends. */
+  /** Releases device memory; a freed buffer must not be used again. On CPU backends it only counts. */
   free(x: Buf): void;
+  /**
+   * Optional: buffers this backend has handed out (uploads and op results) and not yet freed, so
+   * tests can check that a loop's buffer count stays flat. The float32 backends have it.
+   */
+  liveBuffers?(): number;
 
   matmul(a: Buf, b: Buf, s: MatmulShape): Promise<Buf>;
   add(a: Buf, b: Buf): Promise<Buf>;

@@ -1,16 +1,20 @@
 /**
- * Backend selection. `auto` prefers a hardware WebGPU adapter, then WebAssembly, then plain JavaScript;
- * a software WebGPU adapter (Mesa llvmpipe through Dawn's OpenGL ES backend) is listed by
- * `availableBackends` so tests cover the webgpu code path, but `auto` never trains on it.
+ * Backend selection. `auto` prefers a hardware WebGPU adapter, then the WebAssembly backend; a software
+ * WebGPU adapter (Mesa llvmpipe through Dawn's OpenGL ES backend) is listed by `availableBackends` so
+ * tests cover the webgpu code path, but `auto` never trains on it. `cpu` is the WebAssembly backend
+ * under its older name.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import type { Backend, BackendName } from './backend.js';
-import { GpujsBackend, isWebAssemblySupported } from './gpujs/backend.js';
 import { ReferenceBackend } from './reference.js';
-import { setupWebgpu } from './webgpu-setup.js';
+import { WasmBackend } from './wasm/backend.js';
+import { WebgpuBackend } from './webgpu/backend.js';
+import { setupWebgpu } from './webgpu/setup.js';
 
 export type { Backend, BackendName } from './backend.js';
-export { setupWebgpu } from './webgpu-setup.js';
+export { WasmBackend } from './wasm/backend.js';
+export { WebgpuBackend } from './webgpu/backend.js';
+export { setupWebgpu } from './webgpu/setup.js';
 
 export type BackendChoice = BackendName | 'auto';
 
@@ -40,28 +44,31 @@ export async function createBackend(
       return new ReferenceBackend();
     case 'cpu':
     case 'webasm':
+      return WasmBackend.create(name);
     case 'webgpu':
-      return GpujsBackend.create(name);
+      return WebgpuBackend.create();
     case 'auto': {
-      const fallback = isWebAssemblySupported() ? 'webasm' : 'cpu';
       if (!mayHaveGpu()) {
-        log(`no GPU adapter: using ${fallback}`);
-        return GpujsBackend.create(fallback);
+        log('no GPU adapter: using webasm');
+        return WasmBackend.create('webasm');
       }
       const gpu = await setupWebgpu();
-      if (gpu.ok && !gpu.software) return GpujsBackend.create('webgpu');
-      log(`no hardware GPU adapter (${gpu.ok ? 'software renderer only' : gpu.reason}): using ${fallback}`);
-      return GpujsBackend.create(fallback);
+      if (gpu.ok && !gpu.software) return WebgpuBackend.create();
+      log(`no hardware GPU adapter (${gpu.ok ? 'software renderer only' : gpu.reason}): using webasm`);
+      return WasmBackend.create('webasm');
     }
     default:
       throw new Error(`unknown backend ${String(name)}; expected one of ${BACKEND_CHOICES.join(', ')}`);
   }
 }
 
-/** The backends that work on this machine, software WebGPU included. */
+/**
+ * The backends that work on this machine, software WebGPU included: one name per implementation
+ * (`cpu` is `webasm` under another name, so it is not listed).
+ */
 export async function availableBackends(): Promise<BackendName[]> {
-  const names: BackendName[] = ['reference', 'cpu'];
-  if (isWebAssemblySupported()) names.push('webasm');
+  const names: BackendName[] = ['reference'];
+  if (WasmBackend.unavailableReason() === '') names.push('webasm');
   if ((await setupWebgpu()).ok) names.push('webgpu');
   return names;
 }

@@ -1,13 +1,12 @@
 /**
  * The WebAssembly SIMD matmul (asm/matmul.ts) behind a plain Float32Array interface, on every core.
  *
- * One process-wide instance owns a shared WebAssembly.Memory used as a grow-once arena:
+ * One process-wide instance owns a grow-once arena (arena.ts):
  *   [0, 64 KiB)           reserved (the module's own statics, if any)
  *   P work areas          packing buffers, one per participant (main thread + P - 1 workers)
  *   A | B | C             the operands of the current call, 64-byte aligned
  * A call copies A and B in, splits C's rows (or columns) between the main thread and the workers,
- * runs its own share, waits for the others, and copies C out into a fresh Float32Array. The memory
- * only grows, to the largest call seen; nothing is kept between calls.
+ * runs its own share, waits for the others, and copies C out into a fresh Float32Array.
  *
  * Semantics are the Backend's: C[m, n] = op(A) op(B), A stored [k, m] when transA, B stored [n, k]
  * when transB.
@@ -15,8 +14,8 @@
  * Environment: RMT_WASM_THREADS caps the participants (default: available cores, at most 8);
  * RMT_WASM_VARIANT=simd|relaxed picks the build (see loader.ts).
  */
-import { availableParallelism } from 'node:os';
 import type { MatmulShape } from '../backend.js';
+import { align, defaultThreads, PAGE, WasmArena } from './arena.js';
 import {
   type LoadedModule,
   loadMatmulModule,
@@ -26,11 +25,7 @@ import {
 } from './loader.js';
 import { JOB_DOT, JOB_GEMM, JOB_PARAMS, MAX_CHUNKS, WorkerPool } from './pool.js';
 
-const PAGE = 65536;
 const RESERVED = PAGE;
-/** The module declares at most 65536 pages (4 GiB). */
-const MAX_PAGES = 65536;
-const MAX_THREADS = 8;
 /** Below this many flops (2 m n k) a call runs on the main thread alone. */
 export const PARALLEL_MIN_FLOPS = 1 << 19;
 /** Above this many flops a job is cut into 2 chunks per participant (packing is repeated per chunk), else 4. */
@@ -45,18 +40,13 @@ export interface MatmulRunOptions {
   threads?: number;
 }
 
-function align(x: number, to: number): number {
-  return Math.ceil(x / to) * to;
-}
-
 export class WasmMatmul {
   /** Which build runs: plain SIMD, or relaxed SIMD with fused multiply-add. */
   readonly variant: WasmVariant;
-  private readonly memory: WebAssembly.Memory;
+  private readonly arena = new WasmArena(1);
   private readonly ex: MatmulExports;
   private readonly workBytes: number;
   private readonly pool: WorkerPool | null;
-  private f32: Float32Array;
   private readonly job = new Array<number>(JOB_PARAMS).fill(0);
 
   private constructor(
@@ -65,14 +55,13 @@ export class WasmMatmul {
     readonly threads: number,
   ) {
     this.variant = loaded.variant;
-    this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
-    this.ex = new WebAssembly.Instance(loaded.module, { env: { memory: this.memory } })
+    const { memory } = this.arena;
+    this.ex = new WebAssembly.Instance(loaded.module, { env: { memory } })
       .exports as unknown as MatmulExports;
     this.workBytes = align(this.ex.workBytes(), 64);
-    this.f32 = new Float32Array(this.memory.buffer);
     this.pool =
       threads > 1
-        ? new WorkerPool(loaded.module, this.memory, threads - 1, { spin: 20000, timeoutMs: 600_000 })
+        ? new WorkerPool(loaded.module, memory, threads - 1, { spin: 20000, timeoutMs: 600_000 })
         : null;
   }
 
@@ -128,9 +117,9 @@ export class WasmMatmul {
       Math.min(opts.threads ?? (flops < PARALLEL_MIN_FLOPS ? 1 : this.threads), this.threads),
     );
     const lay = this.layout(s, this.threads);
-    if (!this.reserve(lay.end)) return null;
+    if (!this.arena.reserve(lay.end)) return null;
 
-    const f32 = this.f32;
+    const f32 = this.arena.f32;
     f32.set(m * k === a.length ? a : a.subarray(0, m * k), lay.a >> 2);
     f32.set(k * n === b.length ? b : b.subarray(0, k * n), lay.b >> 2);
 
@@ -168,41 +157,11 @@ export class WasmMatmul {
       job[14] = this.workBytes;
       this.pool.run(job, this.ex);
     }
-    // Uninitialised (every element is written next): skips zero-filling a fresh allocation.
-    const raw = Buffer.allocUnsafeSlow(m * n * 4);
-    const out = new Float32Array(raw.buffer, raw.byteOffset, m * n);
-    out.set(f32.subarray(lay.c >> 2, (lay.c >> 2) + m * n));
-    return out;
-  }
-
-  /** Grows the memory to at least `bytes`; false if that exceeds the maximum. */
-  private reserve(bytes: number): boolean {
-    const have = this.memory.buffer.byteLength;
-    if (bytes <= have) return true;
-    const pages = Math.ceil(bytes / PAGE);
-    if (pages > MAX_PAGES) return false;
-    try {
-      this.memory.grow(pages - have / PAGE);
-    } catch {
-      return false;
-    }
-    this.f32 = new Float32Array(this.memory.buffer);
-    return true;
+    return this.arena.take(lay.c, m * n);
   }
 
   /** Current size of the shared memory in bytes (for leak checks). */
   get memoryBytes(): number {
-    return this.memory.buffer.byteLength;
+    return this.arena.bytes;
   }
-}
-
-function defaultThreads(): number {
-  const env = process.env.RMT_WASM_THREADS;
-  if (env !== undefined && env !== '') {
-    const t = Number(env);
-    if (!Number.isInteger(t) || t < 1)
-      throw new Error(`RMT_WASM_THREADS=${env}: expected a positive integer`);
-    return Math.min(t, MAX_THREADS);
-  }
-  return Math.max(1, Math.min(availableParallelism(), MAX_THREADS));
 }

@@ -4,20 +4,20 @@
  * Float32Array calls with the kernel interface's semantics (shared/kernels/backend.ts), on every core
  * where the op is big enough.
  *
- * Like the matmul (matmul.ts), one process-wide instance owns a shared WebAssembly.Memory used as a
- * grow-once arena:
+ * Like the matmul (matmul.ts), one process-wide instance owns a grow-once arena (arena.ts):
  *   [0, 64 KiB)        reserved (the module's own statics, if any)
  *   ARGS (256 bytes)   the parameter block of the current op (op id, sizes, byte addresses, scalars)
  *   inputs | outputs   the current call's operands, 64-byte aligned
  * A call copies its inputs in, writes the parameter block, runs `chunk(args, 0, units)` on the main
  * thread or splits the units between the main thread and the worker pool (pool.ts, job kind JOB_OP),
- * then copies the outputs out into fresh Float32Arrays. Nothing is kept between calls.
+ * then copies the outputs out into fresh Float32Arrays. Op ids and the sum-of-squares block are read
+ * from the module's exports, so they cannot drift from asm/ops.ts.
  *
  * Environment: RMT_WASM_THREADS caps the participants (as for the matmul); RMT_WASM_VARIANT picks the
- * build (loader.ts). The gpu.js backend routes to this unless RMT_WASM_KERNELS=0.
+ * build (loader.ts).
  */
-import { availableParallelism } from 'node:os';
 import { type AttentionShape, checkTemperature } from '../backend.js';
+import { type ArenaInput, align, defaultThreads, PAGE, WasmArena } from './arena.js';
 import {
   type LoadedModule,
   loadOpsModule,
@@ -27,27 +27,10 @@ import {
 } from './loader.js';
 import { JOB_OP, JOB_PARAMS, MAX_CHUNKS, WorkerPool } from './pool.js';
 
-const PAGE = 65536;
-const MAX_PAGES = 65536;
 const ARGS = PAGE;
 const ARGS_WORDS = 64;
 const ARENA = ARGS + ARGS_WORDS * 4;
-const MAX_THREADS = 8;
-
-// op ids and constants of asm/ops.ts
-const OP_ADD = 1;
-const OP_SWIGLU = 2;
-const OP_SWIGLU_BWD = 3;
-const OP_ADAMW = 4;
-const OP_SUMSQ = 5;
-const OP_RMSNORM = 6;
-const OP_RMSNORM_DX = 7;
-const OP_RMSNORM_DW = 8;
-const OP_ROPE = 9;
-const OP_ATTN = 10;
-const OP_ATTN_BWD = 11;
-const OP_CE = 12;
-const SUMSQ_BLOCK = 4096;
+const WHAT = 'wasm ops';
 
 /** Elements per AdamW call: 7 arrays of 2^24 floats are 448 MiB of wasm memory, far below its 4 GiB. */
 export const ADAMW_CHUNK_ELEMENTS = 1 << 24;
@@ -62,21 +45,14 @@ export interface OpsRunOptions {
   threads?: number;
 }
 
-function align(x: number, to: number): number {
-  return Math.ceil(x / to) * to;
-}
-
-type Input = Float32Array | Int32Array | Uint8Array;
-
 export class WasmOps {
   readonly variant: WasmVariant;
-  private readonly memory: WebAssembly.Memory;
+  private readonly arena = new WasmArena(2);
   private readonly ex: OpsExports;
+  /** Op ids of asm/ops.ts, read from the module's exported globals. */
+  private readonly op: OpIds;
+  private readonly sumsqBlock: number;
   private readonly pool: WorkerPool | null;
-  private f32!: Float32Array;
-  private i32!: Int32Array;
-  private u8!: Uint8Array;
-  private f64!: Float64Array;
   private readonly job = new Array<number>(JOB_PARAMS).fill(0);
   /** Forced participants (tests); null = by problem size. */
   forceThreads: number | null = null;
@@ -87,13 +63,13 @@ export class WasmOps {
     readonly threads: number,
   ) {
     this.variant = loaded.variant;
-    this.memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES, shared: true });
-    this.ex = new WebAssembly.Instance(loaded.module, { env: { memory: this.memory } })
-      .exports as unknown as OpsExports;
-    this.views();
+    const { memory } = this.arena;
+    this.ex = new WebAssembly.Instance(loaded.module, { env: { memory } }).exports as unknown as OpsExports;
+    this.op = opIds(this.ex);
+    this.sumsqBlock = exportedInt(this.ex, 'SUMSQ_BLOCK');
     this.pool =
       threads > 1
-        ? new WorkerPool(loaded.module, this.memory, threads - 1, { spin: 20000, timeoutMs: 600_000 })
+        ? new WorkerPool(loaded.module, memory, threads - 1, { spin: 20000, timeoutMs: 600_000 })
         : null;
   }
 
@@ -125,61 +101,32 @@ export class WasmOps {
 
   /** Current size of the shared memory in bytes (for leak checks). */
   get memoryBytes(): number {
-    return this.memory.buffer.byteLength;
+    return this.arena.bytes;
   }
 
   // -------------------------------------------------------------------------------------------------
   // plumbing
 
-  private views(): void {
-    const b = this.memory.buffer;
-    this.f32 = new Float32Array(b);
-    this.i32 = new Int32Array(b);
-    this.u8 = new Uint8Array(b);
-    this.f64 = new Float64Array(b);
-  }
-
-  /** Places regions of the given byte sizes in the arena (growing the memory); returns their addresses. */
+  /** Places regions of the given byte sizes after the parameter block; returns their addresses. */
   private place(bytes: number[]): number[] {
-    const ptrs: number[] = [];
-    let at = ARENA;
-    for (const n of bytes) {
-      at = align(at, 64);
-      ptrs.push(at);
-      at += n;
-    }
-    const have = this.memory.buffer.byteLength;
-    if (at > have) {
-      const pages = Math.ceil(at / PAGE);
-      if (pages > MAX_PAGES) throw new RangeError(`wasm ops: ${at} bytes exceed the 4 GiB wasm memory`);
-      this.memory.grow(pages - have / PAGE);
-      this.views();
-    }
-    return ptrs;
+    return this.arena.place(ARENA, bytes, WHAT);
   }
 
-  private put(ptr: number, x: Input, n: number): void {
-    if (x.length < n) throw new RangeError(`wasm ops: input has ${x.length} elements, needs ${n}`);
-    const src = x.length === n ? x : x.subarray(0, n);
-    if (x instanceof Float32Array) this.f32.set(src as Float32Array, ptr >> 2);
-    else if (x instanceof Int32Array) this.i32.set(src as Int32Array, ptr >> 2);
-    else this.u8.set(src as Uint8Array, ptr);
+  private put(ptr: number, x: ArenaInput, n: number): void {
+    this.arena.put(ptr, x, n, WHAT);
   }
 
   /** A fresh Float32Array copy of n floats at ptr. */
   private take(ptr: number, n: number): Float32Array {
-    // Uninitialised (every element is written next): skips zero-filling a fresh allocation.
-    const raw = Buffer.allocUnsafeSlow(n * 4);
-    const out = new Float32Array(raw.buffer, raw.byteOffset, n);
-    out.set(this.f32.subarray(ptr >> 2, (ptr >> 2) + n));
-    return out;
+    return this.arena.take(ptr, n);
   }
 
   /** Writes the parameter block: integer words, then f32 words from `fAt`. */
   private args(words: number[], floats: number[] = [], fAt = words.length): void {
     const base = ARGS >> 2;
-    for (let i = 0; i < words.length; i++) this.i32[base + i] = words[i];
-    for (let i = 0; i < floats.length; i++) this.f32[base + fAt + i] = floats[i];
+    const { i32, f32 } = this.arena;
+    for (let i = 0; i < words.length; i++) i32[base + i] = words[i];
+    for (let i = 0; i < floats.length; i++) f32[base + fAt + i] = floats[i];
   }
 
   /** Runs units [0, units) of the op in the parameter block; chunks are multiples of `unitAlign`. */
@@ -215,7 +162,7 @@ export class WasmOps {
     const [pa, pb, po] = this.place([n * 4, n * 4, n * 4]);
     this.put(pa, a, n);
     this.put(pb, b, n);
-    this.args([OP_ADD, n, pa, pb, po]);
+    this.args([this.op.add, n, pa, pb, po]);
     this.exec(n, n, 64);
     return this.take(po, n);
   }
@@ -225,7 +172,7 @@ export class WasmOps {
     const [pg, pu, po] = this.place([n * 4, n * 4, n * 4]);
     this.put(pg, gate, n);
     this.put(pu, up, n);
-    this.args([OP_SWIGLU, n, pg, pu, po]);
+    this.args([this.op.swiglu, n, pg, pu, po]);
     this.exec(n, 8 * n, 64);
     return this.take(po, n);
   }
@@ -240,7 +187,7 @@ export class WasmOps {
     this.put(pd, dh, n);
     this.put(pg, gate, n);
     this.put(pu, up, n);
-    this.args([OP_SWIGLU_BWD, n, pd, pg, pu, pdg, pdu]);
+    this.args([this.op.swigluBwd, n, pd, pg, pu, pdg, pdu]);
     this.exec(n, 10 * n, 64);
     return { dGate: this.take(pdg, n), dUp: this.take(pdu, n) };
   }
@@ -285,7 +232,7 @@ export class WasmOps {
     this.put(pg, g, n);
     this.put(pm, m, n);
     this.put(pv, v, n);
-    this.args([OP_ADAMW, n, pp, pg, pm, pv, np, nm, nv, 0], Array.from(hp), 10);
+    this.args([this.op.adamw, n, pp, pg, pm, pv, np, nm, nv, 0], Array.from(hp), 10);
     this.exec(n, 8 * n, 64);
     return { p: this.take(np, n), m: this.take(nm, n), v: this.take(nv, n) };
   }
@@ -294,13 +241,14 @@ export class WasmOps {
   sumSquares(x: Float32Array): number {
     const n = x.length;
     if (n === 0) return 0;
-    const blocks = Math.ceil(n / SUMSQ_BLOCK);
+    const blocks = Math.ceil(n / this.sumsqBlock);
     const [px, pp] = this.place([n * 4, blocks * 8]);
     this.put(px, x, n);
-    this.args([OP_SUMSQ, n, px, pp]);
+    this.args([this.op.sumsq, n, px, pp]);
     this.exec(blocks, n);
     let s = 0;
-    for (let i = 0; i < blocks; i++) s += this.f64[(pp >> 3) + i];
+    const f64 = this.arena.f64;
+    for (let i = 0; i < blocks; i++) s += f64[(pp >> 3) + i];
     return s;
   }
 
@@ -318,7 +266,7 @@ export class WasmOps {
     const [px, pw, py, pr] = this.place([n * 4, dim * 4, n * 4, rows * 4]);
     this.put(px, x, n);
     this.put(pw, w, dim);
-    this.args([OP_RMSNORM, rows, dim, px, pw, py, pr], [eps], 7);
+    this.args([this.op.rmsnorm, rows, dim, px, pw, py, pr], [eps], 7);
     this.exec(rows, 3 * n);
     return { y: this.take(py, n), rstd: this.take(pr, rows) };
   }
@@ -337,9 +285,9 @@ export class WasmOps {
     this.put(px, x, n);
     this.put(pw, w, dim);
     this.put(pr, rstd, rows);
-    this.args([OP_RMSNORM_DX, rows, dim, pdy, px, pw, pr, pdx]);
+    this.args([this.op.rmsnormDx, rows, dim, pdy, px, pw, pr, pdx]);
     this.exec(rows, 5 * n);
-    this.args([OP_RMSNORM_DW, rows, dim, pdy, px, pr, pdw]);
+    this.args([this.op.rmsnormDw, rows, dim, pdy, px, pr, pdw]);
     this.exec(dim, 2 * n, 4);
     return { dx: this.take(pdx, n), dw: this.take(pdw, dim) };
   }
@@ -368,7 +316,7 @@ export class WasmOps {
     this.put(pp, positions, rows);
     this.put(pc, cos, tab);
     this.put(ps, sin, tab);
-    this.args([OP_ROPE, rows, heads, headDim, px, pp, pc, ps, po], [sign], 9);
+    this.args([this.op.rope, rows, heads, headDim, px, pp, pc, ps, po], [sign], 9);
     this.exec(rows, 3 * n);
     return this.take(po, n);
   }
@@ -405,7 +353,11 @@ export class WasmOps {
     this.put(pv, v, nk);
     this.put(pm, s.kValid, B * tk);
     this.put(po, s.qOffset, B);
-    this.args([OP_ATTN, B, tq, tk, H, KV, hd, pq, pk, pv, pm, po, pout, pprobs], [1 / Math.sqrt(hd)], 14);
+    this.args(
+      [this.op.attn, B, tq, tk, H, KV, hd, pq, pk, pv, pm, po, pout, pprobs],
+      [1 / Math.sqrt(hd)],
+      14,
+    );
     this.exec(B * H * tq, 2 * nP * hd + 8 * nP);
     return { out: this.take(pout, nq), probs: this.take(pprobs, nP) };
   }
@@ -444,7 +396,7 @@ export class WasmOps {
     this.put(pm, s.kValid, B * tk);
     this.put(po, s.qOffset, B);
     this.args(
-      [OP_ATTN_BWD, B, tq, tk, H, KV, hd, pdo, pq, pk, pv, pp, pm, po, pdq, pdk, pdv, 0, pw],
+      [this.op.attnBwd, B, tq, tk, H, KV, hd, pdo, pq, pk, pv, pp, pm, po, pdq, pdk, pdv, 0, pw],
       [1 / Math.sqrt(hd)],
       17,
     );
@@ -477,24 +429,47 @@ export class WasmOps {
     this.put(pl, logits, n);
     if (T !== 1) {
       const lBase = pl >> 2;
-      for (let i = 0; i < n; i++) this.f32[lBase + i] /= T;
+      const f32 = this.arena.f32;
+      for (let i = 0; i < n; i++) f32[lBase + i] /= T;
     }
     this.put(pt, targets, rows);
     const wBase = pw >> 2;
-    for (let r = 0; r < rows; r++) this.f32[wBase + r] = weights[r] / T;
-    this.args([OP_CE, rows, vocab, pl, pt, pw, pn, pd]);
+    const f32 = this.arena.f32;
+    for (let r = 0; r < rows; r++) f32[wBase + r] = weights[r] / T;
+    this.args([this.op.ce, rows, vocab, pl, pt, pw, pn, pd]);
     this.exec(rows, 6 * n);
     return { nll: this.take(pn, rows), dlogits: this.take(pd, n) };
   }
 }
 
-function defaultThreads(): number {
-  const env = process.env.RMT_WASM_THREADS;
-  if (env !== undefined && env !== '') {
-    const t = Number(env);
-    if (!Number.isInteger(t) || t < 1)
-      throw new Error(`RMT_WASM_THREADS=${env}: expected a positive integer`);
-    return Math.min(t, MAX_THREADS);
-  }
-  return Math.max(1, Math.min(availableParallelism(), MAX_THREADS));
+const OP_EXPORTS = {
+  add: 'OP_ADD',
+  swiglu: 'OP_SWIGLU',
+  swigluBwd: 'OP_SWIGLU_BWD',
+  adamw: 'OP_ADAMW',
+  sumsq: 'OP_SUMSQ',
+  rmsnorm: 'OP_RMSNORM',
+  rmsnormDx: 'OP_RMSNORM_DX',
+  rmsnormDw: 'OP_RMSNORM_DW',
+  rope: 'OP_ROPE',
+  attn: 'OP_ATTN',
+  attnBwd: 'OP_ATTN_BWD',
+  ce: 'OP_CE',
+} as const;
+
+type OpIds = Record<keyof typeof OP_EXPORTS, number>;
+
+/** An exported integer global of asm/ops.ts (AssemblyScript exports `export const` as a global). */
+function exportedInt(ex: OpsExports, name: string): number {
+  const g = (ex as unknown as Record<string, unknown>)[name];
+  const v = g instanceof WebAssembly.Global ? g.value : undefined;
+  if (!Number.isInteger(v))
+    throw new Error(`the ops module exports no integer ${name}: rebuild it (npm run build:wasm)`);
+  return v as number;
+}
+
+function opIds(ex: OpsExports): OpIds {
+  const ids = {} as OpIds;
+  for (const [key, name] of Object.entries(OP_EXPORTS)) ids[key as keyof OpIds] = exportedInt(ex, name);
+  return ids;
 }

@@ -2,8 +2,6 @@
  * Host-side preparation for the gpu.js kernels: index structures that turn scatters into gathers, and
  * conversions of host integer data into the Float32Arrays gpu.js takes. Everything here is O(input).
  */
-import type { RopeFrequencies } from '../backend.js';
-
 /** Integer host data as floats (exact below 2^24). Never empty: gpu.js cannot bind a 0-length array. */
 export function asF32(data: ArrayLike<number>): Float32Array {
   const out = new Float32Array(Math.max(1, data.length));
@@ -39,28 +37,4 @@ export function buildInverse(index: Int32Array, rows: number): Float32Array {
     inverse[row] = i;
   });
   return inverse;
-}
-
-/**
- * cos/sin tables [positions, headDim/2] for positions 0 .. count-1, times the attention scale, in
- * float64 rounded to f32.
- */
-export function ropeTables(
-  count: number,
-  headDim: number,
-  freq: RopeFrequencies,
-): { cos: Float32Array; sin: Float32Array } {
-  const half = headDim / 2;
-  const inv = freq.invFreq;
-  const scale = freq.attentionScale;
-  const cos = new Float32Array(count * half);
-  const sin = new Float32Array(count * half);
-  for (let p = 0; p < count; p++) {
-    for (let i = 0; i < half; i++) {
-      const ang = p * inv[i];
-      cos[p * half + i] = scale * Math.cos(ang);
-      sin[p * half + i] = scale * Math.sin(ang);
-    }
-  }
-  return { cos, sin };
 }

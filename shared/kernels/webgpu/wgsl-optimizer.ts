@@ -7,22 +7,15 @@
  * Here all parameters go in one compute pass each:
  * - `sumSquares`: per tensor, each thread sums the squares of a 256-element chunk in order (the
  *   arithmetic of gpu.js's `sumSquaresPartial`); the partials of every tensor land in one buffer, read
- *   back once, and are added on the host in float64 in order, as `GpujsBackend.sumSquares` does.
+ *   back once, and are added on the host in float64 in order, as `WebgpuBackend.sumSquares` does.
  * - `adamw`: p, m and v updated in place in one dispatch per parameter (the arithmetic of gpu.js's
  *   adamwM / adamwV / adamwP), so no new buffers are made.
  * Both stay within compatibility mode's four storage buffers per stage (the CI's software adapter).
  */
 
+import { adamwHyperVector } from '../adamw-hyper.js';
 import type { AdamWHyper } from '../backend.js';
-import { adamwHyperVector } from './adamw-hyper.js';
-
-// WebGPU constants (fixed by the spec)
-const MAP_READ = 0x0001;
-const COPY_SRC = 0x0004;
-const COPY_DST = 0x0008;
-const UNIFORM = 0x0040;
-const STORAGE = 0x0080;
-const COMPUTE = 0x4;
+import { COMPUTE, COPY_DST, COPY_SRC, MAP_READ, STORAGE, UNIFORM } from './constants.js';
 
 /** Elements per partial sum: the chunk of gpu.js's sumSquares. */
 export const SUMSQ_CHUNK = 256;

@@ -26,11 +26,7 @@
  * `setBindGroup` on compute passes and `copyBufferToBuffer`: everything gpu.js and the backend record.
  */
 
-// WebGPU's buffer usage bits (fixed by the spec)
-const MAP_READ = 0x0001;
-const MAP_WRITE = 0x0002;
-const COPY_SRC = 0x0004;
-const COPY_DST = 0x0008;
+import { COPY_DST, COPY_SRC, MAP_READ, MAP_WRITE } from './constants.js';
 
 export interface DeviceBatchingOptions {
   /** Recycle destroyed storage/uniform buffers instead of creating new ones. */

@@ -1,6 +1,6 @@
 /**
- * Kernel bodies for the gpu.js backends. gpu.js compiles these functions from their source text (to
- * JavaScript, WebAssembly or WGSL), so they obey its kernel dialect, not TypeScript's:
+ * Kernel bodies of the webgpu backend. gpu.js compiles these functions from their source text to
+ * WGSL, so they obey its kernel dialect, not TypeScript's:
  *
  * - Every kernel has a 1-D output; `this.thread.x` is the flat output index and row/column indices are
  *   recovered with `divFloor` (below). All tensors are flat, row-major.
@@ -53,44 +53,6 @@ export const copy = function (this: KernelThis, x: A): number {
 
 // ---------------------------------------------------------------------------------------------------
 // linear algebra
-
-/** C[i, j] = sum_p A[i*sai + p*sap] * B[p*sbp + j*sbj]: the strides encode transA / transB. */
-export const matmul = function (this: KernelThis, a: A, b: A): number {
-  const i = divFloor(this.thread.x, this.constants.n);
-  const j = this.thread.x - (i | 0) * this.constants.n;
-  let acc = 0;
-  for (let p = 0; p < this.constants.k; p++) {
-    acc +=
-      a[(i | 0) * this.constants.sai + p * this.constants.sap] *
-      b[p * this.constants.sbp + (j | 0) * this.constants.sbj];
-  }
-  return acc;
-};
-
-/**
- * C = A @ B^T with A [m, k] and B [n, k]: both operands read along contiguous rows, the fastest layout
- * on cpu / webasm. Unrolled by 4 with four partial sums; k = 4 * k4 + krem.
- */
-export const matmulABt = function (this: KernelThis, a: A, b: A): number {
-  const i = divFloor(this.thread.x, this.constants.n);
-  const j = this.thread.x - (i | 0) * this.constants.n;
-  let s0 = 0;
-  let s1 = 0;
-  let s2 = 0;
-  let s3 = 0;
-  for (let p = 0; p < this.constants.k4; p++) {
-    s0 += a[(i | 0) * this.constants.k + 4 * p] * b[(j | 0) * this.constants.k + 4 * p];
-    s1 += a[(i | 0) * this.constants.k + 4 * p + 1] * b[(j | 0) * this.constants.k + 4 * p + 1];
-    s2 += a[(i | 0) * this.constants.k + 4 * p + 2] * b[(j | 0) * this.constants.k + 4 * p + 2];
-    s3 += a[(i | 0) * this.constants.k + 4 * p + 3] * b[(j | 0) * this.constants.k + 4 * p + 3];
-  }
-  for (let r = 0; r < this.constants.krem; r++) {
-    s0 +=
-      a[(i | 0) * this.constants.k + 4 * this.constants.k4 + r] *
-      b[(j | 0) * this.constants.k + 4 * this.constants.k4 + r];
-  }
-  return s0 + s1 + (s2 + s3);
-};
 
 /**
  * C = A @ B with A [m, k] (or [k, m] with the strides sai = 1, sap = m) and B [k, n]: neighbouring

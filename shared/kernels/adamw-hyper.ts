@@ -1,4 +1,4 @@
-import type { AdamWHyper } from '../backend.js';
+import type { AdamWHyper } from './backend.js';
 
 /**
  * AdamW's hyperparameters in the order the adamw kernels (gpu.js, WGSL and WebAssembly) read them:
