@@ -66,6 +66,8 @@ options:
   --results <dir>        where the table and plots go (default: the setting's results_dir, else <out>/results)
   --seeds <list>         run only these seeds' stages (and the base), e.g. 2,3: start one invocation
                          per core with disjoint lists; the table is written once every seed is done
+  --partial              when some seeds are not done, write the table over those that are (it lists
+                         the planned seeds and the missing ones); use it to look at a run under way
   --quiet                only the benchmark's own progress lines, not the library's
   -h, --help             this text
 `;
@@ -274,6 +276,8 @@ export async function runPaperBenchmark(opts: {
    * table.
    */
   seeds?: number[];
+  /** Write the table from the seeds whose stages are all done when others are not (it says so). */
+  partial?: boolean;
   quiet?: boolean;
   signal?: AbortSignal;
   say?: (line: string) => void;
@@ -281,7 +285,7 @@ export async function runPaperBenchmark(opts: {
   onStep?: (stage: string, step: number) => void;
 }): Promise<{ json: string; md: string; ran: number; skipped: number; stopped: boolean }> {
   const settingsFile = opts.settingsFile;
-  const s: PaperSettings = loadSettings(settingsFile);
+  let s: PaperSettings = loadSettings(settingsFile);
   const out = resolve(opts.out ?? join(REPO, 'runs', `paper-${s.name}`));
   const resultsDir = resolve(
     opts.results ?? (s.results_dir ? join(REPO, s.results_dir) : join(out, 'results')),
@@ -532,7 +536,19 @@ export async function runPaperBenchmark(opts: {
     say(`[paper ${s.name}] stopped; run the same command again to resume`);
     return { json, md, ran, skipped, stopped };
   }
-  const pending = stages.filter((st) => !st.done());
+  let pending = stages.filter((st) => !st.done());
+  const planned = s.seeds;
+  if (pending.length > 0 && opts.partial) {
+    // The table of the seeds whose every stage is done, marked as such; the rest resume later.
+    const seedOf = (st: Stage) => Number(/^seed-(\d+)\//.exec(st.id)?.[1] ?? Number.NaN);
+    const shared = pending.filter((st) => Number.isNaN(seedOf(st)));
+    const complete = s.seeds.filter((seed) => !pending.some((st) => seedOf(st) === seed));
+    if (shared.length === 0 && complete.length > 0) {
+      say(`[paper ${s.name}] --partial: the table over seeds ${complete.join(', ')} of ${s.seeds.join(', ')}`);
+      s = { ...s, seeds: complete };
+      pending = [];
+    }
+  }
   if (pending.length > 0) {
     say(
       `[paper ${s.name}] seeds ${opts.seeds?.join(', ')} done; ${pending.length} stages of other seeds are not (${pending[0].id}, ...): the invocation that finishes last writes the table`,
@@ -639,6 +655,7 @@ export async function runPaperBenchmark(opts: {
     wall_s_by_kind: byKind,
     settings_file: relative(REPO, settingsFile) || settingsFile,
     out_dir: relative(REPO, out) || out,
+    ...(s.seeds.length < planned.length ? { seeds_planned: planned } : {}),
   };
   const confoundFigures = await confounds(s, derived, (seed) =>
     derived.method(seed, s.methods.rows.includes('rmt') ? 'rmt' : s.methods.rows[0]),
@@ -700,6 +717,7 @@ async function main(argv: string[]): Promise<number> {
       out: { type: 'string' },
       results: { type: 'string' },
       seeds: { type: 'string' },
+      partial: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
@@ -721,6 +739,7 @@ async function main(argv: string[]): Promise<number> {
     out: values.out,
     results: values.results,
     seeds: values.seeds === undefined ? undefined : parseSeeds(values.seeds),
+    partial: values.partial,
     quiet: values.quiet,
     signal: stop.signal,
   });

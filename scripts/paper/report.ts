@@ -376,6 +376,8 @@ export interface ReportMeta {
   wall_s_by_kind: Record<string, number>;
   settings_file: string;
   out_dir: string;
+  /** The setting's seeds when the table covers fewer (`--partial`). */
+  seeds_planned?: number[];
 }
 
 export function markdown(
@@ -396,6 +398,14 @@ export function markdown(
     '',
     s.description.trim(),
     '',
+    ...(meta.seeds_planned && meta.seeds_planned.length > s.seeds.length
+      ? [
+          `**Partial: ${s.seeds.length} of the ${meta.seeds_planned.length} planned seeds** (seeds ` +
+            `${meta.seeds_planned.filter((x) => !s.seeds.includes(x)).join(', ')} not run yet; written with ` +
+            '`--partial`). Every figure below is over the seeds listed.',
+          '',
+        ]
+      : []),
     `Made by \`npm run bench:paper -- --setting ${s.name}\` (settings \`${meta.settings_file}\`) at commit ` +
       `\`${meta.commit}\`, ${meta.generated_at}, on ${m.cpu} (${m.cores} cores, ${m.memory_gib} GiB, ` +
       `${m.os}, Node ${m.node}, backend ${m.backend}). Wall time of all stages: ${hours(meta.wall_s)} ` +
