@@ -544,7 +544,9 @@ export async function runPaperBenchmark(opts: {
     const shared = pending.filter((st) => Number.isNaN(seedOf(st)));
     const complete = s.seeds.filter((seed) => !pending.some((st) => seedOf(st) === seed));
     if (shared.length === 0 && complete.length > 0) {
-      say(`[paper ${s.name}] --partial: the table over seeds ${complete.join(', ')} of ${s.seeds.join(', ')}`);
+      say(
+        `[paper ${s.name}] --partial: the table over seeds ${complete.join(', ')} of ${s.seeds.join(', ')}`,
+      );
       s = { ...s, seeds: complete };
       pending = [];
     }

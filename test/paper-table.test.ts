@@ -71,6 +71,36 @@ test.serial('smoke: an interrupted run stops with a checkpoint', async (t) => {
 });
 
 test.serial(
+  'smoke: --partial writes the table over the seeds that are done and names the missing ones',
+  async (t) => {
+    t.timeout(10 * 60_000);
+    const rest = settings.seeds.slice(1);
+    const partialDir = join(out, 'partial-results');
+    const r = await runPaperBenchmark({
+      settingsFile: smoke,
+      out,
+      results: partialDir,
+      seeds: rest,
+      partial: true,
+      quiet: true,
+      say: () => {},
+    });
+    t.false(r.stopped);
+    const table = JSON.parse(readFileSync(r.json, 'utf8'));
+    t.deepEqual(table.seeds, rest);
+    t.deepEqual(table.seeds_planned, settings.seeds);
+    for (const row of table.rows) t.is(row.avg.n ?? rest.length, rest.length);
+    const md = readFileSync(r.md, 'utf8');
+    t.true(
+      md.includes(
+        `**Partial: ${rest.length} of the ${settings.seeds.length} planned seeds** (seeds ${settings.seeds[0]} not run yet`,
+      ),
+      md.slice(0, 600),
+    );
+  },
+);
+
+test.serial(
   'smoke: two invocations with disjoint --seeds resume to a complete table, plots and targets',
   async (t) => {
     t.timeout(10 * 60_000);
