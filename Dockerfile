@@ -8,17 +8,22 @@
 #
 # Settings come from flags or RMT_* environment variables (Kubernetes: the manifests in k8s/); no
 # run config, model, NATS credential or TLS file is copied in (Kubernetes mounts them from Secrets).
-# Checked by test/dockerfile.test.ts and test/image-imports.test.ts (there is no container engine on the development machines). See
-# docs/kubernetes.md.
+# Checked by test/dockerfile.test.ts and test/image-imports.test.ts, and built and run in CI by
+# scripts/ci-image.sh (podman; a base image of its own through NODE_IMAGE). See docs/kubernetes.md.
+
+# The Node 20 image both stages start from. CI, which reaches no image registry, passes one built
+# from Debian packages and the npm registry instead (scripts/ci-image.sh).
+ARG NODE_IMAGE=node:20-bookworm-slim
 
 # --- build: the generated sources that `npm ci` makes through `prepare` --------------------------
-FROM node:20-bookworm-slim AS build
+FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: no dependency needs its install script on Linux (webgpu's is for macOS, esbuild
 # takes its prebuilt binary from an optional package, gl's native build is disabled in
-# package.json), and `prepare` needs the sources copied below.
-RUN npm ci --ignore-scripts --no-audit --no-fund
+# package.json), and `prepare` needs the sources copied below. --omit=peer: the only peer-only
+# packages are the AWS CDK libraries that the tests' kubectl package names and never loads.
+RUN npm ci --ignore-scripts --omit=peer --no-audit --no-fund
 COPY asm/ asm/
 COPY proto/ proto/
 COPY scripts/build-wasm.mjs scripts/gen-proto.mjs scripts/
@@ -26,7 +31,7 @@ COPY scripts/build-wasm.mjs scripts/gen-proto.mjs scripts/
 RUN npm run build:wasm && npm run build:proto
 
 # --- runtime -------------------------------------------------------------------------------------
-FROM node:20-bookworm-slim AS runtime
+FROM ${NODE_IMAGE} AS runtime
 # The Vulkan loader and the glvnd/EGL libraries that Dawn (the `webgpu` backend) needs on a GPU
 # node; the NVIDIA driver, its Vulkan ICD and EGL vendor file come from the host (docs/gpu.md).
 RUN apt-get update \

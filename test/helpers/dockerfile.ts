@@ -31,16 +31,22 @@ export function parseDockerfile(text: string): Stage[] {
     buf = '';
   });
   const stages: Stage[] = [];
+  // ARGs before the first FROM, with their defaults: what a FROM line's ${NAME} stands for when the
+  // build passes no --build-arg.
+  const globalArgs = new Map<string, string>();
+  const expand = (s: string) => s.replace(/\$\{?(\w+)\}?/g, (m, n: string) => globalArgs.get(n) ?? m);
   for (const ins of instrs) {
     if (ins.op === 'FROM') {
       const words = ins.args.split(/\s+/).filter((w) => !w.startsWith('--'));
       stages.push({
-        image: words[0],
+        image: expand(words[0]),
         name: words[1]?.toLowerCase() === 'as' ? words[2] : undefined,
         instrs: [],
       });
     } else if (stages.length === 0) {
       if (ins.op !== 'ARG') throw new Error(`Dockerfile:${ins.line}: ${ins.op} before FROM`);
+      const eq = ins.args.indexOf('=');
+      if (eq > 0) globalArgs.set(ins.args.slice(0, eq).trim(), ins.args.slice(eq + 1).trim());
     } else stages.at(-1)!.instrs.push(ins);
   }
   return stages;
