@@ -19,8 +19,9 @@
  */
 import test from 'ava';
 import { relErr } from '../scripts/torch_ref/rel-err.js';
+import { parsePretrainConfig } from '../shared/config/pretrain-config.js';
 import type { MatmulShape } from '../shared/kernels/backend.js';
-import { setupWebgpu, WebgpuBackend } from '../shared/kernels/index.js';
+import { createBackend, setupWebgpu, WebgpuBackend } from '../shared/kernels/index.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
 import { Rng } from '../shared/util/rng.js';
 import { normals, seedOf } from './helpers/random.js';
@@ -167,8 +168,12 @@ run('shape errors name the operand; empty products still work', async (t) => {
   for (const x of [A, B, C, E]) be.free(x);
 });
 
-run('tiledMatmul: false keeps gpu.js’s matmul', async (t) => {
-  const off = await WebgpuBackend.create({ tiledMatmul: false });
+run('run.webgpu_tiled_matmul: false (through createBackend) keeps gpu.js’s matmul', async (t) => {
+  const cfg = parsePretrainConfig({ run: { webgpu_tiled_matmul: false } }, 'test.yaml');
+  t.true(parsePretrainConfig({}, 'test.yaml').run.webgpu_tiled_matmul, 'on by default');
+  const off = (await createBackend('webgpu', undefined, {
+    webgpu: { tiledMatmul: cfg.run.webgpu_tiled_matmul },
+  })) as WebgpuBackend;
   try {
     t.is(off.tiledMatmulDispatches(), null);
     const A = off.upload([1, 2, 3, 4]);
