@@ -65,6 +65,9 @@ const SHAPES: [number, number, number][] = [
   [8, 24, 64],
   [1, 200, 3],
   [70, 2, 1],
+  // long k: many slices, the last one partial (and k not a multiple of 4)
+  [100, 1030, 70],
+  [8, 1024, 200],
   // the tiny model's lm head: logits [rows, vocab], its gradient in both operands
   [96, 64, 2259],
   [2259, 96, 64],
