@@ -1,18 +1,23 @@
 /**
- * GPU mode of `npm run bench:kernels` (`-- --backend webgpu`): rmt's matmul through gpu.js's `webgpu`
- * backend against PyTorch torch.mm on CUDA in float32 (TF32 off), on the CPU mode's cases
+ * GPU mode of `npm run bench:kernels` (`-- --backend webgpu`): rmt's matmul on the `webgpu` backend
+ * against PyTorch torch.mm on CUDA in float32 (TF32 off), on the CPU mode's cases
  * (bench/kernel-cases.ts) plus 2048^3 and 4096^3. Results: kernels-gpu.{json,md} in --out.
  *
  * Columns, all GFLOP/s (2 m n k / seconds per call, fastest of several interleaved trials):
- * - rmt: `WebgpuBackend.matmul` with both operands and the result resident on the device. Kernel calls
- *   return once queued, so a trial is `calls` calls followed by one wait for the device, `calls`
- *   grown until a trial lasts --min-time; the host's cost of queueing each call is part of the time.
+ * - rmt: `WebgpuBackend.matmul` as configured by default (the tiled WGSL kernel,
+ *   shared/kernels/webgpu/tiled-matmul.ts) with both operands and the result resident on the
+ *   device. Kernel calls return once queued, so a trial is `calls` calls followed by one wait for the
+ *   device, `calls` grown until a trial lasts --min-time; the host's cost of queueing each call is part
+ *   of the time.
+ * - gpujs: the same with `tiledMatmul: false` (gpu.js's one-thread-per-output matmul), timed the same
+ *   way in the same rounds; left out with --no-gpujs.
  * - baseline: torch.mm on CUDA (bench/torch_kernels.py --device cuda), timed the same way with
  *   torch.cuda.synchronize() around the launches.
- * ratio = rmt / baseline. Each case is first checked against a float64 product computed here.
+ * ratio = rmt / baseline, gpujs_ratio = gpujs / baseline. Each case is first checked against a
+ * float64 product computed here, on both rmt kernels.
  *
  * Options: --quick, --rounds N, --min-time SECONDS, --python PATH (default python3 from PATH),
- * --no-torch (rmt only), --cases REGEX (case names to run), --out DIR.
+ * --no-torch (rmt only), --no-gpujs, --cases REGEX (case names to run), --out DIR.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -30,7 +35,7 @@ import { CASES, type Case, flopsOf, GPU_ONLY_CASES, layoutOf, shapeOf } from './
 const here = dirname(fileURLToPath(import.meta.url));
 
 export const GPU_USAGE =
-  'usage: bench/kernels.ts --backend webgpu [--quick] [--rounds N] [--min-time SECONDS] [--python PATH] [--no-torch] [--cases REGEX] [--out DIR]';
+  'usage: bench/kernels.ts --backend webgpu [--quick] [--rounds N] [--min-time SECONDS] [--python PATH] [--no-torch] [--no-gpujs] [--cases REGEX] [--out DIR]';
 
 /** The project's float32 tolerance: max |got - ref| / max(1, max |ref|). */
 const TOLERANCE = 1e-4;
@@ -45,10 +50,15 @@ export interface GpuRow {
   n: number;
   layout: string;
   rmt: number;
+  /** gpu.js's matmul (tiledMatmul: false); null with --no-gpujs. */
+  gpujs: number | null;
   baseline: number | null;
   ratio: number | null;
+  gpujs_ratio: number | null;
   rmt_calls: number;
+  gpujs_calls: number | null;
   baseline_calls: number | null;
+  /** The larger relative error of the two rmt kernels. */
   rel_err: number;
   checked_rows: number;
 }
@@ -169,6 +179,7 @@ export async function benchGpuKernels(argv: string[]): Promise<void> {
       'min-time': { type: 'string' },
       python: { type: 'string', default: 'python3' },
       'no-torch': { type: 'boolean', default: false },
+      'no-gpujs': { type: 'boolean', default: false },
       cases: { type: 'string' },
       out: { type: 'string', default: join(here, 'results') },
     },
@@ -191,6 +202,8 @@ export async function benchGpuKernels(argv: string[]): Promise<void> {
   // PyTorch first: a host without CUDA torch fails before the long part
   const torch = values['no-torch'] ? null : await startTorch(values.python);
   const be = await WebgpuBackend.create();
+  const tiled = be.tiledMatmulDispatches() !== null;
+  const gpujs = values['no-gpujs'] || !tiled ? null : await WebgpuBackend.create({ tiledMatmul: false });
   const cpu = `${os.cpus()[0]?.model ?? 'unknown CPU'} x ${os.cpus().length}`;
   console.log(`bench:kernels --backend webgpu: ${setup.reason}${setup.software ? ' (software)' : ''}`);
   console.log(
@@ -200,27 +213,32 @@ export async function benchGpuKernels(argv: string[]): Promise<void> {
 
   const rng = new Rng(20240503);
   const rows: GpuRow[] = [];
-  const header = `${'case'.padEnd(24)} ${'shape'.padEnd(20)} ${'rmt'.padStart(8)} ${'torch'.padStart(8)} ${'ratio'.padStart(6)} ${'relErr'.padStart(8)}`;
+  const header = `${'case'.padEnd(24)} ${'shape'.padEnd(20)} ${'rmt'.padStart(8)} ${'gpujs'.padStart(8)} ${'torch'.padStart(8)} ${'ratio'.padStart(6)} ${'relErr'.padStart(8)}`;
   console.log(`\nGFLOP/s (ratio = rmt / torch)\n${header}\n${'-'.repeat(header.length)}`);
   for (const c of cases) {
-    const r = await benchCase(be, torch, c, rng, rounds, minTime);
+    const r = await benchCase(be, gpujs, torch, c, rng, rounds, minTime);
     rows.push(r);
     console.log(
-      `${c.name.padEnd(24)} ${r.shape.padEnd(20)} ${fmt(r.rmt).padStart(8)} ${fmt(r.baseline).padStart(8)} ${fmt(r.ratio, 3).padStart(6)} ${r.rel_err.toExponential(1).padStart(8)}`,
+      `${c.name.padEnd(24)} ${r.shape.padEnd(20)} ${fmt(r.rmt).padStart(8)} ${fmt(r.gpujs).padStart(8)} ${fmt(r.baseline).padStart(8)} ${fmt(r.ratio, 3).padStart(6)} ${r.rel_err.toExponential(1).padStart(8)}`,
     );
   }
   torch?.close();
   const deviceBatching = be.deviceBatchingSettings();
+  await gpujs?.dispose();
   await be.dispose();
 
   const ratios = rows.flatMap((r) => (r.ratio === null ? [] : [r.ratio]));
+  const gpujsRatios = rows.flatMap((r) => (r.gpujs_ratio === null ? [] : [r.gpujs_ratio]));
+  const gpujsGflops = rows.flatMap((r) => (r.gpujs === null ? [] : [r.gpujs]));
   const summary = {
     cases: rows.length,
     geomeanRatio: ratios.length ? geo(ratios) : null,
     minRatio: ratios.length ? Math.min(...ratios) : null,
     maxRatio: ratios.length ? Math.max(...ratios) : null,
+    geomeanGpujsRatio: gpujsRatios.length ? geo(gpujsRatios) : null,
     geomeanRmtGflops: geo(rows.map((r) => r.rmt)),
     maxRmtGflops: Math.max(...rows.map((r) => r.rmt)),
+    geomeanGpujsGflops: gpujsGflops.length ? geo(gpujsGflops) : null,
     maxRelErr: Math.max(...rows.map((r) => r.rel_err)),
   };
   if (ratios.length) {
@@ -244,8 +262,8 @@ export async function benchGpuKernels(argv: string[]): Promise<void> {
     },
     rmt: {
       backend: 'webgpu',
-      kernel:
-        "gpu.js's matmul (shared/kernels/webgpu, matmulAB): naive, one thread per output; B stored [n, k] is first transposed by a separate kernel, included in the time",
+      kernel: tiled ? TILED_KERNEL : GPUJS_KERNEL,
+      gpujsKernel: gpujs ? GPUJS_KERNEL : null,
       includes: 'queueing each call on the host and the device work; operands and result stay on the device',
       deviceBatching,
     },
@@ -271,6 +289,7 @@ export async function benchGpuKernels(argv: string[]): Promise<void> {
 
 async function benchCase(
   be: WebgpuBackend,
+  gpujs: WebgpuBackend | null,
   torch: Awaited<ReturnType<typeof startTorch>> | null,
   c: Case,
   rng: Rng,
@@ -282,25 +301,28 @@ async function benchCase(
   const B = Float32Array.from({ length: s.k * s.n }, () => rng.normal());
   const a = be.upload(A);
   const b = be.upload(B);
-  // the first call compiles the kernels; its result is the one checked
-  const first = await be.matmul(a, b, s);
-  const got = await be.read(first);
-  be.free(first);
-  be.free(await be.matmul(a, b, s));
   const rowsChecked = checkedRows(s);
-  const err = relErr(got, reference(A, B, s, rowsChecked), rowsChecked, s.n);
-  if (!(err <= TOLERANCE)) {
-    throw new Error(`${c.name} (${shapeOf(s)}): relative error ${err} over the tolerance ${TOLERANCE}`);
-  }
+  const ref = reference(A, B, s, rowsChecked);
+  let err = await checkFirst(be, a, b, ref, rowsChecked, c);
+  const ga = gpujs?.upload(A);
+  const gb = gpujs?.upload(B);
+  if (gpujs && ga && gb) err = Math.max(err, await checkFirst(gpujs, ga, gb, ref, rowsChecked, c));
 
   let rmtCalls = 1;
+  let gpujsCalls = 1;
   let torchCalls = 1;
   let bestRmt = Number.POSITIVE_INFINITY;
+  let bestGpujs = Number.POSITIVE_INFINITY;
   let bestTorch = Number.POSITIVE_INFINITY;
   for (let r = 0; r < rounds; r++) {
     const t = await calibrate((n) => trial(be, a, b, s, n), minTime, rmtCalls);
     rmtCalls = t.calls;
     bestRmt = Math.min(bestRmt, t.seconds);
+    if (gpujs && ga && gb) {
+      const tg = await calibrate((n) => trial(gpujs, ga, gb, s, n), minTime, gpujsCalls);
+      gpujsCalls = tg.calls;
+      bestGpujs = Math.min(bestGpujs, tg.seconds);
+    }
     if (torch) {
       const tt = await torch.time(s, minTime, torchCalls);
       torchCalls = tt.calls;
@@ -309,8 +331,11 @@ async function benchCase(
   }
   be.free(a);
   be.free(b);
+  if (ga) gpujs?.free(ga);
+  if (gb) gpujs?.free(gb);
   const flops = flopsOf(s);
   const rmt = flops / bestRmt / 1e9;
+  const gpujsRate = gpujs ? flops / bestGpujs / 1e9 : null;
   const baseline = torch ? flops / bestTorch / 1e9 : null;
   return {
     name: c.name,
@@ -320,13 +345,42 @@ async function benchCase(
     n: s.n,
     layout: layoutOf(s),
     rmt,
+    gpujs: gpujsRate,
     baseline,
     ratio: baseline ? rmt / baseline : null,
+    gpujs_ratio: baseline && gpujsRate ? gpujsRate / baseline : null,
     rmt_calls: rmtCalls,
+    gpujs_calls: gpujs ? gpujsCalls : null,
     baseline_calls: torch ? torchCalls : null,
     rel_err: err,
     checked_rows: rowsChecked.length,
   };
+}
+
+const TILED_KERNEL =
+  'the tiled WGSL matmul (shared/kernels/webgpu/tiled-matmul.ts): 64x64 tiles of C per workgroup in workgroup memory, 8x4 outputs per thread, vec4 loads where the contiguous axis is a multiple of 4, every layout read in place (no transpose kernel)';
+const GPUJS_KERNEL =
+  "gpu.js's matmul (shared/kernels/webgpu, matmulAB): naive, one thread per output; B stored [n, k] is first transposed by a separate kernel, included in the time";
+
+/** The first call compiles; its result is checked against the float64 product on `rowsChecked`. */
+async function checkFirst(
+  be: WebgpuBackend,
+  a: Buf,
+  b: Buf,
+  ref: Float64Array,
+  rowsChecked: number[],
+  c: Case,
+): Promise<number> {
+  const s = c.shape;
+  const first = await be.matmul(a, b, s);
+  const got = await be.read(first);
+  be.free(first);
+  be.free(await be.matmul(a, b, s));
+  const err = relErr(got, ref, rowsChecked, s.n);
+  if (!(err <= TOLERANCE)) {
+    throw new Error(`${c.name} (${shapeOf(s)}): relative error ${err} over the tolerance ${TOLERANCE}`);
+  }
+  return err;
 }
 
 function markdown(
@@ -335,6 +389,7 @@ function markdown(
     commit: string;
     command: string;
     machine: { gpu: string | null; webgpu: string; cpu: string; memoryGiB: number; os: string; node: string };
+    rmt: { kernel: string; gpujsKernel: string | null };
     baseline: TorchCudaHeader | null;
     method: { rounds: number; minTimeSeconds: number };
     skipped: string[];
@@ -342,6 +397,7 @@ function markdown(
       geomeanRatio: number | null;
       minRatio: number | null;
       maxRatio: number | null;
+      geomeanGpujsRatio: number | null;
       maxRelErr: number;
     };
   },
@@ -354,27 +410,30 @@ function markdown(
     .filter((r) => r.checked_rows < r.m)
     .map((r) => `${r.name} on ${r.checked_rows} of ${r.m} rows`);
   const lines = [
-    '# GPU matmul: rmt (gpu.js webgpu) vs PyTorch CUDA',
+    '# GPU matmul: rmt (webgpu) vs PyTorch CUDA',
     '',
     `Generated on ${result.date} at commit \`${result.commit}\` by \`${result.command}\`.`,
     '',
     `- Machine: GPU ${m.gpu ?? 'not named (PyTorch not run)'}; WebGPU adapter ${m.webgpu}; CPU ${m.cpu}, ${m.memoryGiB} GiB, ${m.os}; Node ${m.node}.`,
-    "- rmt: `WebgpuBackend.matmul` on the `webgpu` backend, which is gpu.js's matmul: naive, one thread per output element; a B stored [n, k] (layout xT) is first transposed by a separate kernel, and that kernel's time is included. Operands and result stay on the device; the time includes queueing each call on the host.",
+    `- rmt: \`WebgpuBackend.matmul\` on the \`webgpu\` backend as configured by default, which is ${result.rmt.kernel}. Operands and result stay on the device; the time includes queueing each call on the host.`,
+    result.rmt.gpujsKernel
+      ? `- gpujs: the same backend with \`tiledMatmul: false\`, which is ${result.rmt.gpujsKernel}; timed the same way, in the same rounds.`
+      : '- gpujs: not run.',
     t
       ? `- baseline: PyTorch ${t.torch} \`torch.mm\` float32 on ${t.gpu}, CUDA ${t.cuda}, TF32 off (matmul ${t.tf32.matmul}, cudnn ${t.tf32.cudnn}), operands on the device.`
       : '- baseline: not run (--no-torch).',
     `- GFLOP/s = 2 m k n / time per call; a trial queues calls back to back and waits for the device once (torch: \`torch.cuda.synchronize()\` before and after), with the calls grown until a trial lasts ${result.method.minTimeSeconds} s; fastest of ${result.method.rounds} interleaved trials. ratio = rmt / torch. Shapes are m x k x n with the layout (T = operand stored transposed, as the model stores it).`,
     `- Every case was checked first against a float64 product on the host (largest relative error ${s.maxRelErr.toExponential(1)}, tolerance ${TOLERANCE}${sampled.length ? `; ${sampled.join(', ')}, evenly spread` : ''}).`,
     '',
-    '| case | shape | rmt | torch | ratio | rel. error |',
-    '|---|---|---:|---:|---:|---:|',
+    '| case | shape | rmt | gpujs | torch | ratio | gpujs ratio | rel. error |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
     ...rows.map(
       (r) =>
-        `| ${r.name} | ${r.shape} | ${fmt(r.rmt)} | ${fmt(r.baseline)} | ${fmt(r.ratio, 3)} | ${r.rel_err.toExponential(1)} |`,
+        `| ${r.name} | ${r.shape} | ${fmt(r.rmt)} | ${fmt(r.gpujs)} | ${fmt(r.baseline)} | ${fmt(r.ratio, 3)} | ${fmt(r.gpujs_ratio, 3)} | ${r.rel_err.toExponential(1)} |`,
     ),
     '',
     s.geomeanRatio !== null
-      ? `Ratio rmt / torch: geomean ${fmt(s.geomeanRatio, 3)}, min ${fmt(s.minRatio, 3)}, max ${fmt(s.maxRatio, 3)} over ${rows.length} cases.`
+      ? `Ratio rmt / torch: geomean ${fmt(s.geomeanRatio, 3)}, min ${fmt(s.minRatio, 3)}, max ${fmt(s.maxRatio, 3)} over ${rows.length} cases${s.geomeanGpujsRatio !== null ? `; gpujs / torch geomean ${fmt(s.geomeanGpujsRatio, 3)}` : ''}.`
       : `rmt only (${rows.length} cases).`,
     ...(result.skipped.length
       ? ['', `Left out on this software adapter (minutes per call): ${result.skipped.join(', ')}.`]

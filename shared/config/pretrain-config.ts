@@ -18,6 +18,8 @@ export interface PretrainConfig {
     seed: number;
     /** Kernel backend: auto | webgpu | webasm | cpu | reference. */
     backend: string;
+    /** On `webgpu`: matrix products in the tiled WGSL kernel (false: gpu.js's; docs/gpu.md). */
+    webgpu_tiled_matmul: boolean;
     /** Where per-step metrics go: `jsonl` (metrics.jsonl, always written) and `tensorboard`. */
     report_to: ReportTarget[];
   };
@@ -60,7 +62,13 @@ export interface PretrainConfig {
 }
 
 export const PRETRAIN_DEFAULTS: PretrainConfig = {
-  run: { out_dir: 'runs/pretrain', seed: 1234, backend: 'auto', report_to: ['jsonl'] },
+  run: {
+    out_dir: 'runs/pretrain',
+    seed: 1234,
+    backend: 'auto',
+    webgpu_tiled_matmul: true,
+    report_to: ['jsonl'],
+  },
   tokenizer: { dir: null, gpt2_merges: 2000 },
   model: {
     init_from: null,

@@ -21,6 +21,8 @@ export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
     out_dir: string;
     seed: number;
     backend: string;
+    /** On `webgpu`: matrix products in the tiled WGSL kernel (false: gpu.js's; docs/gpu.md). */
+    webgpu_tiled_matmul: boolean;
     /** Where per-step metrics go: `jsonl` (metrics.jsonl, always written) and `tensorboard`. */
     report_to: ReportTarget[];
   };
@@ -105,7 +107,7 @@ export interface TrainConfig extends Omit<RmtDefaults, 'small_model'> {
 
 export const TRAIN_DEFAULTS: TrainConfig = {
   method: 'rmt',
-  run: { out_dir: 'runs/rmt', seed: 1234, backend: 'auto', report_to: ['jsonl'] },
+  run: { out_dir: 'runs/rmt', seed: 1234, backend: 'auto', webgpu_tiled_matmul: true, report_to: ['jsonl'] },
   model: { init_from: '', proxy: null },
   data: {
     corpora: ['sotu', 'moby-dick', 'brown'],

@@ -8,7 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import type { Backend, BackendName } from './backend.js';
 import { ReferenceBackend } from './reference.js';
 import { WasmBackend } from './wasm/backend.js';
-import { WebgpuBackend } from './webgpu/backend.js';
+import { WebgpuBackend, type WebgpuOptions } from './webgpu/backend.js';
 import { setupWebgpu } from './webgpu/setup.js';
 
 export type { Backend, BackendName } from './backend.js';
@@ -35,9 +35,15 @@ function mayHaveGpu(): boolean {
   }
 }
 
+/** Settings of one backend, from the run config (`run.webgpu_*`); unset ones take the backend's default. */
+export interface BackendOptions {
+  webgpu?: WebgpuOptions;
+}
+
 export async function createBackend(
   name: BackendChoice,
   log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+  options: BackendOptions = {},
 ): Promise<Backend> {
   switch (name) {
     case 'reference':
@@ -46,14 +52,14 @@ export async function createBackend(
     case 'webasm':
       return WasmBackend.create(name);
     case 'webgpu':
-      return WebgpuBackend.create();
+      return WebgpuBackend.create(options.webgpu);
     case 'auto': {
       if (!mayHaveGpu()) {
         log('no GPU adapter: using webasm');
         return WasmBackend.create('webasm');
       }
       const gpu = await setupWebgpu();
-      if (gpu.ok && !gpu.software) return WebgpuBackend.create();
+      if (gpu.ok && !gpu.software) return WebgpuBackend.create(options.webgpu);
       log(`no hardware GPU adapter (${gpu.ok ? 'software renderer only' : gpu.reason}): using webasm`);
       return WasmBackend.create('webasm');
     }

@@ -1,7 +1,7 @@
 /**
  * `Backend` on WebGPU: gpu.js's webgpu mode (WGSL compute shaders) on Google's Dawn (setup.ts), with
  * the buffer pool and submit batching around Dawn's device (device-batching.ts) and the optimizer's
- * multi-tensor passes in hand-written WGSL (wgsl-optimizer.ts). Kernel bodies live in `kernels.ts`;
+ * multi-tensor passes and the tiled matmul in hand-written WGSL (wgsl-optimizer.ts, tiled-matmul.ts). Kernel bodies live in `kernels.ts`;
  * host-side index building in `host.ts`; gpu.js plumbing (kernel cache, read-back) in `gpujs.ts`.
  *
  * Every kernel call returns a Promise (gpu.js's async contract) and yields a device-resident handle
@@ -39,9 +39,10 @@ import {
   detachOutput,
   devLength,
   GPU,
-  type GpuDevice,
+  type GpuContext,
   type GpuInstance,
   type Handle,
+  handleOf,
   KernelCache,
   type KernelFn,
   readHandle,
@@ -50,6 +51,7 @@ import {
 import { asF32, buildCsr, buildInverse } from './host.js';
 import * as K from './kernels.js';
 import { setupWebgpu } from './setup.js';
+import { TiledMatmul } from './tiled-matmul.js';
 import { WgslOptimizer } from './wgsl-optimizer.js';
 
 export interface WebgpuOptions {
@@ -66,6 +68,11 @@ export interface WebgpuOptions {
    * RMT_WEBGPU_WGSL_OPTIMIZER=0.
    */
   wgslOptimizer?: boolean;
+  /**
+   * Matrix products in the tiled WGSL kernel (`tiled-matmul.ts`) instead of gpu.js's one thread per
+   * output; default true, also off with RMT_WEBGPU_TILED_MATMUL=0.
+   */
+  tiledMatmul?: boolean;
 }
 
 /** Uploads at least this large get a throwaway copy kernel: a cached one would pin a second copy. */
@@ -97,6 +104,8 @@ export class WebgpuBackend implements Backend {
   private live = 0;
   private batching: DeviceBatching | null = null;
   private optimizer: WgslOptimizer | null = null;
+  private tiled: TiledMatmul | null = null;
+  private context: GpuContext | null = null;
   /** The optimizer's passes in WGSL, one pass for all tensors (see Backend); off with wgslOptimizer. */
   sumSquaresMany?: (xs: Buf[]) => Promise<number[]>;
   adamwInPlace?: (items: { p: Buf; g: Buf; m: Buf; v: Buf; h: AdamWHyper }[]) => Promise<void>;
@@ -111,7 +120,8 @@ export class WebgpuBackend implements Backend {
   static async create(options: WebgpuOptions = {}): Promise<WebgpuBackend> {
     const setup = await setupWebgpu();
     if (!setup.ok) throw new Error(`webgpu unavailable: ${setup.reason}`);
-    const device: GpuDevice & BatchableDevice = (await WebGPUContext.acquire()).device;
+    const context = await WebGPUContext.acquire();
+    const device: BatchableDevice = context.device;
     liveWebgpuBackends++;
     const backend = new WebgpuBackend(
       new GPU({ mode: 'webgpu' }),
@@ -126,6 +136,10 @@ export class WebgpuBackend implements Backend {
       backend.optimizer = new WgslOptimizer(device as never);
       backend.sumSquaresMany = (xs) => backend.sumSquaresManyOnDevice(xs);
       backend.adamwInPlace = (items) => backend.adamwInPlaceOnDevice(items);
+    }
+    if (options.tiledMatmul !== false && process.env.RMT_WEBGPU_TILED_MATMUL !== '0') {
+      backend.context = context;
+      backend.tiled = new TiledMatmul(device as never);
     }
     return backend;
   }
@@ -144,6 +158,11 @@ export class WebgpuBackend implements Backend {
   /** Counters of the buffer pool and submit batching. */
   deviceBatchingStats(): DeviceBatchingStats | null {
     return this.batching?.stats() ?? null;
+  }
+
+  /** Matrix products run by the tiled WGSL kernel so far; null when it is off. */
+  tiledMatmulDispatches(): number | null {
+    return this.tiled ? this.tiled.dispatches : null;
   }
 
   /** Device tensors made by this backend and not yet freed (see Backend.liveBuffers). */
@@ -280,11 +299,21 @@ export class WebgpuBackend implements Backend {
   // -------------------------------------------------------------------------------------------------
   // ops
 
-  /** B is brought to [k, n] (a transpose when transB) for coalesced reads. */
+  /**
+   * The tiled WGSL kernel where it is on and both operands are on the device; otherwise gpu.js's,
+   * with B brought to [k, n] (a transpose when transB) for coalesced reads.
+   */
   async matmul(a: Buf, b: Buf, s: MatmulShape): Promise<Buf> {
     const { m, k, n } = s;
     const A = await this.dev(a);
     const B = await this.dev(b);
+    if (this.disposed) throw new Error(`${this.name} backend used after dispose()`);
+    if (this.tiled && this.context && !(A instanceof Float32Array) && !(B instanceof Float32Array)) {
+      if (A.buffer && B.buffer && this.tiled.fits(s)) {
+        const out = this.tiled.run(A.buffer as never, B.buffer as never, s);
+        return this.wrap(handleOf(out, m * n, this.context));
+      }
+    }
     const temps: Dev[] = [];
     let Bkn = B;
     if (s.transB) {

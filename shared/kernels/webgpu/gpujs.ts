@@ -55,11 +55,31 @@ export interface GpuDevice {
     finish(): unknown;
   };
 }
+/** What `WebGPUContext.acquire()` resolves to: kernels accept only handles carrying this object. */
+export interface GpuContext {
+  device: GpuDevice & BatchableDevice;
+}
 interface GpujsModule {
   GPU: new (settings: { mode: string }) => GpuInstance;
-  WebGPUContext: { acquire(): Promise<{ device: GpuDevice & BatchableDevice }>; destroy(): Promise<void> };
+  WebGPUContext: { acquire(): Promise<GpuContext>; destroy(): Promise<void> };
+  WebGPUBufferResult: new (settings: {
+    buffer: object;
+    output: number[];
+    context: GpuContext;
+    kernel: null;
+  }) => Handle;
 }
 export const { GPU, WebGPUContext } = gpujs as unknown as GpujsModule;
+
+/**
+ * A buffer written by our own WGSL as a gpu.js pipeline handle of `n` floats, so gpu.js kernels take it
+ * as an argument and `delete` releases it like theirs (gpu.js's public WebGPUBufferResult). It has no
+ * producing kernel: read it with `readHandle`, not `toArray`.
+ */
+export function handleOf(buffer: object, n: number, context: GpuContext): Handle {
+  const { WebGPUBufferResult } = gpujs as unknown as GpujsModule;
+  return new WebGPUBufferResult({ buffer, output: [n], context, kernel: null });
+}
 
 export type KernelFn = (this: K.KernelThis, ...args: Float32Array[]) => number;
 interface CachedKernel {
