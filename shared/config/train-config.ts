@@ -43,7 +43,7 @@ const methodField = setting(
   }),
   'rmt',
   {
-    description: `the method row (\`docs/method.md\` section 6): ${METHODS.map((m) => `\`${m}\``).join(', ')}`,
+    description: 'the method row of `docs/method.md` section 6: what is trained and how it is evaluated',
   },
 );
 
