@@ -211,8 +211,14 @@ export function configTextForCoordinator(file: string): string {
   } catch {
     return text; // the coordinator reports the parse error with its field
   }
+  const sent = withAbsoluteRoot(raw, file);
+  return sent === raw ? text : JSON.stringify(sent);
+}
+
+/** A parsed config whose data.sources are read relative to `file`'s folder, with that root made absolute. */
+export function withAbsoluteRoot(raw: unknown, file: string): unknown {
   const data = (raw as { data?: { sources?: unknown; root?: unknown } } | null)?.data;
-  if (!data || !Array.isArray(data.sources) || data.sources.length === 0) return text;
+  if (!data || !Array.isArray(data.sources) || data.sources.length === 0) return raw;
   const root = resolve(dirname(resolve(file)), typeof data.root === 'string' ? data.root : '.');
-  return JSON.stringify({ ...(raw as object), data: { ...data, root } });
+  return { ...(raw as object), data: { ...data, root } };
 }
