@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import type { PretrainConfig } from './pretrain-config.js';
 import {
   echo,
   int,
@@ -14,6 +15,7 @@ import {
   string,
 } from './schema/field.js';
 import { configError } from './schema/issues.js';
+import type { TrainConfig } from './train-config.js';
 
 /** The formats a user's corpus can come in; a built-in corpus is named by `corpus:` instead. */
 export const SOURCE_FORMATS = ['jsonl', 'text', 'parquet'] as const;
@@ -147,17 +149,11 @@ export function checkEvalSources(d: { sources: unknown[]; eval_sources: unknown[
     });
 }
 
-export interface SourceSettings {
-  sources: SourceSpec[];
-  eval_sources: SourceSpec[];
-  root: string | null;
-  max_document_bytes: number;
-}
+/** The source settings as the schema gives them (SOURCE_SETTINGS above). */
+export type SourceSettings = Pick<PretrainConfig['data'], keyof typeof SOURCE_SETTINGS>;
 
 /** `rmt train`'s data settings: the sources and the context of a key position. */
-export interface DataSettings extends SourceSettings {
-  max_context: number | null;
-}
+export type DataSettings = SourceSettings & Pick<TrainConfig['data'], 'max_context'>;
 
 const sourceSettingsSchema = mapping(SOURCE_SETTINGS).superRefine(checkEvalSources);
 /** `rmt train`'s context of a key position. */
