@@ -100,7 +100,7 @@ export const sourceSchema = mapping({
   };
 });
 
-export const sourceList = list(sourceSchema);
+const sourceList = list(sourceSchema);
 
 /** Validates a list of sources from a run config (the list as YAML gave it) and fills defaults. */
 export function parseSources(raw: unknown, source: string, field: string): SourceSpec[] {
@@ -155,7 +155,6 @@ export type SourceSettings = Pick<PretrainConfig['data'], keyof typeof SOURCE_SE
 /** `rmt train`'s data settings: the sources and the context of a key position. */
 export type DataSettings = SourceSettings & Pick<TrainConfig['data'], 'max_context'>;
 
-const sourceSettingsSchema = mapping(SOURCE_SETTINGS).superRefine(checkEvalSources);
 /** `rmt train`'s context of a key position. */
 export const MAX_CONTEXT = nullable(number({ int: true, min: 1 }), {
   description:
@@ -166,13 +165,7 @@ const dataSettingsSchema = mapping({ ...SOURCE_SETTINGS, max_context: MAX_CONTEX
   checkEvalSources,
 );
 
-/** Checks (and fills in) the source settings of a data section in place. */
-export function checkSourceSettings(d: SourceSettings, source: string): void {
-  const r = sourceSettingsSchema.safeParse(pick(d, Object.keys(SOURCE_SETTINGS)));
-  if (!r.success) throw configError(source, r.error, 'data');
-  Object.assign(d, r.data);
-}
-
+/** Checks (and fills in) the data settings of an RL config already resolved elsewhere. */
 export function checkDataSettings(d: DataSettings, source: string): void {
   const r = dataSettingsSchema.safeParse(pick(d, [...Object.keys(SOURCE_SETTINGS), 'max_context']));
   if (!r.success) throw configError(source, r.error, 'data');
