@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { isAbsolute, join, relative } from 'node:path';
+import { parse } from 'yaml';
 import { Derived, loadSettings } from '../../scripts/paper/settings.js';
 import { loadPretrainConfig, parsePretrainConfig } from '../../shared/config/pretrain-config.js';
 import { loadTrainConfig, parseTrainConfig } from '../../shared/config/train-config.js';
@@ -9,6 +10,10 @@ import { loadTrainConfig, parseTrainConfig } from '../../shared/config/train-con
  * The resolved config of every file under configs/, and of every stage the paper settings derive,
  * as the JSON text runs fingerprint (key order included). A stage is skipped or resumed by comparing
  * these texts, so a change to the config code must leave them as they are.
+ *
+ * Each is recorded with its input (the parsed YAML it came from, comments aside): when a config file
+ * itself changes, its new resolution cannot be checked against the previous code, and the test says
+ * so instead of comparing unlike with unlike. The fixture keeps every recorded input's output.
  */
 export const REPO = join(import.meta.dirname, '..', '..');
 
@@ -49,44 +54,71 @@ const INLINE_PRETRAIN: Record<string, unknown> = {
   'tokenizer.dir': { tokenizer: { dir: 'tok' }, model: { init_from: 'ckpt' } },
 };
 
-/** The texts by name; resolvedConfigDigests() holds their sha256 (what the fixture keeps). */
-export function resolvedConfigs(): Record<string, string> {
-  const out: Record<string, string> = {};
+/** What a resolved text came from, as canonical JSON. */
+const yamlOf = (path: string): unknown =>
+  parse(readFileSync(isAbsolute(path) ? path : join(REPO, path), 'utf8'));
+
+export interface Resolved {
+  /** The input (parsed YAML or inline value) as JSON. */
+  input: string;
+  /** The resolved config as JSON. */
+  output: string;
+}
+
+export function resolvedConfigs(): Record<string, Resolved> {
+  const out: Record<string, Resolved> = {};
   for (const f of files('configs')) {
     if (!f.endsWith('.yaml')) continue;
     const path = join(REPO, f);
     if (f.startsWith('configs/paper/')) {
       const s = loadSettings(path);
+      const used = [
+        s.base.config,
+        ...s.methods.rows.map((m) => s.methods.config.replaceAll('{method}', m)),
+        s.base_rows.config,
+        ...(s.post_training ? [s.post_training.config] : []),
+      ];
+      const input = JSON.stringify([yamlOf(path), ...used.map((u) => [u, yamlOf(u)])]);
       const d = new Derived(s, 'runs/paper-fixture', path);
-      out[`${f} base`] = text(d.pretrain());
+      out[`${f} base`] = { input, output: text(d.pretrain()) };
       for (const seed of s.seeds) {
-        for (const m of s.methods.rows) out[`${f} seed ${seed} ${m}`] = text(d.method(seed, m));
+        for (const m of s.methods.rows)
+          out[`${f} seed ${seed} ${m}`] = { input, output: text(d.method(seed, m)) };
         for (const m of ['ntp', 'ntr'] as const)
-          out[`${f} seed ${seed} base ${m}`] = text(d.baseRows(seed, m));
+          out[`${f} seed ${seed} base ${m}`] = { input, output: text(d.baseRows(seed, m)) };
         for (const start of s.post_training?.starts ?? [])
-          out[`${f} seed ${seed} post ${start}`] = text(d.post(seed, start));
+          out[`${f} seed ${seed} post ${start}`] = { input, output: text(d.post(seed, start)) };
       }
-    } else if (PRETRAIN_FILES.has(f)) {
-      out[f] = text(loadPretrainConfig(relative(process.cwd(), path)));
     } else {
-      out[f] = text(loadTrainConfig(relative(process.cwd(), path)));
+      const input = JSON.stringify(yamlOf(path));
+      const load = PRETRAIN_FILES.has(f) ? loadPretrainConfig : loadTrainConfig;
+      out[f] = { input, output: text(load(relative(process.cwd(), path))) };
     }
   }
-  for (const [k, raw] of Object.entries(INLINE_TRAIN)) out[`train: ${k}`] = text(parseTrainConfig(raw, k));
+  for (const [k, raw] of Object.entries(INLINE_TRAIN))
+    out[`train: ${k}`] = { input: JSON.stringify(raw), output: text(parseTrainConfig(raw, k)) };
   for (const [k, raw] of Object.entries(INLINE_PRETRAIN))
-    out[`pretrain: ${k}`] = text(parsePretrainConfig(raw, k));
+    out[`pretrain: ${k}`] = { input: JSON.stringify(raw), output: text(parsePretrainConfig(raw, k)) };
   return out;
 }
 
 export const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
-export function resolvedConfigDigests(): Record<string, string> {
-  return Object.fromEntries(Object.entries(resolvedConfigs()).map(([k, v]) => [k, sha256(v)]));
-}
+export const FIXTURE = join(REPO, 'test', 'fixtures', 'resolved-configs.json');
 
-// `tsx test/helpers/resolved-configs.ts --write` records the digests; only for a deliberate change.
+/** name -> sha256 of an input -> sha256 of its resolved config. */
+export type Fixture = Record<string, Record<string, string>>;
+
+export const readFixture = (): Fixture =>
+  existsSync(FIXTURE) ? (JSON.parse(readFileSync(FIXTURE, 'utf8')) as Fixture) : {};
+
+// `tsx test/helpers/resolved-configs.ts --write` adds the current inputs and their resolutions to the
+// fixture. Record only with code known to resolve as before (the previous commit's config code).
 if (process.argv[2] === '--write') {
-  const file = join(REPO, 'test', 'fixtures', 'resolved-configs.json');
-  writeFileSync(file, `${JSON.stringify(resolvedConfigDigests(), null, 1)}\n`);
-  process.stdout.write(`wrote ${file}\n`);
+  const fixture = readFixture();
+  for (const [name, r] of Object.entries(resolvedConfigs())) {
+    fixture[name] = { ...fixture[name], [sha256(r.input)]: sha256(r.output) };
+  }
+  writeFileSync(FIXTURE, `${JSON.stringify(fixture, null, 1)}\n`);
+  process.stdout.write(`wrote ${FIXTURE}\n`);
 }
