@@ -192,9 +192,9 @@ export const trainSchema = mapping({
             'rollouts of step t may come from weights as old as version t - max_staleness; 0 keeps the run on-policy and identical to `rmt train`',
         },
       ),
-      job_timeout_s: num(
+      job_timeout_s: int(
         600,
-        { above: 0 },
+        { min: 1 },
         {
           description: 'a rollout job not finished in this time is taken back and given to another worker',
         },
