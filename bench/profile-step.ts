@@ -19,8 +19,10 @@
  */
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { BACKENDS } from '../shared/config/schema/common-fields.js';
+import { defineFlags, parseServiceFlagsOrExit, withoutEnv } from '../shared/config/service-flags.js';
 import type { Backend, MatmulShape } from '../shared/kernels/backend.js';
-import { BACKEND_CHOICES, type BackendChoice, createBackend } from '../shared/kernels/index.js';
+import { createBackend } from '../shared/kernels/index.js';
 import { BENCH_MODELS, generationCase, learnerCase, shapesOf } from './models.js';
 
 /** Methods of `Backend` that are not timed (synchronous bookkeeping). */
@@ -97,59 +99,29 @@ class Profiler {
   }
 }
 
-interface Args {
-  backend: BackendChoice;
-  models: string[];
-  steps: number;
-  gens: number;
-  sync: boolean;
-  json: string | null;
-}
+const USAGE =
+  'usage: npx tsx bench/profile-step.ts [--backend B] [--models tiny,small] [--steps N] [--gens N] [--sync] [--json FILE]';
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = {
-    backend: 'webasm',
-    models: ['tiny', 'small'],
-    steps: 3,
-    gens: 1,
-    sync: false,
-    json: null,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case '--backend':
-        a.backend = value() as BackendChoice;
-        if (!BACKEND_CHOICES.includes(a.backend)) throw new Error(`--backend: one of ${BACKEND_CHOICES}`);
-        break;
-      case '--models':
-        a.models = value().split(',');
-        for (const m of a.models) if (!BENCH_MODELS[m]) throw new Error(`--models: unknown model ${m}`);
-        break;
-      case '--steps':
-        a.steps = Math.max(1, Number(value()) | 0);
-        break;
-      case '--gens':
-        a.gens = Math.max(1, Number(value()) | 0);
-        break;
-      case '--sync':
-        a.sync = true;
-        break;
-      case '--json':
-        a.json = value();
-        break;
-      default:
-        throw new Error(
-          `unknown argument ${flag}; usage: bench/profile-step.ts [--backend B] [--models tiny,small] [--steps N] [--gens N] [--sync] [--json FILE]`,
-        );
-    }
-  }
-  return a;
+const FLAGS = withoutEnv(
+  defineFlags({
+    backend: { type: 'enum', choices: BACKENDS, default: 'webasm', doc: 'kernel backend' },
+    models: {
+      type: 'string',
+      default: 'tiny,small',
+      doc: `bench models, comma-separated (${Object.keys(BENCH_MODELS).join(', ')})`,
+    },
+    steps: { type: 'int', default: 3, min: 1, doc: 'timed learner steps per model' },
+    gens: { type: 'int', default: 1, min: 1, doc: 'timed generations per model' },
+    sync: { type: 'bool', doc: 'wait for the device after every op (charges the wait to the op)' },
+    json: { type: 'string', arg: '<file>', doc: 'also write the profiles as JSON' },
+  }),
+);
+
+function parseArgs(argv: string[]) {
+  const a = parseServiceFlagsOrExit(FLAGS, USAGE, argv, {});
+  const models = a.models.split(',');
+  for (const m of models) if (!BENCH_MODELS[m]) throw new Error(`--models: unknown model ${m}`);
+  return { ...a, models, json: a.json ?? null };
 }
 
 interface Profile {

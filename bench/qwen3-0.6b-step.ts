@@ -27,6 +27,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { adamwConfig } from '../shared/config/optimizer-config.js';
+import { defineFlags, parseServiceFlagsOrExit, withoutEnv } from '../shared/config/service-flags.js';
 import { TRAIN_DEFAULTS } from '../shared/config/train-config.js';
 import type { Backend, Buf } from '../shared/kernels/backend.js';
 import { createBackend } from '../shared/kernels/index.js';
@@ -73,54 +74,23 @@ export const QWEN3_0_6B_CONFIG = {
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const GiB = 1024 ** 3;
 
-interface Args {
-  backend: 'webasm' | 'cpu' | 'webgpu';
-  seq: number;
-  batch: number;
-  prompt: number;
-  newTokens: number;
-  machine: string;
-  out: string;
-}
+const FLAGS = withoutEnv(
+  defineFlags({
+    backend: { type: 'enum', choices: ['webasm', 'cpu', 'webgpu'], default: 'webasm', doc: 'kernel backend' },
+    seq: { type: 'int', default: 128, min: 1, max: 4096, doc: 'tokens per training sequence' },
+    batch: { type: 'int', default: 1, min: 1, max: 64, doc: 'sequences per step' },
+    prompt: { type: 'int', default: 16, min: 1, max: 4096, doc: 'prompt tokens of the generation' },
+    'new-tokens': { type: 'int', default: 8, min: 1, max: 1024, doc: 'tokens generated' },
+    machine: { type: 'string', doc: 'name of the machine in the result file (default: gpu or cpu)' },
+    out: { type: 'string', arg: '<dir>', doc: 'results folder (default: bench/results)' },
+  }),
+);
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = {
-    backend: 'webasm',
-    seq: 128,
-    batch: 1,
-    prompt: 16,
-    newTokens: 8,
-    machine: '',
-    out: join(ROOT, 'bench', 'results'),
-  };
-  const int = (flag: string, v: string | undefined, max: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1 || n > max)
-      throw new Error(`${flag}: expected an integer in [1, ${max}]`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    const v = argv[++i];
-    if (flag === '--backend') {
-      if (v !== 'webasm' && v !== 'cpu' && v !== 'webgpu') {
-        throw new Error('--backend: expected webasm, cpu or webgpu');
-      }
-      a.backend = v;
-    } else if (flag === '--seq') a.seq = int(flag, v, 4096);
-    else if (flag === '--batch') a.batch = int(flag, v, 64);
-    else if (flag === '--prompt') a.prompt = int(flag, v, 4096);
-    else if (flag === '--new-tokens') a.newTokens = int(flag, v, 1024);
-    else if (flag === '--machine') {
-      if (!/^[a-z0-9-]{1,32}$/.test(v ?? '')) throw new Error('--machine: expected [a-z0-9-]{1,32}');
-      a.machine = v;
-    } else if (flag === '--out') {
-      if (!v) throw new Error('--out: expected a folder');
-      a.out = resolve(v);
-    } else throw new Error(`unknown flag ${flag}`);
-  }
-  if (a.machine === '') a.machine = a.backend === 'webgpu' ? 'gpu' : 'cpu';
-  return a;
+function parseArgs(argv: string[]) {
+  const a = parseServiceFlagsOrExit(FLAGS, 'usage: npm run bench:qwen3-0.6b -- [flags]', argv, {});
+  const machine = a.machine ?? (a.backend === 'webgpu' ? 'gpu' : 'cpu');
+  if (!/^[a-z0-9-]{1,32}$/.test(machine)) throw new Error('--machine: expected [a-z0-9-]{1,32}');
+  return { ...a, machine, out: a.out === undefined ? join(ROOT, 'bench', 'results') : resolve(a.out) };
 }
 
 /** Peak resident set so far, in bytes. */

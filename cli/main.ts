@@ -1,8 +1,17 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadPretrainConfig } from '../shared/config/pretrain-config.js';
 import { METHOD_TABLE } from '../shared/config/rmt-defaults.js';
+import { BACKENDS } from '../shared/config/schema/common-fields.js';
+import {
+  defineFlags,
+  FlagError,
+  type FlagSchema,
+  HelpRequested,
+  helpText,
+  parseServiceFlags,
+  withoutEnv,
+} from '../shared/config/service-flags.js';
 import { loadTrainConfig, type TrainConfig } from '../shared/config/train-config.js';
 import { createBackend } from '../shared/kernels/index.js';
 import type { EvalResult } from '../shared/run/evaluate.js';
@@ -18,52 +27,52 @@ import { up } from './up.js';
 
 /** The front door for every rmt job: one verb each, `rmt <verb> --help` for its flags. */
 
-interface Flag {
-  type: 'string' | 'boolean';
-  multiple?: boolean;
-  short?: string;
-  arg?: string;
-  help: string;
-}
-
 interface Verb {
   summary: string;
   usage: string;
-  flags: Record<string, Flag>;
-  run(values: Record<string, string | boolean | string[] | undefined>): Promise<number>;
+  flags: FlagSchema;
+  run(values: Record<string, string | boolean | number | string[] | undefined>): Promise<number>;
 }
 
 const METHODS = Object.keys(METHOD_TABLE);
 
-const common: Record<string, Flag> = {
-  config: {
-    type: 'string',
-    arg: '<yaml>',
-    help: 'run configuration (configs/); unset fields take the defaults',
-  },
-  set: {
-    type: 'string',
-    multiple: true,
-    arg: '<section.key=value>',
-    help: 'override one config field, checked as the file is (repeatable), e.g. --set train.lr=3e-4',
-  },
-  out: { type: 'string', arg: '<dir>', help: 'override run.out_dir' },
-  backend: {
-    type: 'string',
-    arg: '<name>',
-    help: 'override run.backend (auto | webgpu | webasm | cpu | reference)',
-  },
-  help: { type: 'boolean', short: 'h', help: 'this text' },
-};
-const steps: Flag = { type: 'string', arg: '<n>', help: 'override train.steps' };
-const method: Flag = { type: 'string', arg: '<m>', help: `the method row: ${METHODS.join(' | ')}` };
+/**
+ * The flags every job verb has. The shorthands are `--set` lines, checked by the config schema as
+ * the file is; their help comes from the config fields they set.
+ */
+const common = withoutEnv(
+  defineFlags({
+    config: {
+      type: 'string',
+      arg: '<yaml>',
+      doc: 'run configuration (configs/); unset fields take the defaults',
+    },
+    set: {
+      type: 'list',
+      env: false,
+      arg: '<section.key=value>',
+      doc: 'override one config field, checked as the file is, e.g. --set train.lr=3e-4',
+    },
+    out: { type: 'string', arg: '<dir>', doc: 'set run.out_dir' },
+    backend: {
+      type: 'enum',
+      choices: BACKENDS,
+      arg: '<name>',
+      doc: `set run.backend: ${BACKENDS.join(' | ')}`,
+    },
+  }),
+);
+const steps = withoutEnv(defineFlags({ steps: { type: 'int', min: 1, arg: '<n>', doc: 'set train.steps' } }));
+const method = withoutEnv(
+  defineFlags({ method: { type: 'string', arg: '<m>', doc: `set method: ${METHODS.join(' | ')}` } }),
+);
 
 /** The CLI's shorthand flags are `--set` lines, so they are validated exactly like the file. */
 function overrides(v: Record<string, unknown>): string[] {
   const sets = [...((v.set as string[] | undefined) ?? [])];
   if (typeof v.out === 'string') sets.push(`run.out_dir=${JSON.stringify(v.out)}`);
   if (typeof v.backend === 'string') sets.push(`run.backend=${JSON.stringify(v.backend)}`);
-  if (typeof v.steps === 'string') sets.push(`train.steps=${positiveInt('--steps', v.steps)}`);
+  if (typeof v.steps === 'number') sets.push(`train.steps=${v.steps}`);
   if (typeof v.method === 'string') sets.push(`method=${JSON.stringify(v.method)}`);
   return sets;
 }
@@ -99,11 +108,18 @@ function resultsIn(files: string[]): string {
   return `results in:\n${files.map((f) => `  ${f}`).join('\n')}\n`;
 }
 
+const MODE = {
+  type: 'enum',
+  choices: ['ntr', 'ntp'],
+  default: 'ntr',
+  doc: 'ntp: argmax, no reasoning; ntr: reason, then answer',
+} as const;
+
 const VERBS: Record<string, Verb> = {
   pretrain: {
     summary: 'next-token pre-training of a decoder; resumes from the newest checkpoint in run.out_dir',
     usage: 'rmt pretrain --config <yaml> [flags]',
-    flags: { ...common, steps },
+    flags: { ...common, ...steps },
     async run(v) {
       const cfg = loadPretrainConfig(needConfig('pretrain', v), overrides(v));
       const summary = await pretrain(cfg, { signal: stopOnSigint() });
@@ -121,7 +137,7 @@ const VERBS: Record<string, Verb> = {
   train: {
     summary: 'reinforcement mid-training from model.init_from (metrics, checkpoints, eval.json, plots)',
     usage: 'rmt train --config <yaml> [--method M] [flags]',
-    flags: { ...common, steps, method },
+    flags: { ...common, ...steps, ...method },
     async run(v) {
       const cfg = loadTrainConfig(needConfig('train', v), overrides(v));
       checkInitFrom(cfg);
@@ -140,28 +156,22 @@ const VERBS: Record<string, Verb> = {
     usage: 'rmt eval --config <yaml> --checkpoint <dir> [--mode ntp|ntr] [--method M] [--json] [flags]',
     flags: {
       ...common,
-      checkpoint: { type: 'string', arg: '<dir>', help: 'the checkpoint folder to evaluate' },
-      mode: {
-        type: 'string',
-        arg: '<ntp|ntr>',
-        help: 'ntp: argmax, no reasoning; ntr (default): reason, then answer',
-      },
-      method,
-      json: { type: 'boolean', help: 'print the result as JSON instead of a table' },
+      ...withoutEnv(
+        defineFlags({
+          checkpoint: { type: 'string', arg: '<dir>', doc: 'the checkpoint folder to evaluate' },
+          mode: MODE,
+          json: { type: 'bool', doc: 'print the result as JSON instead of a table' },
+        }),
+      ),
+      ...method,
     },
     async run(v) {
       const config = needConfig('eval', v);
       if (typeof v.checkpoint !== 'string') throw new UsageError('eval needs --checkpoint <dir>', 'eval');
-      const mode = (v.mode as string | undefined) ?? 'ntr';
-      if (mode !== 'ntp' && mode !== 'ntr') {
-        throw new UsageError(
-          `--mode must be ntp or ntr, got "${mode}"${didYouMean(mode, ['ntp', 'ntr'])}`,
-          'eval',
-        );
-      }
+      const mode = v.mode as 'ntp' | 'ntr';
       // The method decides the prompt (whether and which budget is stated): `--method ntr` for a base model.
       const cfg = loadTrainConfig(config, overrides(v));
-      const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
+      const backend = await createBackend(cfg.run.backend);
       try {
         const { result } = await evaluateCheckpoint(
           backend,
@@ -194,25 +204,20 @@ VERBS.compare = {
     'rmt compare --config <yaml> --checkpoint <dir> --checkpoint <dir> [--name N --name N] [--mode ntr|ntp] [--json]',
   flags: {
     ...common,
-    checkpoint: {
-      type: 'string',
-      multiple: true,
-      arg: '<dir>',
-      help: 'a checkpoint folder (repeat for each)',
-    },
-    name: {
-      type: 'string',
-      multiple: true,
-      arg: '<name>',
-      help: 'its row name in the table (default: the folder)',
-    },
-    mode: {
-      type: 'string',
-      arg: '<ntp|ntr>',
-      help: 'ntp: argmax, no reasoning; ntr (default): reason, then answer',
-    },
-    method,
-    json: { type: 'boolean', help: 'print the results as JSON instead of a table' },
+    ...withoutEnv(
+      defineFlags({
+        checkpoint: { type: 'list', env: false, arg: '<dir>', doc: 'a checkpoint folder (one per row)' },
+        name: {
+          type: 'list',
+          env: false,
+          arg: '<name>',
+          doc: 'its row name in the table (default: the folder)',
+        },
+        mode: MODE,
+        json: { type: 'bool', doc: 'print the results as JSON instead of a table' },
+      }),
+    ),
+    ...method,
   },
   async run(v) {
     const config = needConfig('compare', v);
@@ -222,16 +227,10 @@ VERBS.compare = {
     if (names.length > 0 && names.length !== dirs.length) {
       throw new UsageError(`--name given ${names.length} times for ${dirs.length} checkpoints`, 'compare');
     }
-    const mode = (v.mode as string | undefined) ?? 'ntr';
-    if (mode !== 'ntp' && mode !== 'ntr') {
-      throw new UsageError(
-        `--mode must be ntp or ntr, got "${mode}"${didYouMean(mode, ['ntp', 'ntr'])}`,
-        'compare',
-      );
-    }
+    const mode = v.mode as 'ntp' | 'ntr';
     // One method, so one prompt and one stated budget for every checkpoint: like against like.
     const cfg = loadTrainConfig(config, overrides(v));
-    const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
+    const backend = await createBackend(cfg.run.backend);
     const rows: { name: string; checkpoint: string; result: EvalResult }[] = [];
     try {
       for (const [i, dir] of dirs.entries()) {
@@ -302,11 +301,7 @@ ${lines.map(([n, s]) => `  ${n.padEnd(10)} ${s}`).join('\n')}
 }
 
 function verbUsage(verb: Verb): string {
-  const flags = Object.entries(verb.flags).map(([f, d]) => {
-    const left = `${d.short ? `-${d.short}, ` : ''}--${f}${d.arg ? ` ${d.arg}` : ''}`;
-    return `  ${left.padEnd(30)} ${d.help}`;
-  });
-  return `usage: ${verb.usage}\n\n${verb.summary}\n\nflags:\n${flags.join('\n')}\n`;
+  return helpText(verb.flags, `usage: ${verb.usage}\n\n${verb.summary}`);
 }
 
 class UsageError extends Error {
@@ -347,33 +342,16 @@ async function main(argv: string[]): Promise<number | 'serving'> {
       `unknown command "${name}"${didYouMean(name, [...Object.keys(VERBS), ...Object.keys(DELEGATED), 'serve'])}`,
     );
   }
-  let values: Record<string, string | boolean | string[] | undefined>;
+  let values: Record<string, string | boolean | number | string[] | undefined>;
   try {
-    ({ values } = parseArgs({
-      args: rest,
-      strict: true,
-      allowPositionals: false,
-      options: Object.fromEntries(
-        Object.entries(verb.flags).map(([f, d]) => [
-          f,
-          { type: d.type, ...(d.multiple ? { multiple: true } : {}), ...(d.short ? { short: d.short } : {}) },
-        ]),
-      ),
-    }) as { values: typeof values });
+    values = parseServiceFlags(verb.flags, rest, {}) as typeof values;
   } catch (e) {
-    const msg = (e as Error).message;
-    const unknown = /Unknown option '(-{1,2})([^']+)'/.exec(msg);
-    if (unknown) {
-      throw new UsageError(
-        `rmt ${name}: unknown flag ${unknown[1]}${unknown[2]}${didYouMean(unknown[2], Object.keys(verb.flags)).replace('"', '"--')}`,
-        name,
-      );
+    if (e instanceof HelpRequested) {
+      process.stdout.write(verbUsage(verb));
+      return 0;
     }
-    throw new UsageError(`rmt ${name}: ${msg.split('. ')[0]}`, name);
-  }
-  if (values.help) {
-    process.stdout.write(verbUsage(verb));
-    return 0;
+    if (e instanceof FlagError) throw new UsageError(`rmt ${name}: ${e.message}`, name);
+    throw e;
   }
   if (typeof values.method === 'string' && !METHODS.includes(values.method)) {
     throw new UsageError(
@@ -393,13 +371,6 @@ function stopOnSigint(): AbortSignal {
     process.once('SIGINT', () => process.exit(130));
   });
   return stop.signal;
-}
-
-function positiveInt(flag: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0)
-    throw new UsageError(`${flag} expects a positive integer, got "${v.slice(0, 40)}"`);
-  return n;
 }
 
 main(process.argv.slice(2)).then(

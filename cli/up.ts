@@ -4,9 +4,10 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { BusRole } from '../shared/bus/permissions.js';
-import { configTextForCoordinator } from '../shared/config/data-sources.js';
+import { BACKEND_FLAG, METHOD_FLAG } from '../shared/config/config-flags.js';
+import { runConfigText } from '../shared/config/config-text.js';
+import { defineFlags, parseServiceFlagsOrExit, withoutEnv } from '../shared/config/service-flags.js';
 import { type ClientOptions, coordinatorClient, healthClient } from '../shared/rpc/client.js';
 import { RunState } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 import { progress } from '../shared/util/progress.js';
@@ -20,16 +21,48 @@ import { haveOpenssl, makeLocalPki } from './local-pki.js';
  * (with a checkpoint: `rmt up` again resumes) and then the processes. Every gRPC call is mutual TLS
  * with a throwaway CA by default (docs/security.md).
  */
-export const UP_USAGE = `usage: rmt up --config <yaml> [--rollout-workers N] [--method M] [--steps N] [--out DIR]
-            [--backend B] [--nats nats://host:port] [--auth mtls|token|none] [--data-root DIR]
-  --data-root: the only folder the run's paths may name (default: the working folder)`;
+export const UP_USAGE = `usage: rmt up --config <yaml> [--rollout-workers N] [--method M] [--steps N] [--set section.key=value]
+
+the training job on a local cluster: nats-server and the four services as processes`;
+
+const CLUSTER_AUTH_CHOICES = ['mtls', 'token', 'none'] as const;
+
+/** rmt up's flags; those that set a config field take their choices from the config schema. */
+export const UP_FLAGS = withoutEnv(
+  defineFlags({
+    config: { type: 'string', arg: '<yaml>', doc: 'run configuration (configs/)' },
+    set: {
+      type: 'list',
+      env: false,
+      arg: '<section.key=value>',
+      doc: 'override one config field, checked as the file is, e.g. --set train.lr=3e-4',
+    },
+    'rollout-workers': { type: 'int', default: 2, min: 1, doc: 'rollout worker processes' },
+    method: METHOD_FLAG,
+    steps: { type: 'int', min: 1, doc: 'override train.steps' },
+    out: { type: 'string', arg: '<dir>', doc: 'override run.out_dir' },
+    backend: BACKEND_FLAG,
+    nats: { type: 'string', arg: '<nats://host:port>', doc: 'an existing nats-server (default: start one)' },
+    'data-root': {
+      type: 'string',
+      arg: '<dir>',
+      doc: "the only folder the run's paths may name (default: the working folder)",
+    },
+    auth: {
+      type: 'enum',
+      choices: CLUSTER_AUTH_CHOICES,
+      default: 'mtls',
+      doc: 'how the gRPC calls are authenticated',
+    },
+  }),
+);
 
 /**
  * How the processes of a local cluster authenticate each other's gRPC calls: mutual TLS with a
  * throwaway CA, a throwaway bearer token, or nothing (any process of this machine can call them).
  */
-export type ClusterAuth = 'mtls' | 'token' | 'none';
-export const CLUSTER_AUTH: readonly ClusterAuth[] = ['mtls', 'token', 'none'];
+export type ClusterAuth = (typeof CLUSTER_AUTH_CHOICES)[number];
+export const CLUSTER_AUTH: readonly ClusterAuth[] = CLUSTER_AUTH_CHOICES;
 
 /** The roles that get a certificate: one per service (all rollout workers share one) and the client. */
 const CERT_NAMES = ['scorer', 'learner', 'rollout', 'coordinator', 'client'] as const;
@@ -318,37 +351,20 @@ export async function waitServing(address: string, ms: number, opts: ClientOptio
 
 /** `rmt up`: start the cluster, run the config's job through it, print its summary, stop. */
 export async function up(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      config: { type: 'string' },
-      'rollout-workers': { type: 'string', default: '2' },
-      method: { type: 'string' },
-      steps: { type: 'string' },
-      out: { type: 'string' },
-      backend: { type: 'string' },
-      nats: { type: 'string' },
-      'data-root': { type: 'string' },
-      auth: { type: 'string', default: 'mtls' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help || !values.config) {
-    process.stdout.write(`${UP_USAGE}\n`);
-    return values.help ? 0 : 2;
+  const values = parseServiceFlagsOrExit(UP_FLAGS, UP_USAGE, argv, {});
+  const workers = values.rolloutWorkers;
+  const auth = values.auth;
+  if (!values.config) {
+    process.stderr.write(`${UP_USAGE}\n`);
+    return 2;
   }
-  const workers = Number(values['rollout-workers']);
-  if (!Number.isInteger(workers) || workers < 1)
-    throw new Error(`--rollout-workers: a positive integer, got ${values['rollout-workers']}`);
-  const auth = values.auth as ClusterAuth;
-  if (!CLUSTER_AUTH.includes(auth))
-    throw new Error(`--auth: one of ${CLUSTER_AUTH.join(', ')}, got ${values.auth}`);
+  const config = runConfigText(values.config, values.set, { absoluteRoot: true });
   const verbose = process.env.RMT_UP_LOGS === '1';
   const cluster = await startCluster({
     workers,
     backend: values.backend,
     nats: values.nats,
-    dataRoot: values['data-root'],
+    dataRoot: values.dataRoot,
     auth,
     logs: (name, line) => {
       if (verbose || /"level":"(warn|error)"|^\S*Error|level=(warn|error)/.test(line))
@@ -369,7 +385,7 @@ export async function up(argv: string[]): Promise<number> {
   process.on('SIGINT', onSigint);
   try {
     const start = await client.startRun({
-      config: configTextForCoordinator(values.config),
+      config,
       method: values.method ?? '',
       steps: values.steps ? Number(values.steps) : 0,
       outDir: values.out ?? '',

@@ -226,7 +226,7 @@ async function evaluate(
   log: (l: string) => void,
 ): Promise<Omit<EvalFile, 'config' | 'wall_s'>> {
   const mode = METHOD_TABLE[cfg.method].reasoning === 'no' ? 'ntp' : 'ntr';
-  const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
+  const backend = await createBackend(cfg.run.backend);
   try {
     const { budget, result } = await evaluateCheckpoint(backend, cfg, checkpoint, mode, log);
     return { checkpoint, mode, budget, result };
@@ -376,7 +376,7 @@ export async function runPaperBenchmark(opts: {
       run: async () => {
         const t0 = performance.now();
         reuseScoring(cfg, seedConfigs(cfg.run.seed));
-        const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
+        const backend = await createBackend(cfg.run.backend);
         try {
           const results = await evaluateCheckpointAt(backend, cfg, checkpoint, 'ntr', budgets, log);
           writeJsonAtomic(file, {

@@ -51,7 +51,7 @@ const cfg = loadTrainConfig(values.config);
 const G = num('G', values.G, cfg.grpo.G);
 const temperature = num('temperature', values.temperature, cfg.grpo.temperature);
 const budget = num('budget', values.budget, evalBudget(cfg) ?? cfg.budget.hard_cap);
-const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
+const backend = await createBackend(cfg.run.backend);
 const { run, positions, model, release } = await checkpointOnHeldOut(
   backend,
   cfg,

@@ -136,3 +136,30 @@ test('compare evaluates two checkpoints on the same positions under one prompt a
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('every verb parses its flags with the one flag parser; --set is checked by the config schema', async (t) => {
+  // A flag's own type: --steps is train.steps, an integer >= 1.
+  const steps = await rmt('pretrain', '--config', 'configs/base.yaml', '--steps', '2.5');
+  t.is(steps.code, 2);
+  t.regex(steps.stderr, /--steps: expected an integer >= 1, got "2\.5"/);
+  const mode = await rmt('eval', '--config', 'configs/rmt.yaml', '--checkpoint', 'x', '--mode', 'ntq');
+  t.is(mode.code, 2);
+  t.regex(mode.stderr, /--mode: expected one of ntr, ntp, got "ntq" \(did you mean "ntr"\?\)/);
+  // --set on pretrain is refused as the same line in the file would be, naming the field.
+  const pre = await rmt('pretrain', '--config', 'configs/base.yaml', '--set', 'train.steps=2.5');
+  t.is(pre.code, 1);
+  t.regex(pre.stderr, /configs\/base\.yaml: train\.steps: must be an integer >= 1, got 2\.5/);
+  // rmt up and rmt submit check their --set here, before a cluster starts or a coordinator is asked.
+  const up = await rmt('up', '--config', 'configs/rmt.yaml', '--set', 'train.stepz=3');
+  t.is(up.code, 1);
+  t.regex(up.stderr, /train\.stepz: unknown setting \(did you mean "steps"\?\)/);
+  const upFlag = await rmt('up', '--confg', 'configs/rmt.yaml');
+  t.is(upFlag.code, 2);
+  t.regex(upFlag.stderr, /unknown flag --confg \(did you mean "--config"\?\)/);
+  const submit = await rmt('submit', '--config', 'configs/rmt.yaml', '--set', 'grpo.G=0', '--wait-s', '0');
+  t.is(submit.code, 1);
+  t.regex(submit.stderr, /grpo\.G: must be an integer >= 1, got 0/);
+  const help = await rmt('up', '--help');
+  t.is(help.code, 0);
+  t.regex(help.stdout, /--set <section\.key=value>/);
+});

@@ -9,6 +9,7 @@ import {
   helpText,
   parseServiceFlags,
   type ServiceFlags,
+  withoutEnv,
 } from '../shared/config/service-flags.js';
 
 const FLAGS = defineFlags({
@@ -122,7 +123,7 @@ test('unknown flags are errors with a suggestion naming its env var', (t) => {
     ['--rollout-worker', '3'],
     ENV,
     /unknown flag --rollout-worker\b/,
-    /--rollout-workers \(env RMT_ROLLOUT_WORKERS\)/,
+    /did you mean "--rollout-workers"\? env RMT_ROLLOUT_WORKERS\)/,
   );
   t.is(e1?.flag, '--rollout-worker');
   flagError(t, ['--zzz'], ENV, /unknown flag --zzz \(see --help\)/);
@@ -191,7 +192,7 @@ test('bad ints, numbers, enums and bools from flags and from env', (t) => {
     t,
     [],
     { ...ENV, RMT_BACKEND: 'CPU' },
-    /^RMT_BACKEND \(flag --backend\): expected one of webgpu, webasm, cpu, got "CPU"$/,
+    /^RMT_BACKEND \(flag --backend\): expected one of webgpu, webasm, cpu, got "CPU" \(did you mean "cpu"\?\)$/,
   );
   flagError(t, ['--tls=maybe'], ENV, /^--tls \(env RMT_TLS\): expected a boolean/);
   flagError(
@@ -290,4 +291,26 @@ test('parseServiceFlagsOrExit: help to stdout with exit 0, a bad flag to stderr 
   t.is(bad.status, 2);
   t.is(bad.stdout, '');
   t.is(bad.stderr, 'error: --port (env RMT_PORT): expected an integer, got "x"\n');
+});
+
+test('list flags repeat; flags without env vars leave the ENV column out of the help', (t) => {
+  const schema = withoutEnv(
+    defineFlags({
+      set: { type: 'list', env: false, arg: '<k=v>', doc: 'an override' },
+      mode: { type: 'enum', choices: ['ntr', 'ntp'], default: 'ntr', doc: 'how' },
+    }),
+  );
+  const f = parseServiceFlags(schema, ['--set', 'a=1', '--set=b=2'], { RMT_MODE: 'ntp' });
+  t.deepEqual(f, { set: ['a=1', 'b=2'], mode: 'ntr' });
+  t.deepEqual(parseServiceFlags(schema, [], {}).set, []);
+  t.throws(() => parseServiceFlags(schema, ['--mdoe', 'ntp'], {}), {
+    message: /^unknown flag --mdoe \(did you mean "--mode"\?\) \(see --help\)$/,
+  });
+  const help = helpText(schema, 'usage: x');
+  t.regex(help, /^ {2}FLAG {2,}DEFAULT {3}DESCRIPTION$/m);
+  t.regex(help, /--set <k=v> +- +an override \(repeatable\)/);
+  t.notRegex(help, /RMT_/);
+  t.throws(() => parseServiceFlags({ l: { type: 'list', doc: 'x' } as never }, [], {}), {
+    message: /a list flag has no env var/,
+  });
 });

@@ -147,7 +147,7 @@ test('run.report_to is checked at load, naming the field', (t) => {
   const e = t.throws(() => parseTrainConfig({ run: { report_to: ['jsonl', 'wandb'] } }, 'rmt.yaml'), {
     instanceOf: RunConfigError,
   });
-  t.is(e?.field, 'run.report_to');
+  t.is(e?.field, 'run.report_to[1]');
   t.regex(e?.message ?? '', /unknown target "wandb"/);
   t.throws(() => parsePretrainConfig({ run: { report_to: 'tensorboard' } }, 'base.yaml'), {
     message: /run\.report_to/,

@@ -171,11 +171,9 @@ run('shape errors name the operand; empty products still work', async (t) => {
   for (const x of [A, B, C, E]) be.free(x);
 });
 
-run('run.webgpu_tiled_matmul: false (through createBackend) keeps gpu.js’s matmul', async (t) => {
-  const cfg = parsePretrainConfig({ run: { webgpu_tiled_matmul: false } }, 'test.yaml');
-  t.true(parsePretrainConfig({}, 'test.yaml').run.webgpu_tiled_matmul, 'on by default');
-  const off = (await createBackend('webgpu', undefined, {
-    webgpu: { tiledMatmul: cfg.run.webgpu_tiled_matmul },
+run('tiledMatmul: false (through createBackend) keeps gpu.js’s matmul', async (t) => {
+const off = (await createBackend('webgpu', undefined, {
+    webgpu: { tiledMatmul: false },
   })) as WebgpuBackend;
   try {
     t.is(off.tiledMatmulDispatches(), null);

@@ -1,3 +1,4 @@
+import { BACKEND_FLAG } from '../../shared/config/config-flags.js';
 import { defineFlags, parseServiceFlagsOrExit } from '../../shared/config/service-flags.js';
 import { SERVICE_LIMITS } from '../../shared/config/service-limits.js';
 import { createBackend } from '../../shared/kernels/index.js';
@@ -8,12 +9,7 @@ import { learnerService } from './service.js';
 /** This service's flags (each also an RMT_* environment variable). */
 export const FLAGS = defineFlags({
   ...commonFlags(50053, 9453, SERVICE_LIMITS.max_receive_mib.learner),
-  backend: {
-    type: 'enum',
-    choices: ['auto', 'webgpu', 'webasm', 'cpu'],
-    default: 'auto',
-    doc: 'kernel backend',
-  },
+  backend: BACKEND_FLAG,
 });
 
 export async function main(argv: string[]): Promise<void> {

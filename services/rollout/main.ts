@@ -1,3 +1,4 @@
+import { BACKEND_FLAG } from '../../shared/config/config-flags.js';
 import { defineFlags, parseServiceFlagsOrExit } from '../../shared/config/service-flags.js';
 import { SERVICE_LIMITS } from '../../shared/config/service-limits.js';
 import { createBackend } from '../../shared/kernels/index.js';
@@ -16,12 +17,7 @@ import { rolloutService } from './service.js';
 /** This service's flags (each also an RMT_* environment variable). */
 export const FLAGS = defineFlags({
   ...commonFlags(50052, 9452, SERVICE_LIMITS.max_receive_mib.rollout),
-  backend: {
-    type: 'enum',
-    choices: ['auto', 'webgpu', 'webasm', 'cpu'],
-    default: 'auto',
-    doc: 'kernel backend',
-  },
+  backend: BACKEND_FLAG,
   learner: { type: 'string', default: '127.0.0.1:50053', doc: 'learner address to pull weights from' },
   'worker-id': { type: 'string', doc: 'name in heartbeats and rollouts (default: host name and pid)' },
   'heartbeat-s': { type: 'number', default: 2, min: 0.1, doc: 'seconds between heartbeats on the bus' },

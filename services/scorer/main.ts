@@ -1,3 +1,4 @@
+import { BACKEND_FLAG } from '../../shared/config/config-flags.js';
 import { defineFlags, parseServiceFlagsOrExit } from '../../shared/config/service-flags.js';
 import { SERVICE_LIMITS } from '../../shared/config/service-limits.js';
 import { createBackend } from '../../shared/kernels/index.js';
@@ -8,12 +9,7 @@ import { scorerService } from './service.js';
 /** This service's flags (each also an RMT_* environment variable). */
 export const FLAGS = defineFlags({
   ...commonFlags(50051, 9451, SERVICE_LIMITS.max_receive_mib.scorer),
-  backend: {
-    type: 'enum',
-    choices: ['auto', 'webgpu', 'webasm', 'cpu'],
-    default: 'auto',
-    doc: 'kernel backend',
-  },
+  backend: BACKEND_FLAG,
   'max-tokenize-chars': {
     type: 'int',
     default: SERVICE_LIMITS.max_tokenize_chars,

@@ -1,7 +1,21 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { RunConfigError } from './merge.js';
+import { z } from 'zod';
+import type { PretrainConfig } from './pretrain-config.js';
+import {
+  echo,
+  int,
+  list,
+  listOf,
+  mapping,
+  nullable,
+  number,
+  type RuleContext,
+  string,
+} from './schema/field.js';
+import { configError } from './schema/issues.js';
+import type { TrainConfig } from './train-config.js';
 
 /** The formats a user's corpus can come in; a built-in corpus is named by `corpus:` instead. */
 export const SOURCE_FORMATS = ['jsonl', 'text', 'parquet'] as const;
@@ -24,12 +38,6 @@ export interface SourceSpec {
   weight: number;
 }
 
-const SOURCE_DEFAULTS: Omit<SourceSpec, 'path' | 'corpus' | 'format'> = {
-  field: 'text',
-  id_field: null,
-  weight: 1,
-};
-
 /** The format a path implies when none is given: by extension, a folder is text. */
 function impliedFormat(path: string): SourceFormat | null {
   if (path.endsWith('/')) return 'text';
@@ -40,76 +48,65 @@ function impliedFormat(path: string): SourceFormat | null {
   return null;
 }
 
-/** Validates a list of sources from a run config (the list as YAML gave it) and fills defaults. */
-export function parseSources(raw: unknown, source: string, field: string): SourceSpec[] {
-  if (!Array.isArray(raw)) throw new RunConfigError(source, field, 'expected a list of sources');
-  return raw.map((entry, i) => parseSource(entry, source, `${field}[${i}]`));
-}
+const text = string({ nonEmpty: true }).nullish();
 
-function parseSource(entry: unknown, source: string, field: string): SourceSpec {
-  if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
-    throw new RunConfigError(source, field, 'expected a mapping such as { path: corpus/train.jsonl }');
-  }
-  const e = entry as Record<string, unknown>;
-  const known = ['path', 'corpus', 'format', 'field', 'id_field', 'weight'];
-  for (const key of Object.keys(e)) {
-    if (!known.includes(key))
-      throw new RunConfigError(source, `${field}.${key}`, `unknown setting (known: ${known.join(', ')})`);
-  }
-  const str = (key: string): string | null => {
-    const v = e[key];
-    if (v === undefined || v === null) return null;
-    if (typeof v !== 'string' || v.length === 0)
-      throw new RunConfigError(source, `${field}.${key}`, 'expected a non-empty string');
-    return v;
+/** One source as a run config gives it; the parsed value is a SourceSpec with its defaults. */
+export const sourceSchema = mapping({
+  path: text.meta({ description: 'a file or folder under data.root' }),
+  corpus: text.meta({ description: 'a built-in corpus: math, sotu, moby-dick or brown' }),
+  format: text.meta({
+    description: `${SOURCE_FORMATS.join(' | ')}; default: implied by the path's extension (a folder is text)`,
+  }),
+  field: text.meta({ description: 'the text field of a JSONL row or Parquet column (default text)' }),
+  id_field: text.meta({
+    description: 'a field naming the document for the held-out split (default: its text)',
+  }),
+  weight: z
+    .number({ error: (iss) => `must be a positive number, got ${echo(iss.input)}` })
+    .gt(0, { error: (iss) => `must be a positive number, got ${echo(iss.input)}` })
+    .optional()
+    .meta({ description: "share of the mixed stream's tokens (default 1)" }),
+}).transform((e, ctx): SourceSpec => {
+  const path = e.path ?? null;
+  const corpus = e.corpus ?? null;
+  const format = e.format ?? null;
+  const fail = (where: string[], message: string) => {
+    ctx.addIssue({ code: 'custom', path: where, message });
+    return z.NEVER;
   };
-  const path = str('path');
-  const corpus = str('corpus');
-  if ((path === null) === (corpus === null)) {
-    throw new RunConfigError(
-      source,
-      field,
-      'needs exactly one of path (a file or folder) or corpus (built-in)',
-    );
-  }
-  const format = str('format');
-  if (corpus !== null && format !== null) {
-    throw new RunConfigError(source, `${field}.format`, 'a built-in corpus has no format');
-  }
+  if ((path === null) === (corpus === null))
+    return fail([], 'needs exactly one of path (a file or folder) or corpus (built-in)');
+  if (corpus !== null && format !== null) return fail(['format'], 'a built-in corpus has no format');
   let fmt: SourceFormat | null = null;
   if (path !== null) {
-    fmt = (format ?? impliedFormat(path)) as SourceFormat | null;
-    if (fmt === null) {
-      throw new RunConfigError(
-        source,
-        `${field}.format`,
+    const f = format ?? impliedFormat(path);
+    if (f === null) {
+      return fail(
+        ['format'],
         `not given and not implied by the path's extension (one of ${SOURCE_FORMATS.join(', ')})`,
       );
     }
-    if (!(SOURCE_FORMATS as readonly string[]).includes(fmt)) {
-      throw new RunConfigError(
-        source,
-        `${field}.format`,
-        `unknown format "${fmt}" (one of ${SOURCE_FORMATS.join(', ')})`,
-      );
-    }
-  }
-  const weight = e.weight ?? SOURCE_DEFAULTS.weight;
-  if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) {
-    throw new RunConfigError(
-      source,
-      `${field}.weight`,
-      `must be a positive number, got ${JSON.stringify(weight)}`,
-    );
+    if (!(SOURCE_FORMATS as readonly string[]).includes(f))
+      return fail(['format'], `unknown format "${f}" (one of ${SOURCE_FORMATS.join(', ')})`);
+    fmt = f as SourceFormat;
   }
   return {
     path,
     corpus,
     format: fmt,
-    field: str('field') ?? SOURCE_DEFAULTS.field,
-    id_field: str('id_field') ?? SOURCE_DEFAULTS.id_field,
-    weight,
+    field: e.field ?? 'text',
+    id_field: e.id_field ?? null,
+    weight: e.weight ?? 1,
   };
+});
+
+const sourceList = list(sourceSchema);
+
+/** Validates a list of sources from a run config (the list as YAML gave it) and fills defaults. */
+export function parseSources(raw: unknown, source: string, field: string): SourceSpec[] {
+  const r = sourceList.safeParse(raw);
+  if (!r.success) throw configError(source, r.error, field);
+  return r.data;
 }
 
 /** A short name of a source for logs and errors. */
@@ -118,63 +115,65 @@ export function sourceLabel(s: SourceSpec): string {
 }
 
 /** The run config's data settings for the user's own corpora (`rmt train` and `rmt pretrain`). */
-export interface SourceSettings {
-  /**
-   * The corpora, mixed by weight; [] = `data.corpora` (the built-in corpora). A document is a JSONL
-   * line, a Parquet row or a text file; it is held out when the hash of its identity falls below
-   * held_out_fraction.
-   */
-  sources: SourceSpec[];
-  /** When non-empty: the held-out documents are these, whole, and `sources` are all trained on. */
-  eval_sources: SourceSpec[];
-  /**
-   * The folder source paths are relative to and must stay inside; null = the run config file's
-   * folder (the working directory for a config that did not come from a file). A relative root is
-   * taken from the config file's folder.
-   */
-  root: string | null;
-  /** Largest document (JSONL line, Parquet text, text file) in bytes; a larger one is an error. */
-  max_document_bytes: number;
+export const SOURCE_SETTINGS = {
+  sources: listOf(sourceSchema, [], {
+    description:
+      'your corpora, mixed by weight: `{ path, format: jsonl | parquet | text, field, id_field, weight }` or `{ corpus: math | sotu | moby-dick | brown }`; `[]` = `data.corpora` (`docs/own-model.md`). A document is a JSONL line, a Parquet row or a text file; it is held out when the hash of its identity falls below held_out_fraction',
+  }),
+  eval_sources: listOf(sourceSchema, [], {
+    description:
+      'when set, the held-out documents are these, whole, and every `data.sources` document is trained on',
+    rule: 'needs data.sources',
+  }),
+  root: nullable(string({ nonEmpty: true }), {
+    description:
+      "the folder source paths are relative to and must stay inside; null = the config file's folder (the working directory for a config from no file); a relative root is taken from the config file's folder",
+  }),
+  max_document_bytes: int(
+    64 * 1024 * 1024,
+    { min: 1 },
+    {
+      description:
+        'largest document (JSONL line, Parquet value, text file) in bytes; a larger one is an error naming it',
+    },
+  ),
+};
+
+/** eval_sources are the held-out side of `sources`: alone they leave nothing to train on. */
+export function checkEvalSources(d: { sources: unknown[]; eval_sources: unknown[] }, ctx: RuleContext): void {
+  if (d.sources.length === 0 && d.eval_sources.length > 0)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['eval_sources'],
+      message: 'needs data.sources (the training side)',
+    });
 }
+
+/** The source settings as the schema gives them (SOURCE_SETTINGS above). */
+export type SourceSettings = Pick<PretrainConfig['data'], keyof typeof SOURCE_SETTINGS>;
 
 /** `rmt train`'s data settings: the sources and the context of a key position. */
-export interface DataSettings extends SourceSettings {
-  /**
-   * Context of a key position: null = the fixed window of `context_len` tokens (positions need a
-   * full window inside their document; for tiny models); a number = the document's whole prefix
-   * before the position, cut to its last max_context tokens (the paper's setting; every position
-   * with at least one token before it in its document is eligible).
-   */
-  max_context: number | null;
-}
+export type DataSettings = SourceSettings & Pick<TrainConfig['data'], 'max_context'>;
 
-export function checkSourceSettings(d: SourceSettings, source: string): void {
-  d.sources = parseSources(d.sources, source, 'data.sources');
-  d.eval_sources = parseSources(d.eval_sources, source, 'data.eval_sources');
-  if (d.sources.length === 0 && d.eval_sources.length > 0) {
-    throw new RunConfigError(source, 'data.eval_sources', 'needs data.sources (the training side)');
-  }
-  if (d.root !== null && (typeof d.root !== 'string' || d.root.length === 0)) {
-    throw new RunConfigError(source, 'data.root', 'expected a folder path or null');
-  }
-  if (!(Number.isInteger(d.max_document_bytes) && d.max_document_bytes > 0)) {
-    throw new RunConfigError(
-      source,
-      'data.max_document_bytes',
-      `must be a positive integer, got ${d.max_document_bytes}`,
-    );
-  }
-}
+/** `rmt train`'s context of a key position. */
+export const MAX_CONTEXT = nullable(number({ int: true, min: 1 }), {
+  description:
+    "null: the fixed window of `data.context_len` tokens (positions need a full window inside their document; for tiny models); a number: the document's whole prefix before a key position, cut to its last N tokens (the paper's setting; every position with a token before it is eligible)",
+});
 
+const dataSettingsSchema = mapping({ ...SOURCE_SETTINGS, max_context: MAX_CONTEXT }).superRefine(
+  checkEvalSources,
+);
+
+/** Checks (and fills in) the data settings of an RL config already resolved elsewhere. */
 export function checkDataSettings(d: DataSettings, source: string): void {
-  checkSourceSettings(d, source);
-  if (d.max_context !== null && !(Number.isInteger(d.max_context) && d.max_context > 0)) {
-    throw new RunConfigError(
-      source,
-      'data.max_context',
-      `must be null or a positive integer, got ${JSON.stringify(d.max_context)}`,
-    );
-  }
+  const r = dataSettingsSchema.safeParse(pick(d, [...Object.keys(SOURCE_SETTINGS), 'max_context']));
+  if (!r.success) throw configError(source, r.error, 'data');
+  Object.assign(d, r.data);
+}
+
+function pick(o: object, keys: string[]): Record<string, unknown> {
+  return Object.fromEntries(keys.map((k) => [k, (o as Record<string, unknown>)[k]]));
 }
 
 /** A config read from `file`: its data root made absolute (default: the file's folder). */
@@ -201,8 +200,14 @@ export function configTextForCoordinator(file: string): string {
   } catch {
     return text; // the coordinator reports the parse error with its field
   }
+  const sent = withAbsoluteRoot(raw, file);
+  return sent === raw ? text : JSON.stringify(sent);
+}
+
+/** A parsed config whose data.sources are read relative to `file`'s folder, with that root made absolute. */
+export function withAbsoluteRoot(raw: unknown, file: string): unknown {
   const data = (raw as { data?: { sources?: unknown; root?: unknown } } | null)?.data;
-  if (!data || !Array.isArray(data.sources) || data.sources.length === 0) return text;
+  if (!data || !Array.isArray(data.sources) || data.sources.length === 0) return raw;
   const root = resolve(dirname(resolve(file)), typeof data.root === 'string' ? data.root : '.');
-  return JSON.stringify({ ...(raw as object), data: { ...data, root } });
+  return { ...(raw as object), data: { ...data, root } };
 }

@@ -1,23 +1,16 @@
 import type { AdamWConfig } from '../model/adamw.js';
 import type { LrSchedule } from '../model/lr-schedule.js';
+import type { PretrainConfig } from './pretrain-config.js';
+import type { TrainConfig } from './train-config.js';
 
-/** The optimizer fields every training config's `train` section has (pre-training and RL alike). */
-export interface OptimizerSettings {
-  /** Updates over which the learning-rate schedule runs. */
-  steps: number;
-  /** Peak learning rate, reached after warmup. */
-  lr: number;
-  /** Floor of the cosine decay. */
-  lr_min: number;
-  warmup_steps: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  /** Decoupled weight decay, applied to matrices only. */
-  weight_decay: number;
-  /** Global-norm clipping threshold; 0 turns clipping off. */
-  max_grad_norm: number;
-}
+/**
+ * The optimizer fields every training config's `train` section has (pre-training and RL alike),
+ * as the schema declares them (schema/common-fields.ts: optimizerFields).
+ */
+export type OptimizerSettings = Pick<
+  PretrainConfig['train'] & TrainConfig['train'],
+  'steps' | 'lr' | 'lr_min' | 'warmup_steps' | 'beta1' | 'beta2' | 'eps' | 'weight_decay' | 'max_grad_norm'
+>;
 
 export function adamwConfig(t: OptimizerSettings): AdamWConfig {
   return {

@@ -1,142 +1,155 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { parseReportTo, type ReportTarget } from '../obs/run-metrics.js';
-import { checkSourceSettings, resolveDataRoot, type SourceSettings } from './data-sources.js';
-import { overlay, RunConfigError } from './merge.js';
-import type { OptimizerSettings } from './optimizer-config.js';
-import { checkOptimizer } from './ranges.js';
+import { z } from 'zod';
+import { checkEvalSources, resolveDataRoot, SOURCE_SETTINGS } from './data-sources.js';
+import { RunConfigError } from './merge.js';
+import {
+  checkLrMin,
+  corpora,
+  mathOptions,
+  openMapping,
+  optimizerFields,
+  runMapping,
+} from './schema/common-fields.js';
+import { echo, int, mapping, nullable, num, section, setting, string } from './schema/field.js';
+import { configError } from './schema/issues.js';
 import { applySets } from './set-overrides.js';
 
 /**
- * Everything `rmt pretrain` reads, with its default. A YAML file overrides any subset; nothing in
- * the training code has a number of its own.
+ * Everything `rmt pretrain` reads, as one schema with each field's default; a YAML file overrides
+ * any subset, and nothing in the training code has a number of its own. docs/config.md and
+ * configs/schema/pretrain.schema.json are generated from it (`npm run docs:config`).
  */
-export interface PretrainConfig {
-  run: {
-    /** Output folder: metrics, checkpoints, plots. */
-    out_dir: string;
-    seed: number;
-    /** Kernel backend: auto | webgpu | webasm | cpu | reference. */
-    backend: string;
-    /** On `webgpu`: matrix products in the tiled WGSL kernel (false: gpu.js's; docs/gpu.md). */
-    webgpu_tiled_matmul: boolean;
-    /** Where per-step metrics go: `jsonl` (metrics.jsonl, always written) and `tensorboard`. */
-    report_to: ReportTarget[];
-  };
-  tokenizer: {
-    /** An existing tokenizer folder (tokenizer.json); when null, one is derived from GPT-2's merges. */
-    dir: string | null;
-    /** Merges kept when deriving from GPT-2 (vocabulary = 256 bytes + merges + 3 special tokens). */
-    gpt2_merges: number;
-  };
-  model: {
-    /** Start from this checkpoint folder instead of fresh weights. */
-    init_from: string | null;
-    /** Hugging Face config.json fields of a fresh model; vocab_size comes from the tokenizer. */
-    config: Record<string, unknown>;
-    init_std: number;
-  };
-  /** `sources`, `eval_sources`, `root`, `max_document_bytes`: the user's corpora (data-sources.ts). */
-  data: SourceSettings & {
-    corpora: string[];
-    /** Characters read per corpus (0 = all): bounds tokenisation time for small runs. */
-    max_chars_per_corpus: number;
-    held_out_fraction: number;
-    seq_len: number;
-    /** Options of the synthetic math corpus (see shared/data/synthetic-math.ts); {} = its defaults. */
-    math: Record<string, unknown>;
-  };
-  train: OptimizerSettings & {
-    batch_size: number;
-  };
-  eval: {
-    every: number;
-    /** Held-out windows scored at each evaluation. */
-    batches: number;
-  };
-  checkpoint: {
-    every: number;
-    /** Keep the newest N step checkpoints (the final one is always kept). */
-    keep: number;
-  };
-}
 
-export const PRETRAIN_DEFAULTS: PretrainConfig = {
-  run: {
-    out_dir: 'runs/pretrain',
-    seed: 1234,
-    backend: 'auto',
-    webgpu_tiled_matmul: true,
-    report_to: ['jsonl'],
-  },
-  tokenizer: { dir: null, gpt2_merges: 2000 },
-  model: {
-    init_from: null,
-    config: {
-      model_type: 'qwen3',
-      hidden_size: 64,
-      intermediate_size: 176,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      head_dim: 16,
-      rms_norm_eps: 1e-6,
-      rope_theta: 10000,
-      tie_word_embeddings: true,
-      max_position_embeddings: 512,
-    },
-    init_std: 0.02,
-  },
-  data: {
-    corpora: ['sotu', 'moby-dick', 'brown'],
-    max_chars_per_corpus: 400000,
-    held_out_fraction: 0.05,
-    seq_len: 64,
-    math: {},
-    sources: [],
-    eval_sources: [],
-    root: null,
-    max_document_bytes: 64 * 1024 * 1024,
-  },
-  train: {
-    steps: 600,
-    batch_size: 8,
-    lr: 3e-3,
-    lr_min: 3e-4,
-    warmup_steps: 30,
-    beta1: 0.9,
-    beta2: 0.95,
-    eps: 1e-8,
-    weight_decay: 0.1,
-    max_grad_norm: 1.0,
-  },
-  eval: { every: 100, batches: 8 },
-  checkpoint: { every: 200, keep: 2 },
+/** A fresh model's Hugging Face config.json fields; checked by parseModelConfig (shared/model/config.ts). */
+const MODEL_CONFIG_DEFAULTS: Record<string, unknown> = {
+  model_type: 'qwen3',
+  hidden_size: 64,
+  intermediate_size: 176,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  head_dim: 16,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
+  max_position_embeddings: 512,
 };
 
+const optimizer = optimizerFields(
+  { steps: 600, lr: 3e-3, lr_min: 3e-4, warmup_steps: 30, weight_decay: 0.1 },
+  'optimizer updates',
+);
+
+export const pretrainSchema = mapping({
+  run: section(
+    runMapping(
+      'runs/pretrain',
+      'output folder: metrics, checkpoints, plots; a run resumes from its newest checkpoint',
+      'seed of the initial weights, data split and batch order',
+    ),
+    'where the run goes and what computes it',
+  ),
+  tokenizer: section(
+    mapping({
+      dir: nullable(string({ nonEmpty: true }), {
+        description: "an existing tokenizer folder (`tokenizer.json`); null derives one from GPT-2's merges",
+      }),
+      gpt2_merges: int(
+        2000,
+        { min: 0 },
+        {
+          description:
+            'merges kept when deriving from GPT-2 (vocabulary = 256 bytes + merges + 3 special tokens)',
+        },
+      ),
+    }),
+    'the tokenizer of a fresh model',
+  ),
+  model: section(
+    mapping({
+      init_from: nullable(string({ nonEmpty: true }), {
+        description: 'start from this checkpoint folder instead of fresh weights',
+      }),
+      config: setting(
+        z
+          .record(z.string(), z.unknown(), { error: (iss) => `expected a mapping, got ${echo(iss.input)}` })
+          .transform((m) => openMapping(m, MODEL_CONFIG_DEFAULTS)),
+        MODEL_CONFIG_DEFAULTS,
+        {
+          description:
+            'Hugging Face `config.json` fields of a fresh model (`model_type`: `llama`, `qwen2` or `qwen3`), checked by `parseModelConfig` (`shared/model/config.ts`); `vocab_size` comes from the tokenizer; keys not given keep the defaults',
+        },
+      ),
+      init_std: num(0.02, { above: 0 }, { description: 'standard deviation of the initial weights' }),
+    }),
+    'the model: a fresh one from `config`, or a checkpoint',
+  ),
+  data: section(
+    mapping({
+      corpora: corpora(['sotu', 'moby-dick', 'brown']),
+      max_chars_per_corpus: int(
+        400000,
+        { min: 0 },
+        {
+          description: 'characters read per corpus (0 = all): bounds tokenisation time for small runs',
+        },
+      ),
+      held_out_fraction: num(
+        0.05,
+        { above: 0, below: 1 },
+        {
+          description: 'share of documents held out for evaluation',
+        },
+      ),
+      seq_len: int(
+        64,
+        { min: 1 },
+        { description: 'tokens per training window; at most `max_position_embeddings`' },
+      ),
+      math: mathOptions({}),
+      ...SOURCE_SETTINGS,
+    }).superRefine(checkEvalSources),
+    'the corpora',
+  ),
+  train: section(
+    mapping({
+      steps: optimizer.steps,
+      batch_size: int(8, { min: 1 }, { description: 'windows per update' }),
+      ...optimizer.rest,
+    }).superRefine(checkLrMin),
+    'the optimizer and the batch size',
+  ),
+  eval: section(
+    mapping({
+      every: int(100, { min: 1 }, { description: 'held-out loss every N updates (and at the end)' }),
+      batches: int(8, { min: 1 }, { description: 'held-out batches scored at each evaluation' }),
+    }),
+    'held-out loss',
+  ),
+  checkpoint: section(
+    mapping({
+      every: int(200, { min: 1 }, { description: 'checkpoint every N updates' }),
+      keep: int(
+        2,
+        { min: 1 },
+        {
+          description: 'newest step checkpoints kept (the final one is always kept)',
+        },
+      ),
+    }),
+    'checkpoints to resume from',
+  ),
+});
+
+export type PretrainConfig = z.output<typeof pretrainSchema>;
+
+export const PRETRAIN_DEFAULTS: PretrainConfig = pretrainSchema.parse({});
+
 export function parsePretrainConfig(raw: unknown, source: string): PretrainConfig {
-  const c = overlay(PRETRAIN_DEFAULTS, raw ?? {}, source, new Set(['model.config', 'data.math']));
-  const positive = (field: string, v: number) => {
-    if (!(v > 0)) throw new RunConfigError(source, field, `must be > 0, got ${v}`);
-  };
-  positive('train.steps', c.train.steps);
-  positive('train.batch_size', c.train.batch_size);
-  checkOptimizer(source, c.train);
-  positive('data.seq_len', c.data.seq_len);
-  positive('eval.every', c.eval.every);
-  positive('checkpoint.every', c.checkpoint.every);
-  c.run.report_to = parseReportTo(c.run.report_to, (m) => {
-    throw new RunConfigError(source, 'run.report_to', m);
-  });
-  checkSourceSettings(c.data, source);
-  if (!(c.data.held_out_fraction > 0 && c.data.held_out_fraction < 1)) {
-    throw new RunConfigError(
-      source,
-      'data.held_out_fraction',
-      `must be in (0, 1), got ${c.data.held_out_fraction}`,
-    );
-  }
-  return c;
+  const r = pretrainSchema.safeParse(raw ?? {});
+  if (!r.success) throw configError(source, r.error);
+  return r.data;
 }
 
 /** Reads a pre-training config; `sets` are `section.key=value` overrides (the CLI's `--set`). */

@@ -10,121 +10,37 @@
  * objects, so no number lives in code.
  */
 
-export interface BudgetParams {
-  /** Initial reasoning budget B_0 in tokens. */
-  B_0: number;
-  /** Floor of the budget. */
-  B_min: number;
-  /** Fraction of B_0 left at t = T (before the floor): B_t = B_0 * gamma^(t/T). */
-  gamma: number;
-}
+import type { z } from 'zod';
+import { FIELDS } from './schema/field.js';
+import {
+  type budgetMapping,
+  type curriculumMapping,
+  type grpoMapping,
+  type lossMapping,
+  METHOD_SECTIONS,
+  methodSectionsSchema,
+  type promptMapping,
+  type rewardMapping,
+} from './schema/method-sections.js';
 
-export interface BudgetConfig extends BudgetParams {
-  /** Hard cap on response length (tokens); generation is cut here and the rollout marked `length`. */
-  hard_cap: number;
-  /** Hard cap of the post-training check (math GRPO). */
-  post_training_hard_cap: number;
-}
-
-export interface LengthRewardParams {
-  /** Peak of the triangular length reward, reached at l = B_t. */
-  r_max: number;
-}
-
-export interface RewardConfig extends LengthRewardParams {
-  /** Weight of the length reward in r = (1 - w) r_match + w r_len. */
-  w: number;
-  /**
-   * Pay r_len only to rollouts that finished with an answer (`finish_reason = stop`). Otherwise a
-   * rollout that never closes `</think>` (or answers nothing) would still earn w * r_len.
-   */
-  length_reward_requires_answer: boolean;
-}
-
-export interface PromptConfig {
-  /**
-   * `bare` for small models trained by this project, `rpt-v0` for instruction-following models
-   * (RPT's template as plain text), `chat` for models with a chat template (the RPT instruction as
-   * the user turn of the model's own template from tokenizer_config.json or chat_template.jinja).
-   */
-  template: 'bare' | 'rpt-v0' | 'chat';
-  /** Text after `<think>` that states the budget in the bare layout; `{B}` becomes the number. */
-  budget_marker: string;
-  /** RPT template v0; `{context}` is the decoded context, `{budget_sentence}` the sentence below or ''. */
-  rpt_template: string;
-  /** The budget sentence of RMT; `{B}` becomes the number. */
-  rpt_budget_sentence: string;
-  /**
-   * Tokens (strings such as `<|im_end|>`, or ids) that end a response. Empty: the checkpoint's
-   * generation_config.json `eos_token_id` (one id or a list), else the tokenizer's eos token.
-   */
-  stop_tokens: (string | number)[];
-}
-
+// The types of the method's sections come from their schema (schema/method-sections.ts); the
+// narrower parameter types are the parts a function of shared/rl or shared/curriculum reads.
+export type BudgetConfig = z.output<typeof budgetMapping>;
+export type BudgetParams = Pick<BudgetConfig, 'B_0' | 'B_min' | 'gamma'>;
+export type RewardConfig = z.output<typeof rewardMapping>;
+export type LengthRewardParams = Pick<RewardConfig, 'r_max'>;
+export type PromptConfig = z.output<typeof promptMapping>;
+export type CurriculumConfig = z.output<typeof curriculumMapping>;
 export type TierProbs = [easy: number, medium: number, hard: number];
-
-export interface TierMixParams {
-  /** Tier mix (easy, medium, hard) before t1. */
-  p1: TierProbs;
-  /** Tier mix after t2. */
-  p2: TierProbs;
-  /** t1 = t1_frac * T: end of the easy-heavy phase. */
-  t1_frac: number;
-  /** t2 = t2_frac * T: the mix reaches p2. */
-  t2_frac: number;
-}
-
-export interface TierEdges {
-  /** Entropy (nats) above which a position is medium (easy <= edges[0] < medium <= edges[1] < hard). */
-  edges: [easyMax: number, mediumMax: number];
-}
-
-export interface AdaptiveDifficultyParams {
-  /** Blend rollout outcomes into difficulty; with false the schedule is the paper's, step-based only. */
-  adaptive: boolean;
-  /** EMA weight of the newest observation of (1 - accuracy). */
-  ema_alpha: number;
-  /** Weight of the failure term in difficulty = (1 - blend) * entropy + blend * failure_scale * ema. */
-  blend: number;
-  /** Nats that a position failed every time counts as (ln k: the largest top-k entropy). */
-  failure_scale: number;
-}
-
-export interface CurriculumConfig extends TierMixParams, TierEdges, AdaptiveDifficultyParams {
-  /** Proxy candidates the entropy is computed over (renormalised). */
-  k: number;
-  /** RL-eligible positions have entropy above this (the filter of RPT and of `rmt-no-cas`). */
-  min_entropy: number;
-  /** RPT's nested evaluation splits: easy > 0.5, medium > 1.0, hard > 1.5 nats. */
-  eval_splits: [easy: number, medium: number, hard: number];
-}
-
-export interface ClipParams {
-  /** Lower clip of the ratio: rho >= 1 - eps_low. */
-  eps_low: number;
-  /** Upper clip of the ratio: rho <= 1 + eps_high. */
-  eps_high: number;
-  /** Weight of the k3 KL to a reference policy; 0 switches it off. */
-  beta: number;
-}
-
-export interface GrpoConfig extends ClipParams {
-  /** Rollouts per key position. */
-  G: number;
-  /** Sampling temperature of rollouts. */
-  temperature: number;
-  /** Added to the group std in the advantage denominator. */
-  adv_eps: number;
-  /** Replace zero-variance groups by fresh ones (DAPO). */
-  dynamic_sampling: boolean;
-  /** Most replacement groups drawn per batch before giving up (a smaller batch then). */
-  max_replacement_draws: number;
-}
-
-export interface LossConfig {
-  /** Weight of the NTP loss: L = L_RL + lambda * L_NTP. */
-  lambda: number;
-}
+export type TierMixParams = Pick<CurriculumConfig, 'p1' | 'p2' | 't1_frac' | 't2_frac'>;
+export type TierEdges = Pick<CurriculumConfig, 'edges'>;
+export type AdaptiveDifficultyParams = Pick<
+  CurriculumConfig,
+  'adaptive' | 'ema_alpha' | 'blend' | 'failure_scale'
+>;
+export type GrpoConfig = z.output<typeof grpoMapping>;
+export type ClipParams = Pick<GrpoConfig, 'eps_low' | 'eps_high' | 'beta'>;
+export type LossConfig = z.output<typeof lossMapping>;
 
 export interface RmtDefaults {
   budget: BudgetConfig;
@@ -137,77 +53,37 @@ export interface RmtDefaults {
   loss: LossConfig;
 }
 
+/** A section's defaults with the paper's value wherever the schema records one (FieldMeta.paper). */
+function paperValues<T extends Record<string, unknown>>(name: keyof typeof METHOD_SECTIONS, values: T): T {
+  const inner = METHOD_SECTIONS[name].unwrap() as unknown as { shape: Record<string, z.ZodType> };
+  const out: Record<string, unknown> = { ...values };
+  for (const [key, schema] of Object.entries(inner.shape)) {
+    const paper = FIELDS.get(schema)?.paper;
+    if (paper !== undefined) out[key] = paper;
+  }
+  return out as T;
+}
+
+const OURS = methodSectionsSchema.parse({});
+
+/**
+ * Every default the method gives for the model-independent parts of RMT, the paper's values: the
+ * train config's defaults (TRAIN_DEFAULTS) take `small_model`'s budget and cap instead, since the
+ * runs here are small models. Each value's source is in the schema (schema/method-sections.ts).
+ */
 export const RMT_DEFAULTS: RmtDefaults = {
-  budget: {
-    B_0: 800, // paper
-    B_min: 1, // paper
-    gamma: 0.2, // paper
-    hard_cap: 2048, // paper (mid-training)
-    post_training_hard_cap: 4096, // paper
-  },
-  small_model: {
-    B_0: 64, // ours: scaled down with the models
-    hard_cap: 256, // ours
-  },
-  reward: {
-    r_max: 1, // ours (the paper's triangle has no stated peak)
-    w: 0.2, // ours (the paper does not give w)
-    length_reward_requires_answer: true, // ours: see RewardConfig
-  },
-  prompt: {
-    template: 'bare', // ours: small models
-    budget_marker: ' budget {B}:', // ours: readable, digits are single tokens, ':' ends the number
-    // RPT's template v0 (RPT appendix, Table 10) verbatim, with the budget sentence of RMT at the end
-    // of the instruction (ours: where it goes) and the context after "### Context ".
-    rpt_template:
-      "Complete the given text under '### Context' by predicting the next token, and wrap it in " +
-      "'\\boxed{}'. Please reason step by step to find the most probable next token as the final " +
-      'answer, and enclose it in \\boxed{} (note: the token may begin with a space, e.g., ' +
-      '\\boxed{ para} or \\boxed{ =}; do not use \\text{}).{budget_sentence}\n\n### Context {context}',
-    rpt_budget_sentence: ' Please use exactly {B} tokens within <think></think>.', // paper
-    stop_tokens: [], // ours: the checkpoint's generation_config.json, as transformers' generate
-  },
-  curriculum: {
-    k: 16, // RPT
-    min_entropy: 0.5, // ours: RPT's lowest evaluation split as the RL filter
-    edges: [1.0, 1.5], // ours: disjoint bins between RPT's nested splits
-    eval_splits: [0.5, 1.0, 1.5], // RPT
-    p1: [0.6, 0.3, 0.1], // ours
-    p2: [0.1, 0.3, 0.6], // ours
-    t1_frac: 0.3, // paper
-    t2_frac: 0.7, // paper
-    adaptive: false, // ours: off = the paper's step-based schedule
-    ema_alpha: 0.3, // ours
-    blend: 0.5, // ours
-    failure_scale: Math.log(16), // ours: ln k, the largest top-16 entropy
-  },
-  grpo: {
-    G: 8, // paper
-    temperature: 0.8, // paper
-    eps_low: 0.2, // paper
-    eps_high: 0.2, // paper
-    beta: 0, // paper (KL off)
-    adv_eps: 1e-6, // paper / verl
-    dynamic_sampling: false, // ours (DAPO's, off by default)
-    max_replacement_draws: 64, // ours
-  },
-  loss: {
-    lambda: 0.1, // paper
-  },
+  budget: paperValues('budget', OURS.budget),
+  small_model: { B_0: OURS.budget.B_0, hard_cap: OURS.budget.hard_cap },
+  reward: OURS.reward,
+  prompt: OURS.prompt,
+  curriculum: OURS.curriculum,
+  grpo: OURS.grpo,
+  loss: OURS.loss,
 };
 
 /** The seven runs of docs/method.md section 6: one config each. */
-export type Method = 'ntp' | 'ntr' | 'rpt' | 'rmt' | 'rmt-no-dtb' | 'rmt-no-cas' | 'rmt-no-ntp';
-
-export const METHODS: readonly Method[] = [
-  'ntp',
-  'ntr',
-  'rpt',
-  'rmt',
-  'rmt-no-dtb',
-  'rmt-no-cas',
-  'rmt-no-ntp',
-];
+export const METHODS = ['ntp', 'ntr', 'rpt', 'rmt', 'rmt-no-dtb', 'rmt-no-cas', 'rmt-no-ntp'] as const;
+export type Method = (typeof METHODS)[number];
 
 export type RewardKind = 'byte-prefix' | 'match+length' | 'match';
 

@@ -1,6 +1,8 @@
-// Settings of a service process from command-line flags and environment variables, so that a
-// container image needs no baked-in config file: Kubernetes sets env from ConfigMaps and args from the
-// pod spec, a developer types flags. Precedence is flag > env > default.
+// The one command-line parser of rmt: every verb of the CLI, every service process and the bench
+// scripts declare their flags here. A service's settings come from flags and environment variables,
+// so that a container image needs no baked-in config file: Kubernetes sets env from ConfigMaps and
+// args from the pod spec, a developer types flags. Precedence is flag > env > default. A flag with
+// `env: false` (the CLI's job verbs) has no variable; `list` flags repeat (`--set a=1 --set b=2`).
 //
 // The schema is keyed by the flag name (kebab-case); the parsed object uses the camelCase of it, and
 // its type is inferred from a `const` schema:
@@ -10,11 +12,15 @@
 //   });
 //   const flags = parseServiceFlags(FLAGS, argv, env); // flags.rolloutWorkers: number
 
+import { didYouMean } from '../util/did-you-mean.js';
+
 interface BaseSpec {
-  /** Environment variable; default `RMT_` + the flag name in upper snake case. */
-  env?: string;
+  /** Environment variable; default `RMT_` + the flag name in upper snake case; false: none. */
+  env?: string | false;
   /** One line for --help. */
   doc: string;
+  /** How --help shows the value, e.g. `<yaml>` (default: the type). */
+  arg?: string;
 }
 export interface StringFlag extends BaseSpec {
   type: 'string';
@@ -46,20 +52,27 @@ export interface EnumFlag extends BaseSpec {
   default?: string;
   required?: boolean;
 }
-export type FlagSpec = StringFlag | IntFlag | NumberFlag | BoolFlag | EnumFlag;
+/** Repeatable: every `--name value` adds one; no environment variable. Absent means []. */
+export interface ListFlag extends BaseSpec {
+  type: 'list';
+  env: false;
+}
+export type FlagSpec = StringFlag | IntFlag | NumberFlag | BoolFlag | EnumFlag | ListFlag;
 export type FlagSchema = Readonly<Record<string, FlagSpec>>;
 
 type CamelCase<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<CamelCase<T>>}` : S;
 type ValueOf<F> = F extends { type: 'string' }
   ? string
-  : F extends { type: 'int' | 'number' }
-    ? number
-    : F extends { type: 'bool' }
-      ? boolean
-      : F extends { type: 'enum'; choices: readonly (infer C)[] }
-        ? C
-        : never;
-type AlwaysSet<F> = F extends { type: 'bool' }
+  : F extends { type: 'list' }
+    ? string[]
+    : F extends { type: 'int' | 'number' }
+      ? number
+      : F extends { type: 'bool' }
+        ? boolean
+        : F extends { type: 'enum'; choices: readonly (infer C)[] }
+          ? C
+          : never;
+type AlwaysSet<F> = F extends { type: 'bool' | 'list' }
   ? true
   : F extends { default: string | number | boolean }
     ? true
@@ -103,8 +116,17 @@ export function camelCase(name: string): string {
   return name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
+/** The flag's environment variable ('' for a flag without one). */
 export function envName(name: string, spec: FlagSpec): string {
+  if (spec.env === false) return '';
   return spec.env ?? `RMT_${name.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** The same flags without environment variables: a CLI verb's flags are typed, not inherited. */
+export function withoutEnv<const S extends FlagSchema>(schema: S): S {
+  return Object.fromEntries(
+    Object.entries(schema).map(([k, v]) => [k, { ...v, env: false }]),
+  ) as unknown as S;
 }
 
 const FLAG_NAME = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
@@ -132,11 +154,13 @@ function checkSchema(schema: FlagSchema): void {
     if (name.startsWith('no-') && schema[name.slice(3)]?.type === 'bool') {
       throw new Error(`${where}: clashes with the negation of bool flag --${name.slice(3)}`);
     }
+    if (spec.type === 'list' && spec.env !== false) throw new Error(`${where}: a list flag has no env var`);
     const env = envName(name, spec);
-    if (!ENV_NAME.test(env)) throw new Error(`${where}: env var ${env} must be upper snake case`);
+    if (env !== '' && !ENV_NAME.test(env))
+      throw new Error(`${where}: env var ${env} must be upper snake case`);
     const other = envs.get(env);
     if (other !== undefined) throw new Error(`${where}: env var ${env} is also used by --${other}`);
-    envs.set(env, name);
+    if (env !== '') envs.set(env, name);
     if (spec.type === 'enum') {
       if (spec.choices.length === 0) throw new Error(`${where}: enum needs at least one choice`);
       if (spec.default !== undefined && !spec.choices.includes(spec.default)) {
@@ -154,6 +178,7 @@ function checkSchema(schema: FlagSchema): void {
 function expected(spec: FlagSpec): string {
   switch (spec.type) {
     case 'string':
+    case 'list':
       return 'a string';
     case 'bool':
       return 'a boolean (true/false, 1/0, yes/no, on/off)';
@@ -179,6 +204,7 @@ function numberFits(spec: IntFlag | NumberFlag, v: number): boolean {
 function convert(spec: FlagSpec, raw: string): string | number | boolean | undefined {
   switch (spec.type) {
     case 'string':
+    case 'list':
       return raw;
     case 'bool':
       return BOOL_WORDS[raw.trim().toLowerCase()];
@@ -195,31 +221,19 @@ function convert(spec: FlagSpec, raw: string): string | number | boolean | undef
   }
 }
 
+/** ` (did you mean "cpu"?)` for an enum value close to a choice. */
+const nearMiss = (spec: FlagSpec, raw: string) => (spec.type === 'enum' ? didYouMean(raw, spec.choices) : '');
+
 function label(name: string, spec: FlagSpec, source: 'flag' | 'env'): string {
   const env = envName(name, spec);
+  if (env === '') return `--${name}`;
   return source === 'flag' ? `--${name} (env ${env})` : `${env} (flag --${name})`;
 }
 
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length];
-}
-
 function unknownFlag(schema: FlagSchema, name: string): FlagError {
-  let best: string | undefined;
-  let bestD = 3;
-  for (const known of Object.keys(schema)) {
-    const d = editDistance(name, known);
-    if (d < bestD) [best, bestD] = [known, d];
-  }
-  const hint = best === undefined ? '' : `; did you mean --${best} (env ${envName(best, schema[best])})?`;
+  const best = /"(.*)"/.exec(didYouMean(name, Object.keys(schema)))?.[1];
+  const env = best === undefined ? '' : envName(best, schema[best]);
+  const hint = best === undefined ? '' : ` (did you mean "--${best}"?${env ? ` env ${env}` : ''})`;
   return new FlagError(`unknown flag --${name}${hint} (see --help)`, `--${name}`);
 }
 
@@ -243,7 +257,7 @@ export function parseServiceFlags<const S extends FlagSchema>(
     );
   }
 
-  const fromFlags = new Map<string, string | number | boolean>();
+  const fromFlags = new Map<string, string | number | boolean | string[]>();
   for (let i = 0; i < options.length; i++) {
     const arg = options[i];
     if (!arg.startsWith('--') || arg === '--') {
@@ -292,34 +306,35 @@ export function parseServiceFlags<const S extends FlagSchema>(
     const v = convert(spec, raw);
     if (v === undefined) {
       throw new FlagError(
-        `${label(name, spec, 'flag')}: expected ${expected(spec)}, got ${JSON.stringify(raw)}`,
+        `${label(name, spec, 'flag')}: expected ${expected(spec)}, got ${JSON.stringify(raw)}${nearMiss(spec, raw)}`,
         `--${name}`,
         envName(name, spec),
       );
     }
-    // Repeats: the last one wins, so a wrapper script can append an override.
-    fromFlags.set(name, v);
+    // Repeats: the last one wins, so a wrapper script can append an override; a list collects them.
+    if (spec.type === 'list') fromFlags.set(name, [...((fromFlags.get(name) as string[]) ?? []), raw]);
+    else fromFlags.set(name, v);
   }
 
   const out: Record<string, unknown> = {};
   for (const [name, spec] of Object.entries(schema)) {
     const envVar = envName(name, spec);
     let value: unknown = fromFlags.get(name);
-    const rawEnv = env[envVar];
+    const rawEnv = envVar === '' ? undefined : env[envVar];
     // Empty counts as unset: manifests and compose files render an unset template value as "".
     if (value === undefined && rawEnv !== undefined && rawEnv !== '') {
       value = convert(spec, rawEnv);
       if (value === undefined) {
         throw new FlagError(
-          `${label(name, spec, 'env')}: expected ${expected(spec)}, got ${JSON.stringify(rawEnv)}`,
+          `${label(name, spec, 'env')}: expected ${expected(spec)}, got ${JSON.stringify(rawEnv)}${nearMiss(spec, rawEnv)}`,
           `--${name}`,
           envVar,
         );
       }
     }
-    value ??= spec.default ?? (spec.type === 'bool' ? false : undefined);
-    if (value === undefined && spec.type !== 'bool' && spec.required) {
-      throw new FlagError(`--${name} (env ${envVar}) is required: ${spec.doc}`, `--${name}`, envVar);
+    value ??= spec.type === 'list' ? [] : (spec.default ?? (spec.type === 'bool' ? false : undefined));
+    if (value === undefined && spec.type !== 'bool' && spec.type !== 'list' && spec.required) {
+      throw new FlagError(`${label(name, spec, 'flag')} is required: ${spec.doc}`, `--${name}`, envVar);
     }
     out[camelCase(name)] = value;
   }
@@ -327,6 +342,7 @@ export function parseServiceFlags<const S extends FlagSchema>(
 }
 
 function shownDefault(spec: FlagSpec): string {
+  if (spec.type === 'list') return '-';
   if (spec.type !== 'bool' && spec.required && spec.default === undefined) return '(required)';
   const d = spec.default ?? (spec.type === 'bool' ? false : undefined);
   if (d === undefined) return '-';
@@ -337,23 +353,32 @@ function shownDefault(spec: FlagSpec): string {
 /** `--help` text: the usage line(s), then flag, env var, default and doc of each option in columns. */
 export function helpText(schema: FlagSchema, usage: string): string {
   checkSchema(schema);
+  const withEnv = Object.entries(schema).some(([name, spec]) => envName(name, spec) !== '');
   const rows: string[][] = [['FLAG', 'ENV', 'DEFAULT', 'DESCRIPTION']];
   for (const [name, spec] of Object.entries(schema)) {
     const flag =
       spec.type === 'bool'
         ? `--${name}, --no-${name}`
-        : spec.type === 'enum'
+        : spec.type === 'enum' && spec.arg === undefined
           ? `--${name} <${spec.choices.join('|')}>`
-          : `--${name} <${spec.type}>`;
+          : `--${name} ${spec.arg ?? `<${spec.type === 'list' ? 'string' : spec.type}>`}`;
     const doc = spec.type === 'int' || spec.type === 'number' ? withRange(spec) : spec.doc;
-    rows.push([flag, envName(name, spec), shownDefault(spec), doc]);
+    rows.push([
+      flag,
+      envName(name, spec),
+      shownDefault(spec),
+      spec.type === 'list' ? `${doc} (repeatable)` : doc,
+    ]);
   }
   rows.push(['-h, --help', '', '', 'show this help and exit']);
-  const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c].length)));
-  const lines = rows.map((r) =>
-    `  ${r.map((cell, c) => (c < 3 ? cell.padEnd(widths[c]) : cell)).join('   ')}`.trimEnd(),
+  const shown = rows.map((r) => (withEnv ? r : [r[0], r[2], r[3]]));
+  const n = shown[0].length - 1;
+  const widths = [...Array(n).keys()].map((c) => Math.max(...shown.map((r) => r[c].length)));
+  const lines = shown.map((r) =>
+    `  ${r.map((cell, c) => (c < n ? cell.padEnd(widths[c]) : cell)).join('   ')}`.trimEnd(),
   );
-  return `${usage.trimEnd()}\n\nOptions (a flag overrides its env var, which overrides the default):\n${lines.join('\n')}\n`;
+  const head = withEnv ? 'Options (a flag overrides its env var, which overrides the default):' : 'Options:';
+  return `${usage.trimEnd()}\n\n${head}\n${lines.join('\n')}\n`;
 }
 
 function withRange(spec: IntFlag | NumberFlag): string {

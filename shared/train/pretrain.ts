@@ -87,9 +87,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
     `data: ${train.length} train tokens, ${heldOut.length} held-out tokens; unigram held-out nll ${unigram.toFixed(4)}`,
   );
 
-  const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0], undefined, {
-    webgpu: { tiledMatmul: cfg.run.webgpu_tiled_matmul },
-  });
+  const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
   log(`backend: ${backend.name}`);
   const resumeFrom = dir.latestCheckpoint();
   const start = resumeFrom

@@ -30,9 +30,7 @@ export interface TrainSummary extends RunSummary {
 
 export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
   const log = opts.log ?? stderrLog;
-  const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0], undefined, {
-    webgpu: { tiledMatmul: cfg.run.webgpu_tiled_matmul },
-  });
+  const backend = await createBackend(cfg.run.backend as Parameters<typeof createBackend>[0]);
   log(`method ${cfg.method} on backend ${backend.name}`);
   const bus = new InProcessBus();
   const learner = new LearnerHost(backend);
