@@ -184,6 +184,22 @@ export async function startServiceProcess(
     stream: { replicas: s.busReplicas },
   });
   const metrics = new ServiceMetrics({ service: name });
+  // Read at each scrape: an outage shows on /metrics as soon as the client notices it.
+  metrics.gauge({
+    name: 'bus_connected',
+    help: '1 while the event bus connection is up, 0 while it is away (the client reconnects by itself)',
+    collect() {
+      this.set(bus.health?.().connected === false ? 0 : 1);
+    },
+  });
+  metrics.gauge({
+    name: 'bus_disconnected_seconds',
+    help: 'seconds the event bus has been unreachable (0 while connected)',
+    collect() {
+      const h = bus.health?.();
+      this.set(h && !h.connected ? (Date.now() - h.since) / 1000 : 0);
+    },
+  });
   let address = '';
   const services = await build({ log, bus, metrics, address: () => address });
   const server = await startServer({

@@ -4,8 +4,10 @@ import { stepGauges } from '../../shared/obs/step-gauges.js';
 import { RemoteLearner, RemoteScorer } from '../../shared/rpc/adapters/remote.js';
 import { WorkerRegistry } from '../../shared/rpc/adapters/worker-registry.js';
 import { learnerClient, scorerClient } from '../../shared/rpc/client.js';
+import { RunRecords } from '../../shared/run/run-records.js';
 import { WorkerPool } from '../../shared/run/worker-pool.js';
 import { commonFlags, dataRootOf, peerClientOptions, startServiceProcess } from '../process.js';
+import { learnerFault } from './learner-faults.js';
 import { CoordinatorHost, coordinatorService } from './service.js';
 
 /** This service's flags (each also an RMT_* environment variable). */
@@ -25,6 +27,12 @@ export const FLAGS = defineFlags({
     min: 0,
     doc: 'seconds a finished run is remembered at most',
   },
+  'learner-retry-max-s': {
+    type: 'number',
+    default: SERVICE_LIMITS.learner_retry_max_s,
+    min: 0.1,
+    doc: 'longest pause between attempts to reach a learner that is away (the run waits meanwhile)',
+  },
   'worker-ttl-s': {
     type: 'number',
     default: 10,
@@ -40,7 +48,7 @@ export async function main(argv: string[]): Promise<void> {
   const scorer = new RemoteScorer(scorerClient(f.scorer, peers));
   const learner = new RemoteLearner(learnerClient(f.learner, peers));
   let host: CoordinatorHost | undefined;
-  await startServiceProcess(
+  const p = await startServiceProcess(
     'coordinator',
     f,
     async ({ bus, log, metrics }) => {
@@ -64,10 +72,14 @@ export async function main(argv: string[]): Promise<void> {
         pending.set(pool?.load().queued ?? 0);
         running.set(pool?.load().running ?? 0);
       }, 1000).unref();
+      const root = dataRootOf(f);
       host = new CoordinatorHost({
         bus,
         registry,
-        root: dataRootOf(f),
+        root,
+        records: new RunRecords(root, f.maxConfigBytes),
+        learnerFault,
+        learnerRetryMaxMs: f.learnerRetryMaxS * 1000,
         maxConfigBytes: f.maxConfigBytes,
         finishedRunsKept: f.finishedRunsKept,
         finishedRunTtlS: f.finishedRunTtlS,
@@ -95,4 +107,7 @@ export async function main(argv: string[]): Promise<void> {
       await registry.stop();
     },
   );
+  // Runs a coordinator before this one was driving go on from their last checkpoint.
+  const resumed = host!.resumeRecorded();
+  if (resumed.length > 0) p.log.info('resumed runs', { runs: resumed });
 }

@@ -25,11 +25,14 @@ import {
   type RunStatusView,
 } from '../../shared/run/coordinator.js';
 import type { DataRoot } from '../../shared/run/data-root.js';
+import type { LearnerFault } from '../../shared/run/learner-link.js';
 import { checkOutDir } from '../../shared/run/out-dir.js';
+import type { RunRecords } from '../../shared/run/run-records.js';
 
 const STATE: Record<RunStatusView['state'], RunState> = {
   preparing: RunState.RUN_STATE_PREPARING,
   running: RunState.RUN_STATE_RUNNING,
+  waiting: RunState.RUN_STATE_WAITING,
   done: RunState.RUN_STATE_DONE,
   stopped: RunState.RUN_STATE_STOPPED,
   failed: RunState.RUN_STATE_FAILED,
@@ -52,6 +55,7 @@ export function statusToPb(v: RunStatusView): RunStatus {
     error: v.error,
     outDir: v.outDir,
     elapsedS: v.elapsedS,
+    reason: v.reason,
   };
 }
 
@@ -78,6 +82,12 @@ export interface CoordinatorServiceOptions {
   finishedRunsKept?: number;
   /** Seconds a finished run is kept at most (SERVICE_LIMITS.finished_run_ttl_s by default). */
   finishedRunTtlS?: number;
+  /** How a failed learner call reads: a learner away makes the run wait for it (shared/run/learner-link.ts). */
+  learnerFault?: (err: unknown) => LearnerFault;
+  /** Longest pause between attempts to reach the learner, in ms. */
+  learnerRetryMaxMs?: number;
+  /** Where the runs being driven are noted, so that a restarted coordinator resumes them. */
+  records?: RunRecords;
 }
 
 /**
@@ -88,8 +98,48 @@ export interface CoordinatorServiceOptions {
 export class CoordinatorHost {
   readonly runs = new Map<string, Active>();
   private active: Active | null = null;
+  /** Set once the process is stopping: the run it stops is resumed by the next coordinator. */
+  private shuttingDown = false;
+  private readonly timer: NodeJS.Timeout;
+  private lastReason = '';
 
-  constructor(private readonly o: CoordinatorServiceOptions) {}
+  constructor(private readonly o: CoordinatorServiceOptions) {
+    // A status can change without a step (the bus goes away or comes back): watchers hear of it.
+    this.timer = setInterval(() => {
+      const a = this.active;
+      if (!a || a.endedAt !== null) return;
+      const reason = a.coordinator.status().reason;
+      if (reason === this.lastReason) return;
+      this.lastReason = reason;
+      for (const w of a.watchers) w();
+    }, 1000);
+    this.timer.unref();
+  }
+
+  /**
+   * Starts again the runs a coordinator before this one was driving when it went (killed,
+   * rescheduled, shut down): each from its newest checkpoint. Only one run is active at a time;
+   * the newest record wins and older ones are reported and left for StartRun.
+   */
+  resumeRecorded(): string[] {
+    const records = this.o.records;
+    if (!records) return [];
+    const found = records.list((file, why) => this.o.log(`run record ${file} skipped: ${why}`));
+    const newest = found.at(-1);
+    for (const r of found.slice(0, -1)) {
+      this.o.log(`[${r.runId}] not resumed: another run (${newest!.runId}) is resumed; StartRun it again later`);
+    }
+    if (!newest) return [];
+    try {
+      checkOutDir(newest.cfg, { strict: true });
+      this.launch(newest.runId, newest.cfg);
+      this.o.log(`[${newest.runId}] resuming the run a previous coordinator was driving`);
+      return [newest.runId];
+    } catch (e) {
+      this.o.log(`[${newest.runId}] cannot be resumed: ${(e as Error).message}`);
+      return [];
+    }
+  }
 
   start(req: {
     config: string;
@@ -139,6 +189,11 @@ export class CoordinatorHost {
         .toISOString()
         .replace(/[-:.TZ]/g, '')
         .slice(0, 14)}-${randomBytes(2).toString('hex')}`;
+    return this.launch(runId, cfg);
+  }
+
+  private launch(runId: string, cfg: TrainConfig): RunStatusView {
+    this.o.records?.save(runId, cfg);
     const stop = new AbortController();
     const watchers = new Set<() => void>();
     const coordinator = new RunCoordinator(
@@ -150,6 +205,8 @@ export class CoordinatorHost {
         signal: stop.signal,
         onStep: this.o.onStep,
         overlap: true,
+        learnerFault: this.o.learnerFault,
+        learnerRetryMaxMs: this.o.learnerRetryMaxMs,
         onStatus: () => {
           for (const w of watchers) w();
         },
@@ -161,6 +218,9 @@ export class CoordinatorHost {
       .catch((e: Error) => this.o.log(`[${runId}] failed: ${e.message}`))
       .finally(() => {
         active.endedAt = Date.now();
+        // A run stopped because this process is going is the next coordinator's to resume.
+        const state = coordinator.status().state;
+        if (!(this.shuttingDown && state === 'stopped')) this.o.records?.remove(runId);
         // The watchers hear the end from the last status; none is left holding the run.
         for (const w of watchers) w();
         this.prune();
@@ -198,6 +258,8 @@ export class CoordinatorHost {
 
   /** Stops the active run (if any) after its step in flight and waits for its checkpoint. */
   async stopAll(): Promise<void> {
+    this.shuttingDown = true;
+    clearInterval(this.timer);
     if (!this.active) return;
     this.active.stop.abort();
     await this.active.done;

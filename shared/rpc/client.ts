@@ -24,6 +24,7 @@ import {
 } from './gen/rmt/v1/coordinator.js';
 import {
   CheckpointRequest,
+  RenewLeaseRequest,
   GetWeightsRequest,
   InitRunRequest,
   LearnerServiceService,
@@ -232,6 +233,7 @@ const learnerRequests = {
   trainStep: TrainStepRequest,
   getWeights: GetWeightsRequest,
   checkpoint: CheckpointRequest,
+  renewLease: RenewLeaseRequest,
 } satisfies RequestBuilders<typeof LearnerServiceService>;
 const coordinatorRequests = {
   startRun: StartRunRequest,

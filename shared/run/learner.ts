@@ -32,10 +32,16 @@ export interface CoordinatorState extends Record<string, unknown> {
 }
 
 export interface LearnerStart {
+  /** The learner's step count now: the checkpoint's when it has just loaded the run. */
   step: number;
-  /** The coordinator state saved with the checkpoint resumed from (null for a fresh run). */
+  /**
+   * The coordinator state saved with the checkpoint resumed from (null for a fresh run, and once
+   * the learner has stepped past that checkpoint: the state no longer matches `step`).
+   */
   extra: Record<string, unknown> | null;
   resumedFrom: string | null;
+  /** Seconds without a call from the run's coordinator before the learner lets the run go (0: never). */
+  leaseS?: number;
 }
 
 /** A request the learner refuses (see RequestError for what each kind tells the caller). */
@@ -60,6 +66,8 @@ export class Learner implements PolicySource {
   private readonly shapes: Map<string, number[]>;
   private stepCount: number;
   private last: { step: number; digest: string; metrics: Record<string, number> } | null = null;
+  /** The newest checkpoint this learner loaded or wrote, with the coordinator state stored in it. */
+  private saved: LearnerStart;
   /** Updates, weight reads and checkpoints take turns: a read never sees a half-applied step. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -99,6 +107,16 @@ export class Learner implements PolicySource {
       extra = { ...(ck.training.extra ?? {}), rng: ck.training.rng };
     }
     this.start = { step: this.stepCount, extra, resumedFrom: resumeFrom && ck.training ? resumeFrom : null };
+    this.saved = this.start;
+  }
+
+  /**
+   * Where the run stands: the step count now, and the coordinator state of the newest checkpoint
+   * while the weights are still those of that checkpoint (null once the learner stepped past it).
+   */
+  where(): LearnerStart {
+    const at = this.saved.step === this.stepCount;
+    return { step: this.stepCount, extra: at ? this.saved.extra : null, resumedFrom: at ? this.saved.resumedFrom : null };
   }
 
   shapeOf(name: string): number[] {
@@ -302,6 +320,7 @@ export class Learner implements PolicySource {
         extra: rest,
       },
     });
+    this.saved = { step, extra: { ...rest, rng }, resumedFrom: dir };
     const all = listCheckpoints(out);
     for (const old of all.slice(0, Math.max(0, all.length - this.cfg.checkpoint.keep))) {
       if (checkpointStep(old) !== this.cfg.train.steps) rmSync(old, { recursive: true, force: true });
