@@ -102,6 +102,8 @@ export class CoordinatorHost {
   private shuttingDown = false;
   private readonly timer: NodeJS.Timeout;
   private lastReason = '';
+  /** This process as the learner's lease knows it (a restarted coordinator is another holder). */
+  readonly holder = `coordinator-${randomBytes(8).toString('hex')}`;
 
   constructor(private readonly o: CoordinatorServiceOptions) {
     // A status can change without a step (the bus goes away or comes back): watchers hear of it.
@@ -206,6 +208,7 @@ export class CoordinatorHost {
         onStep: this.o.onStep,
         overlap: true,
         learnerFault: this.o.learnerFault,
+        holder: this.holder,
         learnerRetryMaxMs: this.o.learnerRetryMaxMs,
         onStatus: () => {
           for (const w of watchers) w();

@@ -86,6 +86,11 @@ export interface CoordinatorOptions {
   learnerFault?: (err: unknown) => LearnerFault;
   /** Longest pause between attempts to reach a learner that is away (SERVICE_LIMITS.learner_retry_max_s). */
   learnerRetryMaxMs?: number;
+  /**
+   * This coordinator as the learner's lease knows it: one id per coordinator process, so that its
+   * next run takes the learner at once and a restarted process waits for the old lease to end.
+   */
+  holder?: string;
 }
 
 interface GeneratedStep {
@@ -151,6 +156,7 @@ export class RunCoordinator {
     private readonly s: CoordinatorServices,
     private readonly o: CoordinatorOptions = {},
   ) {
+    this.holder = o.holder ?? randomBytes(8).toString('hex');
     this.view = {
       runId,
       state: 'preparing',
@@ -169,8 +175,7 @@ export class RunCoordinator {
     };
   }
 
-  /** This coordinator as the learner's lease knows it. */
-  readonly holder = randomBytes(8).toString('hex');
+  readonly holder: string;
   private waitingFor: string | null = null;
   private stateBeforeWait: RunState = 'preparing';
 
