@@ -136,7 +136,7 @@ test.serial('a learner killed mid-run: the run waits for it and, once it is back
     'waiting for the learner',
     30_000,
   );
-  t.regex(waiting.reason, /learner unreachable/);
+  t.regex(waiting.reason, /learner unavailable/);
   t.is(waiting.error, '');
   await services.proc('learner').start();
   const last = await until('learner-killed', (s) => terminal(s.state), 'the end of the run');

@@ -3,7 +3,8 @@ import type { LearnerStart } from './learner.js';
 import type { RunRef } from './run-context.js';
 
 /**
- * How the coordinator reads a failed learner call: `away` (unreachable: wait, reconnect, go on),
+ * How the coordinator reads a failed learner call: `away` (unreachable, or held by another
+ * coordinator until its lease runs out: wait, reconnect, go on),
  * `refused` (a precondition: the learner may have restarted without the run; reconnect once to see
  * where it stands), `other` (the run fails).
  */
@@ -60,10 +61,10 @@ export class LearnerLink {
         return start;
       } catch (e) {
         const kind = this.o.classify(e);
-        if (kind === 'other' || this.o.signal?.aborted) throw e;
-        this.wait(
-          kind === 'away' ? `learner unreachable (${message(e)})` : `learner not free: ${message(e)}`,
-        );
+        // Refused where it stands (a checkpoint it cannot read, a config it does not take): the
+        // run's end. Away or busy with another coordinator's lease: wait for it.
+        if (kind !== 'away' || this.o.signal?.aborted) throw e;
+        this.wait(`learner unavailable (${message(e)})`);
         await sleep(delay, this.o.signal);
         delay = Math.min(delay * 2, this.o.retryMaxMs);
       }

@@ -71,7 +71,7 @@ export class LearnerHost implements LearnerApi, PolicySource {
       if (!this.idle) {
         throw new LearnerError(
           `the learner is training run "${this.current.runId}"${this.leaseNote()}; it cannot start "${run.runId}" until that run stops`,
-          'precondition',
+          'busy',
         );
       }
       this.release();
@@ -100,7 +100,7 @@ export class LearnerHost implements LearnerApi, PolicySource {
     if (this.leaseMs > 0 && holder && this.lease.holder && holder !== this.lease.holder) {
       throw new LearnerError(
         `run "${run.runId}" is held by another coordinator${this.leaseNote()}`,
-        'precondition',
+        'busy',
       );
     }
   }
