@@ -39,7 +39,11 @@ test('a run is held for its coordinator until the lease runs out, then loaded ag
     await bus.close();
   });
   const endpoint = new LocalEndpoint(new RolloutWorker('embedded', host, bus));
-  const pool = new WorkerPool(() => [endpoint], { jobTimeoutMs: 60_000, workerWaitMs: 10_000, maxAttempts: 1 });
+  const pool = new WorkerPool(() => [endpoint], {
+    jobTimeoutMs: 60_000,
+    workerWaitMs: 10_000,
+    maxAttempts: 1,
+  });
   // Stopped after its second step: the learner holds the run at step 2 (its checkpoint) for "first".
   const stop = new AbortController();
   const first = new RunCoordinator(
@@ -58,7 +62,9 @@ test('a run is held for its coordinator until the lease runs out, then loaded ag
   t.is(again.leaseS, 0.4);
   // Another coordinator is refused while the lease runs, for every call.
   await t.throwsAsync(host.init({ ...ref, holder: 'second' }), { message: /held by another coordinator/ });
-  await t.throwsAsync(host.renew({ runId: 'run', holder: 'second' }), { message: /not held for this coordinator/ });
+  await t.throwsAsync(host.renew({ runId: 'run', holder: 'second' }), {
+    message: /not held for this coordinator/,
+  });
   await t.throwsAsync(host.checkpoint({ ...ref, holder: 'second' }, { rng: [1, 2, 3, 4] }), {
     message: /held by another coordinator/,
   });

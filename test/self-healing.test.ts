@@ -125,25 +125,28 @@ function checkFinished(t: import('ava').ExecutionContext, cfg: TrainConfig, last
   t.deepEqual(trajectory(rows), reference, 'the same numbers as the uninterrupted run');
 }
 
-test.serial('a learner killed mid-run: the run waits for it and, once it is back, finishes by itself', async (t) => {
-  const cfg = config('learner-killed');
-  await startRun(cfg, 'learner-killed');
-  const at = await until('learner-killed', (s) => s.step >= 4, 'step 4');
-  await services.proc('learner').kill();
-  const waiting = await until(
-    'learner-killed',
-    (s) => s.state === RunState.RUN_STATE_WAITING,
-    'waiting for the learner',
-    30_000,
-  );
-  t.regex(waiting.reason, /learner unavailable/);
-  t.is(waiting.error, '');
-  await services.proc('learner').start();
-  const last = await until('learner-killed', (s) => terminal(s.state), 'the end of the run');
-  t.log(`killed at step ${at.step}, waiting at step ${waiting.step}`);
-  checkFinished(t, cfg, last);
-  t.true(services.logs.some((l) => l.includes('the learner came back at step')));
-});
+test.serial(
+  'a learner killed mid-run: the run waits for it and, once it is back, finishes by itself',
+  async (t) => {
+    const cfg = config('learner-killed');
+    await startRun(cfg, 'learner-killed');
+    const at = await until('learner-killed', (s) => s.step >= 4, 'step 4');
+    await services.proc('learner').kill();
+    const waiting = await until(
+      'learner-killed',
+      (s) => s.state === RunState.RUN_STATE_WAITING,
+      'waiting for the learner',
+      30_000,
+    );
+    t.regex(waiting.reason, /learner unavailable/);
+    t.is(waiting.error, '');
+    await services.proc('learner').start();
+    const last = await until('learner-killed', (s) => terminal(s.state), 'the end of the run');
+    t.log(`killed at step ${at.step}, waiting at step ${waiting.step}`);
+    checkFinished(t, cfg, last);
+    t.true(services.logs.some((l) => l.includes('the learner came back at step')));
+  },
+);
 
 test.serial(
   'a coordinator killed mid-run: the restarted one resumes the run from its last checkpoint once the learner lets the old one go',
@@ -157,27 +160,37 @@ test.serial(
     t.log(`killed at step ${at.step}`);
     checkFinished(t, cfg, last);
     t.true(
-      services.logs.some((l) => l.startsWith('[learner]') && l.includes('let run \\"coordinator-killed\\" go')),
+      services.logs.some(
+        (l) => l.startsWith('[learner]') && l.includes('let run \\"coordinator-killed\\" go'),
+      ),
       'the learner let the run of the dead coordinator go after its lease',
     );
   },
 );
 
-test.serial('nats-server killed mid-run: the outage shows in the status and on /metrics, and the run finishes', async (t) => {
-  const cfg = config('bus-killed');
-  await startRun(cfg, 'bus-killed');
-  await until('bus-killed', (s) => s.step >= 3, 'step 3');
-  const port = nats.port;
-  await nats.kill();
-  const killedAt = Date.now();
-  const down = await until('bus-killed', (s) => /event bus unreachable/.test(s.reason), 'the outage in the status', 15_000);
-  const exposition = await (
-    await fetch(`http://127.0.0.1:${services.proc('coordinator').metricsPort}/metrics`)
-  ).text();
-  t.regex(exposition, /rmt_bus_connected\{service="coordinator"\} 0/);
-  t.log(`outage visible after ${(Date.now() - killedAt) / 1000} s: ${down.reason}`);
-  nats = await startNatsServer({ port, storeDir: natsStore });
-  const last = await until('bus-killed', (s) => terminal(s.state), 'the end of the run');
-  checkFinished(t, cfg, last);
-  t.is(last.reason, '');
-});
+test.serial(
+  'nats-server killed mid-run: the outage shows in the status and on /metrics, and the run finishes',
+  async (t) => {
+    const cfg = config('bus-killed');
+    await startRun(cfg, 'bus-killed');
+    await until('bus-killed', (s) => s.step >= 3, 'step 3');
+    const port = nats.port;
+    await nats.kill();
+    const killedAt = Date.now();
+    const down = await until(
+      'bus-killed',
+      (s) => /event bus unreachable/.test(s.reason),
+      'the outage in the status',
+      15_000,
+    );
+    const exposition = await (
+      await fetch(`http://127.0.0.1:${services.proc('coordinator').metricsPort}/metrics`)
+    ).text();
+    t.regex(exposition, /rmt_bus_connected\{service="coordinator"\} 0/);
+    t.log(`outage visible after ${(Date.now() - killedAt) / 1000} s: ${down.reason}`);
+    nats = await startNatsServer({ port, storeDir: natsStore });
+    const last = await until('bus-killed', (s) => terminal(s.state), 'the end of the run');
+    checkFinished(t, cfg, last);
+    t.is(last.reason, '');
+  },
+);

@@ -129,7 +129,9 @@ export class CoordinatorHost {
     const found = records.list((file, why) => this.o.log(`run record ${file} skipped: ${why}`));
     const newest = found.at(-1);
     for (const r of found.slice(0, -1)) {
-      this.o.log(`[${r.runId}] not resumed: another run (${newest!.runId}) is resumed; StartRun it again later`);
+      this.o.log(
+        `[${r.runId}] not resumed: another run (${newest!.runId}) is resumed; StartRun it again later`,
+      );
     }
     if (!newest) return [];
     try {

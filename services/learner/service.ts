@@ -157,9 +157,7 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
       return { path: await asStatus(() => o.host.checkpoint(run, state)) };
     }),
     renewLease: handleUnary(async (req) => {
-      const r = await asStatus(() =>
-        o.host.renew({ runId: req.runId, holder: holderOf(req.coordinatorId) }),
-      );
+      const r = await asStatus(() => o.host.renew({ runId: req.runId, holder: holderOf(req.coordinatorId) }));
       return { step: r.step, leaseS: r.leaseS };
     }),
   });

@@ -24,10 +24,10 @@ import {
 } from './gen/rmt/v1/coordinator.js';
 import {
   CheckpointRequest,
-  RenewLeaseRequest,
   GetWeightsRequest,
   InitRunRequest,
   LearnerServiceService,
+  RenewLeaseRequest,
   TrainStepRequest,
 } from './gen/rmt/v1/learner.js';
 import {

@@ -305,9 +305,13 @@ export class RunCoordinator {
       });
       const metricsPath = metrics.jsonlPath;
       const inbox = new ObservationInbox(runId, table, step);
-      const sub: Subscription = await this.s.bus.subscribe('rmt.difficulty.observed', (m) => inbox.receive(m), {
-        deliver: 'new',
-      });
+      const sub: Subscription = await this.s.bus.subscribe(
+        'rmt.difficulty.observed',
+        (m) => inbox.receive(m),
+        {
+          deliver: 'new',
+        },
+      );
 
       const schedule = budgetSchedule(spec.budget === 'dtb' ? 'dtb' : 'fixed', cfg.budget);
       const evalPositions = evalSubset(heldOut, cfg.eval.positions);

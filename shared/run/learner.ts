@@ -116,7 +116,11 @@ export class Learner implements PolicySource {
    */
   where(): LearnerStart {
     const at = this.saved.step === this.stepCount;
-    return { step: this.stepCount, extra: at ? this.saved.extra : null, resumedFrom: at ? this.saved.resumedFrom : null };
+    return {
+      step: this.stepCount,
+      extra: at ? this.saved.extra : null,
+      resumedFrom: at ? this.saved.resumedFrom : null,
+    };
   }
 
   shapeOf(name: string): number[] {

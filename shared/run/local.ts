@@ -98,10 +98,7 @@ export class LearnerHost implements LearnerApi, PolicySource {
   private checkHolder(run: RunRef): void {
     const holder = run.holder ?? '';
     if (this.leaseMs > 0 && holder && this.lease.holder && holder !== this.lease.holder) {
-      throw new LearnerError(
-        `run "${run.runId}" is held by another coordinator${this.leaseNote()}`,
-        'busy',
-      );
+      throw new LearnerError(`run "${run.runId}" is held by another coordinator${this.leaseNote()}`, 'busy');
     }
   }
 

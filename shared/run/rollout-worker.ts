@@ -85,7 +85,9 @@ export class RolloutWorker {
               worker_id: this.id,
             }),
           ),
-        ).catch((e: Error) => this.log?.(`step ${job.step}: publishing difficulty observations failed: ${e.message}`));
+        ).catch((e: Error) =>
+          this.log?.(`step ${job.step}: publishing difficulty observations failed: ${e.message}`),
+        );
       }
       return { groups, version: policy.version, workerId: this.id };
     });

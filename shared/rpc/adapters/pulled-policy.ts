@@ -78,7 +78,9 @@ export class PulledPolicy implements PolicySource {
     const c = this.current!;
     if (c.version < minVersion) throw failedPrecondition(`weights ${c.version} are older than ${minVersion}`);
     if (c.version > maxVersion) {
-      throw failedPrecondition(`the learner serves weights ${c.version}, newer than step ${maxVersion} asks for`);
+      throw failedPrecondition(
+        `the learner serves weights ${c.version}, newer than step ${maxVersion} asks for`,
+      );
     }
     return { model: c.model, version: c.version };
   }
