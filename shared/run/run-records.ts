@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
 import type { DataRoot } from './data-root.js';
@@ -58,8 +58,9 @@ export class RunRecords {
     for (const name of names) {
       const file = join(this.dir, name);
       try {
-        const st = statSync(file);
-        if (!st.isFile()) throw new Error('not a file');
+        // A link is not followed: a record names nothing outside the data root.
+        const st = lstatSync(file);
+        if (!st.isFile()) throw new Error('not a plain file');
         if (st.size > this.maxBytes) throw new Error(`${st.size} bytes, at most ${this.maxBytes}`);
         let raw: { run_id?: unknown; config?: unknown };
         try {
@@ -77,6 +78,6 @@ export class RunRecords {
         skip(name, (e as Error).message);
       }
     }
-    return out.sort((a, b) => a.mtime - b.mtime).map((o) => o.rec);
+    return out.sort((a, b) => a.mtime - b.mtime || (a.rec.runId < b.rec.runId ? -1 : 1)).map((o) => o.rec);
   }
 }
