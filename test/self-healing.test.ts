@@ -160,6 +160,11 @@ test.serial(
     t.log(`killed at step ${at.step}`);
     checkFinished(t, cfg, last);
     t.true(
+      services.logs.some((l) =>
+        l.includes('[coordinator-killed] resuming the run a previous coordinator was driving'),
+      ),
+    );
+    t.true(
       services.logs.some(
         (l) => l.startsWith('[learner]') && l.includes('let run \\"coordinator-killed\\" go'),
       ),
@@ -188,6 +193,8 @@ test.serial(
     ).text();
     t.regex(exposition, /rmt_bus_connected\{service="coordinator"\} 0/);
     t.log(`outage visible after ${(Date.now() - killedAt) / 1000} s: ${down.reason}`);
+    // An outage of a few seconds: publishes wait for the connection, the run holds its step meanwhile.
+    await new Promise((r) => setTimeout(r, Math.max(0, killedAt + 3_000 - Date.now())));
     nats = await startNatsServer({ port, storeDir: natsStore });
     const last = await until('bus-killed', (s) => terminal(s.state), 'the end of the run');
     checkFinished(t, cfg, last);
