@@ -204,6 +204,9 @@ export class RunCoordinator {
 
   private update(patch: Partial<RunStatusView>): void {
     Object.assign(this.view, patch);
+    // A run that has ended waits for nothing.
+    if (patch.state === 'done' || patch.state === 'stopped' || patch.state === 'failed')
+      this.waitingFor = null;
     this.o.onStatus?.(this.status());
   }
 
