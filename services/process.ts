@@ -162,7 +162,8 @@ export async function startServiceProcess(
     metrics: ServiceMetrics;
     address: () => string;
   }) => Promise<ServiceBinding[]>,
-  beforeStop?: () => Promise<void>,
+  /** Runs first on a stop; `reason` is the signal (SIGTERM from Kubernetes, SIGINT from a terminal). */
+  beforeStop?: (reason: string) => Promise<void>,
 ): Promise<ServiceProcess> {
   const log = createLogger({ service: name });
   if ((s.tlsCert === undefined) !== (s.tlsKey === undefined)) {
@@ -218,7 +219,7 @@ export async function startServiceProcess(
   onShutdown(
     async (reason) => {
       log.info('stopping', { reason });
-      await beforeStop?.();
+      await beforeStop?.(reason);
       await server.shutdown(10_000);
       await metricsServer.close();
       await bus.close();

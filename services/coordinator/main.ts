@@ -101,9 +101,11 @@ export async function main(argv: string[]): Promise<void> {
       });
       return [coordinatorService(host, registry)];
     },
-    // SIGTERM: the active run stops after its step in flight, with a checkpoint to resume from.
-    async () => {
-      await host?.stopAll();
+    // A stop signal: the active run stops after its step in flight, with a checkpoint to resume
+    // from. SIGTERM (Kubernetes moving the pod) leaves it noted for the next coordinator to resume;
+    // SIGINT (Ctrl-C at a terminal) is a person stopping it.
+    async (reason) => {
+      await host?.stopAll({ resumeLater: reason === 'SIGTERM' });
       await registry.stop();
     },
   );

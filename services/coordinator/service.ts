@@ -26,7 +26,7 @@ import {
 } from '../../shared/run/coordinator.js';
 import type { DataRoot } from '../../shared/run/data-root.js';
 import type { LearnerFault } from '../../shared/run/learner-link.js';
-import { checkOutDir } from '../../shared/run/out-dir.js';
+import { checkOutDir, configFingerprint } from '../../shared/run/out-dir.js';
 import type { RunRecords } from '../../shared/run/run-records.js';
 
 const STATE: Record<RunStatusView['state'], RunState> = {
@@ -152,9 +152,7 @@ export class CoordinatorHost {
     outDir: string;
     runId: string;
   }): RunStatusView {
-    if (this.active && !terminal(this.active.coordinator.status().state)) {
-      throw failedPrecondition(`run "${this.active.coordinator.runId}" is still active; StopRun it first`);
-    }
+    const busy = this.active && !terminal(this.active.coordinator.status().state) ? this.active : null;
     const maxBytes = this.o.maxConfigBytes ?? SERVICE_LIMITS.max_config_bytes;
     if (req.config.length > maxBytes) {
       throw invalidArgument('config', `${req.config.length} characters, at most ${maxBytes}`);
@@ -185,6 +183,14 @@ export class CoordinatorHost {
     const cfg = this.o.root ? this.o.root.config(parsed) : parsed;
     if (!cfg.model.init_from)
       throw invalidArgument('model.init_from', 'a pre-trained checkpoint folder is required');
+    if (busy) {
+      // The run already going (resumed from a previous coordinator's record, or started by an
+      // earlier call) is the one asked for again: its status, not a second run.
+      const going = busy.coordinator.cfg;
+      if (going.run.out_dir === cfg.run.out_dir && configFingerprint(going) === configFingerprint(cfg))
+        return busy.coordinator.status();
+      throw failedPrecondition(`run "${busy.coordinator.runId}" is still active; StopRun it first`);
+    }
     checkOutDir(cfg, { strict: true });
     this.prune();
     const runId =
@@ -261,9 +267,12 @@ export class CoordinatorHost {
     return a;
   }
 
-  /** Stops the active run (if any) after its step in flight and waits for its checkpoint. */
-  async stopAll(): Promise<void> {
-    this.shuttingDown = true;
+  /**
+   * Stops the active run (if any) after its step in flight and waits for its checkpoint;
+   * `resumeLater` keeps it noted for the next coordinator to resume.
+   */
+  async stopAll(o: { resumeLater?: boolean } = {}): Promise<void> {
+    this.shuttingDown = o.resumeLater === true;
     clearInterval(this.timer);
     if (!this.active) return;
     this.active.stop.abort();
