@@ -104,3 +104,16 @@ test.serial(
     await second.stopAll();
   },
 );
+
+test.serial('a run started again under another id replaces the record of its folder', async (t) => {
+  const first = coordinatorHost();
+  first.start(request('renamed', 'old-id'));
+  await first.stopAll({ resumeLater: true });
+  t.true(existsSync(recordOf('old-id')));
+  const second = coordinatorHost();
+  second.start(request('renamed', 'new-id'));
+  t.false(existsSync(recordOf('old-id')), 'one record per folder');
+  t.true(existsSync(recordOf('new-id')));
+  await second.stopAll();
+  t.false(existsSync(recordOf('new-id')));
+});

@@ -48,7 +48,7 @@ export async function main(argv: string[]): Promise<void> {
   const scorer = new RemoteScorer(scorerClient(f.scorer, peers));
   const learner = new RemoteLearner(learnerClient(f.learner, peers));
   let host: CoordinatorHost | undefined;
-  const p = await startServiceProcess(
+  await startServiceProcess(
     'coordinator',
     f,
     async ({ bus, log, metrics }) => {
@@ -99,6 +99,10 @@ export async function main(argv: string[]): Promise<void> {
           return { scorer, learner, pool };
         },
       });
+      // Runs a coordinator before this one was driving go on from their last checkpoint; before the
+      // server takes calls, so that a StartRun of the same run finds it going.
+      const resumed = host.resumeRecorded();
+      if (resumed.length > 0) log.info('resumed runs', { runs: resumed });
       return [coordinatorService(host, registry)];
     },
     // A stop signal: the active run stops after its step in flight, with a checkpoint to resume
@@ -109,7 +113,4 @@ export async function main(argv: string[]): Promise<void> {
       await registry.stop();
     },
   );
-  // Runs a coordinator before this one was driving go on from their last checkpoint.
-  const resumed = host!.resumeRecorded();
-  if (resumed.length > 0) p.log.info('resumed runs', { runs: resumed });
 }

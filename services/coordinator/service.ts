@@ -126,6 +126,7 @@ export class CoordinatorHost {
   resumeRecorded(): string[] {
     const records = this.o.records;
     if (!records) return [];
+    if (this.active && !terminal(this.active.coordinator.status().state)) return [];
     const found = records.list((file, why) => this.o.log(`run record ${file} skipped: ${why}`));
     const newest = found.at(-1);
     for (const r of found.slice(0, -1)) {
@@ -203,7 +204,14 @@ export class CoordinatorHost {
   }
 
   private launch(runId: string, cfg: TrainConfig): RunStatusView {
-    this.o.records?.save(runId, cfg);
+    const records = this.o.records;
+    if (records) {
+      records.save(runId, cfg);
+      // The same folder under another id (started again by a new StartRun) is this run now.
+      for (const r of records.list(() => {})) {
+        if (r.runId !== runId && r.cfg.run.out_dir === cfg.run.out_dir) records.remove(r.runId);
+      }
+    }
     const stop = new AbortController();
     const watchers = new Set<() => void>();
     const coordinator = new RunCoordinator(
