@@ -162,7 +162,8 @@ export async function startServiceProcess(
     metrics: ServiceMetrics;
     address: () => string;
   }) => Promise<ServiceBinding[]>,
-  beforeStop?: () => Promise<void>,
+  /** Runs first on a stop; `reason` is the signal (SIGTERM from Kubernetes, SIGINT from a terminal). */
+  beforeStop?: (reason: string) => Promise<void>,
 ): Promise<ServiceProcess> {
   const log = createLogger({ service: name });
   if ((s.tlsCert === undefined) !== (s.tlsKey === undefined)) {
@@ -184,6 +185,22 @@ export async function startServiceProcess(
     stream: { replicas: s.busReplicas },
   });
   const metrics = new ServiceMetrics({ service: name });
+  // Read at each scrape: an outage shows on /metrics as soon as the client notices it.
+  metrics.gauge({
+    name: 'bus_connected',
+    help: '1 while the event bus connection is up, 0 while it is away (the client reconnects by itself)',
+    collect() {
+      this.set(bus.health?.().connected === false ? 0 : 1);
+    },
+  });
+  metrics.gauge({
+    name: 'bus_disconnected_seconds',
+    help: 'seconds the event bus has been unreachable (0 while connected)',
+    collect() {
+      const h = bus.health?.();
+      this.set(h && !h.connected ? (Date.now() - h.since) / 1000 : 0);
+    },
+  });
   let address = '';
   const services = await build({ log, bus, metrics, address: () => address });
   const server = await startServer({
@@ -202,7 +219,7 @@ export async function startServiceProcess(
   onShutdown(
     async (reason) => {
       log.info('stopping', { reason });
-      await beforeStop?.();
+      await beforeStop?.(reason);
       await server.shutdown(10_000);
       await metricsServer.close();
       await bus.close();

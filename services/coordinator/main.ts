@@ -4,8 +4,10 @@ import { stepGauges } from '../../shared/obs/step-gauges.js';
 import { RemoteLearner, RemoteScorer } from '../../shared/rpc/adapters/remote.js';
 import { WorkerRegistry } from '../../shared/rpc/adapters/worker-registry.js';
 import { learnerClient, scorerClient } from '../../shared/rpc/client.js';
+import { RunRecords } from '../../shared/run/run-records.js';
 import { WorkerPool } from '../../shared/run/worker-pool.js';
 import { commonFlags, dataRootOf, peerClientOptions, startServiceProcess } from '../process.js';
+import { learnerFault } from './learner-faults.js';
 import { CoordinatorHost, coordinatorService } from './service.js';
 
 /** This service's flags (each also an RMT_* environment variable). */
@@ -24,6 +26,12 @@ export const FLAGS = defineFlags({
     default: SERVICE_LIMITS.finished_run_ttl_s,
     min: 0,
     doc: 'seconds a finished run is remembered at most',
+  },
+  'learner-retry-max-s': {
+    type: 'number',
+    default: SERVICE_LIMITS.learner_retry_max_s,
+    min: 0.1,
+    doc: 'longest pause between attempts to reach a learner that is away (the run waits meanwhile)',
   },
   'worker-ttl-s': {
     type: 'number',
@@ -64,10 +72,14 @@ export async function main(argv: string[]): Promise<void> {
         pending.set(pool?.load().queued ?? 0);
         running.set(pool?.load().running ?? 0);
       }, 1000).unref();
+      const root = dataRootOf(f);
       host = new CoordinatorHost({
         bus,
         registry,
-        root: dataRootOf(f),
+        root,
+        records: new RunRecords(root, f.maxConfigBytes),
+        learnerFault,
+        learnerRetryMaxMs: f.learnerRetryMaxS * 1000,
         maxConfigBytes: f.maxConfigBytes,
         finishedRunsKept: f.finishedRunsKept,
         finishedRunTtlS: f.finishedRunTtlS,
@@ -87,11 +99,17 @@ export async function main(argv: string[]): Promise<void> {
           return { scorer, learner, pool };
         },
       });
+      // Runs a coordinator before this one was driving go on from their last checkpoint; before the
+      // server takes calls, so that a StartRun of the same run finds it going.
+      const resumed = host.resumeRecorded();
+      if (resumed.length > 0) log.info('resumed runs', { runs: resumed });
       return [coordinatorService(host, registry)];
     },
-    // SIGTERM: the active run stops after its step in flight, with a checkpoint to resume from.
-    async () => {
-      await host?.stopAll();
+    // A stop signal: the active run stops after its step in flight, with a checkpoint to resume
+    // from. SIGTERM (Kubernetes moving the pod) leaves it noted for the next coordinator to resume;
+    // SIGINT (Ctrl-C at a terminal) is a person stopping it.
+    async (reason) => {
+      await host?.stopAll({ resumeLater: reason === 'SIGTERM' });
       await registry.stop();
     },
   );

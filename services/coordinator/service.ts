@@ -25,11 +25,14 @@ import {
   type RunStatusView,
 } from '../../shared/run/coordinator.js';
 import type { DataRoot } from '../../shared/run/data-root.js';
-import { checkOutDir } from '../../shared/run/out-dir.js';
+import type { LearnerFault } from '../../shared/run/learner-link.js';
+import { checkOutDir, configFingerprint } from '../../shared/run/out-dir.js';
+import type { RunRecords } from '../../shared/run/run-records.js';
 
 const STATE: Record<RunStatusView['state'], RunState> = {
   preparing: RunState.RUN_STATE_PREPARING,
   running: RunState.RUN_STATE_RUNNING,
+  waiting: RunState.RUN_STATE_WAITING,
   done: RunState.RUN_STATE_DONE,
   stopped: RunState.RUN_STATE_STOPPED,
   failed: RunState.RUN_STATE_FAILED,
@@ -52,6 +55,7 @@ export function statusToPb(v: RunStatusView): RunStatus {
     error: v.error,
     outDir: v.outDir,
     elapsedS: v.elapsedS,
+    reason: v.reason,
   };
 }
 
@@ -78,6 +82,12 @@ export interface CoordinatorServiceOptions {
   finishedRunsKept?: number;
   /** Seconds a finished run is kept at most (SERVICE_LIMITS.finished_run_ttl_s by default). */
   finishedRunTtlS?: number;
+  /** How a failed learner call reads: a learner away makes the run wait for it (shared/run/learner-link.ts). */
+  learnerFault?: (err: unknown) => LearnerFault;
+  /** Longest pause between attempts to reach the learner, in ms. */
+  learnerRetryMaxMs?: number;
+  /** Where the runs being driven are noted, so that a restarted coordinator resumes them. */
+  records?: RunRecords;
 }
 
 /**
@@ -88,8 +98,53 @@ export interface CoordinatorServiceOptions {
 export class CoordinatorHost {
   readonly runs = new Map<string, Active>();
   private active: Active | null = null;
+  /** Set once the process is stopping: the run it stops is resumed by the next coordinator. */
+  private shuttingDown = false;
+  private readonly timer: NodeJS.Timeout;
+  private lastReason = '';
+  /** This process as the learner's lease knows it (a restarted coordinator is another holder). */
+  readonly holder = `coordinator-${randomBytes(8).toString('hex')}`;
 
-  constructor(private readonly o: CoordinatorServiceOptions) {}
+  constructor(private readonly o: CoordinatorServiceOptions) {
+    // A status can change without a step (the bus goes away or comes back): watchers hear of it.
+    this.timer = setInterval(() => {
+      const a = this.active;
+      if (!a || a.endedAt !== null) return;
+      const reason = a.coordinator.status().reason;
+      if (reason === this.lastReason) return;
+      this.lastReason = reason;
+      for (const w of a.watchers) w();
+    }, 1000);
+    this.timer.unref();
+  }
+
+  /**
+   * Starts again the runs a coordinator before this one was driving when it went (killed,
+   * rescheduled, shut down): each from its newest checkpoint. Only one run is active at a time;
+   * the newest record wins and older ones are reported and left for StartRun.
+   */
+  resumeRecorded(): string[] {
+    const records = this.o.records;
+    if (!records) return [];
+    if (this.active && !terminal(this.active.coordinator.status().state)) return [];
+    const found = records.list((file, why) => this.o.log(`run record ${file} skipped: ${why}`));
+    const newest = found.at(-1);
+    for (const r of found.slice(0, -1)) {
+      this.o.log(
+        `[${r.runId}] not resumed: another run (${newest!.runId}) is resumed; StartRun it again later`,
+      );
+    }
+    if (!newest) return [];
+    try {
+      checkOutDir(newest.cfg, { strict: true });
+      this.launch(newest.runId, newest.cfg);
+      this.o.log(`[${newest.runId}] resuming the run a previous coordinator was driving`);
+      return [newest.runId];
+    } catch (e) {
+      this.o.log(`[${newest.runId}] cannot be resumed: ${(e as Error).message}`);
+      return [];
+    }
+  }
 
   start(req: {
     config: string;
@@ -98,9 +153,7 @@ export class CoordinatorHost {
     outDir: string;
     runId: string;
   }): RunStatusView {
-    if (this.active && !terminal(this.active.coordinator.status().state)) {
-      throw failedPrecondition(`run "${this.active.coordinator.runId}" is still active; StopRun it first`);
-    }
+    const busy = this.active && !terminal(this.active.coordinator.status().state) ? this.active : null;
     const maxBytes = this.o.maxConfigBytes ?? SERVICE_LIMITS.max_config_bytes;
     if (req.config.length > maxBytes) {
       throw invalidArgument('config', `${req.config.length} characters, at most ${maxBytes}`);
@@ -131,6 +184,14 @@ export class CoordinatorHost {
     const cfg = this.o.root ? this.o.root.config(parsed) : parsed;
     if (!cfg.model.init_from)
       throw invalidArgument('model.init_from', 'a pre-trained checkpoint folder is required');
+    if (busy) {
+      // The run already going (resumed from a previous coordinator's record, or started by an
+      // earlier call) is the one asked for again: its status, not a second run.
+      const going = busy.coordinator.cfg;
+      if (going.run.out_dir === cfg.run.out_dir && configFingerprint(going) === configFingerprint(cfg))
+        return busy.coordinator.status();
+      throw failedPrecondition(`run "${busy.coordinator.runId}" is still active; StopRun it first`);
+    }
     checkOutDir(cfg, { strict: true });
     this.prune();
     const runId =
@@ -139,6 +200,18 @@ export class CoordinatorHost {
         .toISOString()
         .replace(/[-:.TZ]/g, '')
         .slice(0, 14)}-${randomBytes(2).toString('hex')}`;
+    return this.launch(runId, cfg);
+  }
+
+  private launch(runId: string, cfg: TrainConfig): RunStatusView {
+    const records = this.o.records;
+    if (records) {
+      records.save(runId, cfg);
+      // The same folder under another id (started again by a new StartRun) is this run now.
+      for (const r of records.list(() => {})) {
+        if (r.runId !== runId && r.cfg.run.out_dir === cfg.run.out_dir) records.remove(r.runId);
+      }
+    }
     const stop = new AbortController();
     const watchers = new Set<() => void>();
     const coordinator = new RunCoordinator(
@@ -150,6 +223,9 @@ export class CoordinatorHost {
         signal: stop.signal,
         onStep: this.o.onStep,
         overlap: true,
+        learnerFault: this.o.learnerFault,
+        holder: this.holder,
+        learnerRetryMaxMs: this.o.learnerRetryMaxMs,
         onStatus: () => {
           for (const w of watchers) w();
         },
@@ -161,6 +237,9 @@ export class CoordinatorHost {
       .catch((e: Error) => this.o.log(`[${runId}] failed: ${e.message}`))
       .finally(() => {
         active.endedAt = Date.now();
+        // A run stopped because this process is going is the next coordinator's to resume.
+        const state = coordinator.status().state;
+        if (!(this.shuttingDown && state === 'stopped')) this.o.records?.remove(runId);
         // The watchers hear the end from the last status; none is left holding the run.
         for (const w of watchers) w();
         this.prune();
@@ -196,8 +275,13 @@ export class CoordinatorHost {
     return a;
   }
 
-  /** Stops the active run (if any) after its step in flight and waits for its checkpoint. */
-  async stopAll(): Promise<void> {
+  /**
+   * Stops the active run (if any) after its step in flight and waits for its checkpoint;
+   * `resumeLater` keeps it noted for the next coordinator to resume.
+   */
+  async stopAll(o: { resumeLater?: boolean } = {}): Promise<void> {
+    this.shuttingDown = o.resumeLater === true;
+    clearInterval(this.timer);
     if (!this.active) return;
     this.active.stop.abort();
     await this.active.done;

@@ -10,14 +10,26 @@ import { learnerService } from './service.js';
 export const FLAGS = defineFlags({
   ...commonFlags(50053, 9453, SERVICE_LIMITS.max_receive_mib.learner),
   backend: BACKEND_FLAG,
+  'lease-s': {
+    type: 'number',
+    default: SERVICE_LIMITS.learner_lease_s,
+    min: 0,
+    doc: 'seconds a run is kept without a call from its coordinator before it is let go (0: never)',
+  },
 });
 
 export async function main(argv: string[]): Promise<void> {
   const f = parseServiceFlagsOrExit(FLAGS, 'rmt serve learner [flags]', argv);
   const backend = await createBackend(f.backend);
   const root = dataRootOf(f);
-  const host = new LearnerHost(backend, root);
-  const p = await startServiceProcess('learner', f, async ({ bus, metrics, address }) => {
+  let onExpired = (_line: string) => {};
+  const host = new LearnerHost(backend, root, {
+    leaseS: f.leaseS,
+    onLeaseExpired: (runId, idleS) =>
+      onExpired(`let run "${runId}" go: its coordinator was not heard from for ${idleS.toFixed(1)} s`),
+  });
+  const p = await startServiceProcess('learner', f, async ({ bus, metrics, address, log }) => {
+    onExpired = (line) => log.warn(line);
     const steps = metrics.counter({ name: 'learner_steps_total', help: 'optimizer steps taken' });
     const tokens = metrics.counter({
       name: 'learner_tokens_total',
@@ -34,6 +46,7 @@ export async function main(argv: string[]): Promise<void> {
         maxConfigBytes: f.maxConfigBytes,
         bus,
         advertise: address,
+        log: (line) => log.warn(line),
         onStep: (m) => {
           steps.inc();
           tokens.inc((m.rl_tokens ?? 0) + (m.ntp_tokens ?? 0));

@@ -27,6 +27,8 @@ export interface LearnerServiceOptions {
   /** The address workers pull weights from (announced in rmt.weights.published). */
   advertise: () => string;
   onStep?: (metrics: Record<string, number>) => void;
+  /** Where a failed weights announcement is reported (the step itself stands: workers pull on demand). */
+  log?: (line: string) => void;
 }
 
 /**
@@ -36,23 +38,28 @@ export interface LearnerServiceOptions {
  */
 export function learnerService(o: LearnerServiceOptions): ServiceBinding {
   const contexts = new RunContexts({ root: o.root, maxConfigBytes: o.maxConfigBytes });
+  // A notification: with the bus away the step has still been taken, and workers pull the weights
+  // a job asks for anyway, so a failed announcement is logged rather than failing the call.
   const announce = async (runId: string) => {
     const l = o.host.learner(runId);
     let bytes = 0;
     for (const [name] of l.model.params) bytes += 4 * numel(l, name);
-    await o.bus.publish('rmt.weights.published', {
-      run_id: runId,
-      version: l.step,
-      step: l.step,
-      learner: o.advertise(),
-      tensors: l.model.params.size,
-      bytes,
-    });
+    await o.bus
+      .publish('rmt.weights.published', {
+        run_id: runId,
+        version: l.step,
+        step: l.step,
+        learner: o.advertise(),
+        tensors: l.model.params.size,
+        bytes,
+      })
+      .catch((e: Error) => o.log?.(`announcing weights ${l.step} of run "${runId}" failed: ${e.message}`));
   };
   return bindService(LearnerServiceService, {
     initRun: handleUnary(async (req) => {
       const run = await runOf(contexts, req.run);
-      const start = await asStatus(() => o.host.init(run));
+      const holder = holderOf(req.coordinatorId);
+      const start = await asStatus(() => o.host.init({ ...run, holder }));
       await announce(run.runId);
       return {
         step: start.step,
@@ -60,6 +67,7 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
         extraJson: start.extra ? JSON.stringify(start.extra) : '',
         resumedFrom: start.resumedFrom ?? '',
         backend: o.host.backendName,
+        leaseS: start.leaseS ?? 0,
       };
     }),
     trainStep: handleUnary(async (req) => {
@@ -72,7 +80,7 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
       }
       const metrics = await asStatus(() =>
         o.host.trainStep(
-          { runId: req.runId, cfg: learner.cfg },
+          { runId: req.runId, cfg: learner.cfg, holder: holderOf(req.coordinatorId) },
           req.step,
           groups,
           positions,
@@ -132,7 +140,8 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
     }),
     checkpoint: handleUnary(async (req) => {
       const learner = await asStatus(async () => o.host.learner(req.runId));
-      if (req.final) return { path: await o.host.saveFinal({ runId: req.runId, cfg: learner.cfg }) };
+      const run = { runId: req.runId, cfg: learner.cfg, holder: holderOf(req.coordinatorId) };
+      if (req.final) return { path: await asStatus(() => o.host.saveFinal(run)) };
       let state: CoordinatorState;
       try {
         state = JSON.parse(req.extraJson || '{}') as CoordinatorState;
@@ -145,9 +154,22 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
           `checkpoint of step ${req.step} asked for, the learner is at ${learner.step}`,
         );
       }
-      return { path: await asStatus(() => o.host.checkpoint({ runId: req.runId, cfg: learner.cfg }, state)) };
+      return { path: await asStatus(() => o.host.checkpoint(run, state)) };
+    }),
+    renewLease: handleUnary(async (req) => {
+      const r = await asStatus(() => o.host.renew({ runId: req.runId, holder: holderOf(req.coordinatorId) }));
+      return { step: r.step, leaseS: r.leaseS };
     }),
   });
+}
+
+/** A coordinator id as the lease compares it: a run id's characters, bounded. */
+function holderOf(id: string): string | undefined {
+  if (id === '') return undefined;
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(id)) {
+    throw invalidArgument('coordinator_id', 'at most 128 characters of [A-Za-z0-9_-]');
+  }
+  return id;
 }
 
 function numel(l: { shapeOf(name: string): number[] }, name: string): number {

@@ -33,8 +33,8 @@ export async function main(argv: string[]): Promise<void> {
   const p = await startServiceProcess(
     'rollout',
     f,
-    async ({ bus, metrics, address }) => {
-      worker = new RolloutWorker(id, policy, bus);
+    async ({ bus, metrics, address, log }) => {
+      worker = new RolloutWorker(id, policy, bus, (line) => log.warn(line));
       const tokens = metrics.counter({ name: 'rollout_tokens_total', help: 'response tokens generated' });
       const jobs = metrics.histogram({ name: 'rollout_job_seconds', help: 'time per rollout job' });
       const version = metrics.gauge({ name: 'rollout_weight_version', help: 'weight version held' });

@@ -51,6 +51,13 @@ export interface Subscription {
   unsubscribe(): Promise<void>;
 }
 
+/** Whether a bus reaches its server now, and since when it has (or has not). */
+export interface BusHealth {
+  connected: boolean;
+  /** When the connection last went up or down (ms since the epoch). */
+  since: number;
+}
+
 export interface EventBus {
   /**
    * Validates `msg` against the subject's schema (throws a BusValidationError naming the field) and
@@ -75,6 +82,11 @@ export interface EventBus {
    * every subscription (finishing the messages already received), then disconnects. Idempotent.
    */
   close(): Promise<void>;
+  /**
+   * Whether the bus is connected now; a bus that reconnects by itself reports the outage here so
+   * that a service can show it (a run's status, a metric). Always connected in one process.
+   */
+  health?(): BusHealth;
 }
 
 /** The subset of shared/obs/log.ts's Logger the bus needs, so either a Logger or `console` fits. */

@@ -32,6 +32,7 @@ import {
 } from 'nats';
 import {
   type BusHandler,
+  type BusHealth,
   type BusLogger,
   type BusOptions,
   type BusSchemas,
@@ -103,6 +104,7 @@ export class NatsBus implements EventBus {
   private readonly redelivery: RedeliveryPolicy;
   private readonly log: BusLogger;
   private disconnected = false;
+  private changedAt = Date.now();
   private readonly reconnect = new Signal();
 
   private constructor(
@@ -175,6 +177,10 @@ export class NatsBus implements EventBus {
         cause: err,
       });
     }
+  }
+
+  health(): BusHealth {
+    return { connected: !this.disconnected && !this.nc.isClosed(), since: this.changedAt };
   }
 
   /** The server the connection is on now. */
@@ -375,10 +381,12 @@ export class NatsBus implements EventBus {
     void (async () => {
       for await (const s of this.nc.status()) {
         if (s.type === Events.Disconnect) {
+          if (!this.disconnected) this.changedAt = Date.now();
           this.disconnected = true;
           this.log.warn('disconnected from NATS; reconnecting', { server: s.data });
         } else if (s.type === Events.Reconnect) {
           this.disconnected = false;
+          this.changedAt = Date.now();
           this.reconnect.fire();
           this.log.warn('reconnected to NATS', { server: s.data });
           for (const sub of this.subs) if (sub instanceof PullSubscription) sub.reconnected();

@@ -29,4 +29,10 @@ export const SERVICE_LIMITS = {
   finished_runs_kept: 32,
   /** Seconds a finished run is kept at most. */
   finished_run_ttl_s: 24 * 3600,
+  /** Seconds a learner keeps a run whose coordinator has stopped calling it (the coordinator is
+   * gone) before letting it go; a restarted coordinator resumes the run after that. */
+  learner_lease_s: 30,
+  /** Longest pause, in seconds, between a coordinator's attempts to reach a learner that is away
+   * (the pause doubles from half a second up to this). */
+  learner_retry_max_s: 5,
 } as const;

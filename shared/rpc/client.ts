@@ -27,6 +27,7 @@ import {
   GetWeightsRequest,
   InitRunRequest,
   LearnerServiceService,
+  RenewLeaseRequest,
   TrainStepRequest,
 } from './gen/rmt/v1/learner.js';
 import {
@@ -232,6 +233,7 @@ const learnerRequests = {
   trainStep: TrainStepRequest,
   getWeights: GetWeightsRequest,
   checkpoint: CheckpointRequest,
+  renewLease: RenewLeaseRequest,
 } satisfies RequestBuilders<typeof LearnerServiceService>;
 const coordinatorRequests = {
   startRun: StartRunRequest,

@@ -29,6 +29,11 @@ export interface LearnerApi {
   ): Promise<Record<string, number>>;
   checkpoint(run: RunRef, state: CoordinatorState): Promise<string>;
   saveFinal(run: RunRef): Promise<string>;
+  /**
+   * Keeps the lease the learner holds the run under for `run.holder` (a learner in another
+   * process); refused once the learner no longer holds the run for it.
+   */
+  renew?(run: RunRef): Promise<{ step: number; leaseS: number }>;
 }
 
 /** One rollout worker as the pool sees it. */

@@ -24,10 +24,16 @@ export interface CoordinatorState extends Record<string, unknown> {
 }
 
 export interface LearnerStart {
+  /** The learner's step count now: the checkpoint's when it has just loaded the run. */
   step: number;
-  /** The coordinator state saved with the checkpoint resumed from (null for a fresh run). */
+  /**
+   * The coordinator state saved with the checkpoint resumed from (null for a fresh run, and once
+   * the learner has stepped past that checkpoint: the state no longer matches `step`).
+   */
   extra: Record<string, unknown> | null;
   resumedFrom: string | null;
+  /** Seconds without a call from the run's coordinator before the learner lets the run go (0: never). */
+  leaseS?: number;
 }
 
 /** A request the learner refuses (see RequestError for what each kind tells the caller). */
@@ -53,6 +59,8 @@ export class Learner implements PolicySource {
   private readonly shapes: Map<string, number[]>;
   private stepCount: number;
   private last: { step: number; digest: string; metrics: Record<string, number> } | null = null;
+  /** The newest checkpoint this learner loaded or wrote, with the coordinator state stored in it. */
+  private saved: LearnerStart;
   /** Updates, weight reads and checkpoints take turns: a read never sees a half-applied step. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -90,6 +98,20 @@ export class Learner implements PolicySource {
       extra = { ...(ck.training.extra ?? {}), rng: ck.training.rng };
     }
     this.start = { step: this.stepCount, extra, resumedFrom: resumeFrom && ck.training ? resumeFrom : null };
+    this.saved = this.start;
+  }
+
+  /**
+   * Where the run stands: the step count now, and the coordinator state of the newest checkpoint
+   * while the weights are still those of that checkpoint (null once the learner stepped past it).
+   */
+  where(): LearnerStart {
+    const at = this.saved.step === this.stepCount;
+    return {
+      step: this.stepCount,
+      extra: at ? this.saved.extra : null,
+      resumedFrom: at ? this.saved.resumedFrom : null,
+    };
   }
 
   shapeOf(name: string): number[] {
@@ -270,7 +292,7 @@ export class Learner implements PolicySource {
   private async writeCheckpoint(extra: CoordinatorState): Promise<string> {
     const step = this.stepCount;
     const { rng, ...rest } = extra;
-    return this.dir.saveCheckpoint(step, {
+    const dir = await this.dir.saveCheckpoint(step, {
       config: this.config,
       params: await this.weights(),
       tokenizerDir: this.cfg.model.init_from,
@@ -287,6 +309,8 @@ export class Learner implements PolicySource {
         extra: rest,
       },
     });
+    this.saved = { step, extra: { ...rest, rng }, resumedFrom: dir };
+    return dir;
   }
 
   /** `final/`: weights only, loadable by `rmt eval` and by PyTorch. */

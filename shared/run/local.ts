@@ -13,32 +13,65 @@ import type { Policy, PolicySource } from './policy.js';
 import type { JobResult, RolloutWorker } from './rollout-worker.js';
 import { RunContexts, type RunRef } from './run-context.js';
 
+export interface LearnerHostOptions {
+  /**
+   * Seconds without a call from the coordinator holding a run (RunRef.holder) after which the host
+   * lets the run go; 0 or unset: never (the embedded run, whose coordinator is this process).
+   */
+  leaseS?: number;
+  /** Told when a run is let go because its lease ran out. */
+  onLeaseExpired?: (runId: string, idleS: number) => void;
+}
+
 /**
  * Holds the learner of one run at a time, for the embedded run and the learner service alike:
  * InitRun for the run it holds is idempotent, for another run it is refused.
+ *
+ * A run started by a coordinator with an id (`RunRef.holder`) is held under a lease that each of
+ * its calls renews. While the lease runs, calls from another coordinator are refused; once it has
+ * run out (the coordinator is gone) the run is let go, and whoever asks next loads it again from
+ * its newest checkpoint, which is how a restarted coordinator picks its run up.
  */
 export class LearnerHost implements LearnerApi, PolicySource {
   private current: { runId: string; learner: Learner } | null = null;
   /** True when the run held has just checkpointed (stopped or finished): another run may take over. */
   private idle = true;
+  private readonly lease = { holder: '', lastSeen: 0, inFlight: 0 };
+  private readonly timer: NodeJS.Timeout | null = null;
 
   /** With a data root (the learner service), a run's paths are resolved under it, and refused outside. */
   constructor(
     private readonly backend: Backend,
     private readonly root?: DataRoot,
-  ) {}
+    private readonly o: LearnerHostOptions = {},
+  ) {
+    if (this.leaseMs > 0) {
+      this.timer = setInterval(() => this.expire(), Math.min(1000, this.leaseMs / 4));
+      this.timer.unref();
+    }
+  }
 
   get backendName(): string {
     return this.backend.name;
   }
 
+  private get leaseMs(): number {
+    return (this.o.leaseS ?? 0) * 1000;
+  }
+
   async init(run: RunRef): Promise<LearnerStart> {
+    this.expire();
+    const holder = run.holder ?? '';
     if (this.current) {
-      if (this.current.runId === run.runId) return this.current.learner.start;
+      if (this.current.runId === run.runId) {
+        this.checkHolder(run);
+        this.touch(holder);
+        return this.startNow();
+      }
       if (!this.idle) {
         throw new LearnerError(
-          `the learner is training run "${this.current.runId}"; it cannot start "${run.runId}" until that run stops`,
-          'precondition',
+          `the learner is training run "${this.current.runId}"${this.leaseNote()}; it cannot start "${run.runId}" until that run stops`,
+          'busy',
         );
       }
       this.release();
@@ -47,9 +80,80 @@ export class LearnerHost implements LearnerApi, PolicySource {
     // Checkpoints of one run never go into the folder of another.
     checkOutDir(cfg, { strict: false });
     const tokenizer = await openTokenizer(cfg.model.init_from, 'model.init_from');
+    // Another init may have loaded a run while the tokenizer was read.
+    if (this.current) return this.init(run);
     const learner = new Learner(cfg, this.backend, tokenizer.eosId);
     this.current = { runId: run.runId, learner };
-    return learner.start;
+    this.lease.holder = this.leaseMs > 0 ? holder : '';
+    this.lease.lastSeen = Date.now();
+    return this.startNow();
+  }
+
+  /** Where the run held is now: its real step, and the checkpoint state only while it matches. */
+  private startNow(): LearnerStart {
+    return { ...this.current!.learner.where(), leaseS: this.lease.holder ? this.leaseMs / 1000 : 0 };
+  }
+
+  /** Calls naming a coordinator other than the one holding the run's lease are refused. */
+  private checkHolder(run: RunRef): void {
+    const holder = run.holder ?? '';
+    if (this.leaseMs > 0 && holder && this.lease.holder && holder !== this.lease.holder) {
+      throw new LearnerError(`run "${run.runId}" is held by another coordinator${this.leaseNote()}`, 'busy');
+    }
+  }
+
+  private leaseNote(): string {
+    if (!this.lease.holder || this.leaseMs === 0) return '';
+    const idle = (Date.now() - this.lease.lastSeen) / 1000;
+    return ` (its coordinator was last heard ${idle.toFixed(1)} s ago; the learner lets it go after ${this.leaseMs / 1000} s)`;
+  }
+
+  private touch(holder: string): void {
+    // Without a lease (the embedded run) no coordinator holds the run: any may drive it.
+    if (!holder || this.leaseMs === 0) return;
+    // A run loaded without a lease is taken by the first coordinator that names itself.
+    if (!this.lease.holder) this.lease.holder = holder;
+    if (holder === this.lease.holder) this.lease.lastSeen = Date.now();
+  }
+
+  /** Lets the run go when its coordinator has not been heard from for the lease (none in flight). */
+  expire(now = Date.now()): void {
+    const l = this.lease;
+    if (!this.current || !l.holder || this.leaseMs === 0 || l.inFlight > 0) return;
+    const idle = now - l.lastSeen;
+    if (idle <= this.leaseMs) return;
+    const runId = this.current.runId;
+    this.release();
+    this.o.onLeaseExpired?.(runId, idle / 1000);
+  }
+
+  /** Keeps the lease of the run held; refused when it is not held (any more) for this coordinator. */
+  async renew(run: Pick<RunRef, 'runId' | 'holder'>): Promise<{ step: number; leaseS: number }> {
+    this.expire();
+    const learner = this.learner(run.runId);
+    const holder = run.holder ?? '';
+    if (this.leaseMs > 0 && holder && holder !== this.lease.holder) {
+      throw new LearnerError(
+        `run "${run.runId}" is not held for this coordinator${this.lease.holder ? this.leaseNote() : ''}: InitRun again`,
+        'precondition',
+      );
+    }
+    this.touch(holder);
+    return { step: learner.step, leaseS: this.leaseMs / 1000 };
+  }
+
+  /** A call of the run's coordinator: checked against the lease, which it renews when it starts and ends. */
+  private async held<T>(run: RunRef, work: () => Promise<T>): Promise<T> {
+    this.checkHolder(run);
+    const holder = run.holder ?? '';
+    this.touch(holder);
+    this.lease.inFlight++;
+    try {
+      return await work();
+    } finally {
+      this.lease.inFlight--;
+      this.touch(holder);
+    }
   }
 
   learner(runId: string): Learner {
@@ -74,25 +178,29 @@ export class LearnerHost implements LearnerApi, PolicySource {
     // Busy only once the request has passed its checks: a refused call must not lock the learner.
     // A step refused later (a non-finite loss) changed nothing either, so the flag goes back.
     const learner = this.learner(run.runId);
-    const before = { idle: this.idle, step: learner.step };
-    return learner
-      .trainStep(step, groups, positions, versions, () => {
-        this.idle = false;
-      })
-      .catch((e: unknown) => {
-        if (learner.step === before.step && this.current?.learner === learner) this.idle = before.idle;
-        throw e;
-      });
+    return this.held(run, () => {
+      const before = { idle: this.idle, step: learner.step };
+      return learner
+        .trainStep(step, groups, positions, versions, () => {
+          this.idle = false;
+        })
+        .catch((e: unknown) => {
+          if (learner.step === before.step && this.current?.learner === learner) this.idle = before.idle;
+          throw e;
+        });
+    });
   }
 
   async checkpoint(run: RunRef, state: CoordinatorState): Promise<string> {
-    const dir = await this.learner(run.runId).checkpoint(state);
+    const learner = this.learner(run.runId);
+    const dir = await this.held(run, () => learner.checkpoint(state));
     this.idle = true;
     return dir;
   }
 
   async saveFinal(run: RunRef): Promise<string> {
-    const dir = await this.learner(run.runId).saveFinal();
+    const learner = this.learner(run.runId);
+    const dir = await this.held(run, () => learner.saveFinal());
     this.idle = true;
     return dir;
   }
@@ -106,6 +214,13 @@ export class LearnerHost implements LearnerApi, PolicySource {
     this.current?.learner.dispose();
     this.current = null;
     this.idle = true;
+    this.lease.holder = '';
+    this.lease.inFlight = 0;
+  }
+
+  /** Stops the lease timer (the process is ending). */
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
   }
 }
 

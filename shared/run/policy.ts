@@ -12,5 +12,10 @@ export interface Policy {
  * job allows.
  */
 export interface PolicySource {
-  acquire(runId: string, minVersion: number, signal?: AbortSignal): Promise<Policy>;
+  /**
+   * The policy at a version in [minVersion, maxVersion]. A version above `maxVersion` (the step a
+   * job samples for) can only be left from before the learner went back to an earlier checkpoint,
+   * and is replaced by the learner's current weights.
+   */
+  acquire(runId: string, minVersion: number, signal?: AbortSignal, maxVersion?: number): Promise<Policy>;
 }

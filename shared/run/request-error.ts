@@ -1,11 +1,12 @@
 /**
  * A request the library refuses, with what a caller can do about it: `argument` (change the
  * request; `field` names what is wrong), `precondition` (the state does not allow it now),
- * `conflict` (the request repeats an id already used for something else). The gRPC adapters turn
- * these into INVALID_ARGUMENT, FAILED_PRECONDITION and ALREADY_EXISTS; the embedded run shows the
+ * `conflict` (the request repeats an id already used for something else), `busy` (held by someone
+ * else for a while that ends by itself: retry with a backoff). The gRPC adapters turn these into
+ * INVALID_ARGUMENT, FAILED_PRECONDITION, ALREADY_EXISTS and UNAVAILABLE; the embedded run shows the
  * message.
  */
-export type RequestErrorKind = 'argument' | 'precondition' | 'conflict';
+export type RequestErrorKind = 'argument' | 'precondition' | 'conflict' | 'busy';
 
 export class RequestError extends Error {
   constructor(

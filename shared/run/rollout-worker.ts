@@ -42,6 +42,7 @@ export class RolloutWorker {
     readonly id: string,
     private readonly policy: PolicySource,
     private readonly bus?: EventBus,
+    private readonly log?: (line: string) => void,
   ) {
     this.stats = { workerId: id, runId: '', version: 0, busy: false, tokensGenerated: 0, tokensPerSecond: 0 };
   }
@@ -54,7 +55,7 @@ export class RolloutWorker {
     return this.exclusive(async () => {
       signal?.throwIfAborted();
       const t0 = performance.now();
-      const policy = await this.policy.acquire(ctx.runId, job.minVersion, signal);
+      const policy = await this.policy.acquire(ctx.runId, job.minVersion, signal, job.step);
       this.stats.runId = ctx.runId;
       this.stats.version = policy.version;
       const groups = await generateRollouts(
@@ -68,18 +69,25 @@ export class RolloutWorker {
       const tokens = groups.flat().reduce((n, r) => n + r.responseIds.length, 0);
       this.stats.tokensGenerated += tokens;
       this.stats.tokensPerSecond = tokens / ((performance.now() - t0) / 1000);
-      if (this.bus) {
-        for (const g of groups) {
-          await this.bus.publish('rmt.difficulty.observed', {
-            run_id: ctx.runId,
-            step: job.step,
-            position_id: g[0].positionId,
-            accuracy: groupAccuracy(g),
-            group_size: g.length,
-            weight_version: policy.version,
-            worker_id: this.id,
-          });
-        }
+      // The observations are notifications: the coordinator applies the ones the bus does not bring
+      // from the groups it receives (the same numbers), so a bus that is away costs no job.
+      const bus = this.bus;
+      if (bus && bus.health?.().connected !== false) {
+        await Promise.all(
+          groups.map((g) =>
+            bus.publish('rmt.difficulty.observed', {
+              run_id: ctx.runId,
+              step: job.step,
+              position_id: g[0].positionId,
+              accuracy: groupAccuracy(g),
+              group_size: g.length,
+              weight_version: policy.version,
+              worker_id: this.id,
+            }),
+          ),
+        ).catch((e: Error) =>
+          this.log?.(`step ${job.step}: publishing difficulty observations failed: ${e.message}`),
+        );
       }
       return { groups, version: policy.version, workerId: this.id };
     });

@@ -10,6 +10,12 @@ import { RequestError } from './request-error.js';
 export interface RunRef {
   runId: string;
   cfg: TrainConfig;
+  /**
+   * The coordinator driving the run, as the learner's lease knows it: a learner holding the run for
+   * another coordinator refuses its calls until that lease runs out. Unset: no lease (the embedded
+   * run, a client calling the learner by hand).
+   */
+  holder?: string;
 }
 
 /** What every service needs to take part in a run: its config, tokenizer and prompt layout. */

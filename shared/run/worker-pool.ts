@@ -44,7 +44,17 @@ export class WorkerPool {
     return this.endpoints().filter((e) => (this.benched.get(e.id) ?? 0) <= now);
   }
 
-  async run(run: RunRef, jobs: readonly RolloutJob[], signal?: AbortSignal): Promise<JobResult[]> {
+  /**
+   * Runs the jobs and returns their results in job order. `excuse` is asked about a failed job
+   * before it counts against `maxAttempts`: true when the failure has a cause outside the worker
+   * (the learner away, now back), a rejection fails the run of jobs with its error.
+   */
+  async run(
+    run: RunRef,
+    jobs: readonly RolloutJob[],
+    signal?: AbortSignal,
+    excuse?: (err: Error) => Promise<boolean>,
+  ): Promise<JobResult[]> {
     const results: (JobResult | undefined)[] = new Array(jobs.length);
     const attempts = new Array<number>(jobs.length).fill(0);
     const queue = jobs.map((_, i) => i);
@@ -76,12 +86,28 @@ export class WorkerPool {
               results[i] = r;
               busy.delete(e.id);
             },
-            (err: Error) => {
-              busy.delete(e.id);
-              if (signal?.aborted) return;
+            async (err: Error) => {
+              if (signal?.aborted) {
+                busy.delete(e.id);
+                return;
+              }
               this.o.log?.(
                 `rollout job ${jobs[i].step}/${jobs[i].index} failed on ${e.id}: ${err.message}; redoing it`,
               );
+              // The worker stays busy (takes no job) until the excuse is settled.
+              let excused = false;
+              try {
+                excused = excuse ? await excuse(err) : false;
+              } catch (cause) {
+                failure ??= cause as Error;
+              }
+              busy.delete(e.id);
+              if (failure) return;
+              if (excused) {
+                queue.unshift(i);
+                attempts[i]--;
+                return;
+              }
               this.benched.set(e.id, Date.now() + 2000);
               if (attempts[i] >= this.o.maxAttempts) {
                 failure = new Error(
@@ -97,6 +123,9 @@ export class WorkerPool {
       // Wake on the first job to finish, or soon, to pick up workers that joined meanwhile.
       await Promise.race([...busy.values(), sleep(queue.length > 0 ? 100 : 1000)]);
     }
+    // Jobs still out finish before the failure is told: none of them publishes after the caller
+    // has moved on (a run that starts a step again must not hear the abandoned one's observations).
+    if (failure) await Promise.allSettled(busy.values());
     this.queued = 0;
     this.running = 0;
     if (failure) throw failure;

@@ -21,6 +21,8 @@ export interface NatsServer {
   log(): string;
   /** Stops the server (SIGTERM, then SIGKILL after 5 s), waits for it to exit, removes the store. Idempotent. */
   stop(): Promise<void>;
+  /** SIGKILL, as a crash: no goodbye to the clients. Waits for the exit; the store is handled as by stop(). */
+  kill(): Promise<void>;
 }
 
 export interface NatsServerOptions {
@@ -190,7 +192,17 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
       });
     });
     await waitForTcp(port, 5000);
-    return { url: `nats://127.0.0.1:${port}`, port, storeDir, log: () => log, stop };
+    const kill = async () => {
+      if (pid > 0) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      await stop();
+    };
+    return { url: `nats://127.0.0.1:${port}`, port, storeDir, log: () => log, stop, kill };
   } catch (err) {
     await stop();
     throw err;

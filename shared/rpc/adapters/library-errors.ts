@@ -25,6 +25,7 @@ export function statusOf(e: unknown, configField = 'run.config_json'): unknown {
   if (e instanceof RequestError) {
     if (e.kind === 'precondition') return failedPrecondition(e.message);
     if (e.kind === 'conflict') return new RpcError(Status.ALREADY_EXISTS, e.message);
+    if (e.kind === 'busy') return unavailable('learner', e.message);
     return e.field === undefined
       ? invalidArgument(configField, e.message)
       : new RpcError(Status.INVALID_ARGUMENT, e.message, { [FIELD_KEY]: e.field });

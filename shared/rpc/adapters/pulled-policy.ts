@@ -61,15 +61,27 @@ export class PulledPolicy implements PolicySource {
     });
   }
 
-  async acquire(runId: string, minVersion: number, signal?: AbortSignal): Promise<Policy> {
-    const usable = () => this.current && this.current.runId === runId && this.current.version >= minVersion;
+  async acquire(
+    runId: string,
+    minVersion: number,
+    signal?: AbortSignal,
+    maxVersion = Number.POSITIVE_INFINITY,
+  ): Promise<Policy> {
+    const fits = (v: number) => v >= minVersion && v <= maxVersion;
+    const usable = () => this.current && this.current.runId === runId && fits(this.current.version);
     if (!usable() && this.pending) {
       const d = await this.pending.catch(() => null);
-      if (d && d.runId === runId) this.install(d);
+      if (d && d.runId === runId && fits(d.version)) this.install(d, true);
     }
-    if (!usable()) this.install(await this.download(runId, minVersion, signal));
+    // Weights newer than the job's step are from before the learner went back to a checkpoint.
+    if (!usable()) this.install(await this.download(runId, minVersion, signal), true);
     const c = this.current!;
     if (c.version < minVersion) throw failedPrecondition(`weights ${c.version} are older than ${minVersion}`);
+    if (c.version > maxVersion) {
+      throw failedPrecondition(
+        `the learner serves weights ${c.version}, newer than step ${maxVersion} asks for`,
+      );
+    }
     return { model: c.model, version: c.version };
   }
 
@@ -102,8 +114,11 @@ export class PulledPolicy implements PolicySource {
     return { runId, version: header.version, configJson: header.modelConfigJson, params, bytes, seconds };
   }
 
-  private install(d: Downloaded): void {
-    if (this.current && this.current.runId === d.runId && this.current.version >= d.version) return;
+  /** Swaps `d` in unless it is older than what is held; `anyVersion`: also when it is (a learner that went back). */
+  private install(d: Downloaded, anyVersion = false): void {
+    if (this.current && this.current.runId === d.runId && this.current.version === d.version) return;
+    if (!anyVersion && this.current && this.current.runId === d.runId && this.current.version > d.version)
+      return;
     const old = this.current;
     const model =
       old && old.configJson === d.configJson

@@ -48,11 +48,15 @@ export class RemoteLearner implements LearnerApi {
   ) {}
 
   async init(run: RunRef): Promise<LearnerStart> {
-    const r = await this.client.initRun({ run: runRefToPb(run) }, { deadlineMs: 10 * 60_000 });
+    const r = await this.client.initRun(
+      { run: runRefToPb(run), coordinatorId: run.holder ?? '' },
+      { deadlineMs: 10 * 60_000 },
+    );
     return {
       step: r.step,
       extra: r.extraJson ? (JSON.parse(r.extraJson) as Record<string, unknown>) : null,
       resumedFrom: r.resumedFrom || null,
+      leaseS: r.leaseS,
     };
   }
 
@@ -69,6 +73,7 @@ export class RemoteLearner implements LearnerApi {
         step,
         groups: groups.map((g, i) => groupToPb(g, versions[i], '')),
         positions: positions.map(keyPositionToPb),
+        coordinatorId: run.holder ?? '',
       },
       { deadlineMs: this.stepDeadlineMs },
     );
@@ -77,15 +82,26 @@ export class RemoteLearner implements LearnerApi {
 
   async checkpoint(run: RunRef, state: CoordinatorState): Promise<string> {
     const r = await this.client.checkpoint(
-      { runId: run.runId, extraJson: JSON.stringify(state) },
+      { runId: run.runId, extraJson: JSON.stringify(state), coordinatorId: run.holder ?? '' },
       { deadlineMs: 10 * 60_000 },
     );
     return r.path;
   }
 
   async saveFinal(run: RunRef): Promise<string> {
-    const r = await this.client.checkpoint({ runId: run.runId, final: true }, { deadlineMs: 10 * 60_000 });
+    const r = await this.client.checkpoint(
+      { runId: run.runId, final: true, coordinatorId: run.holder ?? '' },
+      { deadlineMs: 10 * 60_000 },
+    );
     return r.path;
+  }
+
+  async renew(run: RunRef): Promise<{ step: number; leaseS: number }> {
+    const r = await this.client.renewLease(
+      { runId: run.runId, coordinatorId: run.holder ?? '' },
+      { deadlineMs: 10_000 },
+    );
+    return { step: r.step, leaseS: r.leaseS };
   }
 }
 
