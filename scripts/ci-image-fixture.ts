@@ -7,7 +7,7 @@
 // Prints the path of the run config.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import { tinyBaseCheckpoint, tinyRunConfig } from '../test/helpers/tiny-run.js';
+import { tinyBaseCheckpoint, tinyRunConfig } from '../bench/fixtures/tiny-run.js';
 
 const [dir, stepsArg] = process.argv.slice(2);
 if (!dir || !isAbsolute(dir)) throw new Error('data folder: an absolute path is required');

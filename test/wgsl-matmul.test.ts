@@ -19,7 +19,6 @@
  */
 import test from 'ava';
 import { relErr } from '../scripts/torch_ref/rel-err.js';
-import { parsePretrainConfig } from '../shared/config/pretrain-config.js';
 import type { MatmulShape } from '../shared/kernels/backend.js';
 import { createBackend, setupWebgpu, WebgpuBackend } from '../shared/kernels/index.js';
 import { ReferenceBackend } from '../shared/kernels/reference.js';
@@ -172,7 +171,7 @@ run('shape errors name the operand; empty products still work', async (t) => {
 });
 
 run('tiledMatmul: false (through createBackend) keeps gpu.js’s matmul', async (t) => {
-const off = (await createBackend('webgpu', undefined, {
+  const off = (await createBackend('webgpu', undefined, {
     webgpu: { tiledMatmul: false },
   })) as WebgpuBackend;
   try {
