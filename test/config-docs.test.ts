@@ -4,7 +4,7 @@ import test from 'ava';
 import { PRETRAIN_DEFAULTS, pretrainSchema } from '../shared/config/pretrain-config.js';
 import { generatedConfigFiles } from '../shared/config/schema/render.js';
 import { TRAIN_DEFAULTS } from '../shared/config/train-config.js';
-import { MATH_CORPUS_DEFAULTS } from '../shared/data/synthetic-math.js';
+import { MATH_CONFIG_KEYS } from '../shared/data/synthetic-math.js';
 
 /**
  * docs/config.md and the JSON Schemas under configs/schema/ are generated from the config schema
@@ -47,7 +47,7 @@ function documented(title: string): Set<string> {
 const sections: [string, string[]][] = [
   ['Pre-training', fields(PRETRAIN_DEFAULTS as unknown as Record<string, unknown>)],
   ['RL training', fields(TRAIN_DEFAULTS as unknown as Record<string, unknown>)],
-  ['The synthetic math corpus', Object.keys(MATH_CORPUS_DEFAULTS)],
+  ['The synthetic math corpus', Object.keys(MATH_CONFIG_KEYS)],
 ];
 
 for (const [title, expected] of sections) {

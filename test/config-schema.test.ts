@@ -68,9 +68,9 @@ test('every error names the dotted field and what was expected', (t) => {
     [parseTrainConfig, { train: { generation_batch: 4 } }, 'train.generation_batch', /grpo\.G = 8/],
     [
       parseTrainConfig,
-      { data: { math: { reasoningFractio: 1 } } },
-      'data.math.reasoningFractio',
-      /reasoningFraction/,
+      { data: { math: { reasoning_fractio: 1 } } },
+      'data.math.reasoning_fractio',
+      /did you mean "reasoning_fraction"/,
     ],
     [
       parsePretrainConfig,

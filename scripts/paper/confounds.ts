@@ -13,7 +13,7 @@
 import type { PretrainConfig } from '../../shared/config/pretrain-config.js';
 import type { TrainConfig } from '../../shared/config/train-config.js';
 import { evalSplits, isEligible, TIERS, type Tier, tierOf } from '../../shared/curriculum/tiers.js';
-import { generateMathDocuments, type MathCorpusOptions } from '../../shared/data/synthetic-math.js';
+import { generateMathDocuments, mathOptionsFromConfig } from '../../shared/data/synthetic-math.js';
 import type { KeyPosition } from '../../shared/rl/key-positions.js';
 import { type MutualInformation, mutualInformation, topShare } from './information.js';
 
@@ -22,7 +22,7 @@ export interface BudgetInformation {
   target: MutualInformation;
   /** I(stated budget; the answer's leading digit), bits: the carry information the add3 budgets leaked. */
   leading_digit: MutualInformation;
-  /** How the corpus states budgets (`data.math.budgetMode`). */
+  /** How the corpus states budgets (`data.math.budget_mode`). */
   budget_mode: string;
 }
 
@@ -35,7 +35,7 @@ export function budgetTargetInformation(
   isOneToken?: (piece: string) => boolean,
 ): BudgetInformation | null {
   if (!cfg.data.corpora.includes('math')) return null;
-  const math = (cfg.data.math ?? {}) as MathCorpusOptions;
+  const math = mathOptionsFromConfig(cfg.data.math ?? {});
   const docs = generateMathDocuments({ ...math, isOneToken, split: 'train' }, cfg.run.seed);
   const target: [number, string][] = [];
   const leading: [number, string][] = [];

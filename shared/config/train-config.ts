@@ -118,7 +118,7 @@ export const trainSchema = mapping({
         description:
           "which tokens can be key positions: `all` (any scored token, the paper's setting) or `answers` (the answer digits of the synthetic math corpus: the positions where reasoning can pay)",
       }),
-      math: mathOptions({ reasoningFraction: 0 }),
+      math: mathOptions({ reasoning_fraction: 0 }),
       ...SOURCE_SETTINGS,
       max_context: MAX_CONTEXT,
     }).superRefine(checkEvalSources),

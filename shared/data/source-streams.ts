@@ -6,7 +6,7 @@ import { jsonlDocuments } from './jsonl-source.js';
 import { parquetDocuments } from './parquet-source.js';
 import { type ReadLimits, resolveInside, type SourceDocument, SourceError } from './source-documents.js';
 import { readStreamPrefix, StreamFileWriter, type StreamInfo } from './stream-file.js';
-import { type MathCorpusOptions, mathKeyTokenIndices } from './synthetic-math.js';
+import { mathKeyTokenIndices } from './synthetic-math.js';
 import { sourceFiles, textDocuments } from './text-source.js';
 import { corpusSplit, isMathDocument } from './token-streams.js';
 import type { Tokenizer } from './tokenizer.js';
@@ -28,7 +28,8 @@ export interface SourceStreamOptions {
   max_document_bytes: number;
   /** Characters read per built-in prose corpus (0 = all). */
   max_chars_per_corpus: number;
-  math?: MathCorpusOptions;
+  /** The run config's `data.math` (snake_case keys). */
+  math?: Readonly<Record<string, unknown>>;
 }
 
 /** The two streams on disk (in the cache folder) and what they hold. */

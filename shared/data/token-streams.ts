@@ -3,10 +3,9 @@ import { join } from 'node:path';
 import { type CorpusName, type Document, isCorpusName, loadCorpus, splitDocuments } from './corpora.js';
 import {
   generateMathDocuments,
-  MATH_CORPUS_DEFAULTS,
-  type MathCorpusOptions,
   type MathDocument,
   mathKeyTokenIndices,
+  mathOptionsFromConfig,
 } from './synthetic-math.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -16,8 +15,11 @@ export interface StreamOptions {
   max_chars_per_corpus: number;
   held_out_fraction: number;
   seed: number;
-  /** Options of the synthetic math corpus (corpus name `math`); its held-out side uses `split: held_out`. */
-  math?: MathCorpusOptions;
+  /**
+   * The run config's `data.math` (snake_case keys, `mathOptionsFromConfig`): options of the synthetic
+   * math corpus (corpus name `math`); its held-out side uses `split: held_out`.
+   */
+  math?: Readonly<Record<string, unknown>>;
 }
 
 /** A token stream and, per token, whether it is a math answer digit (the generator's key positions). */
@@ -124,13 +126,7 @@ export function corpusSplit(
   isOneToken?: (piece: string) => boolean,
 ): { train: Document[]; heldOut: Document[] } {
   if (name === 'math') {
-    const m = o.math ?? {};
-    for (const key of Object.keys(m)) {
-      if (!(key in MATH_CORPUS_DEFAULTS))
-        throw new Error(
-          `data.math.${key}: unknown setting (known: ${Object.keys(MATH_CORPUS_DEFAULTS).join(', ')})`,
-        );
-    }
+    const m = mathOptionsFromConfig(o.math ?? {});
     const docs = m.documents ?? 1000;
     return {
       train: generateMathDocuments({ ...m, isOneToken, split: 'train' }, o.seed),

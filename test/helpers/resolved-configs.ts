@@ -32,7 +32,7 @@ const text = (v: unknown) => JSON.stringify(v).replaceAll(REPO, '<repo>');
 /** Inputs whose resolution has a rule of its own: key order of the open mappings, normalised lists. */
 const INLINE_TRAIN: Record<string, unknown> = {
   defaults: {},
-  'data.math order': { data: { math: { reasoningFraction: 0.3, documents: 10, split: 'held_out' } } },
+  'data.math order': { data: { math: { reasoning_fraction: 0.3, documents: 10, split: 'held_out' } } },
   'data.sources filled': {
     data: {
       sources: [{ path: 'corpus/a.jsonl' }, { corpus: 'math', weight: 2 }, { path: 'b/', id_field: 'id' }],
@@ -50,7 +50,7 @@ const INLINE_PRETRAIN: Record<string, unknown> = {
       config: { hidden_size: 32, rope_scaling: { rope_type: 'linear', factor: 2 }, model_type: 'llama' },
     },
   },
-  'data.math order': { data: { math: { statementFraction: 0.4, documents: 10 } } },
+  'data.math order': { data: { math: { statement_fraction: 0.4, documents: 10 } } },
   'tokenizer.dir': { tokenizer: { dir: 'tok' }, model: { init_from: 'ckpt' } },
 };
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { CORPUS_NAMES } from '../../data/corpora.js';
-import { MATH_CORPUS_DEFAULTS } from '../../data/synthetic-math.js';
+import { MATH_CONFIG_KEYS } from '../../data/synthetic-math.js';
 import type { BackendChoice } from '../../kernels/index.js';
 import { REPORT_TARGETS } from '../../obs/run-metrics.js';
 import { didYouMean } from '../../util/did-you-mean.js';
@@ -105,13 +105,14 @@ export function corpora(def: (typeof CORPORA)[number][]) {
 }
 
 /**
- * `data.math`: the synthetic math corpus's options, keyed as the generator names them (camelCase),
- * checked by the generator itself; here only that each key is one. The resolved mapping keeps the
+ * `data.math`: the synthetic math corpus's options in snake_case (the generator's camelCase option
+ * names, `mathOptionsFromConfig`), their values checked by the generator itself; here only that each
+ * key is one. The resolved mapping keeps the
  * keys the file gave, in its order, followed by those of `defaults` (a default is filled in when the
  * file does not give it), as configs have always resolved.
  */
 export function mathOptions(defaults: Record<string, unknown>) {
-  const known = Object.keys(MATH_CORPUS_DEFAULTS);
+  const known = Object.keys(MATH_CONFIG_KEYS);
   return setting(
     z
       .record(z.string(), z.unknown(), { error: (iss) => `expected a mapping, got ${echo(iss.input)}` })

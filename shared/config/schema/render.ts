@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { MATH_CORPUS_DEFAULTS } from '../../data/synthetic-math.js';
+import { MATH_CORPUS_DEFAULTS, mathConfigKey } from '../../data/synthetic-math.js';
 import { pretrainSchema } from '../pretrain-config.js';
 import { trainSchema } from '../train-config.js';
 import { FIELDS } from './field.js';
@@ -98,7 +98,7 @@ function sections(list: SectionInfo[]): string {
 function mathTable(): string {
   const rows = Object.entries(MATH_OPTION_DOCS).map(([k, d]) => {
     const def = d.default ?? `\`${flow(MATH_CORPUS_DEFAULTS[k as keyof typeof MATH_OPTION_DOCS])}\``;
-    return `| \`${k}\` | ${cell(def)} | ${cell(d.description)} |`;
+    return `| \`${mathConfigKey(k)}\` | ${cell(def)} | ${cell(d.description)} |`;
   });
   return ['| key | default | meaning |', '|---|---|---|', ...rows].join('\n');
 }

@@ -318,3 +318,32 @@ export function maxAnswerDigits(o: Pick<ResolvedMathCorpusOptions, 'operations' 
   }
   return most;
 }
+
+/** A generator option's name in a run config (`data.math`): snake_case, as every other config key. */
+export const mathConfigKey = (option: string): string =>
+  option.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** The `data.math` keys a run config may give, each with the generator option it sets. */
+export const MATH_CONFIG_KEYS: Readonly<Record<string, keyof MathCorpusOptions>> = Object.freeze(
+  Object.fromEntries(
+    Object.keys(MATH_CORPUS_DEFAULTS).map((k) => [mathConfigKey(k), k as keyof MathCorpusOptions]),
+  ),
+);
+
+/**
+ * The generator's options from a run config's `data.math` mapping (snake_case keys). An unknown key
+ * is refused by name, so a misspelt option never silently keeps its default.
+ */
+export function mathOptionsFromConfig(m: Readonly<Record<string, unknown>>): MathCorpusOptions {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(m)) {
+    const option = MATH_CONFIG_KEYS[key];
+    if (option === undefined) {
+      throw new Error(
+        `data.math.${key}: unknown setting (known: ${Object.keys(MATH_CONFIG_KEYS).join(', ')})`,
+      );
+    }
+    out[option] = value;
+  }
+  return out as MathCorpusOptions;
+}
