@@ -63,7 +63,11 @@ function shuffled(list: readonly [number, string][]): [number, string][] {
 const rows: Record<string, { measured: MutualInformation; shuffled_bits: number[]; targets: number }> = {};
 for (const [kind, list] of Object.entries(pairs)) {
   const base = Array.from({ length: shuffles }, () => mutualInformation(shuffled(list)).bits);
-  rows[kind] = { measured: mutualInformation(list), shuffled_bits: base, targets: new Set(list.map((x) => x[1])).size };
+  rows[kind] = {
+    measured: mutualInformation(list),
+    shuffled_bits: base,
+    targets: new Set(list.map((x) => x[1])).size,
+  };
 }
 const result = {
   setting: s.name,
