@@ -31,6 +31,16 @@ export function ropeTables(
 /** RoPE table sets kept (one per frequency set; see RopeTableCache). */
 const ROPE_TABLES_KEPT = 4;
 
+/** Rows a table needs to cover `positions` (the largest plus one); a negative position is refused. */
+export function ropeRowsFor(positions: Int32Array): number {
+  let maxPos = 0;
+  for (const p of positions) {
+    if (p < 0) throw new RangeError(`rope: negative position ${p}`);
+    if (p > maxPos) maxPos = p;
+  }
+  return maxPos + 1;
+}
+
 /**
  * Tables covering positions 0 .. count-1 (grown by doubling from 256, kept per frequency set) in the
  * backend's own form T. Dynamic NTK scaling makes a new frequency set per longer sequence, so only

@@ -11,7 +11,7 @@
 import { adamwHyperVector } from '../adamw-hyper.js';
 import type { AdamWHyper, AttentionShape, Backend, Buf, MatmulShape, RopeFrequencies } from '../backend.js';
 import { checkRopeFrequencies } from '../reference.js';
-import { RopeTableCache } from '../rope-tables.js';
+import { RopeTableCache, ropeRowsFor } from '../rope-tables.js';
 import { WasmMatmul } from './matmul.js';
 import { WasmOps } from './ops.js';
 import { embeddingBackwardF32, gatherRowsF32, scatterRowsF32 } from './rows.js';
@@ -182,13 +182,9 @@ export class WasmBackend implements Backend {
     inverse: boolean,
   ): Promise<Buf> {
     checkRopeFrequencies(freq, headDim);
-    let maxPos = 0;
-    for (const p of positions) {
-      if (p < 0) throw new RangeError(`rope: negative position ${p}`);
-      if (p > maxPos) maxPos = p;
-    }
+    const rows = ropeRowsFor(positions);
     const X = this.f32(x);
-    const { cos, sin } = await this.ropeCache.get(maxPos + 1, headDim, freq);
+    const { cos, sin } = await this.ropeCache.get(rows, headDim, freq);
     return this.wrap(this.ops().rope(X, positions, heads, headDim, cos, sin, inverse ? -1 : 1));
   }
 

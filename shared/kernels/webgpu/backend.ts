@@ -26,7 +26,7 @@ import {
   type RopeFrequencies,
 } from '../backend.js';
 import { checkRopeFrequencies } from '../reference.js';
-import { RopeTableCache } from '../rope-tables.js';
+import { RopeTableCache, ropeRowsFor } from '../rope-tables.js';
 import {
   type BatchableDevice,
   DeviceBatching,
@@ -391,13 +391,9 @@ export class WebgpuBackend implements Backend {
     inverse: boolean,
   ): Promise<Buf> {
     checkRopeFrequencies(freq, headDim);
-    let maxPos = 0;
-    for (const p of positions) {
-      if (p < 0) throw new RangeError(`rope: negative position ${p}`);
-      if (p > maxPos) maxPos = p;
-    }
+    const rows = ropeRowsFor(positions);
     const X = await this.dev(x);
-    const table = await this.ropeCache.get(maxPos + 1, headDim, freq);
+    const table = await this.ropeCache.get(rows, headDim, freq);
     const c = { rowLen: heads * headDim, hd: headDim, half: headDim / 2 };
     const args = [X, asF32(positions), table.cos, table.sin, Float32Array.of(inverse ? -1 : 1)];
     return this.wrap(await this.run('rope', K.rope, positions.length * heads * headDim, c, args));
