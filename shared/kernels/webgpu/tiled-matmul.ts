@@ -20,6 +20,7 @@
  */
 
 import { COMPUTE, COPY_DST, COPY_SRC, STORAGE, UNIFORM } from './constants.js';
+import type { DawnBuffer, DawnDevice } from './dawn-types.js';
 
 /** Rows and columns of C per workgroup. */
 export const TILE = 64;
@@ -40,32 +41,8 @@ export interface TiledMatmulShape {
   transB?: boolean;
 }
 
-interface Buffer {
-  size: number;
-  destroy(): void;
-}
-interface Device {
-  queue: {
-    writeBuffer(b: object, offset: number, data: ArrayBuffer | ArrayBufferView): void;
-    submit(c: object[]): void;
-  };
-  limits: { maxComputeWorkgroupsPerDimension: number; maxStorageBufferBindingSize: number };
-  createBuffer(d: { size: number; usage: number }): Buffer;
-  createShaderModule(d: { code: string }): object;
-  createBindGroupLayout(d: { entries: unknown[] }): object;
-  createPipelineLayout(d: { bindGroupLayouts: object[] }): object;
-  createComputePipeline(d: { layout: object; compute: { module: object; entryPoint: string } }): object;
-  createBindGroup(d: { layout: object; entries: unknown[] }): object;
-  createCommandEncoder(): {
-    beginComputePass(): {
-      setPipeline(p: object): void;
-      setBindGroup(i: number, g: object): void;
-      dispatchWorkgroups(x: number, y?: number, z?: number): void;
-      end(): void;
-    };
-    finish(): object;
-  };
-}
+type Buffer = DawnBuffer;
+type Device = DawnDevice;
 
 interface Variant {
   transA: boolean;

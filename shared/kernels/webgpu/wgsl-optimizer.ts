@@ -16,6 +16,7 @@
 import { adamwHyperVector } from '../adamw-hyper.js';
 import type { AdamWHyper } from '../backend.js';
 import { COMPUTE, COPY_DST, COPY_SRC, MAP_READ, STORAGE, UNIFORM } from './constants.js';
+import type { DawnBuffer, DawnDevice } from './dawn-types.js';
 
 /** Elements per partial sum: the chunk of gpu.js's sumSquares. */
 export const SUMSQ_CHUNK = 256;
@@ -28,36 +29,8 @@ export interface GpuTensor {
   n: number;
 }
 
-interface Buffer {
-  size: number;
-  destroy(): void;
-  mapAsync(mode: number): Promise<void>;
-  getMappedRange(): ArrayBuffer;
-  unmap(): void;
-}
-interface Device {
-  queue: {
-    writeBuffer(b: object, offset: number, data: ArrayBuffer | ArrayBufferView): void;
-    submit(c: object[]): void;
-  };
-  limits: { maxComputeWorkgroupsPerDimension: number };
-  createBuffer(d: { size: number; usage: number }): Buffer;
-  createShaderModule(d: { code: string }): object;
-  createBindGroupLayout(d: { entries: unknown[] }): object;
-  createPipelineLayout(d: { bindGroupLayouts: object[] }): object;
-  createComputePipeline(d: { layout: object; compute: { module: object; entryPoint: string } }): object;
-  createBindGroup(d: { layout: object; entries: unknown[] }): object;
-  createCommandEncoder(): {
-    beginComputePass(): {
-      setPipeline(p: object): void;
-      setBindGroup(i: number, g: object, offsets?: number[]): void;
-      dispatchWorkgroups(x: number, y?: number, z?: number): void;
-      end(): void;
-    };
-    copyBufferToBuffer(s: object, so: number, d: object, dO: number, n: number): void;
-    finish(): object;
-  };
-}
+type Buffer = DawnBuffer;
+type Device = DawnDevice;
 
 const INDEX = /* wgsl */ `
 fn flatIndex(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
