@@ -10,12 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { connect, type NatsConnection, nkeyAuthenticator } from 'nats';
-import { type Cluster, startCluster } from '../cli/up.js';
+import type { Cluster } from '../cli/up.js';
 import { BUS_ROLES, type BusRole, type WorkerHeartbeat } from '../shared/bus/index.js';
 import { coordinatorClient, healthCheck } from '../shared/rpc/client.js';
 import { Status } from '../shared/rpc/errors.js';
 import { RunState } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 import { findNatsServer } from './helpers/nats-server.js';
+import { startTestCluster } from './helpers/test-cluster.js';
 import { tinyBaseCheckpoint, tinyRunConfig } from './helpers/tiny-run.js';
 
 const root = mkdtempSync(join(tmpdir(), 'rmt-cluster-auth-'));
@@ -26,13 +27,9 @@ const natsTest = haveNats ? test.serial : test.serial.skip;
 
 test.before(async () => {
   if (!haveNats) return;
-  cluster = await startCluster({
+  cluster = await startTestCluster(logs, {
     workers: 1,
-    backend: 'cpu',
     auth: 'token',
-    logs: (name, line) => logs.push(`[${name}] ${line}`),
-    heartbeatS: 0.5,
-    workerTtlS: 3,
     dataRoot: root,
   });
 });

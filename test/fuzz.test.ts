@@ -9,8 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { fuzzCluster, HEALTH_DEADLINE_MS } from '../bench/fuzz.js';
-import { type Cluster, startCluster } from '../cli/up.js';
+import type { Cluster } from '../cli/up.js';
 import { findNatsServer } from './helpers/nats-server.js';
+import { startTestCluster } from './helpers/test-cluster.js';
 
 const root = mkdtempSync(join(tmpdir(), 'rmt-fuzz-test-'));
 const logs: string[] = [];
@@ -25,12 +26,8 @@ test.after.always(async () => {
 fuzzTest(
   'generated requests to every service: no crash, healthy after, the run unchanged, no INTERNAL or UNKNOWN',
   async (t) => {
-    cluster = await startCluster({
+    cluster = await startTestCluster(logs, {
       workers: 1,
-      backend: 'cpu',
-      logs: (name, line) => logs.push(`[${name}] ${line}`),
-      heartbeatS: 0.5,
-      workerTtlS: 3,
       cwd: root,
     });
     const report = await fuzzCluster(cluster, root, {

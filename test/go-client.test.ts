@@ -3,9 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import test from 'ava';
-import { type Cluster, startCluster } from '../cli/up.js';
+import type { Cluster } from '../cli/up.js';
 import { openTokenizer } from '../shared/run/open-files.js';
 import { startNatsServer } from './helpers/nats-server.js';
+import { startTestCluster } from './helpers/test-cluster.js';
 import { tinyBaseCheckpoint, tinyRunConfig } from './helpers/tiny-run.js';
 
 // examples/go, a client in Go: build.sh generates its stubs from proto/ and builds it offline
@@ -53,13 +54,9 @@ test.before(async () => {
   if (built.code !== 0) throw new Error(`examples/go/build.sh failed:\n${why(built)}`);
   base = tinyBaseCheckpoint(root);
   nats = await startNatsServer();
-  cluster = await startCluster({
+  cluster = await startTestCluster(logs, {
     workers: 1,
-    backend: 'cpu',
     nats: nats.url,
-    logs: (name, line) => logs.push(`[${name}] ${line}`),
-    heartbeatS: 0.5,
-    workerTtlS: 3,
     dataRoot: root,
   });
 });

@@ -3,8 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { type Cluster, startCluster } from '../cli/up.js';
+import type { Cluster } from '../cli/up.js';
 import { startNatsServer } from './helpers/nats-server.js';
+import { startTestCluster } from './helpers/test-cluster.js';
 import { tinyBaseCheckpoint, tinyRunConfig } from './helpers/tiny-run.js';
 
 // examples/python/rmt_client.py, a client in another language, drives a run on a local cluster
@@ -41,13 +42,9 @@ test.before(async () => {
     );
   }
   nats = await startNatsServer();
-  cluster = await startCluster({
+  cluster = await startTestCluster(logs, {
     workers: 1,
-    backend: 'cpu',
     nats: nats.url,
-    logs: (name, line) => logs.push(`[${name}] ${line}`),
-    heartbeatS: 0.5,
-    workerTtlS: 3,
     dataRoot: root,
   });
 });

@@ -4,12 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { type Cluster, startCluster } from '../cli/up.js';
+import type { Cluster } from '../cli/up.js';
 import { latestCheckpoint, loadCheckpoint } from '../shared/model/checkpoint.js';
 import { coordinatorClient, healthCheck, rolloutClient } from '../shared/rpc/client.js';
 import { RunState, type RunStatus } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 import { train } from '../shared/train/rmt-train.js';
 import { startNatsServer } from './helpers/nats-server.js';
+import { startTestCluster } from './helpers/test-cluster.js';
 import { tinyBaseCheckpoint, tinyRunConfig } from './helpers/tiny-run.js';
 
 // The services as separate processes on a real nats-server: the same run as the embedded one.
@@ -21,13 +22,9 @@ const run = promisify(execFile);
 let cluster: Cluster;
 
 test.before(async () => {
-  cluster = await startCluster({
+  cluster = await startTestCluster(logs, {
     workers: 2,
-    backend: 'cpu',
     nats: nats.url,
-    logs: (name, line) => logs.push(`[${name}] ${line}`),
-    heartbeatS: 0.5,
-    workerTtlS: 3,
     dataRoot: root,
   });
 });
