@@ -24,7 +24,7 @@ function line(s: RunStatus): string {
     .join(' ');
   const mix = s.tierMix.length ? ` p=[${s.tierMix.map((p) => p.toFixed(2)).join(',')}]` : '';
   const state = RunState[s.state].replace('RUN_STATE_', '').toLowerCase();
-  return `${s.runId} ${state} step ${s.step}/${s.totalSteps} B=${s.budget}${mix} v${s.weightVersion} workers=${s.workers} ${m}${s.error ? ` error: ${s.error}` : ''}`;
+  return `${s.runId} ${state} step ${s.step}/${s.totalSteps} B=${s.budget}${mix} v${s.weightVersion} workers=${s.workers} ${m}${s.reason ? ` reason: ${s.reason}` : ''}${s.error ? ` error: ${s.error}` : ''}`;
 }
 
 export const STATUS_FLAGS = defineFlags({

@@ -56,6 +56,7 @@ function line(s: RunStatus): string {
     workers: s.workers,
     score: s.metrics['critic/score/mean'],
     out_dir: s.outDir || undefined,
+    reason: s.reason || undefined,
     error: s.error || undefined,
   });
 }
