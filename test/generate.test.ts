@@ -103,3 +103,13 @@ test('top-k entropy: uniform over k is log k, a point mass is 0', (t) => {
   two[7] = 5;
   t.true(Math.abs(topKEntropy(two, 16) - Math.log(2)) < 1e-9);
 });
+
+test('topKEntropy leaves out rows beyond the usable vocabulary', (t) => {
+  // Two real ids equally likely, and a padded row far more likely than both: the padded row must
+  // neither enter the top k nor take mass from the normalisation.
+  const logits = [0, 0, 10];
+  t.true(Math.abs(topKEntropy(logits, 16, 2) - Math.log(2)) < 1e-12);
+  t.true(topKEntropy(logits, 16) < Math.log(2) - 0.1);
+  t.throws(() => topKEntropy(logits, 16, 4), { instanceOf: RangeError });
+  t.throws(() => topKEntropy(logits, 16, 0), { instanceOf: RangeError });
+});

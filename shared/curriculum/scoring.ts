@@ -8,16 +8,24 @@ import type { Progress } from '../util/progress.js';
  * first half-window) sees at least half a window of context, as it would in training.
  *
  * Returns entropy[p] for predicting tokens[p] from what precedes it; position 0 has no context and
- * stays NaN.
+ * stays NaN. `usable` is the tokenizer's vocabulary size (default: every row of the model).
  */
 export async function scoreStream(
   model: Decoder,
   tokens: Int32Array,
-  opts: { window: number; k: number; batch: number; progress?: Progress; signal?: AbortSignal },
+  opts: {
+    window: number;
+    k: number;
+    batch: number;
+    usable?: number;
+    progress?: Progress;
+    signal?: AbortSignal;
+  },
 ): Promise<Float32Array> {
   const { window: L, k } = opts;
   const be = model.backend;
   const V = model.config.vocab_size;
+  const usable = Math.min(opts.usable ?? V, V);
   const out = new Float32Array(tokens.length).fill(Number.NaN);
   const stride = Math.max(1, Math.floor(L / 2));
   const starts: number[] = [];
@@ -51,7 +59,7 @@ export async function scoreStream(
       const firstRow = s === 0 ? 0 : Math.min(stride, len) - 1;
       for (let j = firstRow; j < len - 1; j++) {
         const row = b * len + j;
-        out[s + j + 1] = topKEntropy(logits.subarray(row * V, (row + 1) * V), k);
+        out[s + j + 1] = topKEntropy(logits.subarray(row * V, (row + 1) * V), k, usable);
       }
     });
     opts.progress?.update(Math.min(starts.length, i + group.length), {});

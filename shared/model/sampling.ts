@@ -69,10 +69,14 @@ export function sampleToken(
 
 /**
  * Entropy (nats) of a position's next-token distribution restricted to its k most likely tokens and
- * renormalised: RPT's difficulty measure (k = 16).
+ * renormalised: RPT's difficulty measure (k = 16). Only ids [0, usable) count: rows a model has
+ * beyond its tokenizer's vocabulary are padding and must not enter the top k.
  */
-export function topKEntropy(logits: ArrayLike<number>, k: number): number {
-  const lp = logSoftmax(logits);
+export function topKEntropy(logits: ArrayLike<number>, k: number, usable: number = logits.length): number {
+  if (!Number.isInteger(usable) || usable < 1 || usable > logits.length) {
+    throw new RangeError(`topKEntropy: usable ${usable} outside [1, ${logits.length}]`);
+  }
+  const lp = logSoftmax(usable === logits.length ? logits : Array.prototype.slice.call(logits, 0, usable));
   const top = Array.from(lp)
     .sort((a, b) => b - a)
     .slice(0, Math.min(k, lp.length));

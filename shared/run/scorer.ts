@@ -155,6 +155,9 @@ export class Scorer implements ScorerApi {
       proxy: await checkpointDigest(proxyDir),
       w: cfg.data.score_window,
       k: cfg.curriculum.k,
+      // Entropies over the tokenizer's ids only (padded rows never enter the top k); caches written
+      // before that counted every row, so the key changes.
+      usable: tokenizer.vocabSize,
     });
     if (existsSync(path) && existsSync(`${path}.key`) && readFileSync(`${path}.key`, 'utf8') === key) {
       return new Float32Array(readInts(path).buffer);
@@ -168,6 +171,7 @@ export class Scorer implements ScorerApi {
         window: cfg.data.score_window,
         k: cfg.curriculum.k,
         batch: 8,
+        usable: tokenizer.vocabSize,
         progress,
         signal: o.signal,
       });
