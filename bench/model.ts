@@ -29,7 +29,7 @@
  *   [--warmup 2] [--repeats 3] [--gen-warmup 1] [--gen-repeats 1] [--max-seconds 60 (per side and round)]
  *   [--omp-wait-policy passive|active|inherit] [--blas-dir DIR] [--coretype NAME]
  *   [--measure-cores] [--out bench/results] [--no-torch] [--quick]
- *   [--webgpu-variants off,pool,pool+batch,pool+batch+staged,wgsl-optimizer,all,all-batch-256,all-batch-16]
+ *   [--webgpu-variants off,off+tiled,pool,pool+batch,pool+batch+staged,wgsl-optimizer,all,all-batch-256,all-batch-16]
  */
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -61,7 +61,13 @@ import {
  * and wgsl-optimizer.ts), each run in the same process against the same PyTorch numbers.
  */
 const WEBGPU_VARIANTS: Record<string, WebgpuOptions> = {
-  off: { deviceBatching: { bufferPool: false, batchSubmits: false }, wgslOptimizer: false },
+  // Everything off, the tiled matmul too, so `off` stays comparable with results from before it.
+  off: {
+    deviceBatching: { bufferPool: false, batchSubmits: false },
+    wgslOptimizer: false,
+    tiledMatmul: false,
+  },
+  'off+tiled': { deviceBatching: { bufferPool: false, batchSubmits: false }, wgslOptimizer: false },
   pool: { deviceBatching: { bufferPool: true, batchSubmits: false }, wgslOptimizer: false },
   'pool+batch': {
     deviceBatching: { bufferPool: true, batchSubmits: true, stageWrites: false },
