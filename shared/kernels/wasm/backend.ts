@@ -3,7 +3,9 @@
  * asm/ops.ts) on every core through their worker pool (pool.ts), each in its grow-once arena
  * (arena.ts); the row copies (embedding, gatherRows, scatterRows) on typed arrays (rows.ts); the bias
  * ops in plain JavaScript. A `Buf` is a Float32Array; `free` only counts (the garbage collector owns
- * the memory), and results never alias the inputs or the wasm memories.
+ * the memory), and results never alias the inputs or the wasm memories. Bufs never change after they
+ * are made (only `adamwInPlace` writes into its p, m and v, and says so first), which is what lets the
+ * matmul keep operands it sees again in wasm memory (resident.ts) until they are freed.
  *
  * The config names `webasm` and `cpu` both select this backend (`cpu` is kept for existing configs);
  * `name` is the one asked for.
@@ -93,6 +95,7 @@ export class WasmBackend implements Backend {
     if (!(b instanceof Float32Array) || this.freed.has(b)) return;
     this.freed.add(b);
     this.live--;
+    this.mm.release(b);
   }
 
   async dispose(): Promise<void> {
@@ -106,7 +109,7 @@ export class WasmBackend implements Backend {
 
   async matmul(a: Buf, b: Buf, s: MatmulShape): Promise<Buf> {
     this.ops();
-    const c = this.mm.matmul(this.f32(a), this.f32(b), s);
+    const c = this.mm.matmul(this.f32(a), this.f32(b), s, { resident: true });
     if (!c) {
       throw new RangeError(
         `matmul: m=${s.m} k=${s.k} n=${s.n} needs more than the 4 GiB a wasm memory holds`,
@@ -235,6 +238,25 @@ export class WasmBackend implements Backend {
     const hp = adamwHyperVector(h);
     const r = this.ops().adamw(this.f32(p), this.f32(g), this.f32(m), this.f32(v), hp);
     return { p: this.wrap(r.p), m: this.wrap(r.m), v: this.wrap(r.v) };
+  }
+
+  /** `sumSquares` of each buffer (the same numbers); with `adamwInPlace`, which the optimizer takes as a pair. */
+  async sumSquaresMany(xs: Buf[]): Promise<number[]> {
+    const ops = this.ops();
+    return xs.map((x) => ops.sumSquares(this.f32(x)));
+  }
+
+  /** AdamW into the p, m and v buffers themselves: no result arrays, and the old ones never wait for the collector. */
+  async adamwInPlace(items: { p: Buf; g: Buf; m: Buf; v: Buf; h: AdamWHyper }[]): Promise<void> {
+    const ops = this.ops();
+    for (const it of items) {
+      const [p, g, m, v] = [it.p, it.g, it.m, it.v].map((b) => this.f32(b));
+      if (g.length !== p.length || m.length !== p.length || v.length !== p.length)
+        throw new RangeError(`adamwInPlace: g, m and v need ${p.length} elements each, as p`);
+      // p changes: its resident matmul copy (if any) would be stale
+      this.mm.release(p);
+      ops.adamwInPlace(p, g, m, v, adamwHyperVector(it.h));
+    }
   }
 
   async scatterRows(dst: Buf, src: Buf, index: Int32Array, rowDim: number): Promise<Buf> {

@@ -237,6 +237,40 @@ export class WasmOps {
     return { p: this.take(np, n), m: this.take(nm, n), v: this.take(nv, n) };
   }
 
+  /**
+   * `adamw` written back into p, m and v (the same numbers): the kernel reads each element's
+   * p, g, m, v before it writes them, so it runs over its inputs' copies, and no result array is made.
+   */
+  adamwInPlace(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    hp: ArrayLike<number>,
+    chunk = ADAMW_CHUNK_ELEMENTS,
+  ): void {
+    const n = p.length;
+    if (g.length < n || m.length < n || v.length < n)
+      throw new RangeError(`adamw: g, m and v need ${n} elements each, as p`);
+    const step = chunk - (chunk % 4) || 4;
+    for (let s = 0; s < n; s += step) {
+      // per element, so slices (at multiples of 4) give the same numbers as the whole
+      const e = Math.min(n, s + step);
+      const k = e - s;
+      const [pp, pg, pm, pv] = this.place(new Array(4).fill(k * 4));
+      this.put(pp, p.subarray(s, e), k);
+      this.put(pg, g.subarray(s, e), k);
+      this.put(pm, m.subarray(s, e), k);
+      this.put(pv, v.subarray(s, e), k);
+      this.args([this.op.adamw, k, pp, pg, pm, pv, pp, pm, pv, 0], Array.from(hp), 10);
+      this.exec(k, 8 * k, 64);
+      const f32 = this.arena.f32;
+      p.set(f32.subarray(pp >> 2, (pp >> 2) + k), s);
+      m.set(f32.subarray(pm >> 2, (pm >> 2) + k), s);
+      v.set(f32.subarray(pv >> 2, (pv >> 2) + k), s);
+    }
+  }
+
   /** Sum of squares: f32 SIMD partials over blocks of 4096 elements, added in float64. */
   sumSquares(x: Float32Array): number {
     const n = x.length;
