@@ -2,7 +2,10 @@
  * Operands the WasmBackend's matmul keeps in wasm memory between calls (shared/kernels/wasm/resident.ts):
  * a product computed from resident copies equals the float64 reference, also after its inputs are freed
  * and new arrays of the same size take their slots, after `adamwInPlace` changes a weight, and after
- * the region starts over; ResidentSet's bookkeeping (second use, slot reuse, the cap) directly.
+ * the region starts over; ResidentSet's bookkeeping (second use, slot reuse, the cap) directly; the
+ * in-place KV-cache write (`writeRows`): the same numbers as scatterRows, attention over a cache kept
+ * resident and patched row by row against the reference, and a whole generation with and without it
+ * token for token and log-probability for log-probability identical.
  *
  * TOLERANCE (as for every float32 kernel, see kernels.test.ts): relErr = max|got - ref| /
  * max(1, max|ref|) <= 1e-4.
@@ -14,8 +17,10 @@ import { ReferenceBackend } from '../shared/kernels/reference.js';
 import { WasmArena } from '../shared/kernels/wasm/arena.js';
 import { WasmBackend } from '../shared/kernels/wasm/backend.js';
 import { ResidentSet } from '../shared/kernels/wasm/resident.js';
+import { generate } from '../shared/model/generate.js';
 import { Rng } from '../shared/util/rng.js';
 import { normals, seedOf } from './helpers/random.js';
+import { makeDecoder, randomParams, TINY_CONFIGS } from './helpers/tiny-models.js';
 
 const TOLERANCE = 1e-4;
 const reference = new ReferenceBackend();
@@ -127,5 +132,78 @@ test('resident operands: results of a step stay within the reference over 50 rep
   }
   t.true(worst <= TOLERANCE, `worst relErr ${worst}`);
   be.free(W);
+  await be.dispose();
+});
+
+test('writeRows: the numbers scatterRows returns, in place; a bad index writes nothing', async (t) => {
+  const be = await WasmBackend.create();
+  const rng = new Rng(seedOf(t.title));
+  const dst = be.upload(normals(rng, 17 * 11));
+  const src = be.upload(normals(rng, 6 * 11));
+  const index = Int32Array.of(3, 16, 0, 9, 3, 12);
+  const want = await be.read(await be.scatterRows(dst, src, index, 11));
+  await be.writeRows!(dst, src, index, 11);
+  t.deepEqual(await be.read(dst), want);
+  await t.throwsAsync(be.writeRows!(dst, src, Int32Array.of(1, 2, 17, 0, 0, 0), 11), {
+    instanceOf: RangeError,
+  });
+  t.deepEqual(await be.read(dst), want, 'unchanged after the refused write');
+  await be.dispose();
+});
+
+test('attention over a KV cache written in place step by step (resident, patched) matches the reference', async (t) => {
+  const be = await WasmBackend.create();
+  const rng = new Rng(seedOf(t.title));
+  const [B, cap, H, KV, hd] = [3, 12, 4, 2, 8];
+  const rowDim = KV * hd;
+  const K = be.zeros(B * cap * rowDim);
+  const V = be.zeros(B * cap * rowDim);
+  const valid = new Uint8Array(B * cap);
+  let worst = 0;
+  for (let step = 0; step < 8; step++) {
+    const rows = Int32Array.from({ length: B }, (_, b) => b * cap + step);
+    for (let b = 0; b < B; b++) valid[b * cap + step] = 1;
+    await be.writeRows!(K, be.upload(normals(rng, B * rowDim)), rows, rowDim);
+    await be.writeRows!(V, be.upload(normals(rng, B * rowDim)), rows, rowDim);
+    const q = normals(rng, B * H * hd);
+    const s = {
+      batch: B,
+      tq: 1,
+      tk: cap,
+      heads: H,
+      kvHeads: KV,
+      headDim: hd,
+      kValid: valid,
+      qOffset: new Int32Array(B).fill(step),
+    };
+    const got = await be.attention(be.upload(q), K, V, s);
+    const [k, v] = [await be.read(K), await be.read(V)];
+    const want = await reference.attention(reference.upload(q), reference.upload(k), reference.upload(v), s);
+    worst = Math.max(worst, relErr(await be.read(got.out), await reference.read(want.out)));
+  }
+  t.true(worst <= TOLERANCE, `worst relErr ${worst}`);
+  await be.dispose();
+});
+
+test('a generation with the in-place KV cache is identical to one with scatterRows copies', async (t) => {
+  const config = TINY_CONFIGS['qwen3-gqa'];
+  const be = await WasmBackend.create();
+  const run = async (inPlace: boolean) => {
+    const view: Backend = inPlace ? be : Object.assign(Object.create(be), { writeRows: undefined });
+    const model = makeDecoder(view, config, randomParams(config, 9));
+    const out = await generate(model, [[1, 2, 3], [4], [5, 6]], {
+      temperature: 1,
+      topK: 0,
+      topP: 1,
+      maxNewTokens: 10,
+      stopTokens: [],
+      rng: new Rng(3),
+    });
+    for (const p of model.params.values()) be.free(p);
+    return out;
+  };
+  const copied = await run(false);
+  const inPlace = await run(true);
+  t.deepEqual(inPlace, copied);
   await be.dispose();
 });

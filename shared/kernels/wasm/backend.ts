@@ -4,8 +4,9 @@
  * (arena.ts); the row copies (embedding, gatherRows, scatterRows) on typed arrays (rows.ts); the bias
  * ops in plain JavaScript. A `Buf` is a Float32Array; `free` only counts (the garbage collector owns
  * the memory), and results never alias the inputs or the wasm memories. Bufs never change after they
- * are made (only `adamwInPlace` writes into its p, m and v, and says so first), which is what lets the
- * matmul keep operands it sees again in wasm memory (resident.ts) until they are freed.
+ * are made, except through `adamwInPlace` (p, m, v) and `writeRows` (the KV cache), which update or
+ * drop the resident copies first: that is what lets the matmul and attention keep operands they see
+ * again in wasm memory (resident.ts) until they are freed.
  *
  * The config names `webasm` and `cpu` both select this backend (`cpu` is kept for existing configs);
  * `name` is the one asked for.
@@ -16,7 +17,7 @@ import { checkRopeFrequencies } from '../reference.js';
 import { RopeTableCache, ropeRowsFor } from '../rope-tables.js';
 import { WasmMatmul } from './matmul.js';
 import { WasmOps } from './ops.js';
-import { embeddingBackwardF32, gatherRowsF32, scatterRowsF32 } from './rows.js';
+import { embeddingBackwardF32, gatherRowsF32, scatterRowsF32, writeRowsF32 } from './rows.js';
 
 export type WasmBackendName = 'webasm' | 'cpu';
 
@@ -96,6 +97,7 @@ export class WasmBackend implements Backend {
     this.freed.add(b);
     this.live--;
     this.mm.release(b);
+    this.wasmOps.release(b);
   }
 
   async dispose(): Promise<void> {
@@ -192,7 +194,8 @@ export class WasmBackend implements Backend {
   }
 
   async attention(q: Buf, k: Buf, v: Buf, s: AttentionShape): Promise<{ out: Buf; probs: Buf }> {
-    const r = this.ops().attention(this.f32(q), this.f32(k), this.f32(v), s);
+    // keys and values resident: a KV cache is the same Buf every decoding step (see writeRows)
+    const r = this.ops().attention(this.f32(q), this.f32(k), this.f32(v), s, true);
     return { out: this.wrap(r.out), probs: this.wrap(r.probs) };
   }
 
@@ -262,6 +265,16 @@ export class WasmBackend implements Backend {
   async scatterRows(dst: Buf, src: Buf, index: Int32Array, rowDim: number): Promise<Buf> {
     this.ops();
     return this.wrap(scatterRowsF32(this.f32(dst), this.f32(src), index, rowDim));
+  }
+
+  /** scatterRows in place; the resident copies follow (the ops' is patched, the matmul's dropped). */
+  async writeRows(dst: Buf, src: Buf, index: Int32Array, rowDim: number): Promise<void> {
+    const ops = this.ops();
+    const d = this.f32(dst);
+    const x = this.f32(src);
+    writeRowsF32(d, x, index, rowDim);
+    ops.patchRows(d, x, index, rowDim);
+    this.mm.release(d);
   }
 
   async gatherRows(x: Buf, index: Int32Array, rowDim: number): Promise<Buf> {

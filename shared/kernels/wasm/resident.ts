@@ -77,6 +77,23 @@ export class ResidentSet {
     else this.spare.set(slot.bytes, [slot.ptr]);
   }
 
+  /** Writes rows into x's copy, if it has one, as `writeRowsF32` wrote them into x (indices checked there). */
+  patchRows(x: Float32Array, src: Float32Array, index: Int32Array, dim: number): void {
+    const slot = this.where.get(x);
+    if (!slot) return;
+    const f32 = this.arena.f32;
+    const base = slot.ptr >> 2;
+    for (let i = 0; i < index.length; i++) {
+      const at = index[i] * dim;
+      if (at + dim <= slot.floats) f32.set(src.subarray(i * dim, (i + 1) * dim), base + at);
+      else {
+        // the copy holds fewer floats than x (a shorter use): drop it rather than half-patch it
+        this.release(x);
+        return;
+      }
+    }
+  }
+
   /** Drops every copy (the region is empty afterwards). */
   reset(): void {
     this.where = new WeakMap();
