@@ -109,20 +109,26 @@ export class WasmMatmul {
     await this.pool?.close();
   }
 
-  /** Where a call's operands go, from `base`: A and B only when not resident (address >= 0). */
+  /**
+   * Where a call's operands go, from `base`: A and B only when not resident (address >= 0), then C,
+   * then `packedBytes` for the operand packed once for all chunks.
+   */
   private layout(
     s: MatmulShape,
     base: number,
     ra: number,
     rb: number,
-  ): { a: number; b: number; c: number; end: number } {
+    packedBytes: number,
+  ): { a: number; b: number; c: number; packed: number; end: number } {
     const { m, k, n } = s;
     let at = align(base, 64);
     const a = ra >= 0 ? ra : at;
     if (ra < 0) at = align(at + m * k * 4, 64);
     const b = rb >= 0 ? rb : at;
     if (rb < 0) at = align(at + k * n * 4, 64);
-    return { a, b, c: at, end: at + m * n * 4 };
+    const c = at;
+    const packed = align(c + m * n * 4, 64);
+    return { a, b, c, packed, end: packed + packedBytes };
   }
 
   /** Forgets the resident copy of x (freed, or about to change in place). */
@@ -156,12 +162,20 @@ export class WasmMatmul {
       // taking B's slot may have started the region over, over A's
       if (res.generation !== gen) ra = -1;
     }
-    let lay = this.layout(s, res.top, ra, rb);
+    const transA = s.transA ? 1 : 0;
+    const transB = s.transB ? 1 : 0;
+    const dot = !transA && transB && m <= DOT_MAX_ROWS;
+    const parallel = threads > 1 && this.pool !== null;
+    // Split by C's rows, every chunk would pack all of op(B) again (by columns, all of op(A)): the
+    // main thread packs that operand once for all of them instead.
+    const byRows = !dot && m >= n;
+    const packed = !parallel || dot ? 0 : this.ex.packedFloats(byRows ? n : m, k, byRows ? NR : MR);
+    let lay = this.layout(s, res.top, ra, rb, packed * 4);
     if (!this.arena.reserve(lay.end)) {
       // no room beside the resident copies: drop them and lay everything out afresh
       res.reset();
       ra = rb = -1;
-      lay = this.layout(s, res.top, ra, rb);
+      lay = this.layout(s, res.top, ra, rb, packed * 4);
       if (!this.arena.reserve(lay.end)) return null;
     }
 
@@ -169,16 +183,14 @@ export class WasmMatmul {
     if (ra < 0) f32.set(m * k === a.length ? a : a.subarray(0, m * k), lay.a >> 2);
     if (rb < 0) f32.set(k * n === b.length ? b : b.subarray(0, k * n), lay.b >> 2);
 
-    const transA = s.transA ? 1 : 0;
-    const transB = s.transB ? 1 : 0;
-    const dot = !transA && transB && m <= DOT_MAX_ROWS;
-    if (threads === 1 || !this.pool) {
+    if (!parallel || !this.pool) {
       if (dot) this.ex.gemmDot(m, n, k, lay.a, lay.b, lay.c, 0, m, 0, n);
-      else this.ex.gemm(transA, transB, m, n, k, lay.a, lay.b, lay.c, 0, m, 0, n, RESERVED);
+      else this.ex.gemm(transA, transB, m, n, k, lay.a, lay.b, lay.c, 0, m, 0, n, RESERVED, 0, 0);
     } else {
+      if (packed && byRows) this.ex.packBWhole(transB, n, k, lay.b, lay.packed);
+      else if (packed) this.ex.packAWhole(transA, m, k, lay.a, lay.packed);
       // Chunks of C's larger side (columns for the dot kernel), in whole micro-tiles: a few per
       // participant, so a late or busy thread only delays its own share.
-      const byRows = !dot && m >= n;
       const extent = byRows ? m : n;
       const unit = byRows ? MR : dot ? 4 : NR;
       const units = Math.ceil(extent / unit);
@@ -201,6 +213,8 @@ export class WasmMatmul {
       job[12] = Math.ceil(extent / chunk);
       job[13] = RESERVED;
       job[14] = this.workBytes;
+      job[15] = packed && !byRows ? lay.packed : 0;
+      job[16] = packed && byRows ? lay.packed : 0;
       this.pool.run(job, this.ex);
     }
     return this.arena.take(lay.c, m * n);
