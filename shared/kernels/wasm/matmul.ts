@@ -37,10 +37,11 @@ export const DOT_MAX_ROWS = 16;
 const MR = 4;
 const NR = 8;
 /**
- * Most bytes of resident operands: the weights of a model of a few hundred million parameters, and
- * well below the 4 GiB a wasm memory holds (a call that does not fit beside them drops them).
+ * Most bytes of resident operands: the weights and activations of the bench models many times over;
+ * a model whose weights pass it gains nothing (each use copies again, as without residency) but costs
+ * at most this much more memory.
  */
-const RESIDENT_CAP_BYTES = 1 << 30;
+const RESIDENT_CAP_BYTES = 512 * 2 ** 20;
 
 export interface MatmulRunOptions {
   /** Participants for this call (1 = main thread only); default: the instance's, by problem size. */

@@ -38,8 +38,8 @@ const WHAT = 'wasm ops';
 /** Elements per AdamW call: 7 arrays of 2^24 floats are 448 MiB of wasm memory, far below its 4 GiB. */
 export const ADAMW_CHUNK_ELEMENTS = 1 << 24;
 
-/** Most bytes of resident keys and values (a KV cache of a few hundred MiB per layer). */
-const RESIDENT_CAP_BYTES = 1 << 30;
+/** Most bytes of resident keys and values: every layer's KV cache of the bench models many times over. */
+const RESIDENT_CAP_BYTES = 256 * 2 ** 20;
 
 /** Below this much work (about one unit per multiply-add or exp) an op runs on the main thread alone. */
 export const OPS_PARALLEL_MIN_WORK = 1 << 18;
