@@ -44,7 +44,9 @@ test('resident operands: repeated, freed and replaced weights give the reference
   // decoding (the dot kernel, m <= 16) and a training shape (the blocked kernel), both layouts of W
   const shapes: MatmulShape[] = [
     { m: 8, k: 64, n: 96, transB: true },
-    { m: 70, k: 48, n: 40, transB: true },
+    { m: 40, k: 48, n: 40, transB: true },
+    { m: 40, k: 40, n: 48 },
+    // past the rows at which B is kept (A still is: n is small)
     { m: 70, k: 40, n: 48 },
   ];
   for (const s of shapes) {

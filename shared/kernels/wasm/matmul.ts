@@ -42,13 +42,21 @@ const NR = 8;
  * at most this much more memory.
  */
 const RESIDENT_CAP_BYTES = 512 * 2 ** 20;
+/**
+ * An operand is kept resident only when the other side of the product is at most this many rows
+ * (columns): copying B costs one float moved per 2m flops, a large share when decoding (m = a few
+ * sequences), a small one for training's hundreds of rows, where residency would only hold memory
+ * (a fifth more for the medium bench model's step, for no measurable gain).
+ */
+const RESIDENT_MAX_OTHER = 64;
 
 export interface MatmulRunOptions {
   /** Participants for this call (1 = main thread only); default: the instance's, by problem size. */
   threads?: number;
   /**
-   * Keep A and B in wasm memory from their second use on (resident.ts). Only for callers whose
-   * arrays never change after they are made, and who call `release` when one is freed or changed.
+   * Keep A and B in wasm memory from their second use on (resident.ts), B when m and A when n is at
+   * most RESIDENT_MAX_OTHER. Only for callers whose arrays never change after they are made, and
+   * who call `release` when one is freed or changed.
    */
   resident?: boolean;
 }
@@ -158,8 +166,8 @@ export class WasmMatmul {
     let rb = -1;
     if (opts.resident) {
       const gen = res.generation;
-      ra = res.address(a, m * k);
-      rb = res.address(b, k * n);
+      ra = n <= RESIDENT_MAX_OTHER ? res.address(a, m * k) : -1;
+      rb = m <= RESIDENT_MAX_OTHER ? res.address(b, k * n) : -1;
       // taking B's slot may have started the region over, over A's
       if (res.generation !== gen) ra = -1;
     }
