@@ -245,9 +245,51 @@ function micro(kc: i32, ap: usize, bp: usize, c: usize, ldc: usize, accumulate: 
 // ---------------------------------------------------------------------------------------------
 // entries
 
+/** Floats of op(A) (m rows) or op(B) (n columns) packed whole over depth k: whole panels of MR (NR). */
+export function packedFloats(extent: i32, k: i32, panel: i32): i32 {
+  return ((extent + panel - 1) / panel) * panel * k;
+}
+
+/**
+ * Where block (i0 of width `w`, p0) of a whole-packed operand starts, in floats: every earlier block
+ * along `extent` is `blockW` wide (a multiple of the panel) and k deep; within a block, each earlier
+ * KC slice holds the block's padded width times its depth.
+ */
+// @ts-expect-error: decorator
+@inline
+function packedAt(i0: i32, w: i32, p0: i32, k: i32, panel: i32): usize {
+  const wPad = ((w + panel - 1) / panel) * panel;
+  return <usize>i0 * <usize>k + <usize>p0 * <usize>wPad;
+}
+
+/**
+ * Packs all of op(A) [m, k] at `dst` in gemm's block order (MC-row blocks, each in KC slices of
+ * MR-row panels), so the participants of a call split by columns share one packing.
+ */
+export function packAWhole(transA: i32, m: i32, k: i32, a: usize, dst: usize): void {
+  for (let ic = 0; ic < m; ic += MC) {
+    const mc = min(MC, m - ic);
+    for (let pc = 0; pc < k; pc += KC) {
+      packA(transA, m, k, a, ic, mc, pc, min(KC, k - pc), dst + (packedAt(ic, mc, pc, k, MR) << 2));
+    }
+  }
+}
+
+/** Packs all of op(B) [k, n] at `dst` in gemm's block order (NC-column blocks, KC slices, NR panels). */
+export function packBWhole(transB: i32, n: i32, k: i32, b: usize, dst: usize): void {
+  for (let jc = 0; jc < n; jc += NC) {
+    const nc = min(NC, n - jc);
+    for (let pc = 0; pc < k; pc += KC) {
+      packB(transB, n, k, b, pc, min(KC, k - pc), jc, nc, dst + (packedAt(jc, nc, pc, k, NR) << 2));
+    }
+  }
+}
+
 /**
  * C[i0:i1, j0:j1] = op(A) op(B) over the full k, blocked and packed; `work` is this thread's
- * `workBytes()` area. C has row stride n.
+ * `workBytes()` area. C has row stride n. `aWhole` / `bWhole`: op(A) / op(B) already packed whole
+ * (packAWhole, packBWhole) at that address, or 0 to pack each block here. Either way every block
+ * holds the same numbers and the micro-kernel sums in the same order, so results are identical.
  */
 export function gemm(
   transA: i32,
@@ -263,6 +305,8 @@ export function gemm(
   j0: i32,
   j1: i32,
   work: usize,
+  aWhole: usize,
+  bWhole: usize,
 ): void {
   if (i1 <= i0 || j1 <= j0) return;
   const ldc = <usize>n << 2;
@@ -270,18 +314,23 @@ export function gemm(
     for (let i = i0; i < i1; i++) memory.fill(c + <usize>i * ldc + (<usize>j0 << 2), 0, <usize>(j1 - j0) << 2);
     return;
   }
-  const apBuf = work;
-  const bpBuf = work + <usize>AP_BYTES;
-  const tile = bpBuf + <usize>BP_BYTES;
+  // whole-packed blocks are addressed by the block grid from 0, so a split must start on it
+  if (aWhole && i0 % MC != 0) unreachable();
+  if (bWhole && j0 % NC != 0) unreachable();
+  const tile = work + <usize>AP_BYTES + <usize>BP_BYTES;
   for (let jc = j0; jc < j1; jc += NC) {
     const nc = min(NC, j1 - jc);
     for (let pc = 0; pc < k; pc += KC) {
       const kc = min(KC, k - pc);
       const accumulate = pc > 0 ? 1 : 0;
-      packB(transB, n, k, b, pc, kc, jc, nc, bpBuf);
+      let bpBuf = work + <usize>AP_BYTES;
+      if (bWhole) bpBuf = bWhole + (packedAt(jc, min(NC, n - jc), pc, k, NR) << 2);
+      else packB(transB, n, k, b, pc, kc, jc, nc, bpBuf);
       for (let ic = i0; ic < i1; ic += MC) {
         const mc = min(MC, i1 - ic);
-        packA(transA, m, k, a, ic, mc, pc, kc, apBuf);
+        let apBuf = work;
+        if (aWhole) apBuf = aWhole + (packedAt(ic, min(MC, m - ic), pc, k, MR) << 2);
+        else packA(transA, m, k, a, ic, mc, pc, kc, apBuf);
         for (let ir = 0; ir < mc; ir += MR) {
           const rows = min(MR, mc - ir);
           const ap = apBuf + <usize>ir * <usize>kc * 4;

@@ -77,6 +77,23 @@ test('greedy, top-k = 1 and a tiny top-p all pick the argmax', (t) => {
   }
 });
 
+test('greedy picks the first argmax of logSoftmax below `usable` and reports its value exactly', (t) => {
+  const rng = new Rng(17);
+  for (let trial = 0; trial < 200; trial++) {
+    const V = 1 + (trial % 37);
+    // coarse values make ties; a few -Infinity (masked) entries
+    const logits = Array.from({ length: V }, () =>
+      rng.next() < 0.1 ? -Infinity : Math.round(rng.next() * 8) / 2,
+    );
+    const usable = 1 + Math.floor(rng.next() * V);
+    const lp = logSoftmax(logits);
+    let best = 0;
+    for (let i = 1; i < usable; i++) if (lp[i] > lp[best]) best = i;
+    const got = sampleToken(logits, { temperature: 0, topK: 0, topP: 1 }, rng, usable);
+    t.deepEqual(got, { token: best, logprob: lp[best] }, `trial ${trial}`);
+  }
+});
+
 test('sampling follows the temperature-scaled distribution', (t) => {
   const logits = [1, 0, -1, 0.5];
   const temperature = 0.7;

@@ -81,6 +81,28 @@ test('threads split the work when the problem is large enough', (t) => {
   t.pass();
 });
 
+test('split over threads with one operand packed for all chunks: the same bits as one thread', (t) => {
+  if (!mm) return t.fail(WasmMatmul.unavailableReason());
+  if (mm.threads < 2) return t.pass('one core: no split to compare');
+  // split by rows (B packed once) past MC and KC; by columns (A packed once) past NC, MC and KC
+  const shapes: [number, number, number][] = [
+    [400, 300, 90],
+    [90, 300, 2100],
+    [250, 520, 260],
+  ];
+  for (const [m, k, n] of shapes) {
+    for (const [transA, transB] of LAYOUTS) {
+      const rng = new Rng(seedOf(`packed once ${m} ${k} ${n} ${transA} ${transB}`));
+      const a = Float32Array.from(normals(rng, m * k));
+      const b = Float32Array.from(normals(rng, k * n));
+      const s: MatmulShape = { m, k, n, transA, transB };
+      const one = mm.matmul(a, b, s, { threads: 1 });
+      const all = mm.matmul(a, b, s, { threads: mm.threads });
+      t.deepEqual(all, one, `m=${m} k=${k} n=${n} transA=${transA} transB=${transB}`);
+    }
+  }
+});
+
 test('zero-sized shapes give zeros', (t) => {
   if (!mm) return t.fail(WasmMatmul.unavailableReason());
   t.deepEqual(

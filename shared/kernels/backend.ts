@@ -172,6 +172,12 @@ export interface Backend {
 
   /** dst[rows, rowDim] with dst[index[i], :] replaced by src[i, :] (KV-cache writes). */
   scatterRows(dst: Buf, src: Buf, index: Int32Array, rowDim: number): Promise<Buf>;
+  /**
+   * Optional: `scatterRows` into dst itself (afterwards dst holds what scatterRows returns), for the
+   * KV cache's appends, where copying the whole cache for every token is what costs. Indices are
+   * checked before anything is written: a RangeError leaves dst as it was.
+   */
+  writeRows?(dst: Buf, src: Buf, index: Int32Array, rowDim: number): Promise<void>;
   /** out[i, :] = x[index[i], :] (picking the last position of each sequence, cache reorders). */
   gatherRows(x: Buf, index: Int32Array, rowDim: number): Promise<Buf>;
 

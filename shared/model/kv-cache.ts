@@ -29,6 +29,12 @@ export class KVCache {
   /** Writes rows of keys/values ([rows.length, kvHeads*headDim]) into the cache rows given. */
   async write(layer: number, k: Buf, v: Buf, rows: Int32Array): Promise<void> {
     const be = this.backend;
+    if (be.writeRows) {
+      // in place where the backend can: a copy of the whole cache per token is what costs
+      await be.writeRows(this.k[layer], k, rows, this.rowDim);
+      await be.writeRows(this.v[layer], v, rows, this.rowDim);
+      return;
+    }
     const nk = await be.scatterRows(this.k[layer], k, rows, this.rowDim);
     const nv = await be.scatterRows(this.v[layer], v, rows, this.rowDim);
     be.free(this.k[layer]);

@@ -13,13 +13,18 @@ export interface SamplingParams {
 export function logSoftmax(logits: ArrayLike<number>, temperature = 1): Float64Array {
   const t = temperature > 0 ? temperature : 1;
   const out = new Float64Array(logits.length);
+  const lse = logSumExp(logits, t);
+  for (let i = 0; i < logits.length; i++) out[i] = logits[i] / t - lse;
+  return out;
+}
+
+/** log sum exp of `logits / t`, the normaliser `logSoftmax` subtracts (the same numbers). */
+function logSumExp(logits: ArrayLike<number>, t: number): number {
   let max = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i] / t);
   let sum = 0;
   for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] / t - max);
-  const lse = max + Math.log(sum);
-  for (let i = 0; i < logits.length; i++) out[i] = logits[i] / t - lse;
-  return out;
+  return max + Math.log(sum);
 }
 
 /**
@@ -38,12 +43,22 @@ export function sampleToken(
   if (!Number.isInteger(usable) || usable < 1 || usable > logits.length) {
     throw new RangeError(`sampleToken: usable ${usable} outside [1, ${logits.length}]`);
   }
-  const lp = logSoftmax(logits, p.temperature);
   if (p.temperature <= 0) {
+    // greedy needs one log-probability: compare the values logSoftmax would store (x / 1 is x)
+    // without storing them
+    const lse = logSumExp(logits, 1);
     let best = 0;
-    for (let i = 1; i < usable; i++) if (lp[i] > lp[best]) best = i;
-    return { token: best, logprob: lp[best] };
+    let bestLp = logits[0] - lse;
+    for (let i = 1; i < usable; i++) {
+      const lp = logits[i] - lse;
+      if (lp > bestLp) {
+        best = i;
+        bestLp = lp;
+      }
+    }
+    return { token: best, logprob: bestLp };
   }
+  const lp = logSoftmax(logits, p.temperature);
   const order = Array.from({ length: usable }, (_, i) => i).sort((a, b) => lp[b] - lp[a]);
   let keep = p.topK > 0 ? Math.min(p.topK, order.length) : order.length;
   if (p.topP < 1) {

@@ -3,7 +3,10 @@
  * asm/ops.ts) on every core through their worker pool (pool.ts), each in its grow-once arena
  * (arena.ts); the row copies (embedding, gatherRows, scatterRows) on typed arrays (rows.ts); the bias
  * ops in plain JavaScript. A `Buf` is a Float32Array; `free` only counts (the garbage collector owns
- * the memory), and results never alias the inputs or the wasm memories.
+ * the memory), and results never alias the inputs or the wasm memories. Bufs never change after they
+ * are made, except through `adamwInPlace` (p, m, v) and `writeRows` (the KV cache), which update or
+ * drop the resident copies first: that is what lets the matmul and attention keep operands they see
+ * again in wasm memory (resident.ts) until they are freed.
  *
  * The config names `webasm` and `cpu` both select this backend (`cpu` is kept for existing configs);
  * `name` is the one asked for.
@@ -14,7 +17,7 @@ import { checkRopeFrequencies } from '../reference.js';
 import { RopeTableCache, ropeRowsFor } from '../rope-tables.js';
 import { WasmMatmul } from './matmul.js';
 import { WasmOps } from './ops.js';
-import { embeddingBackwardF32, gatherRowsF32, scatterRowsF32 } from './rows.js';
+import { embeddingBackwardF32, gatherRowsF32, scatterRowsF32, writeRowsF32 } from './rows.js';
 
 export type WasmBackendName = 'webasm' | 'cpu';
 
@@ -93,6 +96,8 @@ export class WasmBackend implements Backend {
     if (!(b instanceof Float32Array) || this.freed.has(b)) return;
     this.freed.add(b);
     this.live--;
+    this.mm.release(b);
+    this.wasmOps.release(b);
   }
 
   async dispose(): Promise<void> {
@@ -106,7 +111,7 @@ export class WasmBackend implements Backend {
 
   async matmul(a: Buf, b: Buf, s: MatmulShape): Promise<Buf> {
     this.ops();
-    const c = this.mm.matmul(this.f32(a), this.f32(b), s);
+    const c = this.mm.matmul(this.f32(a), this.f32(b), s, { resident: true });
     if (!c) {
       throw new RangeError(
         `matmul: m=${s.m} k=${s.k} n=${s.n} needs more than the 4 GiB a wasm memory holds`,
@@ -189,7 +194,8 @@ export class WasmBackend implements Backend {
   }
 
   async attention(q: Buf, k: Buf, v: Buf, s: AttentionShape): Promise<{ out: Buf; probs: Buf }> {
-    const r = this.ops().attention(this.f32(q), this.f32(k), this.f32(v), s);
+    // keys and values resident: a KV cache is the same Buf every decoding step (see writeRows)
+    const r = this.ops().attention(this.f32(q), this.f32(k), this.f32(v), s, true);
     return { out: this.wrap(r.out), probs: this.wrap(r.probs) };
   }
 
@@ -237,9 +243,38 @@ export class WasmBackend implements Backend {
     return { p: this.wrap(r.p), m: this.wrap(r.m), v: this.wrap(r.v) };
   }
 
+  /** `sumSquares` of each buffer (the same numbers); with `adamwInPlace`, which the optimizer takes as a pair. */
+  async sumSquaresMany(xs: Buf[]): Promise<number[]> {
+    const ops = this.ops();
+    return xs.map((x) => ops.sumSquares(this.f32(x)));
+  }
+
+  /** AdamW into the p, m and v buffers themselves: no result arrays, and the old ones never wait for the collector. */
+  async adamwInPlace(items: { p: Buf; g: Buf; m: Buf; v: Buf; h: AdamWHyper }[]): Promise<void> {
+    const ops = this.ops();
+    for (const it of items) {
+      const [p, g, m, v] = [it.p, it.g, it.m, it.v].map((b) => this.f32(b));
+      if (g.length !== p.length || m.length !== p.length || v.length !== p.length)
+        throw new RangeError(`adamwInPlace: g, m and v need ${p.length} elements each, as p`);
+      // p changes: its resident matmul copy (if any) would be stale
+      this.mm.release(p);
+      ops.adamwInPlace(p, g, m, v, adamwHyperVector(it.h));
+    }
+  }
+
   async scatterRows(dst: Buf, src: Buf, index: Int32Array, rowDim: number): Promise<Buf> {
     this.ops();
     return this.wrap(scatterRowsF32(this.f32(dst), this.f32(src), index, rowDim));
+  }
+
+  /** scatterRows in place; the resident copies follow (the ops' is patched, the matmul's dropped). */
+  async writeRows(dst: Buf, src: Buf, index: Int32Array, rowDim: number): Promise<void> {
+    const ops = this.ops();
+    const d = this.f32(dst);
+    const x = this.f32(src);
+    writeRowsF32(d, x, index, rowDim);
+    ops.patchRows(d, x, index, rowDim);
+    this.mm.release(d);
   }
 
   async gatherRows(x: Buf, index: Int32Array, rowDim: number): Promise<Buf> {

@@ -37,7 +37,13 @@ export interface MatmulExports {
     j0: number,
     j1: number,
     work: number,
+    aWhole: number,
+    bWhole: number,
   ): void;
+  /** Floats of an operand packed whole: `extent` rows (panel 4) or columns (panel 8) over depth k. */
+  packedFloats(extent: number, k: number, panel: number): number;
+  packAWhole(transA: number, m: number, k: number, a: number, dst: number): void;
+  packBWhole(transB: number, n: number, k: number, b: number, dst: number): void;
   gemmDot(
     m: number,
     n: number,

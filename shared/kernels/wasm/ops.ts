@@ -7,6 +7,8 @@
  * Like the matmul (matmul.ts), one process-wide instance owns a grow-once arena (arena.ts):
  *   [0, 64 KiB)        reserved (the module's own statics, if any)
  *   ARGS (256 bytes)   the parameter block of the current op (op id, sizes, byte addresses, scalars)
+ *   resident           copies of attention's keys and values kept between calls (resident.ts), for
+ *                      the backend's KV cache, which it changes only through `patchRows`
  *   inputs | outputs   the current call's operands, 64-byte aligned
  * A call copies its inputs in, writes the parameter block, runs `chunk(args, 0, units)` on the main
  * thread or splits the units between the main thread and the worker pool (pool.ts, job kind JOB_OP),
@@ -26,6 +28,7 @@ import {
   type WasmVariant,
 } from './loader.js';
 import { JOB_OP, JOB_PARAMS, MAX_CHUNKS, WorkerPool } from './pool.js';
+import { ResidentSet } from './resident.js';
 
 const ARGS = PAGE;
 const ARGS_WORDS = 64;
@@ -34,6 +37,9 @@ const WHAT = 'wasm ops';
 
 /** Elements per AdamW call: 7 arrays of 2^24 floats are 448 MiB of wasm memory, far below its 4 GiB. */
 export const ADAMW_CHUNK_ELEMENTS = 1 << 24;
+
+/** Most bytes of resident keys and values: every layer's KV cache of the bench models many times over. */
+const RESIDENT_CAP_BYTES = 256 * 2 ** 20;
 
 /** Below this much work (about one unit per multiply-add or exp) an op runs on the main thread alone. */
 export const OPS_PARALLEL_MIN_WORK = 1 << 18;
@@ -56,6 +62,7 @@ export class WasmOps {
   private readonly job = new Array<number>(JOB_PARAMS).fill(0);
   /** Forced participants (tests); null = by problem size. */
   forceThreads: number | null = null;
+  private readonly resident: ResidentSet;
 
   private constructor(
     loaded: LoadedModule,
@@ -67,6 +74,7 @@ export class WasmOps {
     this.ex = new WebAssembly.Instance(loaded.module, { env: { memory } }).exports as unknown as OpsExports;
     this.op = opIds(this.ex);
     this.sumsqBlock = exportedInt(this.ex, 'SUMSQ_BLOCK');
+    this.resident = new ResidentSet(this.arena, ARENA, RESIDENT_CAP_BYTES);
     this.pool =
       threads > 1
         ? new WorkerPool(loaded.module, memory, threads - 1, { spin: 20000, timeoutMs: 600_000 })
@@ -107,9 +115,26 @@ export class WasmOps {
   // -------------------------------------------------------------------------------------------------
   // plumbing
 
-  /** Places regions of the given byte sizes after the parameter block; returns their addresses. */
+  /** Places regions of the given byte sizes after the resident copies; returns their addresses. */
   private place(bytes: number[]): number[] {
-    return this.arena.place(ARENA, bytes, WHAT);
+    const top = this.resident.top;
+    if (top > ARENA) {
+      let need = top;
+      for (const n of bytes) need = align(need, 64) + n;
+      // no room beside the resident copies: drop them (callers take addresses after placing)
+      if (!this.arena.reserve(need)) this.resident.reset();
+    }
+    return this.arena.place(this.resident.top, bytes, WHAT);
+  }
+
+  /** Forgets the resident copy of x (freed, or about to change other than through `patchRows`). */
+  release(x: Float32Array): void {
+    this.resident.release(x);
+  }
+
+  /** Mirrors `writeRowsF32(x, src, index, dim)` (already done on x) into x's resident copy. */
+  patchRows(x: Float32Array, src: Float32Array, index: Int32Array, dim: number): void {
+    this.resident.patchRows(x, src, index, dim);
   }
 
   private put(ptr: number, x: ArenaInput, n: number): void {
@@ -237,6 +262,40 @@ export class WasmOps {
     return { p: this.take(np, n), m: this.take(nm, n), v: this.take(nv, n) };
   }
 
+  /**
+   * `adamw` written back into p, m and v (the same numbers): the kernel reads each element's
+   * p, g, m, v before it writes them, so it runs over its inputs' copies, and no result array is made.
+   */
+  adamwInPlace(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    hp: ArrayLike<number>,
+    chunk = ADAMW_CHUNK_ELEMENTS,
+  ): void {
+    const n = p.length;
+    if (g.length < n || m.length < n || v.length < n)
+      throw new RangeError(`adamw: g, m and v need ${n} elements each, as p`);
+    const step = chunk - (chunk % 4) || 4;
+    for (let s = 0; s < n; s += step) {
+      // per element, so slices (at multiples of 4) give the same numbers as the whole
+      const e = Math.min(n, s + step);
+      const k = e - s;
+      const [pp, pg, pm, pv] = this.place(new Array(4).fill(k * 4));
+      this.put(pp, p.subarray(s, e), k);
+      this.put(pg, g.subarray(s, e), k);
+      this.put(pm, m.subarray(s, e), k);
+      this.put(pv, v.subarray(s, e), k);
+      this.args([this.op.adamw, k, pp, pg, pm, pv, pp, pm, pv, 0], Array.from(hp), 10);
+      this.exec(k, 8 * k, 64);
+      const f32 = this.arena.f32;
+      p.set(f32.subarray(pp >> 2, (pp >> 2) + k), s);
+      m.set(f32.subarray(pm >> 2, (pm >> 2) + k), s);
+      v.set(f32.subarray(pv >> 2, (pv >> 2) + k), s);
+    }
+  }
+
   /** Sum of squares: f32 SIMD partials over blocks of 4096 elements, added in float64. */
   sumSquares(x: Float32Array): number {
     const n = x.length;
@@ -328,29 +387,46 @@ export class WasmOps {
     if (s.heads % s.kvHeads !== 0) throw new RangeError('attention: heads must be a multiple of kvHeads');
   }
 
+  /**
+   * `resident`: keep k and v in wasm memory from their second use on (the backend's KV cache, which
+   * changes only through `patchRows` and is released when freed).
+   */
   attention(
     q: Float32Array,
     k: Float32Array,
     v: Float32Array,
     s: AttentionShape,
+    resident = false,
   ): { out: Float32Array; probs: Float32Array } {
     this.attnCheck(s);
     const { batch: B, tq, tk, heads: H, kvHeads: KV, headDim: hd } = s;
     const nq = B * tq * H * hd;
     const nk = B * tk * KV * hd;
     const nP = B * H * tq * tk;
-    const [pq, pk, pv, pm, po, pout, pprobs] = this.place([
-      nq * 4,
-      nk * 4,
-      nk * 4,
-      B * tk,
-      B * 4,
-      nq * 4,
-      nP * 4,
-    ]);
+    if (k.length < nk || v.length < nk) throw new RangeError(`attention: k and v need ${nk} elements each`);
+    let rk = -1;
+    let rv = -1;
+    if (resident) {
+      const res = this.resident;
+      const gen = res.generation;
+      rk = res.address(k, nk);
+      rv = res.address(v, nk);
+      if (res.generation !== gen) rk = -1;
+    }
+    const sizes = (kBytes: number, vBytes: number) => [nq * 4, kBytes, vBytes, B * tk, B * 4, nq * 4, nP * 4];
+    const gen = this.resident.generation;
+    let at = this.place(sizes(rk < 0 ? nk * 4 : 0, rv < 0 ? nk * 4 : 0));
+    if (this.resident.generation !== gen) {
+      // placing dropped the resident copies to make room: k and v go to the call's own area
+      rk = rv = -1;
+      at = this.place(sizes(nk * 4, nk * 4));
+    }
+    const [pq, , , pm, po, pout, pprobs] = at;
+    const pk = rk >= 0 ? rk : at[1];
+    const pv = rv >= 0 ? rv : at[2];
     this.put(pq, q, nq);
-    this.put(pk, k, nk);
-    this.put(pv, v, nk);
+    if (rk < 0) this.put(pk, k, nk);
+    if (rv < 0) this.put(pv, v, nk);
     this.put(pm, s.kValid, B * tk);
     this.put(po, s.qOffset, B);
     this.args(

@@ -23,8 +23,11 @@ const COMPLETED = 2; // chunks finished in the current job
 const ERROR = 3; // 1 if a chunk trapped
 const DEAD = 4; // workers that failed to start
 const PARAMS = 8;
-/** Job parameters: kind, transA, transB, m, n, k, a, b, c, byRows, extent, chunk, nChunks, work, workStride. */
-export const JOB_PARAMS = 15;
+/**
+ * Job parameters: kind, transA, transB, m, n, k, a, b, c, byRows, extent, chunk, nChunks, work,
+ * workStride, aWhole, bWhole (the operand packed once for every chunk, or 0).
+ */
+export const JOB_PARAMS = 17;
 export const JOB_GEMM = 0;
 export const JOB_DOT = 1;
 /** An op of asm/ops.ts: `chunk(job[6], lo, hi)` over units [lo, hi) (job[10] units, byRows). */
@@ -70,6 +73,8 @@ function runChunks(ctrl: Int32Array, tag: number, p: ArrayLike<number>, slot: nu
           j0,
           j1,
           p[13] + slot * p[14],
+          p[15],
+          p[16],
         );
     } catch {
       Atomics.store(ctrl, 3, 1);

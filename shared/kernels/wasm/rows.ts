@@ -33,14 +33,21 @@ export function scatterRowsF32(
   index: Int32Array,
   dim: number,
 ): Float32Array {
-  const rows = dim > 0 ? Math.floor(dst.length / dim) : 0;
   const out = dst.slice();
+  writeRowsF32(out, src, index, dim);
+  return out;
+}
+
+/** dst[index[i], :] = src[i, :] in place (later writes win); every index is checked before the first write. */
+export function writeRowsF32(dst: Float32Array, src: Float32Array, index: Int32Array, dim: number): void {
+  const rows = dim > 0 ? Math.floor(dst.length / dim) : 0;
   for (let i = 0; i < index.length; i++) {
     const r = index[i];
     if (!(r >= 0 && r < rows)) throw new RangeError(`scatterRows: index ${r} outside [0, ${rows})`);
-    out.set(src.subarray(i * dim, (i + 1) * dim), r * dim);
   }
-  return out;
+  if (src.length < index.length * dim)
+    throw new RangeError(`scatterRows: src has ${src.length} elements, needs ${index.length * dim}`);
+  for (let i = 0; i < index.length; i++) dst.set(src.subarray(i * dim, (i + 1) * dim), index[i] * dim);
 }
 
 /** d table[v, :] = sum over r with ids[r] = v of dOut[r, :], summed in row order in f32. */
