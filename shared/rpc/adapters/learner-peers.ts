@@ -1,6 +1,26 @@
 import type { LearnerPeers } from '../../run/data-parallel.js';
 import type { GradientPiece } from '../../run/gradient-reduce.js';
 import { type ClientOptions, type LearnerClient, learnerClient } from '../client.js';
+import { failedPrecondition, internal, isServiceError, Status, unavailable } from '../errors.js';
+
+/**
+ * Another learner's failure as this learner's caller reads it: away stays away (UNAVAILABLE, the run
+ * waits for it), a learner not in the state for the call stays FAILED_PRECONDITION (the coordinator
+ * reconnects every learner), a deadline or cancellation keeps its code, anything else is INTERNAL;
+ * each names the learner.
+ */
+async function* peerErrors<T>(stream: AsyncIterable<T>, address: string): AsyncGenerator<T> {
+  try {
+    yield* stream;
+  } catch (e) {
+    if (!isServiceError(e)) throw e;
+    const why = `learner ${address}: ${e.details || e.message}`;
+    if (e.code === Status.UNAVAILABLE) throw unavailable(`learner ${address}`, e.details || e.message);
+    if (e.code === Status.FAILED_PRECONDITION) throw failedPrecondition(why);
+    if (e.code === Status.DEADLINE_EXCEEDED || e.code === Status.CANCELLED) throw e;
+    throw internal(why, e);
+  }
+}
 
 /**
  * How a data-parallel learner reaches the others over gRPC: GetShardGradient (the leader pulls a
@@ -28,7 +48,10 @@ export class RemoteLearnerPeers implements LearnerPeers {
     rank: number,
     signal?: AbortSignal,
   ): AsyncGenerator<GradientPiece> {
-    for await (const m of this.client(address).getShardGradient({ runId, step, rank }, { signal })) {
+    for await (const m of peerErrors(
+      this.client(address).getShardGradient({ runId, step, rank }, { signal }),
+      address,
+    )) {
       const p = m.part;
       if (p?.$case === 'header') {
         const h = p.value;
@@ -55,7 +78,10 @@ export class RemoteLearnerPeers implements LearnerPeers {
   ): Promise<{ version: number; weights: Map<string, Float32Array> }> {
     const weights = new Map<string, Float32Array>();
     let got = -1;
-    for await (const m of this.client(address).getWeights({ runId, minVersion: version }, { signal })) {
+    for await (const m of peerErrors(
+      this.client(address).getWeights({ runId, minVersion: version }, { signal }),
+      address,
+    )) {
       const p = m.part;
       if (p?.$case === 'header') got = p.value.version;
       else if (p?.$case === 'tensor') {
