@@ -13,6 +13,7 @@ import type { KeyPosition } from '../shared/rl/key-positions.js';
 import type { Rollout } from '../shared/rl/rollouts.js';
 import { RemoteLearner } from '../shared/rpc/adapters/remote.js';
 import { learnerClient } from '../shared/rpc/client.js';
+import { isServiceError, Status } from '../shared/rpc/errors.js';
 import { DataParallelLearners } from '../shared/run/data-parallel-learners.js';
 import type { RunRef } from '../shared/run/run-context.js';
 import { Rng } from '../shared/util/rng.js';
@@ -41,6 +42,8 @@ export interface LearnerRound {
 export interface LearnerStepReport {
   shape: LearnerStepShape;
   stepsPerSide: number;
+  /** Steps whose call was dropped and made again (the retried attempt is timed). */
+  retriedSteps: number;
   tokensPerStep: number;
   rounds: LearnerRound[];
   stepS: Record<string, Spread | null>;
@@ -92,7 +95,9 @@ export async function benchLearnerSteps(o: {
     workers: 1,
     learners: 2,
     backend: o.backend,
-    logs: () => {},
+    logs: (name, line) => {
+      if (/"level":"(warn|error)"/.test(line)) o.log(`[${name}] ${line.slice(0, 300)}`);
+    },
     dataRoot: o.root,
   });
   const clients = cluster.addresses.learners.map((a) => learnerClient(a, cluster.clientOptions));
@@ -107,17 +112,24 @@ export async function benchLearnerSteps(o: {
     let step = (await sides['2'].init(run)).step;
     const data = syntheticStep(o.cfg, o.shape, o.vocab, rng);
     const versions = data.groups.map(() => 0);
+    let retried = 0;
     const take = async (n: string) => {
-      const t0 = performance.now();
-      const m = await sides[n].trainStep(
-        run,
-        step,
-        data.groups,
-        data.positions,
-        versions.map(() => step),
-      );
-      step++;
-      return { s: (performance.now() - t0) / 1000, tokens: m.rl_tokens + m.ntp_tokens };
+      // A connection dropped mid-step (a learner's event loop busy past the keepalive timeout on a
+      // loaded machine) is retried as the coordinator does; the retried attempt is what is timed.
+      for (let attempt = 1; ; attempt++) {
+        const t0 = performance.now();
+        try {
+          const vs = versions.map(() => step);
+          const m = await sides[n].trainStep(run, step, data.groups, data.positions, vs);
+          step++;
+          return { s: (performance.now() - t0) / 1000, tokens: m.rl_tokens + m.ntp_tokens };
+        } catch (e) {
+          if (!isServiceError(e) || e.code !== Status.UNAVAILABLE || attempt >= 3) throw e;
+          o.log(`N=${n} step ${step}: ${e.details}; retrying`);
+          retried++;
+          step = (await sides['2'].init(run)).step;
+        }
+      }
     };
     // Warm-up: both sides compile their kernels for the shapes (and the follower pulls weights).
     await take('1');
@@ -167,6 +179,7 @@ export async function benchLearnerSteps(o: {
     return {
       shape: o.shape,
       stepsPerSide: o.stepsPerSide,
+      retriedSteps: retried,
       tokensPerStep: warm.tokens,
       rounds,
       stepS: Object.fromEntries(['1', '2'].map((n) => [n, spread(rounds.map((r) => r.stepS[n]))])),

@@ -307,7 +307,7 @@ async function learners(root: string, ckDir: string, vocab: number): Promise<voi
           `| ${n} | ${f(r.stepS[n]?.median)} [${f(r.stepS[n]?.min)}-${f(r.stepS[n]?.max)}] | ${f(r.tokensPerS[n]?.median, 0)} [${f(r.tokensPerS[n]?.min, 0)}-${f(r.tokensPerS[n]?.max, 0)}] |`,
       ),
       '',
-      `N = 2 over N = 1: ${f(report.ratio_2_over_1.tokens_per_s)}x tokens/s.`,
+      `N = 2 over N = 1: ${f(report.ratio_2_over_1.tokens_per_s)}x tokens/s. Steps whose connection dropped and were made again: ${r.retriedSteps}.`,
       '',
       `Load per round (1-minute load average start/end; cores other processes took; * = loaded, >= ${LOADED_CORES} core): ${r.rounds.map((x) => `${x.round}: ${f(x.otherCores ?? Number.NaN)} (${f(x.load1[0])}/${f(x.load1[1])})${x.loaded ? '*' : ''}`).join(', ')}.`,
       '',
