@@ -275,8 +275,8 @@ export function resolveAddress(objs: K8sObject[], address: string): { svc: Any; 
       : undefined;
   if (sts && !(Number(replica![2]) < (sts.spec.replicas ?? 1)))
     throw new Error(`${address}: StatefulSet ${sts.metadata.name} has ${sts.spec.replicas ?? 1} replicas`);
-  if (sts && sts.spec.serviceName && find(objs, 'Service', sts.spec.serviceName)?.spec.clusterIP !== 'None')
-    throw new Error(`${address}: Service ${sts.spec.serviceName} is not headless: no per-replica names`);
+  if (sts && find(objs, 'Service', labels[1])?.spec.clusterIP !== 'None')
+    throw new Error(`${address}: Service ${labels[1]} is not headless: no per-replica names`);
   const host = sts ? labels[1] : labels[0];
   const svc = find(objs, 'Service', host);
   if (!svc) throw new Error(`${address}: no Service ${host}`);
