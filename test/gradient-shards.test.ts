@@ -3,6 +3,7 @@ import { ReferenceBackend } from '../shared/kernels/reference.js';
 import { dualLossAndGrad } from '../shared/rl/dual-loss.js';
 import type { KeyPosition } from '../shared/rl/key-positions.js';
 import type { Rollout } from '../shared/rl/rollouts.js';
+import { checkDataParallel } from '../shared/run/data-parallel.js';
 import { type GradientPiece, GradientSum, SHARD_METRICS } from '../shared/run/gradient-reduce.js';
 import { shardRange, shardStep } from '../shared/run/gradient-shards.js';
 import { Rng } from '../shared/util/rng.js';
@@ -216,4 +217,30 @@ test('every received gradient is checked, and the status names the field', async
     /sent twice/,
   );
   await refused([], 'header', /without one/);
+});
+
+test("a shard's data-parallel fields are checked against the shard and the run, naming the field", (t) => {
+  const rng = new Rng(5);
+  const groups = groupsOf((n) => Array.from({ length: n }, () => 1 + rng.int(50)), rng);
+  const positions: KeyPosition[] = [{ id: 7, context: [1, 2], target: 3, continuation: [4], entropy: 1 }];
+  const max = { rlTokens: 100, ntpTokens: 50, keyIds: 4 };
+  const ok = {
+    rank: 1,
+    peers: ['learner-0:50053', '10.0.0.2:50053'],
+    totals: { rlTokens: 27, ntpTokens: 2, keyIds: new Set([7, 9]) },
+  };
+  t.notThrows(() => checkDataParallel(ok, groups, positions, max));
+  const refused = (dp: typeof ok, field: string) => {
+    const e = t.throws(() => checkDataParallel(dp, groups, positions, max));
+    t.is((e as { field?: string }).field, `data_parallel.${field}`, e?.message);
+  };
+  refused({ ...ok, rank: 2 }, 'rank');
+  refused({ ...ok, rank: -1 }, 'rank');
+  refused({ ...ok, peers: [] }, 'peers');
+  refused({ ...ok, peers: ['learner-0:50053', 'http://x/'] }, 'peers[1]');
+  refused({ ...ok, totals: { ...ok.totals, rlTokens: 26 } }, 'rl_tokens');
+  refused({ ...ok, totals: { ...ok.totals, rlTokens: 101 } }, 'rl_tokens');
+  refused({ ...ok, totals: { ...ok.totals, ntpTokens: Number.NaN } }, 'ntp_tokens');
+  refused({ ...ok, totals: { ...ok.totals, keyIds: new Set([9]) } }, 'key_ids');
+  refused({ ...ok, totals: { ...ok.totals, keyIds: new Set([1, 2, 3, 4, 7]) } }, 'key_ids');
 });

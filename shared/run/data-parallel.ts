@@ -55,6 +55,8 @@ export function checkDataParallel(
   dp: DataParallelStep,
   groups: readonly Rollout[][],
   positions: readonly KeyPosition[],
+  /** What a whole step of the run's config can hold at most. */
+  max: { rlTokens: number; ntpTokens: number; keyIds: number },
 ): void {
   const n = dp.peers.length;
   if (n < 1 || n > SERVICE_LIMITS.max_learners)
@@ -67,10 +69,14 @@ export function checkDataParallel(
   }
   const rl = groups.reduce((s, g) => s + g.reduce((m, r) => m + r.responseIds.length, 0), 0);
   const { rlTokens, ntpTokens, keyIds } = dp.totals;
-  if (!(Number.isSafeInteger(rlTokens) && rlTokens >= rl))
-    throw bad('rl_tokens', `${rlTokens}, fewer than this shard's ${rl} response tokens`);
-  if (!(Number.isSafeInteger(ntpTokens) && ntpTokens >= 0))
-    throw bad('ntp_tokens', `${ntpTokens} is no token count`);
+  if (!(Number.isSafeInteger(rlTokens) && rlTokens >= rl && rlTokens <= max.rlTokens))
+    throw bad(
+      'rl_tokens',
+      `${rlTokens}, not in [${rl} (this shard's), ${max.rlTokens} (a whole step's at most)]`,
+    );
+  if (!(Number.isSafeInteger(ntpTokens) && ntpTokens >= 0 && ntpTokens <= max.ntpTokens))
+    throw bad('ntp_tokens', `${ntpTokens}, not in [0, ${max.ntpTokens}]`);
+  if (keyIds.size > max.keyIds) throw bad('key_ids', `${keyIds.size} ids, a step has at most ${max.keyIds}`);
   for (const [i, p] of positions.entries()) {
     if (!keyIds.has(p.id)) throw bad('key_ids', `leaves out positions[${i}].id ${p.id}`);
   }

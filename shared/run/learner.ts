@@ -185,7 +185,14 @@ export class Learner implements PolicySource {
       cfg: this.cfg,
     });
     checkGroupVersions(versions, groups.length, step, this.cfg.distributed.max_staleness);
-    if (dp) checkDataParallel(dp, groups, positions);
+    if (dp) {
+      const { train, grpo, budget, data } = this.cfg;
+      checkDataParallel(dp, groups, positions, {
+        rlTokens: train.positions_per_step * grpo.G * budget.hard_cap,
+        ntpTokens: train.positions_per_step * (data.context_len + data.continuation_len),
+        keyIds: train.positions_per_step,
+      });
+    }
     if (dp && dp.peers.length > 1 && !this.peers)
       throw new LearnerError('data_parallel: this learner cannot reach other learners', 'precondition');
     if (follower)
