@@ -207,8 +207,15 @@ export class Learner implements PolicySource {
         );
       }
       this.checkStepNumber(step);
+      // A follower's optimizer state stayed where it was loaded while its weights followed the
+      // leader's: it must not take an update of its own.
+      if (this.following) {
+        throw new LearnerError(
+          `this learner followed another leader in this run and holds no optimizer state of it; restart it to lead`,
+          'precondition',
+        );
+      }
       accepted?.();
-      this.following = false;
       const metrics = await this.update(step, groups, positions, versions, dp, signal);
       this.last = { step, digest, metrics };
       return metrics;
@@ -264,6 +271,11 @@ export class Learner implements PolicySource {
 
   /** The leader's weights in place of this learner's (a follower keeps no optimizer state). */
   private install(weights: Map<string, Float32Array>): void {
+    if (weights.size !== this.shapes.size)
+      throw new LearnerError(
+        `the leader sent ${weights.size} tensors, the model has ${this.shapes.size}`,
+        'precondition',
+      );
     for (const [name, shape] of this.shapes) {
       const w = weights.get(name);
       if (!w || w.length !== shape.reduce((a, b) => a * b, 1))
