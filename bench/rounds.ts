@@ -26,7 +26,8 @@ interface CpuMark {
   load1: number;
 }
 
-function machineBusySeconds(): number | null {
+/** CPU seconds the whole machine has been busy (all but idle and iowait), or null without /proc. */
+export function machineBusySeconds(): number | null {
   try {
     const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
     // user nice system idle iowait irq softirq steal: busy = all but idle and iowait

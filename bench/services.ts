@@ -2,10 +2,13 @@
  * Services benchmark (the four gRPC services on a NATS bus, `docs/services.md`): rollout throughput of the small
  * bench model with 1 and 2 rollout workers of a local cluster (separate processes, gRPC, a real
  * nats-server), the same jobs generated in this process as the baseline, and the weight-sync time
- * (the learner's GetWeights stream into a worker's copy). Ratios are within one invocation.
+ * (the learner's GetWeights stream into a worker's copy). Ratios are within one invocation. With
+ * `--part learners` (or `all`), learner step time and tokens/s with 1 and 2 data-parallel learners
+ * (bench/learner-steps.ts).
  *
- * Usage: npm run bench:services -- [--backend auto|webasm|cpu|webgpu] [--jobs 8] [--repeats 3] [--out bench/results]
- * Writes bench/results/services.json and services.md.
+ * Usage: npm run bench:services -- [--backend auto|webasm|cpu|webgpu] [--jobs 8] [--repeats 3]
+ *   [--part rollouts|learners|all] [--rounds 5] [--machine <name>] [--out bench/results]
+ * Writes bench/results/services.{json,md} (rollouts) and services-learners.{json,md} (learners).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -29,7 +32,9 @@ import { RolloutWorker } from '../shared/run/rollout-worker.js';
 import { loadRunContext, type RunRef } from '../shared/run/run-context.js';
 import { WorkerPool } from '../shared/run/worker-pool.js';
 import { Rng } from '../shared/util/rng.js';
+import { benchLearnerSteps, type LearnerStepShape } from './learner-steps.js';
 import { BENCH_MODELS } from './models.js';
+import { LOADED_CORES } from './rounds.js';
 
 const { values } = parseArgs({
   options: {
@@ -37,8 +42,14 @@ const { values } = parseArgs({
     jobs: { type: 'string', default: '8' },
     repeats: { type: 'string', default: '3' },
     out: { type: 'string', default: 'bench/results' },
+    part: { type: 'string', default: 'rollouts' },
+    rounds: { type: 'string', default: '5' },
+    machine: { type: 'string', default: '' },
   },
 });
+const part = values.part!;
+if (!['rollouts', 'learners', 'all'].includes(part))
+  throw new Error(`--part ${part}: rollouts, learners or all`);
 const backendName = values.backend!;
 const nJobs = Number(values.jobs);
 const repeats = Number(values.repeats);
@@ -75,6 +86,8 @@ async function main() {
       'bench',
     );
     const run: RunRef = { runId: 'bench', cfg };
+    if (part !== 'rollouts') await learners(root, ckDir, model.vocab_size);
+    if (part === 'learners') return;
     const rng = new Rng(SEED);
     const positions: KeyPosition[] = Array.from({ length: nJobs * 4 }, (_, i) => ({
       id: i,
@@ -219,6 +232,88 @@ async function main() {
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+}
+
+/** Learner step time and tokens/s with 1 and 2 data-parallel learners; services-learners.{json,md}. */
+async function learners(root: string, ckDir: string, vocab: number): Promise<void> {
+  const shape: LearnerStepShape = {
+    positions: 8,
+    G: 4,
+    prompt: 40,
+    response: 32,
+    context: 32,
+    continuation: 16,
+  };
+  const cfg = parseTrainConfig(
+    {
+      method: 'rmt',
+      run: { out_dir: join(root, 'learners-run'), seed: SEED, backend: backendName },
+      model: { init_from: ckDir },
+      budget: { B_0: 16, hard_cap: shape.response },
+      data: { context_len: shape.context, continuation_len: shape.continuation },
+      grpo: { G: shape.G },
+      train: { positions_per_step: shape.positions, micro_batch: 8 },
+    },
+    'bench',
+  );
+  const rounds = Number(values.rounds);
+  const stepsPerSide = 2;
+  const r = await benchLearnerSteps({
+    root,
+    cfg,
+    backend: backendName,
+    vocab,
+    shape,
+    rounds,
+    stepsPerSide,
+    log: (line) => console.log(line),
+  });
+  const machine = {
+    name: values.machine || os.hostname(),
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+  };
+  const loaded = r.rounds.filter((x) => x.loaded).map((x) => x.round);
+  const report = {
+    benchmark: 'services-learners',
+    command: `npm run bench:services -- --part learners --backend ${backendName} --rounds ${rounds}${values.machine ? ` --machine ${values.machine}` : ''}`,
+    date: new Date().toISOString(),
+    machine,
+    model: 'small',
+    ...r,
+    ratio_2_over_1: {
+      step_s: (r.stepS['2']?.median ?? Number.NaN) / (r.stepS['1']?.median ?? Number.NaN),
+      tokens_per_s: (r.tokensPerS['2']?.median ?? Number.NaN) / (r.tokensPerS['1']?.median ?? Number.NaN),
+    },
+    loaded_rounds: loaded,
+  };
+  const out = resolve(values.out!);
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'services-learners.json'), `${JSON.stringify(report, null, 2)}\n`);
+  const f = (x: number | undefined, d = 2) => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(d));
+  writeFileSync(
+    join(out, 'services-learners.md'),
+    [
+      `# Data-parallel learners (${report.date.slice(0, 10)}, ${machine.name}: ${machine.cpu}, ${machine.cores} cores)`,
+      '',
+      `Command: \`${report.command}\`. Small bench model; each step ${shape.positions} groups of G = ${shape.G} rollouts (${shape.prompt}-token prompts, ${shape.response}-token responses) and ${shape.positions} NTP windows (${shape.context} + ${shape.continuation} tokens): ${r.tokensPerStep} tokens (RL + NTP) per step. N = 1 is the leader alone, N = 2 the same step split over two learner processes (gradient pulled over gRPC, added in rank order). ${rounds} rounds alternating which N goes first, ${stepsPerSide} steps per N per round (median within a round), medians over rounds [min-max].`,
+      '',
+      '| learners | s/step | tokens/s |',
+      '|---|---|---|',
+      ...['1', '2'].map(
+        (n) =>
+          `| ${n} | ${f(r.stepS[n]?.median)} [${f(r.stepS[n]?.min)}-${f(r.stepS[n]?.max)}] | ${f(r.tokensPerS[n]?.median, 0)} [${f(r.tokensPerS[n]?.min, 0)}-${f(r.tokensPerS[n]?.max, 0)}] |`,
+      ),
+      '',
+      `N = 2 over N = 1: ${f(report.ratio_2_over_1.tokens_per_s)}x tokens/s. Steps whose connection dropped and were made again: ${r.retriedSteps}.`,
+      '',
+      `Load per round (1-minute load average start/end; cores other processes took; * = loaded, >= ${LOADED_CORES} core): ${r.rounds.map((x) => `${x.round}: ${f(x.otherCores ?? Number.NaN)} (${f(x.load1[0])}/${f(x.load1[1])})${x.loaded ? '*' : ''}`).join(', ')}.`,
+      '',
+    ].join('\n'),
+  );
+  console.log(`wrote ${join(out, 'services-learners.json')} and .md`);
 }
 
 main().then(

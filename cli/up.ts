@@ -8,6 +8,7 @@ import type { BusRole } from '../shared/bus/permissions.js';
 import { BACKEND_FLAG, METHOD_FLAG } from '../shared/config/config-flags.js';
 import { runConfigText } from '../shared/config/config-text.js';
 import { defineFlags, parseServiceFlagsOrExit, withoutEnv } from '../shared/config/service-flags.js';
+import { SERVICE_LIMITS } from '../shared/config/service-limits.js';
 import { type ClientOptions, coordinatorClient, healthClient } from '../shared/rpc/client.js';
 import { RunState } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 import { progress } from '../shared/util/progress.js';
@@ -16,12 +17,12 @@ import { haveOpenssl, makeLocalPki } from './local-pki.js';
 
 /**
  * `rmt up`: a local cluster on this machine. Starts nats-server (JetStream), the scorer, the
- * learner, N rollout workers and the coordinator, each its own process on loopback, runs one
+ * learner (or several data-parallel learners, `--learners`), N rollout workers and the coordinator, each its own process on loopback, runs one
  * training job through them and stops everything. Ctrl-C stops the run after its step in flight
  * (with a checkpoint: `rmt up` again resumes) and then the processes. Every gRPC call is mutual TLS
  * with a throwaway CA by default (docs/security.md).
  */
-export const UP_USAGE = `usage: rmt up --config <yaml> [--rollout-workers N] [--method M] [--steps N] [--set section.key=value]
+export const UP_USAGE = `usage: rmt up --config <yaml> [--rollout-workers N] [--learners N] [--method M] [--steps N] [--set section.key=value]
 
 the training job on a local cluster: nats-server and the four services as processes`;
 
@@ -38,6 +39,13 @@ export const UP_FLAGS = withoutEnv(
       doc: 'override one config field, checked as the file is, e.g. --set train.lr=3e-4',
     },
     'rollout-workers': { type: 'int', default: 2, min: 1, doc: 'rollout worker processes' },
+    learners: {
+      type: 'int',
+      default: 1,
+      min: 1,
+      max: SERVICE_LIMITS.max_learners,
+      doc: 'learner processes; more than one split each step data-parallel (docs/services.md)',
+    },
     method: METHOD_FLAG,
     steps: { type: 'int', min: 1, doc: 'override train.steps' },
     out: { type: 'string', arg: '<dir>', doc: 'override run.out_dir' },
@@ -91,7 +99,8 @@ export interface Cluster {
   clientOptions: ClientOptions;
   /** The same as flags of `rmt status`, `rmt submit` and examples/python/rmt_client.py. */
   clientFlags: string[];
-  addresses: { scorer: string; learner: string; coordinator: string; rollout: string[] };
+  /** `learner` is rank 0 of `learners` (the leader). */
+  addresses: { scorer: string; learner: string; learners: string[]; coordinator: string; rollout: string[] };
   stop(): Promise<void>;
   /** Starts one more rollout worker (e.g. mid-run); returns its process. */
   addWorker(id: string): Promise<ChildProcess>;
@@ -100,6 +109,8 @@ export interface Cluster {
 
 export interface ClusterOptions {
   workers: number;
+  /** Learner processes (1 by default); with more, each step is split over them data-parallel. */
+  learners?: number;
   backend?: string;
   /** An existing nats-server; when unset one is started on a free port with JetStream in a temp dir. */
   nats?: string;
@@ -222,6 +233,8 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       await waitForPort(port, 10_000);
     }
     const [scorerPort, learnerPort, coordPort] = [await freePort(), await freePort(), await freePort()];
+    const learnerPorts = [learnerPort];
+    for (let i = 1; i < (o.learners ?? 1); i++) learnerPorts.push(await freePort());
     const common = (port: number) => [
       '--host',
       '127.0.0.1',
@@ -246,6 +259,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
     const addresses = {
       scorer: `127.0.0.1:${scorerPort}`,
       learner: `127.0.0.1:${learnerPort}`,
+      learners: learnerPorts.map((p) => `127.0.0.1:${p}`),
       coordinator: `127.0.0.1:${coordPort}`,
       rollout: [] as string[],
     };
@@ -255,7 +269,11 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       ...(busSeeds ? ['--bus-nkey-seed', busSeeds[role]] : []),
     ];
     serve('scorer', ['scorer', ...common(scorerPort), ...backend, ...auth('scorer')]);
-    serve('learner', ['learner', ...common(learnerPort), ...backend, ...auth('learner')]);
+    // Rank 0 is `learner` (the leader, whose weights the workers pull); the others learner-1, ...
+    for (const [rank, port] of learnerPorts.entries()) {
+      const name = rank === 0 ? 'learner' : `learner-${rank}`;
+      serve(name, ['learner', ...common(port), ...backend, ...auth('learner')]);
+    }
     const addWorker = async (id: string) => {
       const port = await freePort();
       const child = serve(id, [
@@ -280,13 +298,13 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       '--scorer',
       addresses.scorer,
       '--learner',
-      addresses.learner,
+      addresses.learners.join(','),
       ...auth('coordinator'),
     ];
     serve('coordinator', [...coordArgs, '--worker-ttl-s', String(o.workerTtlS ?? 5)]);
     await Promise.all([
       wait(addresses.scorer),
-      wait(addresses.learner),
+      ...addresses.learners.map(wait),
       wait(addresses.coordinator),
       ...Array.from({ length: o.workers }, (_, i) => addWorker(`rollout-${i}`)),
     ]);
@@ -362,6 +380,7 @@ export async function up(argv: string[]): Promise<number> {
   const verbose = process.env.RMT_UP_LOGS === '1';
   const cluster = await startCluster({
     workers,
+    learners: values.learners,
     backend: values.backend,
     nats: values.nats,
     dataRoot: values.dataRoot,
@@ -372,7 +391,7 @@ export async function up(argv: string[]): Promise<number> {
     },
   });
   process.stderr.write(
-    `cluster up: nats ${cluster.nats}, coordinator ${cluster.addresses.coordinator}, ${workers} rollout workers, gRPC auth ${cluster.auth}\n`,
+    `cluster up: nats ${cluster.nats}, coordinator ${cluster.addresses.coordinator}, ${cluster.addresses.learners.length} learner(s), ${workers} rollout workers, gRPC auth ${cluster.auth}\n`,
   );
   const client = coordinatorClient(cluster.addresses.coordinator, cluster.clientOptions);
   let stopping = false;

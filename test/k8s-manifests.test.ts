@@ -205,7 +205,8 @@ test('rmt containers: flags and RMT_* variables the services accept, probes on t
         service === 'coordinator'
           ? [
               [flags.scorer, 'scorer'],
-              [flags.learner, 'learner'],
+              // Every data-parallel learner, by rank.
+              ...(flags.learner as string).split(',').map((a): [string, Service] => [a, 'learner']),
             ]
           : service === 'rollout'
             ? [[flags.learner, 'learner']]
@@ -466,8 +467,18 @@ test('workloads: requests and limits, non-root read-only containers, grace perio
         }
       }
     }
-    // One learner, never autoscaled.
-    t.is(find(objs, 'Deployment', 'rmt-learner').spec.replicas, 1, target);
+    // The learner replicas are the coordinator's learners, rank by rank (one but with the
+    // data-parallel component), never autoscaled.
+    const learners = find(objs, 'StatefulSet', 'rmt-learner');
+    t.is(learners.spec.replicas, target.includes('data-parallel') ? 2 : 1, target);
+    const coordinatorLearners = (
+      (podSpec(find(objs, 'Deployment', 'rmt-coordinator')).containers[0].env ?? []) as Any[]
+    ).find((e) => e.name === 'RMT_LEARNER').value;
+    t.deepEqual(
+      coordinatorLearners.split(','),
+      Array.from({ length: learners.spec.replicas }, (_, i) => `rmt-learner-${i}.rmt-learner:50053`),
+      `${target}: the coordinator lists every learner replica, rank 0 first`,
+    );
     for (const h of byKind(objs, 'HorizontalPodAutoscaler')) t.not(h.spec.scaleTargetRef.name, 'rmt-learner');
   }
 });
@@ -575,6 +586,9 @@ test('network policies: only the services that must talk can', async (t) => {
       `client -> coordinator:${port('coordinator')}`,
       ...SERVICES.map((s) => `${s} -> nats:4222`),
     ]);
+    // Data-parallel learners reach one another (gradients to the leader, weights to followers).
+    if ((find(objs, 'StatefulSet', 'rmt-learner').spec.replicas ?? 1) > 1)
+      needed.add(`learner -> learner:${port('learner')}`);
     if (find(objs, 'ConfigMap', 'rmt-nats-config').data['nats.conf'].includes('cluster {'))
       needed.add('nats -> nats:6222');
     for (const { service, flags } of eff) needed.add(`* -> ${service}:${flags.metricsPort}`);

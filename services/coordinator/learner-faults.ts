@@ -1,3 +1,4 @@
+import { SERVICE_LIMITS } from '../../shared/config/service-limits.js';
 import { isServiceError, Status } from '../../shared/rpc/errors.js';
 import type { LearnerFault } from '../../shared/run/learner-link.js';
 
@@ -18,4 +19,14 @@ export function learnerFault(err: unknown): LearnerFault {
     default:
       return 'other';
   }
+}
+
+/** --learner: one address, or several comma-separated by rank (data-parallel learners, rank 0 first). */
+export function learnerAddresses(flag: string): string[] {
+  const list = flag.split(',').map((a) => a.trim());
+  if (list.some((a) => a === '')) throw new Error(`--learner ${JSON.stringify(flag)}: an empty address`);
+  if (list.length > SERVICE_LIMITS.max_learners)
+    throw new Error(`--learner: ${list.length} addresses, at most ${SERVICE_LIMITS.max_learners}`);
+  if (new Set(list).size !== list.length) throw new Error(`--learner: an address named twice`);
+  return list;
 }

@@ -4,17 +4,22 @@ import { stepGauges } from '../../shared/obs/step-gauges.js';
 import { RemoteLearner, RemoteScorer } from '../../shared/rpc/adapters/remote.js';
 import { WorkerRegistry } from '../../shared/rpc/adapters/worker-registry.js';
 import { learnerClient, scorerClient } from '../../shared/rpc/client.js';
+import { DataParallelLearners } from '../../shared/run/data-parallel-learners.js';
 import { RunRecords } from '../../shared/run/run-records.js';
 import { WorkerPool } from '../../shared/run/worker-pool.js';
 import { commonFlags, dataRootOf, peerClientOptions, startServiceProcess } from '../process.js';
-import { learnerFault } from './learner-faults.js';
+import { learnerAddresses, learnerFault } from './learner-faults.js';
 import { CoordinatorHost, coordinatorService } from './service.js';
 
 /** This service's flags (each also an RMT_* environment variable). */
 export const FLAGS = defineFlags({
   ...commonFlags(50054, 9454, SERVICE_LIMITS.max_receive_mib.coordinator),
   scorer: { type: 'string', default: '127.0.0.1:50051', doc: 'scorer service address' },
-  learner: { type: 'string', default: '127.0.0.1:50053', doc: 'learner service address' },
+  learner: {
+    type: 'string',
+    default: '127.0.0.1:50053',
+    doc: 'learner service address; several, comma-separated, split each step over data-parallel learners (the first is the leader, rank 0; docs/services.md)',
+  },
   'finished-runs-kept': {
     type: 'int',
     default: SERVICE_LIMITS.finished_runs_kept,
@@ -46,7 +51,11 @@ export async function main(argv: string[]): Promise<void> {
   const peers = peerClientOptions(f);
   const registry = new WorkerRegistry(f.workerTtlS * 1000, peers);
   const scorer = new RemoteScorer(scorerClient(f.scorer, peers));
-  const learner = new RemoteLearner(learnerClient(f.learner, peers));
+  const addresses = learnerAddresses(f.learner);
+  const learner = new DataParallelLearners(
+    addresses.map((a) => new RemoteLearner(learnerClient(a, peers))),
+    addresses,
+  );
   let host: CoordinatorHost | undefined;
   await startServiceProcess(
     'coordinator',

@@ -2,8 +2,9 @@ import { BACKEND_FLAG } from '../../shared/config/config-flags.js';
 import { defineFlags, parseServiceFlagsOrExit } from '../../shared/config/service-flags.js';
 import { SERVICE_LIMITS } from '../../shared/config/service-limits.js';
 import { createBackend } from '../../shared/kernels/index.js';
+import { RemoteLearnerPeers } from '../../shared/rpc/adapters/learner-peers.js';
 import { LearnerHost } from '../../shared/run/local.js';
-import { commonFlags, dataRootOf, startServiceProcess } from '../process.js';
+import { commonFlags, dataRootOf, peerClientOptions, startServiceProcess } from '../process.js';
 import { learnerService } from './service.js';
 
 /** This service's flags (each also an RMT_* environment variable). */
@@ -25,6 +26,8 @@ export async function main(argv: string[]): Promise<void> {
   let onExpired = (_line: string) => {};
   const host = new LearnerHost(backend, root, {
     leaseS: f.leaseS,
+    // Data-parallel steps: the leader pulls followers' gradients, followers the leader's weights.
+    peers: new RemoteLearnerPeers(peerClientOptions(f)),
     onLeaseExpired: (runId, idleS) =>
       onExpired(`let run "${runId}" go: its coordinator was not heard from for ${idleS.toFixed(1)} s`),
   });

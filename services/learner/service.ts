@@ -1,6 +1,6 @@
 import type { EventBus } from '../../shared/bus/bus.js';
 import { SERVICE_LIMITS } from '../../shared/config/service-limits.js';
-import { groupFromPb, keyPositionFromPb } from '../../shared/rpc/adapters/convert.js';
+import { dataParallelFromPb, groupFromPb, keyPositionFromPb } from '../../shared/rpc/adapters/convert.js';
 import { asStatus, runOf } from '../../shared/rpc/adapters/library-errors.js';
 import {
   failedPrecondition,
@@ -8,7 +8,12 @@ import {
   handleUnary,
   invalidArgument,
 } from '../../shared/rpc/errors.js';
-import { LearnerServiceService, type WeightsChunk } from '../../shared/rpc/gen/rmt/v1/learner.js';
+import {
+  type GradientChunk,
+  LearnerServiceService,
+  type TensorChunk,
+  type WeightsChunk,
+} from '../../shared/rpc/gen/rmt/v1/learner.js';
 import { bindService, type ServiceBinding } from '../../shared/rpc/server.js';
 import type { DataRoot } from '../../shared/run/data-root.js';
 import type { CoordinatorState } from '../../shared/run/learner.js';
@@ -70,7 +75,7 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
         leaseS: start.leaseS ?? 0,
       };
     }),
-    trainStep: handleUnary(async (req) => {
+    trainStep: handleUnary(async (req, ctx) => {
       const learner = await asStatus(async () => o.host.learner(req.runId));
       const groups = req.groups.map(groupFromPb);
       const positions = req.positions.map((p) => keyPositionFromPb(p));
@@ -78,6 +83,7 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
         if (g.length === 0)
           throw invalidArgument(`groups[${i}].rollouts`, 'a group needs at least one rollout');
       }
+      const dp = dataParallelFromPb(req.dataParallel);
       const metrics = await asStatus(() =>
         o.host.trainStep(
           { runId: req.runId, cfg: learner.cfg, holder: holderOf(req.coordinatorId) },
@@ -85,22 +91,37 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
           groups,
           positions,
           req.groups.map((g) => g.weightVersion),
+          dp,
+          ctx.signal,
         ),
       );
+      // A follower's shard moved no weights: the leader announces the step.
+      if (dp && dp.rank > 0) return { step: learner.step, weightVersion: learner.step, metrics };
       o.onStep?.(metrics);
       await announce(req.runId);
       return { step: learner.step, weightVersion: learner.step, metrics };
+    }),
+    getShardGradient: handleServerStream(async function* (req, ctx): AsyncGenerator<GradientChunk> {
+      const chunkBytes = chunkBytesOf(req.chunkBytes);
+      const learner = await asStatus(async () => o.host.learner(req.runId));
+      const { grads, metrics } = await asStatus(() => o.host.shardGradient(req.runId, req.step, ctx.signal));
+      yield {
+        part: {
+          $case: 'header',
+          value: { step: req.step, rank: req.rank, weightVersion: req.step, tensors: grads.size, metrics },
+        },
+      };
+      for (const [name, data] of grads) {
+        ctx.signal.throwIfAborted();
+        yield* tensorChunks(name, learner.shapeOf(name), data, chunkBytes);
+      }
     }),
     getWeights: handleServerStream(async function* (req, ctx): AsyncGenerator<WeightsChunk> {
       const learner = await asStatus(async () => o.host.learner(req.runId));
       if (req.minVersion > learner.step) {
         throw failedPrecondition(`weights ${req.minVersion} asked for, the learner is at ${learner.step}`);
       }
-      const maxChunk = SERVICE_LIMITS.max_weights_chunk_bytes;
-      if (req.chunkBytes !== 0 && !(req.chunkBytes >= 4096 && req.chunkBytes <= maxChunk)) {
-        throw invalidArgument('chunk_bytes', `0 (1 MiB) or in [4096, ${maxChunk}], got ${req.chunkBytes}`);
-      }
-      const chunkBytes = req.chunkBytes > 0 ? req.chunkBytes : DEFAULT_CHUNK_BYTES;
+      const chunkBytes = chunkBytesOf(req.chunkBytes);
       // A consistent snapshot: the weights of this version, read before any later step changes them.
       const { version, weights } = await learner.snapshot();
       let bytes = 0;
@@ -117,25 +138,9 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
           },
         },
       };
-      const per = Math.max(1, Math.floor(chunkBytes / 4));
       for (const [name, data] of weights) {
         ctx.signal.throwIfAborted();
-        const shape = learner.shapeOf(name);
-        for (let off = 0; off < data.length || off === 0; off += per) {
-          const part = data.subarray(off, Math.min(data.length, off + per));
-          yield {
-            part: {
-              $case: 'tensor',
-              value: {
-                name,
-                shape,
-                offset: off,
-                data: new Uint8Array(part.buffer, part.byteOffset, part.byteLength),
-              },
-            },
-          };
-          if (data.length === 0) break;
-        }
+        yield* tensorChunks(name, learner.shapeOf(name), data, chunkBytes);
       }
     }),
     checkpoint: handleUnary(async (req) => {
@@ -161,6 +166,40 @@ export function learnerService(o: LearnerServiceOptions): ServiceBinding {
       return { step: r.step, leaseS: r.leaseS };
     }),
   });
+}
+
+/** A request's chunk_bytes: 0 for 1 MiB, else within [4 KiB, SERVICE_LIMITS.max_weights_chunk_bytes]. */
+function chunkBytesOf(chunkBytes: number): number {
+  const maxChunk = SERVICE_LIMITS.max_weights_chunk_bytes;
+  if (chunkBytes !== 0 && !(chunkBytes >= 4096 && chunkBytes <= maxChunk)) {
+    throw invalidArgument('chunk_bytes', `0 (1 MiB) or in [4096, ${maxChunk}], got ${chunkBytes}`);
+  }
+  return chunkBytes > 0 ? chunkBytes : DEFAULT_CHUNK_BYTES;
+}
+
+/** One tensor as TensorChunk messages of at most `chunkBytes` of data each, in order of offset. */
+function* tensorChunks(
+  name: string,
+  shape: number[],
+  data: Float32Array,
+  chunkBytes: number,
+): Generator<{ part: { $case: 'tensor'; value: TensorChunk } }> {
+  const per = Math.max(1, Math.floor(chunkBytes / 4));
+  for (let off = 0; off < data.length || off === 0; off += per) {
+    const part = data.subarray(off, Math.min(data.length, off + per));
+    yield {
+      part: {
+        $case: 'tensor',
+        value: {
+          name,
+          shape,
+          offset: off,
+          data: new Uint8Array(part.buffer, part.byteOffset, part.byteLength),
+        },
+      },
+    };
+    if (data.length === 0) break;
+  }
 }
 
 /** A coordinator id as the lease compares it: a run id's characters, bounded. */

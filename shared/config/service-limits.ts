@@ -35,4 +35,6 @@ export const SERVICE_LIMITS = {
   /** Longest pause, in seconds, between a coordinator's attempts to reach a learner that is away
    * (the pause doubles from half a second up to this). */
   learner_retry_max_s: 5,
+  /** Data-parallel learners one step may be split over (TrainStepRequest.data_parallel.peers). */
+  max_learners: 64,
 } as const;

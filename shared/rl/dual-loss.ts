@@ -53,6 +53,40 @@ export interface DualLossOptions {
   /** Sequences per forward/backward; the gradients add up to the whole batch's. */
   microBatch: number;
   padId: number;
+  /**
+   * The whole step's normalisers when `groups` and `ntpPositions` are one shard of it (data-parallel
+   * learners): the GRPO token mean and the NTP mean divide by the step's counts and the NTP term
+   * leaves out the step's whole key set, so the shards' losses and gradients add up to the step's.
+   * Unset: the given groups and positions are the whole step.
+   */
+  totals?: StepTotals;
+}
+
+/** What a step's dual loss is normalised by: its token counts and its key set C. */
+export interface StepTotals {
+  /** Response tokens of every rollout of the step. */
+  rlTokens: number;
+  /** Next-token targets of every NTP window of the step (key positions of C left out). */
+  ntpTokens: number;
+  /** The ids of every key position of the step. */
+  keyIds: ReadonlySet<number>;
+}
+
+/** The normalisers of a whole step (the same counts dualLossAndGrad uses when not given them). */
+export function stepTotals(groups: readonly Rollout[][], positions: readonly KeyPosition[]): StepTotals {
+  const keyIds = new Set(positions.map((p) => p.id));
+  return {
+    rlTokens: groups.reduce((n, g) => n + g.reduce((m, r) => m + r.responseIds.length, 0), 0),
+    ntpTokens: ntpTokenCount(positions, keyRowsInWindows(positions, keyIds)),
+    keyIds,
+  };
+}
+
+function ntpTokenCount(positions: readonly KeyPosition[], keyRows: readonly (readonly number[])[]): number {
+  return positions.reduce(
+    (n, p, s) => n + p.context.length + p.continuation.length - 1 - keyRows[s].length,
+    0,
+  );
 }
 
 export interface DualLossMetrics {
@@ -94,7 +128,7 @@ export async function dualLossAndGrad(
       o.adv_eps,
     ),
   );
-  const rlTokens = rollouts.reduce((n, r) => n + r.responseIds.length, 0);
+  const rlTokens = o.totals?.rlTokens ?? rollouts.reduce((n, r) => n + r.responseIds.length, 0);
   const temperature = o.temperature > 0 ? o.temperature : 1;
   let pg = 0;
   let kl = 0;
@@ -155,11 +189,12 @@ export async function dualLossAndGrad(
   let ntpTokens = 0;
   if (o.useNtp && o.lambda > 0 && ntpPositions.length > 0) {
     const windows = ntpPositions.map((p) => [...p.context, ...p.continuation]);
-    const keyRows = keyRowsInWindows(ntpPositions);
-    ntpTokens = windows.reduce((n, w, s) => n + w.length - 1 - keyRows[s].length, 0);
+    const keyRows = keyRowsInWindows(ntpPositions, o.totals?.keyIds);
+    ntpTokens = ntpTokenCount(ntpPositions, keyRows);
+    const denominator = o.totals?.ntpTokens ?? ntpTokens;
     for (let i = 0; i < windows.length; i += o.microBatch) {
       const batch = padBatch(windows.slice(i, i + o.microBatch), o.padId, 'right', SHAPE_BUCKET);
-      const t = ntpTargets(batch, keyRows.slice(i, i + o.microBatch), o.lambda / Math.max(1, ntpTokens));
+      const t = ntpTargets(batch, keyRows.slice(i, i + o.microBatch), o.lambda / Math.max(1, denominator));
       const r = await lossAndGrad(model, batch, t);
       ntpLoss += r.loss / o.lambda;
       await accumulateGrads(model, grads, r.grads);
@@ -173,7 +208,8 @@ export async function dualLossAndGrad(
       'actor/pg_clipfrac': clipped,
       'actor/ppo_kl': ppoKl,
       'actor/kl_loss': kl,
-      rl_tokens: rlTokens,
+      // This call's own counts (a shard's share; the whole step's when unsharded).
+      rl_tokens: rollouts.reduce((n, r) => n + r.responseIds.length, 0),
       ntp_tokens: ntpTokens,
     },
   };
@@ -209,10 +245,13 @@ export function responseBatch(
  * For each key position's NTP window (`context` then `continuation`, the stream from
  * `id - context.length`), the rows whose next token is a position of the key set C (the ids of
  * `positions`): row r predicts stream position `id - context.length + r + 1`. The window's own key is
- * row `context.length - 1`; any other member of C inside the window is left out as well.
+ * row `context.length - 1`; any other member of C inside the window is left out as well. `keys` is C
+ * (by default the ids of `positions`; the whole step's when `positions` is one shard of it).
  */
-export function keyRowsInWindows(positions: readonly KeyPosition[]): number[][] {
-  const keys = new Set(positions.map((p) => p.id));
+export function keyRowsInWindows(
+  positions: readonly KeyPosition[],
+  keys: ReadonlySet<number> = new Set(positions.map((p) => p.id)),
+): number[][] {
   return positions.map((p) => {
     const start = p.id - p.context.length;
     const length = p.context.length + p.continuation.length;

@@ -24,6 +24,7 @@ import {
 } from './gen/rmt/v1/coordinator.js';
 import {
   CheckpointRequest,
+  GetShardGradientRequest,
   GetWeightsRequest,
   InitRunRequest,
   LearnerServiceService,
@@ -234,6 +235,7 @@ const learnerRequests = {
   getWeights: GetWeightsRequest,
   checkpoint: CheckpointRequest,
   renewLease: RenewLeaseRequest,
+  getShardGradient: GetShardGradientRequest,
 } satisfies RequestBuilders<typeof LearnerServiceService>;
 const coordinatorRequests = {
   startRun: StartRunRequest,

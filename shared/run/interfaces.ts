@@ -2,6 +2,7 @@ import type { KeyPosition } from '../rl/key-positions.js';
 import type { RolloutJob } from '../rl/rollout-job.js';
 import type { Rollout } from '../rl/rollouts.js';
 import type { EvalMode, EvalResult } from './evaluate.js';
+import type { DataParallelStep } from './gradient-shards.js';
 import type { CoordinatorState, LearnerStart } from './learner.js';
 import type { JobResult } from './rollout-worker.js';
 import type { RunRef } from './run-context.js';
@@ -26,6 +27,8 @@ export interface LearnerApi {
     positions: KeyPosition[],
     /** The weight version each group was sampled at (pi_old is the sampler's when older). */
     versions: readonly number[],
+    /** The groups and positions are this learner's shard of a step split over several learners. */
+    dp?: DataParallelStep,
   ): Promise<Record<string, number>>;
   checkpoint(run: RunRef, state: CoordinatorState): Promise<string>;
   saveFinal(run: RunRef): Promise<string>;

@@ -13,6 +13,10 @@ import type { KeyPosition } from '../rl/key-positions.js';
 import type { Rollout } from '../rl/rollouts.js';
 import { optimizerState, RunDir, restoreOptimizer } from '../run-dir/run-dir.js';
 import type { RngState } from '../util/rng.js';
+import { ReadWriteLock } from '../util/rw-lock.js';
+import { checkDataParallel, type RunPeers, ShardGradientSlot } from './data-parallel.js';
+import { GradientSum } from './gradient-reduce.js';
+import type { DataParallelStep } from './gradient-shards.js';
 import { openCheckpoint } from './open-files.js';
 import type { Policy, PolicySource } from './policy.js';
 import { RequestError, type RequestErrorKind } from './request-error.js';
@@ -61,14 +65,30 @@ export class Learner implements PolicySource {
   private last: { step: number; digest: string; metrics: Record<string, number> } | null = null;
   /** The newest checkpoint this learner loaded or wrote, with the coordinator state stored in it. */
   private saved: LearnerStart;
-  /** Updates, weight reads and checkpoints take turns: a read never sees a half-applied step. */
+  /** Updates and checkpoints take turns. */
   private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * Weight reads (GetWeights) and writes (the optimizer step, a follower taking the leader's
+   * weights): a read never sees a half-applied step, and it need not wait for an update that is
+   * still computing or waiting on other learners (a follower pulls the weights of that very step).
+   */
+  private readonly weightsLock = new ReadWriteLock();
+  /** As a data-parallel follower: the gradient of its last shard, until the leader pulls it. */
+  readonly shardGradient = new ShardGradientSlot();
+  /** As a follower: whether the weights are the leader's of `stepCount` (false until pulled). */
+  private synced = false;
+  /** True once this learner took a step as a follower: it then writes no checkpoints. */
+  private following = false;
 
-  /** `padId`: the tokenizer's end-of-text id, which pads loss batches (masked out of the loss). */
+  /**
+   * `padId`: the tokenizer's end-of-text id, which pads loss batches (masked out of the loss).
+   * `peers`: how this run's data-parallel learners reach one another (none: one learner only).
+   */
   constructor(
     readonly cfg: TrainConfig,
     readonly backend: Backend,
     private readonly padId: number,
+    private readonly peers?: RunPeers,
   ) {
     if (!cfg.model.init_from)
       throw new LearnerError('model.init_from: a pre-trained checkpoint folder is required', 'argument');
@@ -151,15 +171,32 @@ export class Learner implements PolicySource {
     positions: KeyPosition[],
     versions: readonly number[] = groups.map(() => step),
     accepted?: () => void,
+    /** This step is one shard of a step split over data-parallel learners (see DataParallelStep). */
+    dp?: DataParallelStep,
+    signal?: AbortSignal,
   ): Promise<Record<string, number>> {
-    // The step first (cheap, and what a caller out of order needs to hear), then every number.
-    this.checkStepNumber(step);
+    // The step first (cheap, and what a caller out of order needs to hear), then every number. A
+    // follower takes any step: it first follows the leader's weights to it.
+    const follower = dp !== undefined && dp.rank > 0;
+    if (!follower) this.checkStepNumber(step);
     checkTrainStep(groups, positions, {
       vocabSize: this.config.vocab_size,
       maxPositions: this.config.max_position_embeddings,
       cfg: this.cfg,
     });
     checkGroupVersions(versions, groups.length, step, this.cfg.distributed.max_staleness);
+    if (dp) {
+      const { train, grpo, budget, data } = this.cfg;
+      checkDataParallel(dp, groups, positions, {
+        rlTokens: train.positions_per_step * grpo.G * budget.hard_cap,
+        ntpTokens: train.positions_per_step * (data.context_len + data.continuation_len),
+        keyIds: train.positions_per_step,
+      });
+    }
+    if (dp && dp.peers.length > 1 && !this.peers)
+      throw new LearnerError('data_parallel: this learner cannot reach other learners', 'precondition');
+    if (follower)
+      return this.exclusive(() => this.followerStep(step, groups, positions, versions, dp, accepted, signal));
     const digest = trainStepDigest(step, groups, positions, versions);
     return this.exclusive(async () => {
       if (this.last && step === this.last.step && step === this.stepCount - 1) {
@@ -170,11 +207,85 @@ export class Learner implements PolicySource {
         );
       }
       this.checkStepNumber(step);
+      // A follower's optimizer state stayed where it was loaded while its weights followed the
+      // leader's: it must not take an update of its own.
+      if (this.following) {
+        throw new LearnerError(
+          `this learner followed another leader in this run and holds no optimizer state of it; restart it to lead`,
+          'precondition',
+        );
+      }
       accepted?.();
-      const metrics = await this.update(step, groups, positions, versions);
+      const metrics = await this.update(step, groups, positions, versions, dp, signal);
       this.last = { step, digest, metrics };
       return metrics;
     });
+  }
+
+  /** Forgets that the weights are the leader's: a follower pulls them again before its next shard. */
+  unsync(): void {
+    this.synced = false;
+    this.shardGradient.clear();
+  }
+
+  /**
+   * A follower's shard: the weights made the leader's of `step` (pulled unless already held), the
+   * shard's gradient under the whole step's normalisers, kept for the leader to pull. Answers the
+   * shard's own (additive) metrics; the weights move only when the next step pulls the leader's.
+   * A leader already past `step` (a retried step it has taken) leaves nothing to compute.
+   */
+  private async followerStep(
+    step: number,
+    groups: Rollout[][],
+    positions: KeyPosition[],
+    versions: readonly number[],
+    dp: DataParallelStep,
+    accepted: (() => void) | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Record<string, number>> {
+    if (!this.synced || this.stepCount !== step) {
+      const got = await this.peers!.weights(dp.peers[0], step, signal);
+      if (got.version !== step && got.version !== step + 1) {
+        throw new LearnerError(
+          `train step ${step} asked for, the leader ${dp.peers[0]} is at step ${got.version}`,
+          'precondition',
+        );
+      }
+      await this.weightsLock.write(async () => {
+        this.install(got.weights);
+        this.stepCount = got.version;
+      });
+      this.synced = true;
+      this.shardGradient.clear();
+      if (got.version === step + 1) return {};
+    }
+    accepted?.();
+    this.following = true;
+    const { grads, metrics } = await this.shardLossAndGrad(groups, positions, versions, dp);
+    const host = await downloadParams(this.backend, grads);
+    for (const g of grads.values()) this.backend.free(g);
+    const out = { ...metrics } as Record<string, number>;
+    this.shardGradient.put(step, host, out);
+    return out;
+  }
+
+  /** The leader's weights in place of this learner's (a follower keeps no optimizer state). */
+  private install(weights: Map<string, Float32Array>): void {
+    if (weights.size !== this.shapes.size)
+      throw new LearnerError(
+        `the leader sent ${weights.size} tensors, the model has ${this.shapes.size}`,
+        'precondition',
+      );
+    for (const [name, shape] of this.shapes) {
+      const w = weights.get(name);
+      if (!w || w.length !== shape.reduce((a, b) => a * b, 1))
+        throw new LearnerError(`the leader's weights lack "${name}" or have another size`, 'precondition');
+    }
+    for (const [name, w] of weights) {
+      const old = this.model.params.get(name);
+      this.model.params.set(name, this.backend.upload(w));
+      if (old) this.backend.free(old);
+    }
   }
 
   private checkStepNumber(step: number): void {
@@ -192,10 +303,66 @@ export class Learner implements PolicySource {
     groups: Rollout[][],
     positions: KeyPosition[],
     versions: readonly number[],
+    dp: DataParallelStep | undefined,
+    signal: AbortSignal | undefined,
   ): Promise<Record<string, number>> {
-    const spec = METHOD_TABLE[this.cfg.method];
     const t0 = performance.now();
-    const { grads, metrics } = await dualLossAndGrad(
+    let { grads, metrics } = await this.shardLossAndGrad(groups, positions, versions, dp);
+    if (dp && dp.peers.length > 1) ({ grads, metrics } = await this.reduce(step, grads, metrics, dp, signal));
+    await this.refuseNonFinite(step, metrics, grads);
+    const lr = learningRate(lrSchedule(this.cfg.train), step);
+    const { gradNorm } = await this.weightsLock.write(async () => {
+      const r = await this.opt.update(this.model.params, grads, lr);
+      this.stepCount++;
+      return r;
+    });
+    return {
+      'actor/pg_loss': metrics['actor/pg_loss'],
+      'actor/ntp_loss': metrics['actor/ntp_loss'],
+      'actor/pg_clipfrac': metrics['actor/pg_clipfrac'],
+      'actor/ppo_kl': metrics['actor/ppo_kl'],
+      'actor/grad_norm': gradNorm,
+      'actor/lr': lr,
+      'timing_s/update': (performance.now() - t0) / 1000,
+      rl_tokens: metrics.rl_tokens,
+      ntp_tokens: metrics.ntp_tokens,
+    };
+  }
+
+  /**
+   * The leader's sum of every shard's gradient: its own first, then each follower's pulled in rank
+   * order (shared/run/gradient-reduce.ts); the metrics are the shards' sums, i.e. the whole step's.
+   */
+  private async reduce(
+    step: number,
+    grads: Map<string, Buf>,
+    metrics: DualLossMetrics,
+    dp: DataParallelStep,
+    signal: AbortSignal | undefined,
+  ): Promise<{ grads: Map<string, Buf>; metrics: DualLossMetrics }> {
+    const own = await downloadParams(this.backend, grads);
+    for (const g of grads.values()) this.backend.free(g);
+    const sum = new GradientSum(this.shapes, step);
+    sum.addLocal(0, own, { ...metrics });
+    for (let r = 1; r < dp.peers.length; r++) {
+      await sum.addStream(r, this.peers!.gradient(dp.peers[r], step, r, signal));
+    }
+    const total = sum.result();
+    return {
+      grads: uploadParams(this.backend, total.grads),
+      metrics: { ...metrics, ...(total.metrics as Partial<DualLossMetrics>) },
+    };
+  }
+
+  /** The dual loss and gradient of the groups and positions given (a shard, or the whole step). */
+  private shardLossAndGrad(
+    groups: Rollout[][],
+    positions: KeyPosition[],
+    versions: readonly number[],
+    dp: DataParallelStep | undefined,
+  ) {
+    const spec = METHOD_TABLE[this.cfg.method];
+    return dualLossAndGrad(
       this.model,
       groups,
       positions,
@@ -209,25 +376,11 @@ export class Learner implements PolicySource {
         temperature: this.cfg.grpo.temperature,
         microBatch: this.cfg.train.micro_batch,
         padId: this.padId,
+        totals: dp?.totals,
       },
       this.reference,
       versions.map((v) => v < this.stepCount),
     );
-    await this.refuseNonFinite(step, metrics, grads);
-    const lr = learningRate(lrSchedule(this.cfg.train), step);
-    const { gradNorm } = await this.opt.update(this.model.params, grads, lr);
-    this.stepCount++;
-    return {
-      'actor/pg_loss': metrics['actor/pg_loss'],
-      'actor/ntp_loss': metrics['actor/ntp_loss'],
-      'actor/pg_clipfrac': metrics['actor/pg_clipfrac'],
-      'actor/ppo_kl': metrics['actor/ppo_kl'],
-      'actor/grad_norm': gradNorm,
-      'actor/lr': lr,
-      'timing_s/update': (performance.now() - t0) / 1000,
-      rl_tokens: metrics.rl_tokens,
-      ntp_tokens: metrics.ntp_tokens,
-    };
   }
 
   /**
@@ -268,7 +421,7 @@ export class Learner implements PolicySource {
 
   /** The weights and the version they are, read between updates. */
   snapshot(): Promise<{ version: number; weights: Map<string, Float32Array> }> {
-    return this.exclusive(async () => ({
+    return this.weightsLock.read(async () => ({
       version: this.stepCount,
       weights: await downloadParams(this.backend, this.model.params),
     }));
@@ -284,9 +437,12 @@ export class Learner implements PolicySource {
     return run;
   }
 
-  /** A training checkpoint at the current step with the coordinator's state; prunes old ones. */
+  /**
+   * A training checkpoint at the current step with the coordinator's state; prunes old ones. A
+   * data-parallel follower writes none ('' back): the leader's checkpoint is the run's.
+   */
   checkpoint(extra: CoordinatorState): Promise<string> {
-    return this.exclusive(() => this.writeCheckpoint(extra));
+    return this.exclusive(async () => (this.following ? '' : this.writeCheckpoint(extra)));
   }
 
   private async writeCheckpoint(extra: CoordinatorState): Promise<string> {
@@ -315,7 +471,7 @@ export class Learner implements PolicySource {
 
   /** `final/`: weights only, loadable by `rmt eval` and by PyTorch. */
   saveFinal(): Promise<string> {
-    return this.exclusive(() => this.writeFinal());
+    return this.exclusive(async () => (this.following ? '' : this.writeFinal()));
   }
 
   private async writeFinal(): Promise<string> {

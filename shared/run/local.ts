@@ -3,8 +3,10 @@ import type { Backend } from '../kernels/backend.js';
 import type { KeyPosition } from '../rl/key-positions.js';
 import type { RolloutJob } from '../rl/rollout-job.js';
 import type { Rollout } from '../rl/rollouts.js';
+import { type LearnerPeers, runPeers } from './data-parallel.js';
 import type { DataRoot } from './data-root.js';
 import type { EvalMode, EvalResult } from './evaluate.js';
+import type { DataParallelStep } from './gradient-shards.js';
 import type { LearnerApi, RolloutEndpoint } from './interfaces.js';
 import { type CoordinatorState, Learner, LearnerError, type LearnerStart } from './learner.js';
 import { openTokenizer } from './open-files.js';
@@ -21,6 +23,8 @@ export interface LearnerHostOptions {
   leaseS?: number;
   /** Told when a run is let go because its lease ran out. */
   onLeaseExpired?: (runId: string, idleS: number) => void;
+  /** How this learner reaches the others of a data-parallel step (unset: it takes whole steps only). */
+  peers?: LearnerPeers;
 }
 
 /**
@@ -66,6 +70,9 @@ export class LearnerHost implements LearnerApi, PolicySource {
       if (this.current.runId === run.runId) {
         this.checkHolder(run);
         this.touch(holder);
+        // A coordinator that connects again may have found the leader elsewhere: a follower pulls
+        // the leader's weights again before its next shard.
+        this.current.learner.unsync();
         return this.startNow();
       }
       if (!this.idle) {
@@ -82,7 +89,8 @@ export class LearnerHost implements LearnerApi, PolicySource {
     const tokenizer = await openTokenizer(cfg.model.init_from, 'model.init_from');
     // Another init may have loaded a run while the tokenizer was read.
     if (this.current) return this.init(run);
-    const learner = new Learner(cfg, this.backend, tokenizer.eosId);
+    const peers = this.o.peers ? runPeers(this.o.peers, run.runId) : undefined;
+    const learner = new Learner(cfg, this.backend, tokenizer.eosId, peers);
     this.current = { runId: run.runId, learner };
     this.lease.holder = this.leaseMs > 0 ? holder : '';
     this.lease.lastSeen = Date.now();
@@ -174,6 +182,8 @@ export class LearnerHost implements LearnerApi, PolicySource {
     groups: Rollout[][],
     positions: KeyPosition[],
     versions: readonly number[] = groups.map(() => step),
+    dp?: DataParallelStep,
+    signal?: AbortSignal,
   ): Promise<Record<string, number>> {
     // Busy only once the request has passed its checks: a refused call must not lock the learner.
     // A step refused later (a non-finite loss) changed nothing either, so the flag goes back.
@@ -181,14 +191,27 @@ export class LearnerHost implements LearnerApi, PolicySource {
     return this.held(run, () => {
       const before = { idle: this.idle, step: learner.step };
       return learner
-        .trainStep(step, groups, positions, versions, () => {
-          this.idle = false;
-        })
+        .trainStep(
+          step,
+          groups,
+          positions,
+          versions,
+          () => {
+            this.idle = false;
+          },
+          dp,
+          signal,
+        )
         .catch((e: unknown) => {
           if (learner.step === before.step && this.current?.learner === learner) this.idle = before.idle;
           throw e;
         });
     });
+  }
+
+  /** A follower's gradient of `step` for the leader, once computed (shared/run/data-parallel.ts). */
+  shardGradient(runId: string, step: number, signal?: AbortSignal) {
+    return this.learner(runId).shardGradient.take(step, signal);
   }
 
   async checkpoint(run: RunRef, state: CoordinatorState): Promise<string> {

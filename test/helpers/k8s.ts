@@ -41,6 +41,7 @@ export const VARIANTS = {
   'cpu+tls': { overlay: 'cpu', components: ['tls'] },
   'gpu+queue-autoscaling': { overlay: 'gpu', components: ['queue-autoscaling'] },
   'dev+tls+queue-autoscaling': { overlay: 'dev', components: ['tls', 'queue-autoscaling'] },
+  'cpu+data-parallel-learners': { overlay: 'cpu', components: ['data-parallel-learners'] },
 } as const satisfies Record<string, { overlay: Overlay; components: readonly string[] }>;
 export type Variant = keyof typeof VARIANTS;
 export const TARGETS = ['base', ...OVERLAYS, ...(Object.keys(VARIANTS) as Variant[])] as const;
@@ -262,13 +263,26 @@ export const FILE_FLAGS = [
 /** A Service address host:port -> the workloads behind it and the container port it leads to. */
 export function resolveAddress(objs: K8sObject[], address: string): { svc: Any; pods: Any[]; port: number } {
   const i = address.lastIndexOf(':');
-  const host = address.slice(0, i).split('.')[0];
+  const labels = address.slice(0, i).split('.');
   const port = Number(address.slice(i + 1));
+  // <statefulset>-<ordinal>.<its headless Service>: that one replica.
+  const replica = /^(.+)-(\d+)$/.exec(labels[0]);
+  const sts =
+    !find(objs, 'Service', labels[0]) && replica && labels.length > 1
+      ? byKind(objs, 'StatefulSet').find(
+          (w) => w.metadata.name === replica[1] && w.spec.serviceName === labels[1],
+        )
+      : undefined;
+  if (sts && !(Number(replica![2]) < (sts.spec.replicas ?? 1)))
+    throw new Error(`${address}: StatefulSet ${sts.metadata.name} has ${sts.spec.replicas ?? 1} replicas`);
+  if (sts && find(objs, 'Service', labels[1])?.spec.clusterIP !== 'None')
+    throw new Error(`${address}: Service ${labels[1]} is not headless: no per-replica names`);
+  const host = sts ? labels[1] : labels[0];
   const svc = find(objs, 'Service', host);
   if (!svc) throw new Error(`${address}: no Service ${host}`);
   const sp = svc.spec.ports.find((p: Any) => p.port === port);
   if (!sp) throw new Error(`${address}: Service ${host} has no port ${port}`);
-  const pods = workloads(objs).filter((w) => selects(svc.spec.selector, podLabels(w)));
+  const pods = sts ? [sts] : workloads(objs).filter((w) => selects(svc.spec.selector, podLabels(w)));
   if (pods.length === 0) throw new Error(`${address}: Service ${host} selects no pods`);
   const target = sp.targetPort ?? sp.port;
   const ports = new Set<number>();

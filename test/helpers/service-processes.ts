@@ -47,6 +47,8 @@ export interface ServicesOptions {
   root: string;
   nats: string;
   workers: number;
+  /** Learner processes: `learner` (rank 0, the leader) and `learner-1`, ... (1 by default). */
+  learners?: number;
   /** Extra flags per service kind (scorer, learner, rollout, coordinator). */
   flags?: Partial<Record<'scorer' | 'learner' | 'rollout' | 'coordinator', string[]>>;
 }
@@ -57,6 +59,8 @@ export async function startServices(o: ServicesOptions): Promise<Services> {
   const ports = async () => ({ port: await freePort(), metrics: await freePort() });
   const scorer = await ports();
   const learner = await ports();
+  const followers = [];
+  for (let i = 1; i < (o.learners ?? 1); i++) followers.push(await ports());
   const coordinator = await ports();
   const make = (name: string, kind: string, p: { port: number; metrics: number }, args: string[]) => {
     let child: ChildProcess | null = null;
@@ -109,6 +113,8 @@ export async function startServices(o: ServicesOptions): Promise<Services> {
   const backend = ['--backend', 'cpu'];
   make('scorer', 'scorer', scorer, backend);
   make('learner', 'learner', learner, backend);
+  for (const [i, p] of followers.entries()) make(`learner-${i + 1}`, 'learner', p, backend);
+  const learners = [learner, ...followers].map((p) => `127.0.0.1:${p.port}`).join(',');
   for (let i = 0; i < o.workers; i++) {
     make(`rollout-${i}`, 'rollout', await ports(), [
       ...backend,
@@ -116,7 +122,7 @@ export async function startServices(o: ServicesOptions): Promise<Services> {
     ]);
   }
   make('coordinator', 'coordinator', coordinator, [
-    ...['--scorer', `127.0.0.1:${scorer.port}`, '--learner', `127.0.0.1:${learner.port}`],
+    ...['--scorer', `127.0.0.1:${scorer.port}`, '--learner', learners],
   ]);
   const stop = async () => {
     await Promise.all(

@@ -4,9 +4,11 @@ import type { FinishReason } from '../../rl/prompt-format.js';
 import type { RolloutSettings } from '../../rl/rollout-job.js';
 import type { Rollout } from '../../rl/rollouts.js';
 import type { EvalMode, EvalResult, SplitAccuracy } from '../../run/evaluate.js';
+import type { DataParallelStep } from '../../run/gradient-shards.js';
 import type { RunRef } from '../../run/run-context.js';
 import { invalidArgument } from '../errors.js';
 import * as pb from '../gen/rmt/v1/common.js';
+import type { DataParallel as PbDataParallel } from '../gen/rmt/v1/learner.js';
 import type { RolloutSettings as PbSettings } from '../gen/rmt/v1/rollout.js';
 
 /**
@@ -151,5 +153,26 @@ export function evalFromPb(e: pb.EvalResult): EvalResult {
     reasoning_length: e.reasoningLength,
     no_answer_rate: e.noAnswerRate,
     positions: e.positions,
+  };
+}
+
+export function dataParallelToPb(dp: DataParallelStep): PbDataParallel {
+  return {
+    rank: dp.rank,
+    peers: [...dp.peers],
+    rlTokens: dp.totals.rlTokens,
+    ntpTokens: dp.totals.ntpTokens,
+    keyIds: [...dp.totals.keyIds],
+  };
+}
+
+/** TrainStepRequest.data_parallel (undefined when unset); its numbers are checked by the learner. */
+export function dataParallelFromPb(dp: PbDataParallel | undefined): DataParallelStep | undefined {
+  if (!dp) return undefined;
+  if (dp.keyIds.length > 1 << 20) throw invalidArgument('data_parallel.key_ids', `${dp.keyIds.length} ids`);
+  return {
+    rank: dp.rank,
+    peers: dp.peers,
+    totals: { rlTokens: dp.rlTokens, ntpTokens: dp.ntpTokens, keyIds: new Set(dp.keyIds) },
   };
 }

@@ -2,6 +2,7 @@ import type { KeyPosition } from '../../rl/key-positions.js';
 import type { RolloutJob } from '../../rl/rollout-job.js';
 import type { Rollout } from '../../rl/rollouts.js';
 import type { EvalMode, EvalResult } from '../../run/evaluate.js';
+import type { DataParallelStep } from '../../run/gradient-shards.js';
 import type { LearnerApi, RolloutEndpoint, ScorerApi } from '../../run/interfaces.js';
 import type { CoordinatorState, LearnerStart } from '../../run/learner.js';
 import type { JobResult } from '../../run/rollout-worker.js';
@@ -10,6 +11,7 @@ import type { ScoreOptions, Split } from '../../run/scorer.js';
 import type { LearnerClient, RolloutClient, ScorerClient } from '../client.js';
 import { Split as PbSplit } from '../gen/rmt/v1/scorer.js';
 import {
+  dataParallelToPb,
   evalFromPb,
   groupFromPb,
   groupToPb,
@@ -66,6 +68,9 @@ export class RemoteLearner implements LearnerApi {
     groups: Rollout[][],
     positions: KeyPosition[],
     versions: readonly number[],
+    dp?: DataParallelStep,
+    /** Cancels the call (another learner of the same step failed). */
+    signal?: AbortSignal,
   ): Promise<Record<string, number>> {
     const r = await this.client.trainStep(
       {
@@ -74,8 +79,9 @@ export class RemoteLearner implements LearnerApi {
         groups: groups.map((g, i) => groupToPb(g, versions[i], '')),
         positions: positions.map(keyPositionToPb),
         coordinatorId: run.holder ?? '',
+        dataParallel: dp ? dataParallelToPb(dp) : undefined,
       },
-      { deadlineMs: this.stepDeadlineMs },
+      { deadlineMs: this.stepDeadlineMs, signal },
     );
     return r.metrics;
   }
