@@ -122,7 +122,9 @@ test('compare evaluates two checkpoints on the same positions under one prompt a
       r.stdout,
       /held-out next-token accuracy \(ntr, prompt of rmt, budget \d+ stated, same positions\)/,
     );
-    t.regex(r.stdout, /^base\s/m);
+    t.regex(r.stdout, /^model\s+accuracy\s+95% CI\s+n\s+easy\s+medium\s+hard\s+average\s+reasoning tokens/m);
+    // Every row: accuracy over all positions, its interval and n (4), then the splits and the length.
+    t.regex(r.stdout, /^base\s+\d+\.\d%\s+±\d+\.\d\s+4\s.*\s\d+\.\d\s+\d+\.\d%$/m);
     t.regex(r.stdout, /^again\s/m);
     const saved = JSON.parse(readFileSync(join(root, 'out', 'compare-ntr.json'), 'utf8'));
     t.deepEqual(
@@ -132,6 +134,8 @@ test('compare evaluates two checkpoints on the same positions under one prompt a
     // The same checkpoint twice: the same answers, so the same accuracies.
     t.deepEqual(saved.rows[0].result.avg, saved.rows[1].result.avg);
     t.is(saved.rows[0].result.positions, 4);
+    t.is(saved.rows[0].result.all.n, 4);
+    t.deepEqual(saved.rows[0].result.all, saved.rows[1].result.all);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

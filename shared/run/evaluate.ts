@@ -42,6 +42,11 @@ export interface EvalResult {
   easy: SplitAccuracy;
   medium: SplitAccuracy;
   hard: SplitAccuracy;
+  /**
+   * Every evaluated position, whatever its entropy (absent from results written before it): the
+   * plain accuracy with its interval, for comparing two checkpoints on the same positions.
+   */
+  all?: SplitAccuracy;
   /** Mean of the three split accuracies (the paper's "average"). */
   avg: number;
   /** Mean reasoning tokens per position (0 in ntp mode). */
@@ -172,14 +177,17 @@ export async function evaluatePositions(
     }
   }
   const rule = o.match ?? 'token';
-  const split = (tier: Tier, correct = correctBy[rule]): SplitAccuracy => {
-    const hits = positions
-      .map((p, i) => (evalSplits(p.entropy, o.eval_splits)[tier] ? correct[i] : null))
-      .filter((x) => x !== null);
+  const accuracy = (hits: readonly boolean[]): SplitAccuracy => {
     const n = hits.length;
     const mean = n ? hits.filter(Boolean).length / n : Number.NaN;
     return { mean, ci95: n ? 1.96 * Math.sqrt((mean * (1 - mean)) / n) : Number.NaN, n };
   };
+  const split = (tier: Tier, correct = correctBy[rule]): SplitAccuracy =>
+    accuracy(
+      positions
+        .map((p, i) => (evalSplits(p.entropy, o.eval_splits)[tier] ? correct[i] : null))
+        .filter((x) => x !== null),
+    );
   const [easy, medium, hard] = TIERS.map((tier) => split(tier));
   const scores = (r: MatchRule): MatchScores => {
     const [e, m, h] = TIERS.map((tier) => split(tier, correctBy[r]).mean);
@@ -192,6 +200,7 @@ export async function evaluatePositions(
     easy,
     medium,
     hard,
+    all: accuracy(positions.map((_, i) => correctBy[rule][i])),
     avg: (easy.mean + medium.mean + hard.mean) / 3,
     reasoning_length: o.mode === 'ntr' ? reasoning / Math.max(1, positions.length) : 0,
     no_answer_rate: o.mode === 'ntr' ? unanswered / Math.max(1, positions.length) : 0,

@@ -36,6 +36,7 @@ export function formatEvalResult(r: EvalResult, title: string): string {
       split('easy', r.easy),
       split('medium', r.medium),
       split('hard', r.hard),
+      ...(r.all ? [split('all', r.all)] : []),
       ['average', pct(r.avg), '', String(r.positions)],
     ],
   );
@@ -49,12 +50,32 @@ export function formatEvalResult(r: EvalResult, title: string): string {
   return out;
 }
 
-/** Two evaluations side by side (the main job's base against its RMT model). */
+/**
+ * Evaluations side by side (the main job's base against its RMT model): accuracy over every
+ * position with its 95% interval and count first, so whether two rows differ can be read off, then
+ * the paper's nested splits, the reasoning length and the share without an answer.
+ */
 export function formatComparison(rows: { name: string; result: EvalResult }[]): string {
+  const ci = (s: SplitAccuracy | undefined) =>
+    s && Number.isFinite(s.ci95) ? `±${(100 * s.ci95).toFixed(1)}` : 'n/a';
   return table(
-    ['model', 'easy', 'medium', 'hard', 'average', 'reasoning tokens', 'no answer'],
+    [
+      'model',
+      'accuracy',
+      '95% CI',
+      'n',
+      'easy',
+      'medium',
+      'hard',
+      'average',
+      'reasoning tokens',
+      'no answer',
+    ],
     rows.map(({ name, result: r }) => [
       name,
+      r.all ? pct(r.all.mean) : 'n/a',
+      ci(r.all),
+      r.all ? String(r.all.n) : String(r.positions),
       pct(r.easy.mean),
       pct(r.medium.mean),
       pct(r.hard.mean),
