@@ -20,7 +20,12 @@ import type { DataParallelStep } from './gradient-shards.js';
 import { openCheckpoint } from './open-files.js';
 import type { Policy, PolicySource } from './policy.js';
 import { RequestError, type RequestErrorKind } from './request-error.js';
-import { checkGroupVersions, checkTrainStep, trainStepDigest } from './train-step-check.js';
+import {
+  checkGroupVersions,
+  checkTrainStep,
+  maxStepKeyPositions,
+  trainStepDigest,
+} from './train-step-check.js';
 
 /** What the coordinator keeps in a checkpoint beside the learner's state. */
 export interface CoordinatorState extends Record<string, unknown> {
@@ -189,8 +194,8 @@ export class Learner implements PolicySource {
       const { train, grpo, budget, data } = this.cfg;
       checkDataParallel(dp, groups, positions, {
         rlTokens: train.positions_per_step * grpo.G * budget.hard_cap,
-        ntpTokens: train.positions_per_step * (data.context_len + data.continuation_len),
-        keyIds: train.positions_per_step,
+        ntpTokens: maxStepKeyPositions(this.cfg) * (data.context_len + data.continuation_len),
+        keyIds: maxStepKeyPositions(this.cfg),
       });
     }
     if (dp && dp.peers.length > 1 && !this.peers)

@@ -59,6 +59,16 @@ export function checkKeyPositions(
 }
 
 /**
+ * Most key positions one step can bring: the drawn positions_per_step, and with dynamic sampling as
+ * many again, since each zero-variance group dropped can be replaced by a group at a fresh position
+ * and the step's key set keeps the drawn positions (their NTP windows) beside the trained ones.
+ */
+export function maxStepKeyPositions(cfg: TrainConfig): number {
+  const perStep = cfg.train.positions_per_step;
+  return cfg.grpo.dynamic_sampling ? 2 * perStep : perStep;
+}
+
+/**
  * Every number a TrainStep brings is checked before it touches the learner: token ids in the
  * vocabulary, one finite log-probability <= 0 per response token, finite rewards in the range the
  * run's reward kind can produce, group and batch sizes the run's config allows, lengths the model
@@ -68,16 +78,17 @@ export function checkKeyPositions(
 export function checkTrainStep(groups: Rollout[][], positions: KeyPosition[], lim: TrainStepLimits): void {
   const { cfg, vocabSize: V, maxPositions } = lim;
   const perStep = cfg.train.positions_per_step;
+  const maxKeys = maxStepKeyPositions(cfg);
   if (groups.length > perStep) throw bad('groups', `${groups.length} groups, at most ${perStep} per step`);
-  if (positions.length > perStep)
-    throw bad('positions', `${positions.length} positions, at most ${perStep} per step`);
+  if (positions.length > maxKeys)
+    throw bad('positions', `${positions.length} positions, at most ${maxKeys} per step`);
   if (positions.length === 0) throw bad('positions', 'a step needs its key positions');
   const spec = METHOD_TABLE[cfg.method];
   const ntp = (spec.ntp_loss && cfg.loss.lambda > 0) || spec.reward === 'none';
   if (!ntp && groups.length === 0)
     throw bad('groups', `method ${cfg.method} trains on rollouts only: at least one group`);
   const rMax = Math.abs(cfg.reward.r_max);
-  checkKeyPositions(positions, V, cfg, 'positions', perStep);
+  checkKeyPositions(positions, V, cfg, 'positions', maxKeys);
   // The NTP term averages over the window's tokens but the first and the key position's.
   if (ntp && positions.reduce((n, p) => n + p.context.length + p.continuation.length - 2, 0) < 1) {
     throw bad('positions', 'the windows hold no next-token targets (context plus continuation too short)');
