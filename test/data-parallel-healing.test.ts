@@ -1,11 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import type { TrainConfig } from '../shared/config/train-config.js';
-import { type CoordinatorClient, coordinatorClient } from '../shared/rpc/client.js';
 import { RunState, type RunStatus } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 import { type NatsServer, startNatsServer } from './helpers/nats-server.js';
+import { metricsRows, trajectory } from './helpers/run-metrics.js';
+import { isTerminal, startRunOn, waitForRunStatus } from './helpers/run-status.js';
 import { type Services, startServices } from './helpers/service-processes.js';
 import { tinyBaseCheckpoint, tinyRunConfig } from './helpers/tiny-run.js';
 
@@ -27,57 +28,11 @@ const config = (name: string): TrainConfig =>
     distributed: { observation_timeout_s: 2 },
   });
 
-const rowsOf = (cfg: TrainConfig) =>
-  readFileSync(join(cfg.run.out_dir, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, number>);
-
-/** Everything a run computes, without the wall-clock timings. */
-const trajectory = (rows: Record<string, number>[]) =>
-  rows.map((r) =>
-    Object.fromEntries(
-      Object.entries(r).filter(([k]) => !k.startsWith('timing_s/') && k !== 'perf/throughput'),
-    ),
-  );
-
-const terminal = (s: RunState) =>
-  s === RunState.RUN_STATE_DONE || s === RunState.RUN_STATE_STOPPED || s === RunState.RUN_STATE_FAILED;
-
-async function until(runId: string, pred: (s: RunStatus) => boolean, what: string, timeoutMs = 120_000) {
-  const end = Date.now() + timeoutMs;
-  let last: RunStatus | null = null;
-  let client: CoordinatorClient | null = null;
-  try {
-    for (;;) {
-      client ??= coordinatorClient(services.coordinator);
-      try {
-        last = await client.getRunStatus({ runId }, { deadlineMs: 5_000 });
-        if (pred(last)) return last;
-        if (terminal(last.state)) break;
-      } catch {
-        client.close();
-        client = null;
-      }
-      if (Date.now() > end) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  } finally {
-    client?.close();
-  }
-  throw new Error(
-    `${what}: not reached; last status ${JSON.stringify(last)}\n${services.logs.slice(-25).join('\n')}`,
-  );
-}
-
-async function startRun(cfg: TrainConfig, runId: string): Promise<void> {
-  const c = coordinatorClient(services.coordinator);
-  try {
-    await c.startRun({ config: JSON.stringify(cfg), runId });
-  } finally {
-    c.close();
-  }
-}
+const rowsOf = (cfg: TrainConfig) => metricsRows(cfg.run.out_dir);
+const terminal = isTerminal;
+const until = (runId: string, pred: (s: RunStatus) => boolean, what: string, timeoutMs = 120_000) =>
+  waitForRunStatus(services, runId, pred, what, timeoutMs);
+const startRun = (cfg: TrainConfig, runId: string) => startRunOn(services, cfg, runId);
 
 let reference: Record<string, number>[];
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -8,6 +8,7 @@ import { coordinatorClient, learnerClient } from '../shared/rpc/client.js';
 import { RunState, type RunStatus } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 import { train } from '../shared/train/rmt-train.js';
 import { startNatsServer } from './helpers/nats-server.js';
+import { metricsRows } from './helpers/run-metrics.js';
 import { startTestCluster } from './helpers/test-cluster.js';
 import { tinyBaseCheckpoint, tinyRunConfig } from './helpers/tiny-run.js';
 
@@ -27,12 +28,6 @@ test.after.always(async () => {
   await nats.stop();
   rmSync(root, { recursive: true, force: true });
 });
-
-const rowsOf = (dir: string) =>
-  readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, number>);
 
 async function runThroughCluster(config: object): Promise<RunStatus> {
   const client = coordinatorClient(cluster.addresses.coordinator, cluster.clientOptions);
@@ -59,8 +54,8 @@ test.serial(`2 data-parallel learners give the losses and weights of 1`, async (
   const dp = { ...single, run: { ...single.run, out_dir: join(root, 'dp') } };
   const last = await runThroughCluster(dp);
   t.is(last.state, RunState.RUN_STATE_DONE, `${last.error}\n${logs.slice(-30).join('\n')}`);
-  const a = rowsOf(single.run.out_dir);
-  const b = rowsOf(dp.run.out_dir);
+  const a = metricsRows(single.run.out_dir);
+  const b = metricsRows(dp.run.out_dir);
   t.is(b.length, steps);
   const wa = loadCheckpoint(join(single.run.out_dir, 'final')).params;
   const wb = loadCheckpoint(join(dp.run.out_dir, 'final')).params;

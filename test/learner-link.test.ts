@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -11,6 +11,7 @@ import { LearnerHost, LocalEndpoint } from '../shared/run/local.js';
 import { RolloutWorker } from '../shared/run/rollout-worker.js';
 import { Scorer } from '../shared/run/scorer.js';
 import { WorkerPool } from '../shared/run/worker-pool.js';
+import { metricsRows, trajectory } from './helpers/run-metrics.js';
 import { tinyBaseCheckpoint, tinyRunConfig } from './helpers/tiny-run.js';
 
 // The coordinator's side of a learner that goes away, in one process: a learner behind a switch
@@ -27,17 +28,7 @@ test.after.always(async () => {
 const T = 6;
 const config = (name: string): TrainConfig =>
   tinyRunConfig(base, join(root, name), 'rmt', T, { checkpoint: { every: 2, keep: 2 } });
-const rowsOf = (cfg: TrainConfig) =>
-  readFileSync(join(cfg.run.out_dir, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, number>);
-const trajectory = (rows: Record<string, number>[]) =>
-  rows.map((r) =>
-    Object.fromEntries(
-      Object.entries(r).filter(([k]) => !k.startsWith('timing_s/') && k !== 'perf/throughput'),
-    ),
-  );
+const rowsOf = (cfg: TrainConfig) => metricsRows(cfg.run.out_dir);
 
 class Unreachable extends Error {}
 

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -10,6 +10,7 @@ import { coordinatorClient, healthCheck, rolloutClient } from '../shared/rpc/cli
 import { RunState, type RunStatus } from '../shared/rpc/gen/rmt/v1/coordinator.js';
 import { train } from '../shared/train/rmt-train.js';
 import { startNatsServer } from './helpers/nats-server.js';
+import { metricsRows, trajectory } from './helpers/run-metrics.js';
 import { startTestCluster } from './helpers/test-cluster.js';
 import { tinyBaseCheckpoint, tinyRunConfig } from './helpers/tiny-run.js';
 
@@ -33,20 +34,6 @@ test.after.always(async () => {
   await nats.stop();
   rmSync(root, { recursive: true, force: true });
 });
-
-const rowsOf = (dir: string) =>
-  readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, number>);
-
-/** Everything a run computes, without the wall-clock timings. */
-const trajectory = (rows: Record<string, number>[]) =>
-  rows.map((r) =>
-    Object.fromEntries(
-      Object.entries(r).filter(([k]) => !k.startsWith('timing_s/') && k !== 'perf/throughput'),
-    ),
-  );
 
 async function runThroughCluster(
   config: object,
@@ -79,7 +66,10 @@ test.serial(
     const last = await runThroughCluster(distributed);
     t.is(last.state, RunState.RUN_STATE_DONE, `${last.error}\n${logs.slice(-30).join('\n')}`);
     t.is(last.step, steps);
-    t.deepEqual(trajectory(rowsOf(distributed.run.out_dir)), trajectory(rowsOf(embedded.run.out_dir)));
+    t.deepEqual(
+      trajectory(metricsRows(distributed.run.out_dir)),
+      trajectory(metricsRows(embedded.run.out_dir)),
+    );
     // Both workers took jobs (2 positions per job, 2 jobs per step).
     for (const address of cluster.addresses.rollout) {
       const c = rolloutClient(address, cluster.clientOptions);
@@ -141,7 +131,7 @@ test.serial(
     await joining;
     t.is(last.state, RunState.RUN_STATE_DONE, `${last.error}\n${logs.slice(-30).join('\n')}`);
     t.true(killedAt >= 2);
-    const rows = rowsOf(distributed.run.out_dir);
+    const rows = metricsRows(distributed.run.out_dir);
     t.deepEqual(
       rows.map((r) => r.step),
       Array.from({ length: steps }, (_, i) => i + 1),
@@ -157,7 +147,7 @@ test.serial(
     await train(embedded, { log: () => {} });
     t.deepEqual(
       trajectory(rows),
-      trajectory(rowsOf(embedded.run.out_dir)),
+      trajectory(metricsRows(embedded.run.out_dir)),
       'the same run as without the failure',
     );
   },
@@ -173,7 +163,7 @@ test.serial(
     });
     const last = await runThroughCluster(cfg);
     t.is(last.state, RunState.RUN_STATE_DONE, `${last.error}\n${logs.slice(-30).join('\n')}`);
-    const rows = rowsOf(cfg.run.out_dir);
+    const rows = metricsRows(cfg.run.out_dir);
     t.deepEqual(
       rows.map((r) => r.step),
       Array.from({ length: steps }, (_, i) => i + 1),
