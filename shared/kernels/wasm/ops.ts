@@ -229,42 +229,17 @@ export class WasmOps {
     hp: ArrayLike<number>,
     chunk = ADAMW_CHUNK_ELEMENTS,
   ): { p: Float32Array; m: Float32Array; v: Float32Array } {
-    const n = p.length;
-    if (n > chunk) {
-      // Seven arrays of a large tensor (Qwen3's 151936 x 1024 embedding) pass the 4 GiB a wasm
-      // memory holds; AdamW is per element, so slices give the same numbers (slices start at
-      // multiples of 4, so every element meets the same SIMD or tail code as whole).
-      const out = { p: new Float32Array(n), m: new Float32Array(n), v: new Float32Array(n) };
-      const step = chunk - (chunk % 4) || 4;
-      for (let s = 0; s < n; s += step) {
-        const e = Math.min(n, s + step);
-        const r = this.adamw(
-          p.subarray(s, e),
-          g.subarray(s, e),
-          m.subarray(s, e),
-          v.subarray(s, e),
-          hp,
-          step,
-        );
-        out.p.set(r.p, s);
-        out.m.set(r.m, s);
-        out.v.set(r.v, s);
-      }
-      return out;
-    }
-    const [pp, pg, pm, pv, np, nm, nv] = this.place(new Array(7).fill(n * 4));
-    this.put(pp, p, n);
-    this.put(pg, g, n);
-    this.put(pm, m, n);
-    this.put(pv, v, n);
-    this.args([this.op.adamw, n, pp, pg, pm, pv, np, nm, nv, 0], Array.from(hp), 10);
-    this.exec(n, 8 * n, 64);
-    return { p: this.take(np, n), m: this.take(nm, n), v: this.take(nv, n) };
+    const out = { p: p.slice(), m: m.slice(), v: v.slice() };
+    this.adamwInPlace(out.p, g, out.m, out.v, hp, chunk);
+    return out;
   }
 
   /**
    * `adamw` written back into p, m and v (the same numbers): the kernel reads each element's
    * p, g, m, v before it writes them, so it runs over its inputs' copies, and no result array is made.
+   * A large tensor goes in slices of `chunk` elements: seven arrays of Qwen3's 151936 x 1024
+   * embedding pass the 4 GiB a wasm memory holds, and AdamW is per element, so slices (starting at
+   * multiples of 4, so every element meets the same SIMD or tail code as whole) give the same numbers.
    */
   adamwInPlace(
     p: Float32Array,
