@@ -2,6 +2,7 @@ import type { LearnerPeers } from '../../run/data-parallel.js';
 import type { GradientPiece } from '../../run/gradient-reduce.js';
 import { type ClientOptions, type LearnerClient, learnerClient } from '../client.js';
 import { failedPrecondition, internal, isServiceError, Status, unavailable } from '../errors.js';
+import { readWeightsStream } from './weights-stream.js';
 
 /**
  * Another learner's failure as this learner's caller reads it: away stays away (UNAVAILABLE, the run
@@ -76,30 +77,10 @@ export class RemoteLearnerPeers implements LearnerPeers {
     version: number,
     signal?: AbortSignal,
   ): Promise<{ version: number; weights: Map<string, Float32Array> }> {
-    const weights = new Map<string, Float32Array>();
-    let got = -1;
-    for await (const m of peerErrors(
-      this.client(address).getWeights({ runId, minVersion: version }, { signal }),
+    const { header, params } = await readWeightsStream(
+      peerErrors(this.client(address).getWeights({ runId, minVersion: version }, { signal }), address),
       address,
-    )) {
-      const p = m.part;
-      if (p?.$case === 'header') got = p.value.version;
-      else if (p?.$case === 'tensor') {
-        const t = p.value;
-        const n = t.shape.reduce((a, b) => a * b, 1);
-        let buf = weights.get(t.name);
-        if (!buf) {
-          buf = new Float32Array(n);
-          weights.set(t.name, buf);
-        }
-        // The bytes of a protobuf field need not be 4-byte aligned: copy before viewing as float32.
-        const data = new Uint8Array(t.data);
-        if (data.byteLength % 4 !== 0 || t.offset < 0 || t.offset + data.byteLength / 4 > n)
-          throw new Error(`GetWeights from ${address}: a chunk of "${t.name}" does not fit its shape`);
-        buf.set(new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4), t.offset);
-      }
-    }
-    if (got < 0) throw new Error(`GetWeights from ${address} ended without a header`);
-    return { version: got, weights };
+    );
+    return { version: header.version, weights: params };
   }
 }

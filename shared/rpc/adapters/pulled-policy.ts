@@ -5,6 +5,7 @@ import { uploadParams } from '../../model/weights.js';
 import type { Policy, PolicySource } from '../../run/policy.js';
 import type { LearnerClient } from '../client.js';
 import { failedPrecondition, isServiceError, Status } from '../errors.js';
+import { readWeightsStream } from './weights-stream.js';
 
 interface Downloaded {
   runId: string;
@@ -87,28 +88,11 @@ export class PulledPolicy implements PolicySource {
 
   private async download(runId: string, minVersion: number, signal?: AbortSignal): Promise<Downloaded> {
     const t0 = performance.now();
-    const params = new Map<string, Float32Array>();
-    let header: { version: number; modelConfigJson: string; bytes: number } | null = null;
-    let bytes = 0;
     const stream = this.client.getWeights({ runId, minVersion }, { signal });
-    for await (const chunk of asPrecondition(stream, minVersion)) {
-      const part = chunk.part;
-      if (part?.$case === 'header') {
-        header = part.value;
-      } else if (part?.$case === 'tensor') {
-        const t = part.value;
-        let buf = params.get(t.name);
-        if (!buf) {
-          buf = new Float32Array(t.shape.reduce((a, b) => a * b, 1));
-          params.set(t.name, buf);
-        }
-        // The bytes of a protobuf field need not be 4-byte aligned: copy before viewing as f32.
-        const data = new Uint8Array(t.data);
-        buf.set(new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4), t.offset);
-        bytes += t.data.byteLength;
-      }
-    }
-    if (!header) throw new Error('GetWeights ended without a header');
+    const { header, params, bytes } = await readWeightsStream(
+      asPrecondition(stream, minVersion),
+      'the learner',
+    );
     const seconds = (performance.now() - t0) / 1000;
     this.lastSync = { seconds, bytes, version: header.version };
     return { runId, version: header.version, configJson: header.modelConfigJson, params, bytes, seconds };
