@@ -1,3 +1,4 @@
+import { numel } from '../model/params.js';
 import { echo, RequestError } from './request-error.js';
 
 /** One message of a shard's gradient stream (GetShardGradient), as the leader reads it. */
@@ -170,8 +171,4 @@ export class GradientSum {
     }
     return a;
   }
-}
-
-export function numel(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
 }
