@@ -18,6 +18,13 @@ export function logSoftmax(logits: ArrayLike<number>, temperature = 1): Float64A
   return out;
 }
 
+/** `usable` ids [0, usable) of a row of `rows` logits: at least one, at most the row. */
+function checkUsable(fn: string, usable: number, rows: number): void {
+  if (!Number.isInteger(usable) || usable < 1 || usable > rows) {
+    throw new RangeError(`${fn}: usable ${usable} outside [1, ${rows}]`);
+  }
+}
+
 /** log sum exp of `logits / t`, the normaliser `logSoftmax` subtracts (the same numbers). */
 function logSumExp(logits: ArrayLike<number>, t: number): number {
   let max = Number.NEGATIVE_INFINITY;
@@ -40,9 +47,7 @@ export function sampleToken(
   rng: Rng,
   usable: number = logits.length,
 ): { token: number; logprob: number } {
-  if (!Number.isInteger(usable) || usable < 1 || usable > logits.length) {
-    throw new RangeError(`sampleToken: usable ${usable} outside [1, ${logits.length}]`);
-  }
+  checkUsable('sampleToken', usable, logits.length);
   if (p.temperature <= 0) {
     // greedy needs one log-probability: compare the values logSoftmax would store (x / 1 is x)
     // without storing them
@@ -88,9 +93,7 @@ export function sampleToken(
  * beyond its tokenizer's vocabulary are padding and must not enter the top k.
  */
 export function topKEntropy(logits: ArrayLike<number>, k: number, usable: number = logits.length): number {
-  if (!Number.isInteger(usable) || usable < 1 || usable > logits.length) {
-    throw new RangeError(`topKEntropy: usable ${usable} outside [1, ${logits.length}]`);
-  }
+  checkUsable('topKEntropy', usable, logits.length);
   const lp = logSoftmax(usable === logits.length ? logits : Array.prototype.slice.call(logits, 0, usable));
   const top = Array.from(lp)
     .sort((a, b) => b - a)
