@@ -6,7 +6,7 @@ import { AdamW } from '../model/adamw.js';
 import type { ModelConfig } from '../model/config.js';
 import { Decoder } from '../model/decoder.js';
 import { learningRate } from '../model/lr-schedule.js';
-import { paramSpecs } from '../model/params.js';
+import { numel, paramSpecs } from '../model/params.js';
 import { downloadParams, uploadParams } from '../model/weights.js';
 import { type DualLossMetrics, dualLossAndGrad } from '../rl/dual-loss.js';
 import type { KeyPosition } from '../rl/key-positions.js';
@@ -283,7 +283,7 @@ export class Learner implements PolicySource {
       );
     for (const [name, shape] of this.shapes) {
       const w = weights.get(name);
-      if (!w || w.length !== shape.reduce((a, b) => a * b, 1))
+      if (!w || w.length !== numel(shape))
         throw new LearnerError(`the leader's weights lack "${name}" or have another size`, 'precondition');
     }
     for (const [name, w] of weights) {
