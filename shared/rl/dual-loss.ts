@@ -128,7 +128,10 @@ export async function dualLossAndGrad(
       o.adv_eps,
     ),
   );
-  const rlTokens = o.totals?.rlTokens ?? rollouts.reduce((n, r) => n + r.responseIds.length, 0);
+  // This call's own response tokens (a shard's share; the whole step's when unsharded), and what the
+  // GRPO token mean divides by (the whole step's).
+  const ownRlTokens = rollouts.reduce((n, r) => n + r.responseIds.length, 0);
+  const rlTokens = o.totals?.rlTokens ?? ownRlTokens;
   const temperature = o.temperature > 0 ? o.temperature : 1;
   let pg = 0;
   let kl = 0;
@@ -208,8 +211,7 @@ export async function dualLossAndGrad(
       'actor/pg_clipfrac': clipped,
       'actor/ppo_kl': ppoKl,
       'actor/kl_loss': kl,
-      // This call's own counts (a shard's share; the whole step's when unsharded).
-      rl_tokens: rollouts.reduce((n, r) => n + r.responseIds.length, 0),
+      rl_tokens: ownRlTokens,
       ntp_tokens: ntpTokens,
     },
   };
