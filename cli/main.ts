@@ -17,6 +17,7 @@ import { createBackend } from '../shared/kernels/index.js';
 import type { EvalResult } from '../shared/run/evaluate.js';
 import { formatComparison, formatEvalResult } from '../shared/train/eval-table.js';
 import { evaluateCheckpoint } from '../shared/train/evaluate-checkpoint.js';
+import { formatPairedDifference, pairedDifference, parseHits } from '../shared/train/paired-difference.js';
 import { pretrain } from '../shared/train/pretrain.js';
 import { evalBudget, train } from '../shared/train/rmt-train.js';
 import { didYouMean } from '../shared/util/did-you-mean.js';
@@ -245,17 +246,25 @@ VERBS.compare = {
     const out = resolve(cfg.run.out_dir);
     mkdirSync(out, { recursive: true });
     const file = join(out, `compare-${mode}.json`);
+    // every later row against the first (the base), pair by pair on the same positions
+    const paired = rows.slice(1).map((r) => ({
+      a: rows[0].name,
+      b: r.name,
+      ...pairedDifference(parseHits(rows[0].result.hits ?? ''), parseHits(r.result.hits ?? '')),
+    }));
     writeFileSync(
       file,
-      `${JSON.stringify({ method: cfg.method, budget: evalBudget(cfg), rows }, null, 2)}\n`,
+      `${JSON.stringify({ method: cfg.method, budget: evalBudget(cfg), rows, paired }, null, 2)}\n`,
     );
-    if (v.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+    if (v.json) process.stdout.write(`${JSON.stringify({ rows, paired }, null, 2)}\n`);
     else {
       const b = evalBudget(cfg);
       process.stdout.write(
         `held-out next-token accuracy (${mode}, prompt of ${cfg.method}, ${b === null ? 'no budget stated' : `budget ${b} stated`}, same positions)\n\n`,
       );
       process.stdout.write(formatComparison(rows));
+      if (paired.length) process.stdout.write('\n');
+      for (const d of paired) process.stdout.write(formatPairedDifference(d.a, d.b, d));
       process.stdout.write(resultsIn([file]));
     }
     return 0;

@@ -136,6 +136,13 @@ test('compare evaluates two checkpoints on the same positions under one prompt a
     t.is(saved.rows[0].result.positions, 4);
     t.is(saved.rows[0].result.all.n, 4);
     t.deepEqual(saved.rows[0].result.all, saved.rows[1].result.all);
+    // ...and, pair by pair, no discordant position: a difference of exactly 0, p = 1.
+    t.is(saved.rows[0].result.hits.length, 4);
+    t.like(saved.paired[0], { a: 'base', b: 'again', n: 4, diff: 0, onlyA: 0, onlyB: 0, p: 1 });
+    t.regex(
+      r.stdout,
+      /^again − base: \+0\.0 points, 95% CI \[\+0\.0, \+0\.0\], McNemar p = 1\.000 \(n = 4 paired positions.*no clear difference$/m,
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

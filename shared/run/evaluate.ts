@@ -6,6 +6,7 @@ import type { KeyPosition } from '../rl/key-positions.js';
 import type { PromptFormat } from '../rl/prompt-format.js';
 import { MATCH_RULES, type MatchRule, predictionCorrect } from '../rl/rewards.js';
 import { generateRollouts } from '../rl/rollouts.js';
+import { formatHits } from '../train/paired-difference.js';
 import { Rng } from '../util/rng.js';
 
 /**
@@ -47,6 +48,11 @@ export interface EvalResult {
    * plain accuracy with its interval, for comparing two checkpoints on the same positions.
    */
   all?: SplitAccuracy;
+  /**
+   * Whether each position was right under `match`, in position order, as `0`/`1` characters
+   * (paired-difference.ts): two checkpoints evaluated on the same positions are compared pair by pair.
+   */
+  hits?: string;
   /** Mean of the three split accuracies (the paper's "average"). */
   avg: number;
   /** Mean reasoning tokens per position (0 in ntp mode). */
@@ -201,6 +207,7 @@ export async function evaluatePositions(
     medium,
     hard,
     all: accuracy(positions.map((_, i) => correctBy[rule][i])),
+    hits: formatHits(correctBy[rule]),
     avg: (easy.mean + medium.mean + hard.mean) / 3,
     reasoning_length: o.mode === 'ntr' ? reasoning / Math.max(1, positions.length) : 0,
     no_answer_rate: o.mode === 'ntr' ? unanswered / Math.max(1, positions.length) : 0,
