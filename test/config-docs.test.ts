@@ -96,12 +96,12 @@ const hasJsonschema =
   spawnSync('python3', ['-c', 'import jsonschema, yaml'], { encoding: 'utf8' }).status === 0;
 (hasJsonschema ? test : test.skip)('configs/schema: every config validates, a bad one does not', (t) => {
   const cases: [string, string, unknown][] = [
-    ...['base', 'pretrain-tiny'].map((f): [string, string, unknown] => [
+    ...['base', 'demo/base', 'pretrain-tiny'].map((f): [string, string, unknown] => [
       'pretrain',
       `configs/${f}.yaml`,
       null,
     ]),
-    ...['rmt', 'rpt', 'ntp', 'rmt-no-cas', 'rmt-no-dtb', 'rmt-no-ntp'].map((f): [string, string, unknown] => [
+    ...['rmt', 'demo/rmt', 'rpt', 'ntp', 'rmt-no-cas', 'rmt-no-dtb', 'rmt-no-ntp'].map((f): [string, string, unknown] => [
       'train',
       `configs/${f}.yaml`,
       null,
@@ -113,6 +113,6 @@ const hasJsonschema =
   const r = spawnSync('python3', ['-c', PY], { input: JSON.stringify(cases), encoding: 'utf8' });
   t.is(r.status, 0, r.stderr);
   const errors = JSON.parse(r.stdout) as string[][];
-  t.deepEqual(errors.slice(0, 8), Array(8).fill([]));
-  t.deepEqual(errors.slice(8), [['$.train.steps'], ['$.data.positions'], ['$.train']]);
+  t.deepEqual(errors.slice(0, 10), Array(10).fill([]));
+  t.deepEqual(errors.slice(10), [['$.train.steps'], ['$.data.positions'], ['$.train']]);
 });
