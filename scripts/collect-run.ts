@@ -19,7 +19,7 @@ if (!existsSync(join(run, 'summary.json'))) {
 }
 mkdirSync(dest, { recursive: true });
 for (const f of readdirSync(run)) {
-  if (/^(summary|eval|config\.resolved)\.json$|^metrics\.jsonl$|\.svg$/.test(f))
+  if (/^(summary|eval|config\.resolved|compare-ntr|compare-ntp)\.json$|^metrics\.jsonl$|\.svg$/.test(f))
     copyFileSync(join(run, f), join(dest, f));
 }
 const git = (...args: string[]) => {
