@@ -24,7 +24,7 @@ import {
   SharedInstance,
   type WasmVariant,
 } from './loader.js';
-import { JOB_DOT, JOB_GEMM, JOB_PARAMS, MAX_CHUNKS, WorkerPool } from './pool.js';
+import { JOB_DOT, JOB_GEMM, JOB_PARAMS, MAX_CHUNKS, POOL_SPIN, WorkerPool } from './pool.js';
 import { ResidentSet } from './resident.js';
 
 const RESERVED = PAGE;
@@ -88,7 +88,7 @@ export class WasmMatmul {
     );
     this.pool =
       threads > 1
-        ? new WorkerPool(loaded.module, memory, threads - 1, { spin: 20000, timeoutMs: 600_000 })
+        ? new WorkerPool(loaded.module, memory, threads - 1, { spin: POOL_SPIN, timeoutMs: 600_000 })
         : null;
   }
 

@@ -27,7 +27,7 @@ import {
   SharedInstance,
   type WasmVariant,
 } from './loader.js';
-import { JOB_OP, JOB_PARAMS, MAX_CHUNKS, WorkerPool } from './pool.js';
+import { JOB_OP, JOB_PARAMS, MAX_CHUNKS, POOL_SPIN, WorkerPool } from './pool.js';
 import { ResidentSet } from './resident.js';
 
 const ARGS = PAGE;
@@ -77,7 +77,7 @@ export class WasmOps {
     this.resident = new ResidentSet(this.arena, ARENA, RESIDENT_CAP_BYTES);
     this.pool =
       threads > 1
-        ? new WorkerPool(loaded.module, memory, threads - 1, { spin: 20000, timeoutMs: 600_000 })
+        ? new WorkerPool(loaded.module, memory, threads - 1, { spin: POOL_SPIN, timeoutMs: 600_000 })
         : null;
   }
 

@@ -118,6 +118,15 @@ export interface PoolExports {
   chunk?: (...a: number[]) => void;
 }
 
+/**
+ * Atomics.load polls a worker makes before it sleeps (about 10 µs). The matmul's and the ops' pools
+ * each keep a worker per spare core; a worker still polling for its next job holds a core the other
+ * pool's worker needs the moment the model moves from a matmul to an op. With 20,000 polls, small
+ * decoding steps of the bench's `small` model took about 13% longer on 2 cores (medians 500-608 ms
+ * against 445-527 ms a generation, in each of 4 alternating rounds); learner steps were no slower.
+ */
+export const POOL_SPIN = 2000;
+
 export interface PoolOptions {
   /** Atomics.load polls before a worker sleeps on Atomics.wait after a job (and before the main thread does). */
   spin: number;
