@@ -8,7 +8,7 @@
  * (JavaScript and wasm, nothing downloaded). Also peak (asm/peak.ts), the register-only SIMD loops
  * bench/peak.ts times for the wasm peak.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import asc from 'assemblyscript/asc';
@@ -23,6 +23,9 @@ let failed = false;
 for (const name of MODULES) {
   for (const target of ['simd', 'relaxed']) {
     const outFile = `build/${name}-${target}.wasm`;
+    // A failed build must not leave the previous binary behind: the kernels would load it and every
+    // test and benchmark would run the old code without a word.
+    rmSync(join(asmDir, outFile), { force: true });
     const { error, stderr } = await asc.main(
       [
         `${name}.ts`,
