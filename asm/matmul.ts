@@ -203,82 +203,11 @@ function micro(kc: i32, ap: usize, bp: usize, c: usize, ldc: usize, accumulate: 
   let c21 = f32x4.splat(0);
   let c30 = f32x4.splat(0);
   let c31 = f32x4.splat(0);
-  // Four steps of k per iteration: one loop's bookkeeping per 32 multiply-adds instead of per 8,
-  // which keeps the loop bound by the multiply-adds rather than by instruction issue.
   const end = ap + (<usize>kc << 4);
-  const end4 = ap + (<usize>(kc & ~3) << 4);
-  while (ap < end4) {
-    {
-      const b0 = v128.load(bp, 0);
-      const b1 = v128.load(bp, 16);
-      let a = v128.load32_splat(ap, 0);
-      c00 = madd(a, b0, c00);
-      c01 = madd(a, b1, c01);
-      a = v128.load32_splat(ap, 4);
-      c10 = madd(a, b0, c10);
-      c11 = madd(a, b1, c11);
-      a = v128.load32_splat(ap, 8);
-      c20 = madd(a, b0, c20);
-      c21 = madd(a, b1, c21);
-      a = v128.load32_splat(ap, 12);
-      c30 = madd(a, b0, c30);
-      c31 = madd(a, b1, c31);
-    }
-    {
-      const b0 = v128.load(bp, 32);
-      const b1 = v128.load(bp, 48);
-      let a = v128.load32_splat(ap, 16);
-      c00 = madd(a, b0, c00);
-      c01 = madd(a, b1, c01);
-      a = v128.load32_splat(ap, 20);
-      c10 = madd(a, b0, c10);
-      c11 = madd(a, b1, c11);
-      a = v128.load32_splat(ap, 24);
-      c20 = madd(a, b0, c20);
-      c21 = madd(a, b1, c21);
-      a = v128.load32_splat(ap, 28);
-      c30 = madd(a, b0, c30);
-      c31 = madd(a, b1, c31);
-    }
-    {
-      const b0 = v128.load(bp, 64);
-      const b1 = v128.load(bp, 80);
-      let a = v128.load32_splat(ap, 32);
-      c00 = madd(a, b0, c00);
-      c01 = madd(a, b1, c01);
-      a = v128.load32_splat(ap, 36);
-      c10 = madd(a, b0, c10);
-      c11 = madd(a, b1, c11);
-      a = v128.load32_splat(ap, 40);
-      c20 = madd(a, b0, c20);
-      c21 = madd(a, b1, c21);
-      a = v128.load32_splat(ap, 44);
-      c30 = madd(a, b0, c30);
-      c31 = madd(a, b1, c31);
-    }
-    {
-      const b0 = v128.load(bp, 96);
-      const b1 = v128.load(bp, 112);
-      let a = v128.load32_splat(ap, 48);
-      c00 = madd(a, b0, c00);
-      c01 = madd(a, b1, c01);
-      a = v128.load32_splat(ap, 52);
-      c10 = madd(a, b0, c10);
-      c11 = madd(a, b1, c11);
-      a = v128.load32_splat(ap, 56);
-      c20 = madd(a, b0, c20);
-      c21 = madd(a, b1, c21);
-      a = v128.load32_splat(ap, 60);
-      c30 = madd(a, b0, c30);
-      c31 = madd(a, b1, c31);
-    }
-    ap += 64;
-    bp += 128;
-  }
   while (ap < end) {
-    const b0 = v128.load(bp, 0);
+    const b0 = v128.load(bp);
     const b1 = v128.load(bp, 16);
-    let a = v128.load32_splat(ap, 0);
+    let a = v128.load32_splat(ap);
     c00 = madd(a, b0, c00);
     c01 = madd(a, b1, c01);
     a = v128.load32_splat(ap, 4);
