@@ -15,9 +15,9 @@ import {
 import { loadTrainConfig, type TrainConfig } from '../shared/config/train-config.js';
 import { createBackend } from '../shared/kernels/index.js';
 import type { EvalResult } from '../shared/run/evaluate.js';
+import { formatPairedDifference, pairedDifference, parseHits } from '../shared/run/paired-difference.js';
 import { formatComparison, formatEvalResult } from '../shared/train/eval-table.js';
 import { evaluateCheckpoint } from '../shared/train/evaluate-checkpoint.js';
-import { formatPairedDifference, pairedDifference, parseHits } from '../shared/train/paired-difference.js';
 import { pretrain } from '../shared/train/pretrain.js';
 import { evalBudget, train } from '../shared/train/rmt-train.js';
 import { didYouMean } from '../shared/util/did-you-mean.js';

@@ -4,7 +4,7 @@ import {
   formatPairedDifference,
   pairedDifference,
   parseHits,
-} from '../shared/train/paired-difference.js';
+} from '../shared/run/paired-difference.js';
 import { Rng } from '../shared/util/rng.js';
 
 /** Exact two-sided McNemar p by brute force over every outcome of Binomial(m, 1/2), in float64. */

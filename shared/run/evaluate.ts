@@ -6,8 +6,8 @@ import type { KeyPosition } from '../rl/key-positions.js';
 import type { PromptFormat } from '../rl/prompt-format.js';
 import { MATCH_RULES, type MatchRule, predictionCorrect } from '../rl/rewards.js';
 import { generateRollouts } from '../rl/rollouts.js';
-import { formatHits } from '../train/paired-difference.js';
 import { Rng } from '../util/rng.js';
+import { formatHits } from './paired-difference.js';
 
 /**
  * Next-token accuracy on held-out positions as the paper reports it (docs/method.md section 7): split by the
