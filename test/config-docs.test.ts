@@ -101,11 +101,9 @@ const hasJsonschema =
       `configs/${f}.yaml`,
       null,
     ]),
-    ...['rmt', 'demo/rmt', 'rpt', 'ntp', 'rmt-no-cas', 'rmt-no-dtb', 'rmt-no-ntp'].map((f): [string, string, unknown] => [
-      'train',
-      `configs/${f}.yaml`,
-      null,
-    ]),
+    ...['rmt', 'demo/rmt', 'rpt', 'ntp', 'rmt-no-cas', 'rmt-no-dtb', 'rmt-no-ntp'].map(
+      (f): [string, string, unknown] => ['train', `configs/${f}.yaml`, null],
+    ),
     ['pretrain', '', { train: { steps: 2.5 } }],
     ['train', '', { data: { positions: 'answer' } }],
     ['train', '', { train: { stpes: 3 } }],

@@ -18,7 +18,11 @@ import { loadTrainConfig, parseTrainConfig } from '../../shared/config/train-con
 export const REPO = join(import.meta.dirname, '..', '..');
 
 /** Pre-training configs; every other top-level file is an RL config, configs/paper/ holds settings. */
-export const PRETRAIN_FILES = new Set(['configs/base.yaml', 'configs/demo/base.yaml', 'configs/pretrain-tiny.yaml']);
+export const PRETRAIN_FILES = new Set([
+  'configs/base.yaml',
+  'configs/demo/base.yaml',
+  'configs/pretrain-tiny.yaml',
+]);
 
 function files(dir: string): string[] {
   return readdirSync(join(REPO, dir), { withFileTypes: true })
