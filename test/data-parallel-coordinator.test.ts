@@ -1,8 +1,9 @@
 import test from 'ava';
 import type { KeyPosition } from '../shared/rl/key-positions.js';
 import type { Rollout } from '../shared/rl/rollouts.js';
-import { DataParallelLearners, type ShardLearner } from '../shared/run/data-parallel-learners.js';
+import { DataParallelLearners } from '../shared/run/data-parallel-learners.js';
 import type { DataParallelStep } from '../shared/run/gradient-shards.js';
+import type { LearnerApi } from '../shared/run/interfaces.js';
 import type { RunRef } from '../shared/run/run-context.js';
 
 // The coordinator's side of data-parallel learners, with learners that record what they are sent.
@@ -15,7 +16,7 @@ interface Call {
 function learner(
   calls: Call[],
   behave: (signal?: AbortSignal) => Promise<Record<string, number>>,
-): ShardLearner {
+): LearnerApi {
   return {
     init: async () => ({ step: 3, extra: null, resumedFrom: null }),
     trainStep: (_run, _step, groups, positions, _versions, dp, signal) => {

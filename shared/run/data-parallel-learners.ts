@@ -1,22 +1,9 @@
 import type { KeyPosition } from '../rl/key-positions.js';
 import type { Rollout } from '../rl/rollouts.js';
-import { type DataParallelStep, shardStep } from './gradient-shards.js';
+import { shardStep } from './gradient-shards.js';
 import type { LearnerApi } from './interfaces.js';
 import type { CoordinatorState, LearnerStart } from './learner.js';
 import type { RunRef } from './run-context.js';
-
-/** A learner the coordinator can hand one shard of a step, and cancel. */
-export interface ShardLearner extends LearnerApi {
-  trainStep(
-    run: RunRef,
-    step: number,
-    groups: Rollout[][],
-    positions: KeyPosition[],
-    versions: readonly number[],
-    dp?: DataParallelStep,
-    signal?: AbortSignal,
-  ): Promise<Record<string, number>>;
-}
 
 /**
  * Several learners as the coordinator's one learner (docs/services.md, "Data-parallel learners"):
@@ -31,7 +18,7 @@ export interface ShardLearner extends LearnerApi {
  */
 export class DataParallelLearners implements LearnerApi {
   constructor(
-    private readonly learners: readonly ShardLearner[],
+    private readonly learners: readonly LearnerApi[],
     /** Every learner's address by rank, as the learners reach one another. */
     private readonly addresses: readonly string[],
   ) {
@@ -95,9 +82,7 @@ export class DataParallelLearners implements LearnerApi {
    * `call` on every learner at once, results by rank. The first failure cancels the other calls and
    * is the one thrown (not the cancellations it caused).
    */
-  private async all<T>(
-    call: (l: ShardLearner, rank: number, signal: AbortSignal) => Promise<T>,
-  ): Promise<T[]> {
+  private async all<T>(call: (l: LearnerApi, rank: number, signal: AbortSignal) => Promise<T>): Promise<T[]> {
     const stop = new AbortController();
     let first: { error: unknown } | null = null;
     const settled = await Promise.allSettled(

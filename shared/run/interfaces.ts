@@ -29,6 +29,8 @@ export interface LearnerApi {
     versions: readonly number[],
     /** The groups and positions are this learner's shard of a step split over several learners. */
     dp?: DataParallelStep,
+    /** Cancels the call (another learner of the same step failed); a local learner may ignore it. */
+    signal?: AbortSignal,
   ): Promise<Record<string, number>>;
   checkpoint(run: RunRef, state: CoordinatorState): Promise<string>;
   saveFinal(run: RunRef): Promise<string>;
